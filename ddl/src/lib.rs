@@ -1,0 +1,43 @@
+//! Agent descriptions (DDLs): what an agent's actions accept, return and summarise.
+//!
+//! mco reads DDLs in the JSON format that Choria uses, so existing DDLs load unmodified. A DDL
+//! drives everything around an action: the CLI converts `key=value` arguments by the declared
+//! types and checks them before sending, the node checks them again (never trusting the
+//! client), replies get output defaults, the CLI decides which nodes to print and how to label
+//! their data, and the client computes the declared aggregates over all replies.
+//!
+//! - [`load`]: reading a DDL, checking it against the JSON Schema and then semantically
+//!   ([`AgentDdl::from_json`], [`AgentDdl::load`]), with errors that name the file, the action
+//!   and the field.
+//! - [`model`]: the DDL types ([`AgentDdl`], [`Action`], [`Input`], [`Output`]).
+//! - [`validate`]: input validation and CLI value conversion, shared by client and node.
+//! - [`validators`]: `shellsafe`, `ipv4address`, `ipv6address`, `ipaddress`, named validators
+//!   such as `service_name`, and regular expressions.
+//! - [`aggregate`]: `summary`, `boolean_summary`, `average`, `sum` over replies.
+//!
+//! It does no network I/O and knows nothing of NATS; the only file access is
+//! [`AgentDdl::load`].
+//!
+//! ```
+//! use mco_ddl::AgentDdl;
+//! use serde_json::{json, Map};
+//!
+//! let ddl = AgentDdl::from_json(include_str!("../tests/data/service.json"), "service.json").unwrap();
+//! let action = ddl.action("restart").unwrap();
+//! let mut input = Map::new();
+//! input.insert("service".into(), json!("httpd; rm -rf /"));
+//! let err = action.validate_inputs(&mut input).unwrap_err();
+//! assert_eq!(err.input, "service");
+//! ```
+#![warn(missing_docs)]
+
+pub mod aggregate;
+pub mod load;
+pub mod model;
+pub mod validate;
+pub mod validators;
+
+pub use aggregate::{AggregateResult, Aggregator};
+pub use load::DdlError;
+pub use model::{Action, AgentDdl, Display, Input, InputType, Metadata, Output};
+pub use validate::{InputError, InputErrorKind};

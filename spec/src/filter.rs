@@ -1,0 +1,857 @@
+//! Filters: which nodes a request is for.
+//!
+//! A [`Filter`] is the wire model (`-F`, `-C`, `-I`, `-A`, `-W` on the command line). Before it
+//! is used it is compiled into a [`CompiledFilter`], which holds parsed regexes and numbers; its
+//! [`CompiledFilter::matches`] is the one evaluator that nodes, the registry and tests use, so a
+//! filter means the same thing wherever it is decided.
+//!
+//! # Semantics
+//!
+//! - Every category that is not empty must pass; an empty filter matches every node.
+//! - Facts (AND): `fact OP value` with `==` (also `=`), `!=`, `=~`, `<`, `>`, `<=`, `>=`
+//!   (`=>` and `=<` are accepted too). A value written `/re/` (or `/re/i` for a
+//!   case-insensitive match) makes the comparison a regex match. The fact name is a dotted
+//!   path into nested facts (`os.family`, `disks.0.size`); a key that itself contains dots is
+//!   found first. Numbers are compared as numbers when both sides are numbers (so `cpus>=4`
+//!   and `load>1.5` mean what they say, and `>` is never `>=`), booleans as booleans,
+//!   everything else as case-sensitive strings. An array fact matches when any element does
+//!   (and `!=` when none is equal). A fact the node does not have matches nothing, not even
+//!   `!=`.
+//! - Classes (AND): each entry is an exact class name or a `/regex/` that some class matches.
+//! - Identities (OR): exact or `/regex/`; the node matches if any entry does, so
+//!   `-I /^web/ -I web1` selects web1 and every `web…` node.
+//! - Agents (AND): exact or `/regex/` against the agents the node serves.
+//! - Compound (`-S`) expressions are carried by the model but not evaluated by this version;
+//!   compiling a filter that has one fails, so a node never widens a filter it cannot decide.
+//!
+//! # Wire format
+//!
+//! ```json
+//! {"fact": [{"fact": "os.family", "operator": "=~", "value": "(?i)deb"}],
+//!  "class": ["webserver"], "identity": ["/^web/", "db1"], "agent": ["rpcutil"], "compound": []}
+//! ```
+
+use std::cmp::Ordering;
+use std::fmt;
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Why a filter could not be parsed or compiled.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FilterError {
+    /// A fact filter string could not be parsed.
+    #[error("invalid fact filter {input:?}: {reason}")]
+    InvalidFact {
+        /// What was given.
+        input: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A regular expression does not compile.
+    #[error("invalid regular expression {pattern:?} in {kind} filter: {reason}")]
+    Regex {
+        /// Which filter category it is in (fact, class, identity, agent).
+        kind: &'static str,
+        /// The pattern.
+        pattern: String,
+        /// The compiler's message.
+        reason: String,
+    },
+    /// An entry is empty.
+    #[error("empty {kind} filter")]
+    Empty {
+        /// Which filter category it is in.
+        kind: &'static str,
+    },
+    /// The filter uses something this version cannot evaluate.
+    #[error("unsupported filter: {0}")]
+    Unsupported(String),
+}
+
+/// A comparison operator of a fact filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum FactOperator {
+    /// Equal.
+    #[serde(rename = "==")]
+    Eq,
+    /// Not equal.
+    #[serde(rename = "!=")]
+    Ne,
+    /// Regular expression match.
+    #[serde(rename = "=~")]
+    Match,
+    /// Less than.
+    #[serde(rename = "<")]
+    Lt,
+    /// Greater than.
+    #[serde(rename = ">")]
+    Gt,
+    /// Less than or equal.
+    #[serde(rename = "<=")]
+    Le,
+    /// Greater than or equal.
+    #[serde(rename = ">=")]
+    Ge,
+}
+
+impl FactOperator {
+    /// The operator as written on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FactOperator::Eq => "==",
+            FactOperator::Ne => "!=",
+            FactOperator::Match => "=~",
+            FactOperator::Lt => "<",
+            FactOperator::Gt => ">",
+            FactOperator::Le => "<=",
+            FactOperator::Ge => ">=",
+        }
+    }
+}
+
+impl fmt::Display for FactOperator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One fact comparison. For [`FactOperator::Match`] the value is a regex (Rust `regex`
+/// syntax; a leading `(?i)` makes it case-insensitive).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FactFilter {
+    /// The fact name or dotted path.
+    pub fact: String,
+    /// The comparison.
+    pub operator: FactOperator,
+    /// The value to compare with.
+    pub value: String,
+}
+
+impl FactFilter {
+    /// Parses `fact OP value` as typed after `-F`.
+    pub fn parse(input: &str) -> Result<FactFilter, FilterError> {
+        let invalid = |reason: &str| FilterError::InvalidFact {
+            input: input.to_string(),
+            reason: reason.to_string(),
+        };
+        let start = input
+            .find(['=', '!', '<', '>'])
+            .ok_or_else(|| invalid("expected fact, operator and value, e.g. country=uk"))?;
+        let fact = input[..start].trim();
+        if fact.is_empty() {
+            return Err(invalid("missing fact name"));
+        }
+        let rest = &input[start..];
+        // Longest operators first, so `<=` is not read as `<` followed by `=value`.
+        const OPERATORS: [(&str, FactOperator); 10] = [
+            ("<=", FactOperator::Le),
+            (">=", FactOperator::Ge),
+            ("=>", FactOperator::Ge),
+            ("=<", FactOperator::Le),
+            ("==", FactOperator::Eq),
+            ("!=", FactOperator::Ne),
+            ("=~", FactOperator::Match),
+            ("<", FactOperator::Lt),
+            (">", FactOperator::Gt),
+            ("=", FactOperator::Eq),
+        ];
+        let (op_text, mut operator) = OPERATORS
+            .iter()
+            .find(|(text, _)| rest.starts_with(text))
+            .copied()
+            .ok_or_else(|| invalid("unknown operator"))?;
+        let mut value = rest[op_text.len()..].trim().to_string();
+        if value.is_empty() {
+            return Err(invalid("missing value"));
+        }
+        if let Some((pattern, insensitive)) = slash_regex(&value) {
+            if matches!(operator, FactOperator::Eq | FactOperator::Match) {
+                operator = FactOperator::Match;
+                value = if insensitive {
+                    format!("(?i){pattern}")
+                } else {
+                    pattern.to_string()
+                };
+            }
+        }
+        let filter = FactFilter {
+            fact: fact.to_string(),
+            operator,
+            value,
+        };
+        filter.compile()?;
+        Ok(filter)
+    }
+
+    fn compile(&self) -> Result<CompiledFact, FilterError> {
+        if self.fact.is_empty() {
+            return Err(FilterError::Empty { kind: "fact" });
+        }
+        let test = match self.operator {
+            FactOperator::Match => {
+                FactTest::Regex(Regex::new(&self.value).map_err(|e| FilterError::Regex {
+                    kind: "fact",
+                    pattern: self.value.clone(),
+                    reason: e.to_string(),
+                })?)
+            }
+            op => FactTest::Compare {
+                op,
+                text: self.value.clone(),
+                number: parse_number(&self.value),
+                boolean: parse_bool(&self.value),
+            },
+        };
+        Ok(CompiledFact {
+            path: self.fact.clone(),
+            test,
+        })
+    }
+}
+
+impl fmt::Display for FactFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}{}", self.fact, self.operator, self.value)
+    }
+}
+
+/// Which nodes a request is for. See the [module docs](self) for the semantics.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Filter {
+    /// Fact comparisons, all of which must match.
+    #[serde(default)]
+    pub fact: Vec<FactFilter>,
+    /// Class names or `/regex/`, all of which must match.
+    #[serde(default)]
+    pub class: Vec<String>,
+    /// Identities or `/regex/`, any of which must match.
+    #[serde(default)]
+    pub identity: Vec<String>,
+    /// Agent names or `/regex/`, all of which must match.
+    #[serde(default)]
+    pub agent: Vec<String>,
+    /// Compound (`-S`) expressions; not evaluated by this version.
+    #[serde(default)]
+    pub compound: Vec<String>,
+}
+
+impl Filter {
+    /// Whether the filter has no entries at all (and so matches every node).
+    pub fn is_empty(&self) -> bool {
+        self.fact.is_empty()
+            && self.class.is_empty()
+            && self.identity.is_empty()
+            && self.agent.is_empty()
+            && self.compound.is_empty()
+    }
+
+    /// Adds a `-F` fact filter.
+    pub fn add_fact(&mut self, input: &str) -> Result<(), FilterError> {
+        self.fact.push(FactFilter::parse(input)?);
+        Ok(())
+    }
+
+    /// Adds a `-C` class filter (name or `/regex/`).
+    pub fn add_class(&mut self, input: &str) -> Result<(), FilterError> {
+        self.class.push(checked_matcher("class", input)?);
+        Ok(())
+    }
+
+    /// Adds a `-I` identity filter (name or `/regex/`).
+    pub fn add_identity(&mut self, input: &str) -> Result<(), FilterError> {
+        self.identity.push(checked_matcher("identity", input)?);
+        Ok(())
+    }
+
+    /// Adds a `-A` agent filter (name or `/regex/`).
+    pub fn add_agent(&mut self, input: &str) -> Result<(), FilterError> {
+        self.agent.push(checked_matcher("agent", input)?);
+        Ok(())
+    }
+
+    /// Adds a `-W` combined filter: whitespace-separated tokens, each a fact comparison if it
+    /// contains an operator and a class otherwise (`-W "country=uk webserver"`).
+    pub fn add_with(&mut self, input: &str) -> Result<(), FilterError> {
+        let mut any = false;
+        for token in input.split_whitespace() {
+            any = true;
+            if slash_regex(token).is_none() && token.contains(['=', '<', '>']) {
+                self.add_fact(token)?;
+            } else {
+                self.add_class(token)?;
+            }
+        }
+        if any {
+            Ok(())
+        } else {
+            Err(FilterError::Empty { kind: "-W" })
+        }
+    }
+
+    /// The identities, when the filter is nothing but exact (non-regex) identities: the case
+    /// where a client knows its nodes without discovering them.
+    pub fn plain_identities(&self) -> Option<&[String]> {
+        let only_identities = self.fact.is_empty()
+            && self.class.is_empty()
+            && self.compound.is_empty()
+            && !self.identity.is_empty();
+        (only_identities && self.identity.iter().all(|i| slash_regex(i).is_none()))
+            .then_some(self.identity.as_slice())
+    }
+
+    /// Compiles the filter for evaluation; fails on bad regexes and on compound expressions.
+    pub fn compile(&self) -> Result<CompiledFilter, FilterError> {
+        if !self.compound.is_empty() {
+            return Err(FilterError::Unsupported(
+                "compound (-S) filters are not supported by this version".into(),
+            ));
+        }
+        Ok(CompiledFilter {
+            facts: self
+                .fact
+                .iter()
+                .map(FactFilter::compile)
+                .collect::<Result<_, _>>()?,
+            classes: compile_matchers("class", &self.class)?,
+            identities: compile_matchers("identity", &self.identity)?,
+            agents: compile_matchers("agent", &self.agent)?,
+        })
+    }
+}
+
+/// What the evaluator needs to know about a node.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeView<'a> {
+    /// The node's identity.
+    pub identity: &'a str,
+    /// The node's facts, a JSON object (possibly nested).
+    pub facts: &'a Value,
+    /// The node's classes.
+    pub classes: &'a [String],
+    /// The agents the node serves.
+    pub agents: &'a [String],
+}
+
+/// A filter ready for evaluation: regexes compiled, numbers parsed.
+#[derive(Debug, Clone)]
+pub struct CompiledFilter {
+    facts: Vec<CompiledFact>,
+    classes: Vec<Matcher>,
+    identities: Vec<Matcher>,
+    agents: Vec<Matcher>,
+}
+
+impl CompiledFilter {
+    /// Whether `node` is selected by this filter. This is the only filter evaluator in mco.
+    pub fn matches(&self, node: &NodeView<'_>) -> bool {
+        (self.identities.is_empty() || self.identities.iter().any(|m| m.is_match(node.identity)))
+            && self
+                .agents
+                .iter()
+                .all(|m| node.agents.iter().any(|a| m.is_match(a)))
+            && self
+                .classes
+                .iter()
+                .all(|m| node.classes.iter().any(|c| m.is_match(c)))
+            && self.facts.iter().all(|f| f.matches(node.facts))
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Matcher {
+    Exact(String),
+    Regex(Regex),
+}
+
+impl Matcher {
+    fn is_match(&self, candidate: &str) -> bool {
+        match self {
+            Matcher::Exact(exact) => exact == candidate,
+            Matcher::Regex(re) => re.is_match(candidate),
+        }
+    }
+}
+
+fn compile_matcher(kind: &'static str, input: &str) -> Result<Matcher, FilterError> {
+    if input.is_empty() {
+        return Err(FilterError::Empty { kind });
+    }
+    match slash_regex(input) {
+        Some((pattern, insensitive)) => {
+            let source = if insensitive {
+                format!("(?i){pattern}")
+            } else {
+                pattern.to_string()
+            };
+            Regex::new(&source)
+                .map(Matcher::Regex)
+                .map_err(|e| FilterError::Regex {
+                    kind,
+                    pattern: pattern.to_string(),
+                    reason: e.to_string(),
+                })
+        }
+        None => Ok(Matcher::Exact(input.to_string())),
+    }
+}
+
+fn checked_matcher(kind: &'static str, input: &str) -> Result<String, FilterError> {
+    compile_matcher(kind, input)?;
+    Ok(input.to_string())
+}
+
+fn compile_matchers(kind: &'static str, inputs: &[String]) -> Result<Vec<Matcher>, FilterError> {
+    inputs.iter().map(|i| compile_matcher(kind, i)).collect()
+}
+
+/// `/pattern/` or `/pattern/i` → (pattern, case-insensitive).
+fn slash_regex(input: &str) -> Option<(&str, bool)> {
+    let body = input.strip_prefix('/')?;
+    if let Some(pattern) = body.strip_suffix("/i") {
+        return Some((pattern, true));
+    }
+    body.strip_suffix('/').map(|pattern| (pattern, false))
+}
+
+#[derive(Debug, Clone)]
+struct CompiledFact {
+    path: String,
+    test: FactTest,
+}
+
+#[derive(Debug, Clone)]
+enum FactTest {
+    Regex(Regex),
+    Compare {
+        op: FactOperator,
+        text: String,
+        number: Option<Number>,
+        boolean: Option<bool>,
+    },
+}
+
+impl CompiledFact {
+    fn matches(&self, facts: &Value) -> bool {
+        let Some(value) = lookup(facts, &self.path) else {
+            return false;
+        };
+        match &self.test {
+            FactTest::Compare {
+                op: FactOperator::Ne,
+                text,
+                number,
+                boolean,
+            } => !any_scalar(value, &|v| {
+                compare(v, FactOperator::Eq, text, *number, *boolean)
+            }),
+            FactTest::Compare {
+                op,
+                text,
+                number,
+                boolean,
+            } => any_scalar(value, &|v| compare(v, *op, text, *number, *boolean)),
+            FactTest::Regex(re) => any_scalar(value, &|v| {
+                scalar_text(v).is_some_and(|text| re.is_match(&text))
+            }),
+        }
+    }
+}
+
+/// Finds a fact by name, then by dotted path through objects and arrays (`os.family`,
+/// `disks.0.size`). This is how every part of mco resolves a fact name.
+pub fn lookup<'v>(facts: &'v Value, path: &str) -> Option<&'v Value> {
+    if let Some(direct) = facts.get(path) {
+        return Some(direct);
+    }
+    let mut current = facts;
+    for segment in path.split('.') {
+        current = match current {
+            Value::Object(map) => map.get(segment)?,
+            Value::Array(items) => items.get(segment.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(current)
+}
+
+/// Applies `test` to a scalar, or to each element of an array (or each key of an object).
+fn any_scalar(value: &Value, test: &dyn Fn(&Value) -> bool) -> bool {
+    match value {
+        Value::Array(items) => items
+            .iter()
+            .any(|item| !item.is_array() && any_scalar(item, test)),
+        Value::Object(map) => map.keys().any(|k| test(&Value::String(k.clone()))),
+        scalar => test(scalar),
+    }
+}
+
+fn scalar_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Null => Some(String::new()),
+        _ => None,
+    }
+}
+
+fn compare(
+    fact: &Value,
+    op: FactOperator,
+    text: &str,
+    number: Option<Number>,
+    boolean: Option<bool>,
+) -> bool {
+    let ordering = match fact {
+        Value::Bool(b) => match (op, boolean) {
+            (FactOperator::Eq, Some(want)) => return *b == want,
+            _ => return false,
+        },
+        Value::Number(n) => match (value_number(n), number) {
+            (Some(have), Some(want)) => have.cmp(want),
+            _ => return op == FactOperator::Eq && n.to_string() == text,
+        },
+        Value::String(s) => match (parse_number(s), number) {
+            (Some(have), Some(want)) => have.cmp(want),
+            // A number on one side only: equality by text, never an ordering.
+            (Some(_), None) | (None, Some(_)) => {
+                return op == FactOperator::Eq && s == text;
+            }
+            (None, None) => Some(s.as_str().cmp(text)),
+        },
+        _ => return false,
+    };
+    let Some(ordering) = ordering else {
+        return false;
+    };
+    match op {
+        FactOperator::Eq => ordering == Ordering::Equal,
+        FactOperator::Lt => ordering == Ordering::Less,
+        FactOperator::Gt => ordering == Ordering::Greater,
+        FactOperator::Le => ordering != Ordering::Greater,
+        FactOperator::Ge => ordering != Ordering::Less,
+        FactOperator::Ne | FactOperator::Match => false,
+    }
+}
+
+/// A number from a fact or filter: integers are kept exact, everything else is a float.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Number {
+    Int(i128),
+    Float(f64),
+}
+
+impl Number {
+    fn cmp(self, other: Number) -> Option<Ordering> {
+        match (self, other) {
+            (Number::Int(a), Number::Int(b)) => Some(a.cmp(&b)),
+            (a, b) => a.as_f64().partial_cmp(&b.as_f64()),
+        }
+    }
+
+    fn as_f64(self) -> f64 {
+        match self {
+            Number::Int(i) => i as f64,
+            Number::Float(f) => f,
+        }
+    }
+}
+
+fn value_number(n: &serde_json::Number) -> Option<Number> {
+    if let Some(i) = n.as_i64() {
+        Some(Number::Int(i as i128))
+    } else if let Some(u) = n.as_u64() {
+        Some(Number::Int(u as i128))
+    } else {
+        n.as_f64().map(Number::Float)
+    }
+}
+
+/// Parses decimal numbers only: `4`, `-2`, `1.5`, `1e3`. Not `inf`, `NaN`, hex or empty.
+fn parse_number(text: &str) -> Option<Number> {
+    let t = text.trim();
+    let first = t.chars().next()?;
+    if !(first.is_ascii_digit() || ((first == '-' || first == '+' || first == '.') && t.len() > 1))
+    {
+        return None;
+    }
+    if !t
+        .chars()
+        .all(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | '+' | 'e' | 'E'))
+    {
+        return None;
+    }
+    if let Ok(i) = t.parse::<i128>() {
+        return Some(Number::Int(i));
+    }
+    t.parse::<f64>()
+        .ok()
+        .filter(|f| f.is_finite())
+        .map(Number::Float)
+}
+
+fn parse_bool(text: &str) -> Option<bool> {
+    match text.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "y" | "t" => Some(true),
+        "false" | "no" | "n" | "f" => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn facts() -> Value {
+        json!({
+            "country": "uk",
+            "cpus": 4,
+            "load": 1.5,
+            "memory_mb": "2048",
+            "release": "12.5",
+            "virtual": true,
+            "roles": ["web", "cache"],
+            "os": {"family": "Debian", "release": {"major": "12"}},
+            "dotted.key": "literal",
+            "disks": [{"size": 100}],
+            "nothing": null
+        })
+    }
+
+    fn matches_fact(filter: &str) -> bool {
+        let mut f = Filter::default();
+        f.add_fact(filter).unwrap();
+        let facts = facts();
+        let node = NodeView {
+            identity: "web1",
+            facts: &facts,
+            classes: &[],
+            agents: &[],
+        };
+        f.compile().unwrap().matches(&node)
+    }
+
+    #[test]
+    fn fact_filters() {
+        let table: &[(&str, bool)] = &[
+            ("country=uk", true),
+            ("country==uk", true),
+            ("country=de", false),
+            ("country!=de", true),
+            ("country!=uk", false),
+            ("country=UK", false),
+            ("country=/^u/", true),
+            ("country=/^U/", false),
+            ("country=/^U/i", true),
+            ("country=~^u", true),
+            ("cpus=4", true),
+            ("cpus=4.0", true),
+            ("cpus>3", true),
+            ("cpus>4", false),
+            ("cpus>=4", true),
+            ("cpus<5", true),
+            ("cpus<=3", false),
+            ("cpus=>4", true),
+            ("cpus=<4", true),
+            // Choria evaluated `>` with a float as `>=`.
+            ("load>1.5", false),
+            ("load>=1.5", true),
+            ("load<1.5", false),
+            ("load>1.4", true),
+            // Numbers in strings compare as numbers: "2048" > "300" though "2" < "3".
+            ("memory_mb>300", true),
+            ("memory_mb<300", false),
+            ("release>12.10", true),
+            ("release>9", true),
+            ("virtual=true", true),
+            ("virtual=yes", true),
+            ("virtual=false", false),
+            ("virtual>0", false),
+            ("roles=web", true),
+            ("roles=cache", true),
+            ("roles=db", false),
+            ("roles!=db", true),
+            ("roles!=web", false),
+            ("roles=/^ca/", true),
+            ("os.family=Debian", true),
+            ("os.family=/deb/i", true),
+            ("os.release.major>=12", true),
+            ("os.release.major>12", false),
+            ("dotted.key=literal", true),
+            ("disks.0.size>=100", true),
+            ("disks.1.size>=100", false),
+            ("missing=x", false),
+            ("missing!=x", false),
+            ("os.missing=x", false),
+            ("country<zz", true),
+            ("country>zz", false),
+            ("cpus>four", false),
+            ("nothing=x", false),
+        ];
+        for (filter, want) in table {
+            assert_eq!(matches_fact(filter), *want, "{filter}");
+        }
+    }
+
+    #[test]
+    fn fact_parsing() {
+        let table: &[(&str, &str, FactOperator, &str)] = &[
+            ("a=b", "a", FactOperator::Eq, "b"),
+            ("a == b", "a", FactOperator::Eq, "b"),
+            ("a!=b", "a", FactOperator::Ne, "b"),
+            ("a<=1", "a", FactOperator::Le, "1"),
+            ("a=<1", "a", FactOperator::Le, "1"),
+            ("a>=1", "a", FactOperator::Ge, "1"),
+            ("a=>1", "a", FactOperator::Ge, "1"),
+            ("a<1", "a", FactOperator::Lt, "1"),
+            ("a>1", "a", FactOperator::Gt, "1"),
+            ("a=~x.*", "a", FactOperator::Match, "x.*"),
+            ("a=/x/", "a", FactOperator::Match, "x"),
+            ("a=/x/i", "a", FactOperator::Match, "(?i)x"),
+            ("os.family=debian", "os.family", FactOperator::Eq, "debian"),
+            ("url=http://a=b", "url", FactOperator::Eq, "http://a=b"),
+        ];
+        for (input, fact, op, value) in table {
+            let parsed = FactFilter::parse(input).unwrap();
+            assert_eq!(
+                (parsed.fact.as_str(), parsed.operator, parsed.value.as_str()),
+                (*fact, *op, *value),
+                "{input}"
+            );
+        }
+        for bad in ["country", "=uk", "country=", "a=/[/", "a=~("] {
+            assert!(FactFilter::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn node_matches(filter: &Filter, identity: &str, classes: &[&str], agents: &[&str]) -> bool {
+        let classes: Vec<String> = classes.iter().map(|s| s.to_string()).collect();
+        let agents: Vec<String> = agents.iter().map(|s| s.to_string()).collect();
+        let facts = facts();
+        filter.compile().unwrap().matches(&NodeView {
+            identity,
+            facts: &facts,
+            classes: &classes,
+            agents: &agents,
+        })
+    }
+
+    #[test]
+    fn identity_filters_are_ored() {
+        let mut f = Filter::default();
+        f.add_identity("/^web/").unwrap();
+        f.add_identity("web1").unwrap();
+        // MCollective required exactly one entry to match, so web1 was missed.
+        assert!(node_matches(&f, "web1", &[], &[]));
+        assert!(node_matches(&f, "web2", &[], &[]));
+        assert!(!node_matches(&f, "db1", &[], &[]));
+        let mut g = Filter::default();
+        g.add_identity("db1").unwrap();
+        g.add_identity("db2").unwrap();
+        assert!(node_matches(&g, "db2", &[], &[]));
+        assert!(!node_matches(&g, "db3", &[], &[]));
+    }
+
+    #[test]
+    fn class_and_agent_filters_are_anded() {
+        let classes = ["webserver", "base::ntp"];
+        let table: &[(&[&str], bool)] = &[
+            (&["webserver"], true),
+            (&["webserver", "base::ntp"], true),
+            (&["webserver", "database"], false),
+            (&["/^base::/"], true),
+            (&["/SERVER/i"], true),
+            (&["web"], false),
+        ];
+        for (entries, want) in table {
+            let mut f = Filter::default();
+            for e in *entries {
+                f.add_class(e).unwrap();
+            }
+            assert_eq!(node_matches(&f, "n", &classes, &[]), *want, "{entries:?}");
+        }
+        let mut f = Filter::default();
+        f.add_agent("rpcutil").unwrap();
+        assert!(node_matches(&f, "n", &[], &["rpcutil", "service"]));
+        f.add_agent("/^pack/").unwrap();
+        assert!(!node_matches(&f, "n", &[], &["rpcutil", "service"]));
+        assert!(node_matches(&f, "n", &[], &["rpcutil", "package"]));
+    }
+
+    #[test]
+    fn with_filter_splits_facts_and_classes() {
+        let mut f = Filter::default();
+        f.add_with("country=uk webserver cpus>=2 /^base/").unwrap();
+        assert_eq!(f.fact.len(), 2);
+        assert_eq!(f.class, vec!["webserver", "/^base/"]);
+        assert!(node_matches(&f, "n", &["webserver", "base::x"], &[]));
+        assert!(!node_matches(&f, "n", &["webserver"], &[]));
+        assert!(Filter::default().add_with("  ").is_err());
+    }
+
+    #[test]
+    fn empty_filter_matches_everything() {
+        assert!(node_matches(&Filter::default(), "any", &[], &[]));
+    }
+
+    #[test]
+    fn all_categories_must_pass() {
+        let mut f = Filter::default();
+        f.add_fact("country=uk").unwrap();
+        f.add_class("webserver").unwrap();
+        f.add_identity("/^web/").unwrap();
+        assert!(node_matches(&f, "web1", &["webserver"], &[]));
+        assert!(!node_matches(&f, "db1", &["webserver"], &[]));
+        assert!(!node_matches(&f, "web1", &[], &[]));
+    }
+
+    #[test]
+    fn compound_filters_are_refused_not_ignored() {
+        let f = Filter {
+            compound: vec!["country=uk".into()],
+            ..Filter::default()
+        };
+        assert!(matches!(f.compile(), Err(FilterError::Unsupported(_))));
+    }
+
+    #[test]
+    fn plain_identities_only_for_exact_identity_filters() {
+        let mut f = Filter::default();
+        f.add_identity("a").unwrap();
+        f.add_identity("b").unwrap();
+        assert_eq!(f.plain_identities().unwrap(), ["a", "b"]);
+        f.add_identity("/c/").unwrap();
+        assert!(f.plain_identities().is_none());
+        let mut g = Filter::default();
+        g.add_identity("a").unwrap();
+        g.add_fact("x=1").unwrap();
+        assert!(g.plain_identities().is_none());
+    }
+
+    #[test]
+    fn bad_regexes_are_errors() {
+        assert!(Filter::default().add_class("/[/").is_err());
+        assert!(Filter::default().add_identity("/(/").is_err());
+        assert!(Filter::default().add_identity("").is_err());
+        // A filter received over the wire is checked when compiled.
+        let f = Filter {
+            class: vec!["/[/".into()],
+            ..Filter::default()
+        };
+        assert!(f.compile().is_err());
+    }
+
+    #[test]
+    fn numbers_parse_strictly() {
+        for n in ["1", "-2", "1.5", "1e3", "+4", ".5"] {
+            assert!(parse_number(n).is_some(), "{n}");
+        }
+        for n in ["", "inf", "NaN", "infinity", "0x10", "1.2.3.x", "-", "abc"] {
+            assert!(parse_number(n).is_none(), "{n}");
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! The mco wire protocol, and nothing else.
+//!
+//! This crate defines what travels over the broker and how a node decides whether a request
+//! is meant for it:
+//!
+//! - [`subjects`]: the NATS subject names for broadcast, direct, reply and registration traffic.
+//! - [`message`]: the request and reply types, their signed envelopes, and status codes.
+//! - [`filter`]: the filter model (`-F`, `-C`, `-I`, `-A`, `-W`), its parser and the one
+//!   evaluator that every component uses to decide a match.
+//!
+//! It is deliberately free of I/O: it does not know NATS, files or clocks beyond
+//! [`message::now_millis`]. Everything here is testable without a broker.
+//!
+//! ```
+//! use mco_spec::filter::{Filter, NodeView};
+//! use serde_json::json;
+//!
+//! let mut filter = Filter::default();
+//! filter.add_fact("country=uk").unwrap();
+//! filter.identity.push("/^web/".to_string());
+//! let compiled = filter.compile().unwrap();
+//!
+//! let facts = json!({"country": "uk"});
+//! let node = NodeView { identity: "web1", facts: &facts, classes: &[], agents: &[] };
+//! assert!(compiled.matches(&node));
+//! ```
+#![warn(missing_docs)]
+
+pub mod filter;
+pub mod message;
+pub mod subjects;
+
+pub use filter::{CompiledFilter, FactFilter, FactOperator, Filter, FilterError, NodeView};
+pub use message::{
+    DecodeError, Reply, ReplyEnvelope, Request, RequestEnvelope, StatusCode, MAX_MESSAGE_BYTES,
+};

@@ -1,0 +1,599 @@
+//! Requests, replies, their envelopes and status codes.
+//!
+//! A message on the wire is an *envelope* around the request or reply. The envelope holds the
+//! inner message as raw JSON (not re-encoded), so that a signature can cover the exact bytes
+//! the receiver parses, plus optional `signature` and `token` fields. Unsigned fleets send
+//! them as `null`; the security layer fills them without changing the format.
+//!
+//! # Wire format
+//!
+//! A request envelope:
+//!
+//! ```json
+//! {
+//!   "protocol": "mco.request.v1",
+//!   "request": {
+//!     "id": "5d3c8f0a9b2e4c1d8e7f6a5b4c3d2e1f",
+//!     "collective": "mco",
+//!     "agent": "rpcutil",
+//!     "action": "ping",
+//!     "data": {},
+//!     "filter": {"fact": [{"fact": "country", "operator": "==", "value": "uk"}],
+//!                "class": [], "identity": [], "agent": ["rpcutil"], "compound": []},
+//!     "caller": "user=alice",
+//!     "sender": "admin1.example.net",
+//!     "time": 1763856000123,
+//!     "ttl": 60,
+//!     "reply_to": "mco.reply.0f1e2d3c4b5a69788796a5b4c3d2e1f0.5d3c8f0a9b2e4c1d8e7f6a5b4c3d2e1f"
+//!   },
+//!   "signature": null,
+//!   "token": null
+//! }
+//! ```
+//!
+//! A reply envelope:
+//!
+//! ```json
+//! {
+//!   "protocol": "mco.reply.v1",
+//!   "reply": {
+//!     "request_id": "5d3c8f0a9b2e4c1d8e7f6a5b4c3d2e1f",
+//!     "sender": "web1.example.net",
+//!     "agent": "rpcutil",
+//!     "action": "ping",
+//!     "time": 1763856000140,
+//!     "statuscode": 0,
+//!     "statusmsg": "OK",
+//!     "data": {"pong": 1763856000}
+//!   },
+//!   "signature": null,
+//!   "token": null
+//! }
+//! ```
+//!
+//! `time` is Unix time in milliseconds, `ttl` is seconds. This module does no I/O.
+
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use crate::filter::Filter;
+use crate::subjects::{is_valid_identity, is_valid_token};
+
+/// The `protocol` value of a request envelope.
+pub const REQUEST_PROTOCOL: &str = "mco.request.v1";
+/// The `protocol` value of a reply envelope.
+pub const REPLY_PROTOCOL: &str = "mco.reply.v1";
+
+/// The largest message a node or client accepts, in bytes.
+///
+/// Anything larger is refused before it is parsed, so a sender cannot make a node allocate
+/// without bound. NATS's own default `max_payload` is also 1 MiB.
+pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+
+/// The longest TTL a request may ask for: seven days, in seconds.
+pub const MAX_TTL_SECONDS: u64 = 7 * 24 * 3600;
+
+/// Why bytes could not be turned into a request or reply.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The message is larger than [`MAX_MESSAGE_BYTES`].
+    #[error("message of {size} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// Size of the message received.
+        size: usize,
+        /// The limit it exceeded.
+        limit: usize,
+    },
+    /// The bytes are not the JSON shape of the message.
+    #[error("malformed message: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The envelope names a protocol this version does not speak.
+    #[error("unsupported protocol {found:?}, expected {expected:?}")]
+    Protocol {
+        /// The protocol string found.
+        found: String,
+        /// The protocol string expected.
+        expected: &'static str,
+    },
+    /// A field parsed but holds a value that is not allowed.
+    #[error("invalid field {field}: {reason}")]
+    Invalid {
+        /// The field at fault.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// Reply status codes, the MCollective/Choria convention.
+///
+/// On the wire a status code is its number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StatusCode {
+    /// 0: the action ran and succeeded.
+    Ok,
+    /// 1: the action was aborted (failed, refused, not authorized).
+    Aborted,
+    /// 2: the node has no such agent or action.
+    UnknownAction,
+    /// 3: a required input was missing.
+    MissingData,
+    /// 4: an input was invalid.
+    InvalidData,
+    /// 5: anything else went wrong.
+    UnknownError,
+}
+
+impl StatusCode {
+    /// The numeric code.
+    pub fn code(self) -> u8 {
+        match self {
+            StatusCode::Ok => 0,
+            StatusCode::Aborted => 1,
+            StatusCode::UnknownAction => 2,
+            StatusCode::MissingData => 3,
+            StatusCode::InvalidData => 4,
+            StatusCode::UnknownError => 5,
+        }
+    }
+
+    /// The status code for a number, if it is one of 0–5.
+    pub fn from_code(code: u64) -> Option<StatusCode> {
+        Some(match code {
+            0 => StatusCode::Ok,
+            1 => StatusCode::Aborted,
+            2 => StatusCode::UnknownAction,
+            3 => StatusCode::MissingData,
+            4 => StatusCode::InvalidData,
+            5 => StatusCode::UnknownError,
+            _ => return None,
+        })
+    }
+
+    /// The text MCollective prints next to a node that did not succeed (empty for OK).
+    pub fn description(self) -> &'static str {
+        match self {
+            StatusCode::Ok => "OK",
+            StatusCode::Aborted => "Request Aborted",
+            StatusCode::UnknownAction => "Unknown Action",
+            StatusCode::MissingData => "Missing Request Data",
+            StatusCode::InvalidData => "Invalid Request Data",
+            StatusCode::UnknownError => "Unknown Request Status",
+        }
+    }
+
+    /// Whether this is [`StatusCode::Ok`].
+    pub fn is_ok(self) -> bool {
+        self == StatusCode::Ok
+    }
+}
+
+impl fmt::Display for StatusCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.description())
+    }
+}
+
+impl Serialize for StatusCode {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u8(self.code())
+    }
+}
+
+impl<'de> Deserialize<'de> for StatusCode {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let code = u64::deserialize(deserializer)?;
+        StatusCode::from_code(code)
+            .ok_or_else(|| D::Error::custom(format!("status code {code} is not between 0 and 5")))
+    }
+}
+
+/// The current Unix time in milliseconds.
+pub fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A new random request id: 32 lowercase hex digits (a UUIDv4 without dashes).
+pub fn new_request_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// An RPC request: which action to run, with which inputs, on which nodes.
+///
+/// See the [module docs](self) for the wire format.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    /// Unique id; replies carry it back and nodes use it to recognise repeats.
+    pub id: String,
+    /// The collective the request was sent in.
+    pub collective: String,
+    /// The agent to call.
+    pub agent: String,
+    /// The action of that agent.
+    pub action: String,
+    /// The action's inputs.
+    #[serde(default)]
+    pub data: Map<String, Value>,
+    /// Which nodes should act; an empty filter matches every node.
+    #[serde(default)]
+    pub filter: Filter,
+    /// Who asked (e.g. `user=alice`). Unsigned fleets take it on trust; signed ones take it
+    /// from the caller's token.
+    pub caller: String,
+    /// The identity of the host that sent the request.
+    pub sender: String,
+    /// When the request was made, Unix milliseconds.
+    pub time: u64,
+    /// How long after `time` the request may still be acted on, in seconds.
+    pub ttl: u64,
+    /// The subject replies go to.
+    pub reply_to: String,
+}
+
+impl Request {
+    /// Whether the request's TTL has passed at `now_ms` (Unix milliseconds).
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        now_ms > self.expires_at()
+    }
+
+    /// The Unix millisecond after which the request must not be acted on.
+    pub fn expires_at(&self) -> u64 {
+        self.time.saturating_add(self.ttl.saturating_mul(1000))
+    }
+
+    /// Checks the fields a node relies on; [`RequestEnvelope::request`] calls it.
+    pub fn validate(&self) -> Result<(), DecodeError> {
+        fn invalid(field: &'static str, reason: impl Into<String>) -> DecodeError {
+            DecodeError::Invalid {
+                field,
+                reason: reason.into(),
+            }
+        }
+        if self.id.is_empty()
+            || self.id.len() > 64
+            || !self
+                .id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            return Err(invalid("id", "must be 1 to 64 letters, digits or dashes"));
+        }
+        if !is_valid_token(&self.collective) {
+            return Err(invalid(
+                "collective",
+                format!("{:?} is not a valid collective name", self.collective),
+            ));
+        }
+        if !is_valid_token(&self.agent) {
+            return Err(invalid(
+                "agent",
+                format!("{:?} is not a valid agent name", self.agent),
+            ));
+        }
+        if !is_valid_token(&self.action) {
+            return Err(invalid(
+                "action",
+                format!("{:?} is not a valid action name", self.action),
+            ));
+        }
+        if self.caller.is_empty() || self.caller.len() > 256 {
+            return Err(invalid("caller", "must be 1 to 256 characters"));
+        }
+        if !is_valid_identity(&self.sender) {
+            return Err(invalid(
+                "sender",
+                format!("{:?} is not a valid identity", self.sender),
+            ));
+        }
+        if self.ttl == 0 || self.ttl > MAX_TTL_SECONDS {
+            return Err(invalid(
+                "ttl",
+                format!("must be between 1 and {MAX_TTL_SECONDS} seconds"),
+            ));
+        }
+        if self.reply_to.is_empty()
+            || self.reply_to.len() > 256
+            || self
+                .reply_to
+                .chars()
+                .any(|c| c.is_whitespace() || c == '*' || c == '>')
+        {
+            return Err(invalid(
+                "reply_to",
+                "must be a NATS subject without wildcards",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The envelope a request travels in. The inner request is kept as raw JSON bytes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RequestEnvelope {
+    /// Always [`REQUEST_PROTOCOL`].
+    pub protocol: String,
+    /// The request, exactly as the sender serialised it. Signatures cover these bytes.
+    pub request: Box<RawValue>,
+    /// Base64 signature over `request` by the caller's key; `null` when unsigned.
+    #[serde(default)]
+    pub signature: Option<String>,
+    /// The caller's token; `null` when unsigned.
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+impl RequestEnvelope {
+    /// Wraps a request without signature or token.
+    pub fn unsigned(request: &Request) -> Result<Self, serde_json::Error> {
+        Ok(RequestEnvelope {
+            protocol: REQUEST_PROTOCOL.to_string(),
+            request: serde_json::value::to_raw_value(request)?,
+            signature: None,
+            token: None,
+        })
+    }
+
+    /// Parses an envelope from bytes, refusing oversized input and unknown protocols. The inner
+    /// request is not parsed yet: verify [`Self::request_bytes`] first, then call
+    /// [`Self::request`].
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        check_size(bytes)?;
+        let envelope: RequestEnvelope = serde_json::from_slice(bytes)?;
+        check_protocol(&envelope.protocol, REQUEST_PROTOCOL)?;
+        Ok(envelope)
+    }
+
+    /// The exact bytes of the inner request: what a signature covers.
+    pub fn request_bytes(&self) -> &[u8] {
+        self.request.get().as_bytes()
+    }
+
+    /// Parses and validates the inner request from [`Self::request_bytes`].
+    pub fn request(&self) -> Result<Request, DecodeError> {
+        let request: Request = serde_json::from_str(self.request.get())?;
+        request.validate()?;
+        Ok(request)
+    }
+
+    /// The envelope as bytes to publish.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(self)
+    }
+}
+
+/// A node's answer to one request.
+///
+/// See the [module docs](self) for the wire format.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    /// The id of the request this answers.
+    pub request_id: String,
+    /// The identity of the node that answered.
+    pub sender: String,
+    /// The agent that was called.
+    pub agent: String,
+    /// The action that was called.
+    pub action: String,
+    /// When the reply was made, Unix milliseconds.
+    pub time: u64,
+    /// The outcome.
+    pub statuscode: StatusCode,
+    /// A human-readable outcome; `OK` on success, the reason otherwise.
+    pub statusmsg: String,
+    /// The action's outputs (a JSON object).
+    #[serde(default = "empty_object")]
+    pub data: Value,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Map::new())
+}
+
+/// The envelope a reply travels in; the same shape as [`RequestEnvelope`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReplyEnvelope {
+    /// Always [`REPLY_PROTOCOL`].
+    pub protocol: String,
+    /// The reply, exactly as the node serialised it. Signatures cover these bytes.
+    pub reply: Box<RawValue>,
+    /// Base64 signature over `reply` by the node's key; `null` when unsigned.
+    #[serde(default)]
+    pub signature: Option<String>,
+    /// The node's token; `null` when unsigned.
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+impl ReplyEnvelope {
+    /// Wraps a reply without signature or token.
+    pub fn unsigned(reply: &Reply) -> Result<Self, serde_json::Error> {
+        Ok(ReplyEnvelope {
+            protocol: REPLY_PROTOCOL.to_string(),
+            reply: serde_json::value::to_raw_value(reply)?,
+            signature: None,
+            token: None,
+        })
+    }
+
+    /// Parses an envelope from bytes, refusing oversized input and unknown protocols.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        check_size(bytes)?;
+        let envelope: ReplyEnvelope = serde_json::from_slice(bytes)?;
+        check_protocol(&envelope.protocol, REPLY_PROTOCOL)?;
+        Ok(envelope)
+    }
+
+    /// The exact bytes of the inner reply: what a signature covers.
+    pub fn reply_bytes(&self) -> &[u8] {
+        self.reply.get().as_bytes()
+    }
+
+    /// Parses the inner reply.
+    pub fn reply(&self) -> Result<Reply, DecodeError> {
+        let reply: Reply = serde_json::from_str(self.reply.get())?;
+        if !reply.data.is_object() {
+            return Err(DecodeError::Invalid {
+                field: "data",
+                reason: "must be a JSON object".into(),
+            });
+        }
+        Ok(reply)
+    }
+
+    /// The envelope as bytes to publish.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(self)
+    }
+}
+
+fn check_size(bytes: &[u8]) -> Result<(), DecodeError> {
+    if bytes.len() > MAX_MESSAGE_BYTES {
+        return Err(DecodeError::TooLarge {
+            size: bytes.len(),
+            limit: MAX_MESSAGE_BYTES,
+        });
+    }
+    Ok(())
+}
+
+fn check_protocol(found: &str, expected: &'static str) -> Result<(), DecodeError> {
+    if found != expected {
+        return Err(DecodeError::Protocol {
+            found: found.to_string(),
+            expected,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    pub(crate) fn sample_request() -> Request {
+        let mut filter = Filter::default();
+        filter.add_fact("country=uk").unwrap();
+        filter.agent.push("rpcutil".into());
+        Request {
+            id: new_request_id(),
+            collective: "mco".into(),
+            agent: "rpcutil".into(),
+            action: "ping".into(),
+            data: Map::new(),
+            filter,
+            caller: "user=alice".into(),
+            sender: "admin1.example.net".into(),
+            time: 1_763_856_000_123,
+            ttl: 60,
+            reply_to: crate::subjects::reply("mco", "user=alice", "x"),
+        }
+    }
+
+    #[test]
+    fn request_round_trips_through_its_envelope() {
+        let request = sample_request();
+        let bytes = RequestEnvelope::unsigned(&request)
+            .unwrap()
+            .to_bytes()
+            .unwrap();
+        let envelope = RequestEnvelope::decode(&bytes).unwrap();
+        assert_eq!(envelope.request().unwrap(), request);
+        assert!(envelope.signature.is_none());
+        // The signed bytes are the request's own serialisation, untouched.
+        assert_eq!(
+            envelope.request_bytes(),
+            serde_json::to_vec(&request).unwrap()
+        );
+    }
+
+    #[test]
+    fn reply_round_trips_through_its_envelope() {
+        let reply = Reply {
+            request_id: "abc".into(),
+            sender: "web1".into(),
+            agent: "rpcutil".into(),
+            action: "ping".into(),
+            time: 1,
+            statuscode: StatusCode::InvalidData,
+            statusmsg: "bad".into(),
+            data: json!({"x": 1}),
+        };
+        let bytes = ReplyEnvelope::unsigned(&reply).unwrap().to_bytes().unwrap();
+        let parsed = ReplyEnvelope::decode(&bytes).unwrap().reply().unwrap();
+        assert_eq!(parsed, reply);
+        let raw: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(raw["reply"]["statuscode"], json!(4));
+    }
+
+    #[test]
+    fn oversized_and_malformed_messages_are_refused() {
+        let big = vec![b' '; MAX_MESSAGE_BYTES + 1];
+        assert!(matches!(
+            RequestEnvelope::decode(&big),
+            Err(DecodeError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            RequestEnvelope::decode(b"{nope"),
+            Err(DecodeError::Json(_))
+        ));
+        assert!(matches!(
+            RequestEnvelope::decode(b"[]"),
+            Err(DecodeError::Json(_))
+        ));
+        let wrong = br#"{"protocol":"other","request":{}}"#;
+        assert!(matches!(
+            RequestEnvelope::decode(wrong),
+            Err(DecodeError::Protocol { .. })
+        ));
+        let bad_status = br#"{"protocol":"mco.reply.v1","reply":{"request_id":"a","sender":"b","agent":"c","action":"d","time":1,"statuscode":9,"statusmsg":"","data":{}}}"#;
+        let envelope = ReplyEnvelope::decode(bad_status).unwrap();
+        assert!(envelope.reply().is_err());
+    }
+
+    #[test]
+    fn invalid_request_fields_are_named() {
+        type Mutation = Box<dyn Fn(&mut Request)>;
+        let cases: Vec<(&str, Mutation)> = vec![
+            ("id", Box::new(|r| r.id = String::new())),
+            ("collective", Box::new(|r| r.collective = "a.b".into())),
+            ("agent", Box::new(|r| r.agent = "x>".into())),
+            ("action", Box::new(|r| r.action = String::new())),
+            ("sender", Box::new(|r| r.sender = "a b".into())),
+            ("ttl", Box::new(|r| r.ttl = 0)),
+            ("reply_to", Box::new(|r| r.reply_to = "a.>".into())),
+        ];
+        for (field, mutate) in cases {
+            let mut request = sample_request();
+            mutate(&mut request);
+            match request.validate() {
+                Err(DecodeError::Invalid { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn ttl_expiry_is_inclusive_of_the_last_millisecond() {
+        let request = sample_request();
+        assert!(!request.is_expired(request.time + 60_000));
+        assert!(request.is_expired(request.time + 60_001));
+    }
+
+    #[test]
+    fn status_codes_map_both_ways() {
+        for code in 0..=5 {
+            assert_eq!(StatusCode::from_code(code).unwrap().code() as u64, code);
+        }
+        assert!(StatusCode::from_code(6).is_none());
+    }
+}

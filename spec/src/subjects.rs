@@ -1,0 +1,103 @@
+//! NATS subject names.
+//!
+//! Every subject starts with the collective, so a node in several collectives (sub-collectives,
+//! `-T`) subscribes once per collective and a broker ACL can confine a client to a collective.
+//! This module only builds and checks names; it does not subscribe or publish.
+
+use sha2::{Digest, Sha256};
+
+/// The agent that broadcast discovery pings. Every node answers it; it is not in any DDL.
+pub const DISCOVERY_AGENT: &str = "discovery";
+
+/// The agent name under which nodes publish registration data.
+pub const REGISTRATION_AGENT: &str = "registration";
+
+/// `<collective>.broadcast.agent.<agent>`: every node that has `agent` subscribes.
+pub fn broadcast(collective: &str, agent: &str) -> String {
+    format!("{collective}.broadcast.agent.{agent}")
+}
+
+/// `<collective>.node.<identity>`: requests addressed to exactly one node.
+pub fn direct(collective: &str, identity: &str) -> String {
+    format!("{collective}.node.{identity}")
+}
+
+/// `<collective>.reply.<caller-hash>.<request-id>`: where nodes answer a request.
+///
+/// The caller is hashed so that a caller name with dots or spaces cannot break the subject,
+/// and so that a broker ACL can grant a caller exactly its own reply prefix.
+pub fn reply(collective: &str, caller: &str, request_id: &str) -> String {
+    format!("{}.{}", reply_prefix(collective, caller), request_id)
+}
+
+/// `<collective>.reply.<caller-hash>`: the prefix of all reply subjects of one caller.
+pub fn reply_prefix(collective: &str, caller: &str) -> String {
+    let digest = Sha256::digest(caller.as_bytes());
+    format!("{collective}.reply.{}", hex::encode(&digest[..16]))
+}
+
+/// `<collective>.broadcast.agent.registration`.
+pub fn registration(collective: &str) -> String {
+    broadcast(collective, REGISTRATION_AGENT)
+}
+
+/// Whether `name` can be used as one token of a subject (an identity, a collective, an agent).
+///
+/// NATS tokens may not be empty or contain whitespace, `.`, `*` or `>`; identities are
+/// allowed dots in MCollective, so [`is_valid_identity`] is the check for those.
+pub fn is_valid_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// Whether `identity` is a valid node identity: `^[A-Za-z0-9_.-]+$`, as in MCollective.
+///
+/// Dots are allowed (identities are usually FQDNs); they become extra subject tokens in the
+/// direct subject, which is harmless because the node subscribes to its exact subject.
+pub fn is_valid_identity(identity: &str) -> bool {
+    !identity.is_empty()
+        && !identity.starts_with('.')
+        && !identity.ends_with('.')
+        && !identity.contains("..")
+        && identity
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_have_the_documented_shape() {
+        assert_eq!(broadcast("mco", "rpcutil"), "mco.broadcast.agent.rpcutil");
+        assert_eq!(
+            direct("mco", "web1.example.net"),
+            "mco.node.web1.example.net"
+        );
+        assert_eq!(registration("eu"), "eu.broadcast.agent.registration");
+        let r = reply("mco", "user=alice", "abc");
+        assert!(r.starts_with("mco.reply."));
+        assert!(r.ends_with(".abc"));
+        assert_eq!(r.split('.').count(), 4);
+        assert_ne!(reply("mco", "a", "x"), reply("mco", "b", "x"));
+    }
+
+    #[test]
+    fn names_are_checked() {
+        for ok in ["mco", "eu_west-1", "A9"] {
+            assert!(is_valid_token(ok), "{ok}");
+        }
+        for bad in ["", "a.b", "a b", "*", ">", "a>"] {
+            assert!(!is_valid_token(bad), "{bad}");
+        }
+        for ok in ["web1", "web1.example.net", "a-b_c"] {
+            assert!(is_valid_identity(ok), "{ok}");
+        }
+        for bad in ["", ".a", "a.", "a..b", "a b", "a*", "a>"] {
+            assert!(!is_valid_identity(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Checks that real encoded messages validate against `spec/schemas/*.json`, and that the
+//! schemas reject what the types would reject, so the prose, the schemas and the code cannot
+//! drift apart.
+
+use mco_spec::message::{new_request_id, Reply, ReplyEnvelope, Request, RequestEnvelope};
+use mco_spec::{subjects, Filter, StatusCode};
+use serde_json::{json, Map, Value};
+
+fn schema(name: &str) -> jsonschema::Validator {
+    let path = format!("{}/schemas/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let value: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
+    jsonschema::validator_for(&value).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn assert_valid(validator: &jsonschema::Validator, instance: &Value) {
+    let errors: Vec<String> = validator
+        .iter_errors(instance)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{instance}\n{}", errors.join("\n"));
+}
+
+fn requests() -> Vec<Request> {
+    let mut full = Filter::default();
+    full.add_with("country=uk webserver").unwrap();
+    full.add_fact("cpus>=4").unwrap();
+    full.add_fact("os.family=/deb/i").unwrap();
+    full.add_identity("/^web/").unwrap();
+    full.add_identity("db1").unwrap();
+    full.add_agent("rpcutil").unwrap();
+    let mut data = Map::new();
+    data.insert("fact".into(), json!("os.family"));
+    data.insert("nested".into(), json!({"list": [1, 2.5, true, null]}));
+    [Filter::default(), full]
+        .into_iter()
+        .map(|filter| {
+            let id = new_request_id();
+            Request {
+                reply_to: subjects::reply("mco", "user=alice", &id),
+                id,
+                collective: "mco".into(),
+                agent: "rpcutil".into(),
+                action: "get_fact".into(),
+                data: data.clone(),
+                filter,
+                caller: "user=alice".into(),
+                sender: "admin1.example.net".into(),
+                time: mco_spec::message::now_millis(),
+                ttl: 60,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn encoded_requests_match_the_schema() {
+    let validator = schema("request.json");
+    for request in requests() {
+        let bytes = RequestEnvelope::unsigned(&request)
+            .unwrap()
+            .to_bytes()
+            .unwrap();
+        let value: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_valid(&validator, &value);
+        // A signed envelope has the same shape.
+        let mut signed = value.clone();
+        signed["signature"] = json!("c2lnbmF0dXJl");
+        signed["token"] = json!("token");
+        assert_valid(&validator, &signed);
+    }
+}
+
+#[test]
+fn encoded_replies_match_the_schema() {
+    let validator = schema("reply.json");
+    for status in [
+        StatusCode::Ok,
+        StatusCode::UnknownAction,
+        StatusCode::UnknownError,
+    ] {
+        let reply = Reply {
+            request_id: new_request_id(),
+            sender: "web1.example.net".into(),
+            agent: "rpcutil".into(),
+            action: "ping".into(),
+            time: 1,
+            statuscode: status,
+            statusmsg: status.description().into(),
+            data: json!({"pong": 1}),
+        };
+        let bytes = ReplyEnvelope::unsigned(&reply).unwrap().to_bytes().unwrap();
+        assert_valid(&validator, &serde_json::from_slice(&bytes).unwrap());
+    }
+}
+
+/// The schema must be as strict as the code: every mutation here is refused by both.
+#[test]
+fn schema_and_decoder_refuse_the_same_requests() {
+    let validator = schema("request.json");
+    let request = requests().remove(1);
+    let good: Value = serde_json::from_slice(
+        &RequestEnvelope::unsigned(&request)
+            .unwrap()
+            .to_bytes()
+            .unwrap(),
+    )
+    .unwrap();
+    type Mutation = Box<dyn Fn(&mut Value)>;
+    let mutations: Vec<(&str, Mutation)> = vec![
+        (
+            "missing ttl",
+            Box::new(|v| {
+                v["request"].as_object_mut().unwrap().remove("ttl");
+            }),
+        ),
+        ("zero ttl", Box::new(|v| v["request"]["ttl"] = json!(0))),
+        (
+            "dotted agent",
+            Box::new(|v| v["request"]["agent"] = json!("a.b")),
+        ),
+        (
+            "wildcard reply",
+            Box::new(|v| v["request"]["reply_to"] = json!("mco.>")),
+        ),
+        (
+            "bad operator",
+            Box::new(|v| v["request"]["filter"]["fact"][0]["operator"] = json!("~~")),
+        ),
+        (
+            "data not object",
+            Box::new(|v| v["request"]["data"] = json!([1])),
+        ),
+        (
+            "wrong protocol",
+            Box::new(|v| v["protocol"] = json!("mco.request.v0")),
+        ),
+    ];
+    for (name, mutate) in mutations {
+        let mut bad = good.clone();
+        mutate(&mut bad);
+        assert!(!validator.is_valid(&bad), "schema accepted: {name}");
+        let bytes = serde_json::to_vec(&bad).unwrap();
+        let decoded = RequestEnvelope::decode(&bytes).and_then(|e| e.request());
+        assert!(decoded.is_err(), "decoder accepted: {name}");
+    }
+}
+
+/// Every field the types serialise is declared by the schema and the other way round.
+#[test]
+fn schema_properties_are_the_serialised_fields() {
+    fn keys(value: &Value) -> Vec<String> {
+        let mut k: Vec<String> = value.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    }
+    let read = |name: &str| -> Value {
+        let path = format!("{}/schemas/{name}", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    let request_schema = read("request.json");
+    let request = serde_json::to_value(&requests()[1]).unwrap();
+    assert_eq!(
+        keys(&request_schema["$defs"]["request"]["properties"]),
+        keys(&request)
+    );
+    assert_eq!(
+        keys(&request_schema["$defs"]["filter"]["properties"]),
+        keys(&request["filter"])
+    );
+    let reply_schema = read("reply.json");
+    let reply = serde_json::to_value(Reply {
+        request_id: "a".into(),
+        sender: "b".into(),
+        agent: "c".into(),
+        action: "d".into(),
+        time: 0,
+        statuscode: StatusCode::Ok,
+        statusmsg: String::new(),
+        data: json!({}),
+    })
+    .unwrap();
+    assert_eq!(
+        keys(&reply_schema["$defs"]["reply"]["properties"]),
+        keys(&reply)
+    );
+}
