@@ -21,8 +21,9 @@
 //! - Identities (OR): exact or `/regex/`; the node matches if any entry does, so
 //!   `-I /^web/ -I web1` selects web1 and every `web…` node.
 //! - Agents (AND): exact or `/regex/` against the agents the node serves.
-//! - Compound (`-S`) expressions are carried by the model but not evaluated by this version;
-//!   compiling a filter that has one fails, so a node never widens a filter it cannot decide.
+//! - Compound (`-S`, AND between expressions): boolean expressions over facts, classes and
+//!   data plugins, parsed and evaluated by [`crate::compound`]; their fact comparisons are
+//!   compiled into the same fact test as `-F`.
 //!
 //! # Wire format
 //!
@@ -38,6 +39,8 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::compound::{CompoundError, DataSource, Expr, NoData};
+
 /// Why a filter could not be parsed or compiled.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
@@ -50,6 +53,9 @@ pub enum FilterError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A compound expression does not parse.
+    #[error(transparent)]
+    Compound(#[from] CompoundError),
     /// A regular expression does not compile.
     #[error("invalid regular expression {pattern:?} in {kind} filter: {reason}")]
     Regex {
@@ -66,9 +72,6 @@ pub enum FilterError {
         /// Which filter category it is in.
         kind: &'static str,
     },
-    /// The filter uses something this version cannot evaluate.
-    #[error("unsupported filter: {0}")]
-    Unsupported(String),
 }
 
 /// A comparison operator of a fact filter.
@@ -182,11 +185,12 @@ impl FactFilter {
             operator,
             value,
         };
-        filter.compile()?;
+        filter.compile_fact()?;
         Ok(filter)
     }
 
-    fn compile(&self) -> Result<CompiledFact, FilterError> {
+    /// Compiles the comparison into the fact test that `-F` and `-S` share.
+    pub(crate) fn compile_fact(&self) -> Result<CompiledFact, FilterError> {
         if self.fact.is_empty() {
             return Err(FilterError::Empty { kind: "fact" });
         }
@@ -233,7 +237,7 @@ pub struct Filter {
     /// Agent names or `/regex/`, all of which must match.
     #[serde(default)]
     pub agent: Vec<String>,
-    /// Compound (`-S`) expressions; not evaluated by this version.
+    /// Compound (`-S`) expressions, all of which must hold.
     #[serde(default)]
     pub compound: Vec<String>,
 }
@@ -302,18 +306,25 @@ impl Filter {
             .then_some(self.identity.as_slice())
     }
 
-    /// Compiles the filter for evaluation; fails on bad regexes and on compound expressions.
+    /// Adds a `-S` compound expression, checking its syntax.
+    pub fn add_compound(&mut self, input: &str) -> Result<(), FilterError> {
+        Expr::parse(input)?;
+        self.compound.push(input.to_string());
+        Ok(())
+    }
+
+    /// Compiles the filter for evaluation; fails on bad regexes and compound syntax errors.
     pub fn compile(&self) -> Result<CompiledFilter, FilterError> {
-        if !self.compound.is_empty() {
-            return Err(FilterError::Unsupported(
-                "compound (-S) filters are not supported by this version".into(),
-            ));
-        }
         Ok(CompiledFilter {
+            compound: self
+                .compound
+                .iter()
+                .map(|e| Expr::parse(e))
+                .collect::<Result<_, _>>()?,
             facts: self
                 .fact
                 .iter()
-                .map(FactFilter::compile)
+                .map(FactFilter::compile_fact)
                 .collect::<Result<_, _>>()?,
             classes: compile_matchers("class", &self.class)?,
             identities: compile_matchers("identity", &self.identity)?,
@@ -338,6 +349,7 @@ pub struct NodeView<'a> {
 /// A filter ready for evaluation: regexes compiled, numbers parsed.
 #[derive(Debug, Clone)]
 pub struct CompiledFilter {
+    compound: Vec<Expr>,
     facts: Vec<CompiledFact>,
     classes: Vec<Matcher>,
     identities: Vec<Matcher>,
@@ -345,8 +357,15 @@ pub struct CompiledFilter {
 }
 
 impl CompiledFilter {
-    /// Whether `node` is selected by this filter. This is the only filter evaluator in mco.
+    /// Whether `node` is selected by this filter, where data-plugin calls are all unknown
+    /// (false). Use [`Self::matches_with`] where data plugins can be answered.
     pub fn matches(&self, node: &NodeView<'_>) -> bool {
+        self.matches_with(node, &NoData)
+    }
+
+    /// Whether `node` is selected by this filter, answering data-plugin calls from `data`.
+    /// This is the only filter evaluator in mco.
+    pub fn matches_with(&self, node: &NodeView<'_>, data: &dyn DataSource) -> bool {
         (self.identities.is_empty() || self.identities.iter().any(|m| m.is_match(node.identity)))
             && self
                 .agents
@@ -357,6 +376,20 @@ impl CompiledFilter {
                 .iter()
                 .all(|m| node.classes.iter().any(|c| m.is_match(c)))
             && self.facts.iter().all(|f| f.matches(node.facts))
+            && self.compound.iter().all(|e| e.matches(node, data))
+    }
+
+    /// The data plugins the compound expressions call, so a client can refuse unknown ones.
+    pub fn data_plugins(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.compound.iter().flat_map(Expr::data_plugins).collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
+    /// Whether the filter calls any data plugin (which only a live node can answer).
+    pub fn uses_data_plugins(&self) -> bool {
+        !self.data_plugins().is_empty()
     }
 }
 
@@ -416,8 +449,9 @@ fn slash_regex(input: &str) -> Option<(&str, bool)> {
     body.strip_suffix('/').map(|pattern| (pattern, false))
 }
 
+/// One compiled fact comparison, shared by `-F` filters and `-S` expressions.
 #[derive(Debug, Clone)]
-struct CompiledFact {
+pub struct CompiledFact {
     path: String,
     test: FactTest,
 }
@@ -434,7 +468,9 @@ enum FactTest {
 }
 
 impl CompiledFact {
-    fn matches(&self, facts: &Value) -> bool {
+    /// Whether the fact (or data-plugin output) named by this comparison, looked up in
+    /// `facts`, satisfies it.
+    pub fn matches(&self, facts: &Value) -> bool {
         let Some(value) = lookup(facts, &self.path) else {
             return false;
         };
@@ -810,12 +846,20 @@ mod tests {
     }
 
     #[test]
-    fn compound_filters_are_refused_not_ignored() {
-        let f = Filter {
-            compound: vec!["country=uk".into()],
+    fn compound_filters_are_anded_with_the_rest() {
+        let mut f = Filter::default();
+        f.add_compound("country=uk or country=de").unwrap();
+        f.add_compound("not /^db/").unwrap();
+        assert!(node_matches(&f, "n", &["webserver"], &[]));
+        assert!(!node_matches(&f, "n", &["dbserver"], &[]));
+        f.add_identity("other").unwrap();
+        assert!(!node_matches(&f, "n", &["webserver"], &[]));
+        assert!(Filter::default().add_compound("(a=1").is_err());
+        let wire = Filter {
+            compound: vec!["x=".into()],
             ..Filter::default()
         };
-        assert!(matches!(f.compile(), Err(FilterError::Unsupported(_))));
+        assert!(matches!(wire.compile(), Err(FilterError::Compound(_))));
     }
 
     #[test]

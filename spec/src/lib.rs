@@ -7,6 +7,8 @@
 //! - [`message`]: the request and reply types, their signed envelopes, and status codes.
 //! - [`filter`]: the filter model (`-F`, `-C`, `-I`, `-A`, `-W`), its parser and the one
 //!   evaluator that every component uses to decide a match.
+//! - [`compound`]: `-S` expressions (`and`, `or`, `not`, parentheses, facts, classes and
+//!   data-plugin calls), evaluated by the same evaluator.
 //!
 //! It is deliberately free of I/O: it does not know NATS, files or clocks beyond
 //! [`message::now_millis`]. Everything here is testable without a broker.
@@ -26,6 +28,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod compound;
 pub mod filter;
 pub mod message;
 pub mod subjects;
