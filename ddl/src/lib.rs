@@ -14,6 +14,7 @@
 //! - [`validators`]: `shellsafe`, `ipv4address`, `ipv6address`, `ipaddress`, named validators
 //!   such as `service_name`, and regular expressions.
 //! - [`aggregate`]: `summary`, `boolean_summary`, `average`, `sum` over replies.
+//! - [`doc`]: the text `mco plugin doc AGENT` prints.
 //!
 //! It does no network I/O and knows nothing of NATS; the only file access is
 //! [`AgentDdl::load`].
@@ -32,6 +33,7 @@
 #![warn(missing_docs)]
 
 pub mod aggregate;
+pub mod doc;
 pub mod load;
 pub mod model;
 pub mod validate;
