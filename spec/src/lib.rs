@@ -5,6 +5,7 @@
 //!
 //! - [`subjects`]: the NATS subject names for broadcast, direct, reply and registration traffic.
 //! - [`message`]: the request and reply types, their signed envelopes, and status codes.
+//! - [`security`]: keys, issuer-signed tokens, and request/reply signatures.
 //! - [`filter`]: the filter model (`-F`, `-C`, `-I`, `-A`, `-W`), its parser and the one
 //!   evaluator that every component uses to decide a match.
 //! - [`compound`]: `-S` expressions (`and`, `or`, `not`, parentheses, facts, classes and
@@ -31,6 +32,7 @@
 pub mod compound;
 pub mod filter;
 pub mod message;
+pub mod security;
 pub mod subjects;
 
 pub use filter::{CompiledFilter, FactFilter, FactOperator, Filter, FilterError, NodeView};
