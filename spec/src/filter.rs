@@ -147,6 +147,11 @@ impl FactFilter {
         if fact.is_empty() {
             return Err(invalid("missing fact name"));
         }
+        if fact.contains(|c: char| c.is_whitespace() || matches!(c, '(' | ')' | '\'' | '"')) {
+            return Err(invalid(
+                "a fact name cannot contain spaces, parentheses or quotes",
+            ));
+        }
         let rest = &input[start..];
         // Longest operators first, so `<=` is not read as `<` followed by `=value`.
         const OPERATORS: [(&str, FactOperator); 10] = [
@@ -759,7 +764,9 @@ mod tests {
                 "{input}"
             );
         }
-        for bad in ["country", "=uk", "country=", "a=/[/", "a=~("] {
+        for bad in [
+            "country", "=uk", "country=", "a=/[/", "a=~(", "(a=1", "a b=1", "f('x')=1",
+        ] {
             assert!(FactFilter::parse(bad).is_err(), "{bad}");
         }
     }
