@@ -5,11 +5,14 @@
 //! [`crate::load`], validation in [`crate::validate`].
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use mco_spec::StatusCode;
+
+use crate::validators::Validation;
 
 /// An agent's DDL.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -184,6 +187,35 @@ pub struct Input {
     /// For lists: the accepted values.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub list: Option<Vec<String>>,
+    /// `validation` compiled once, on first use: validation runs for every request on every
+    /// node, and compiling a regex costs far more than matching it.
+    #[serde(skip)]
+    pub(crate) compiled: CompiledValidation,
+}
+
+impl Input {
+    /// The compiled `validation` rule, if the input has one.
+    pub(crate) fn validation_rule(&self) -> Option<Result<&Validation, &str>> {
+        let rule = self.validation.as_ref()?;
+        Some(
+            self.compiled
+                .0
+                .get_or_init(|| Validation::parse(rule))
+                .as_ref()
+                .map_err(String::as_str),
+        )
+    }
+}
+
+/// A lazily compiled validation rule; it derives from `validation`, so it never affects
+/// equality.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CompiledValidation(OnceLock<Result<Validation, String>>);
+
+impl PartialEq for CompiledValidation {
+    fn eq(&self, _other: &Self) -> bool {
+        true
+    }
 }
 
 /// One output of an action.

@@ -12,7 +12,6 @@ use serde_json::{Map, Number, Value};
 use mco_spec::StatusCode;
 
 use crate::model::{Action, Input, InputType};
-use crate::validators::Validation;
 
 /// Whether an input was missing or invalid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,8 +202,8 @@ pub(crate) fn check_value_type(input: &Input, value: &Value) -> Result<(), Strin
                     ));
                 }
             }
-            if let Some(rule) = &input.validation {
-                Validation::parse(rule)?.check(s)?;
+            if let Some(rule) = input.validation_rule() {
+                rule.map_err(str::to_string)?.check(s)?;
             }
             Ok(())
         }

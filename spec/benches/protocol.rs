@@ -1,0 +1,158 @@
+//! Hot paths of the wire protocol: filter evaluation on a node, request encode/decode, and
+//! the signature work every request and reply costs (including batch verification of
+//! replies on the client). Run with `cargo bench -p mco-spec`.
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
+use mco_spec::message::{new_request_id, now_millis};
+use mco_spec::security::{encode_public_key, Credentials, Token, TokenClaims, TokenRole, Trust};
+use mco_spec::{subjects, Filter, NodeView, Request, RequestEnvelope};
+use serde_json::json;
+
+fn request(filter: Filter) -> Request {
+    let id = new_request_id();
+    Request {
+        reply_to: subjects::reply("mco", "alice", &id),
+        id,
+        collective: "mco".into(),
+        agent: "rpcutil".into(),
+        action: "ping".into(),
+        data: Default::default(),
+        filter,
+        caller: "alice".into(),
+        sender: "admin1.example.net".into(),
+        time: now_millis(),
+        ttl: 60,
+    }
+}
+
+fn filters(c: &mut Criterion) {
+    let facts = json!({
+        "country": "uk", "cpus": 8, "load": 0.75, "os": {"family": "debian", "release": "12"},
+        "roles": ["web", "cache"], "environment": "production", "memory": {"total_mb": 16000}
+    });
+    let classes: Vec<String> = (0..40)
+        .map(|i| format!("profile::class{i}"))
+        .chain(["role::web".to_string()])
+        .collect();
+    let agents = vec![
+        "rpcutil".to_string(),
+        "service".to_string(),
+        "package".to_string(),
+    ];
+    let node = NodeView {
+        identity: "web042.example.net",
+        facts: &facts,
+        classes: &classes,
+        agents: &agents,
+    };
+
+    let mut simple = Filter::default();
+    simple.add_fact("country=uk").unwrap();
+    simple.add_agent("rpcutil").unwrap();
+    let simple = simple.compile().unwrap();
+
+    let mut typical = Filter::default();
+    typical.add_with("country=uk role::web").unwrap();
+    typical.add_fact("cpus>=4").unwrap();
+    typical.add_fact("os.family=/deb/i").unwrap();
+    typical.add_identity("/^web/").unwrap();
+    typical.add_agent("service").unwrap();
+    let typical = typical.compile().unwrap();
+
+    let mut compound = Filter::default();
+    compound
+        .add_compound("(country=uk and /^role::web/) or not environment=dev")
+        .unwrap();
+    let compound = compound.compile().unwrap();
+
+    let mut group = c.benchmark_group("filter_match");
+    group.bench_function("fact_and_agent", |b| b.iter(|| simple.matches(&node)));
+    group.bench_function("typical_w_f_i_a", |b| b.iter(|| typical.matches(&node)));
+    group.bench_function("compound", |b| b.iter(|| compound.matches(&node)));
+    group.finish();
+}
+
+fn encoding(c: &mut Criterion) {
+    let mut filter = Filter::default();
+    filter.add_with("country=uk role::web").unwrap();
+    let req = request(filter);
+    let bytes = RequestEnvelope::unsigned(&req).unwrap().to_bytes().unwrap();
+    let mut group = c.benchmark_group("request");
+    group.throughput(Throughput::Bytes(bytes.len() as u64));
+    group.bench_function("encode", |b| {
+        b.iter(|| RequestEnvelope::unsigned(&req).unwrap().to_bytes().unwrap())
+    });
+    group.bench_function("decode", |b| {
+        b.iter(|| RequestEnvelope::decode(&bytes).unwrap().request().unwrap())
+    });
+    group.finish();
+}
+
+fn signatures(c: &mut Criterion) {
+    let issuer = SigningKey::from_bytes(&[1; 32]);
+    let alice = SigningKey::from_bytes(&[2; 32]);
+    let claims = TokenClaims {
+        role: TokenRole::Client,
+        name: "alice".into(),
+        public_key: encode_public_key(&alice.verifying_key()),
+        issuer: String::new(),
+        not_before: 0,
+        expires: u64::MAX,
+        agents: vec![],
+        collectives: vec![],
+    };
+    let credentials = Credentials {
+        key: alice.clone(),
+        token: Token::issue(&claims, &issuer),
+    };
+    let trust = Trust {
+        issuers: vec![issuer.verifying_key()],
+        clock_skew_secs: 0,
+    };
+    let req = request(Filter::default());
+    let signed = RequestEnvelope::signed(&req, &credentials).unwrap();
+    let now = now_millis() / 1000;
+
+    let mut group = c.benchmark_group("signature");
+    group.bench_function("sign_request", |b| {
+        b.iter(|| RequestEnvelope::signed(&req, &credentials).unwrap())
+    });
+    group.bench_function("verify_request_with_token", |b| {
+        b.iter(|| signed.verify(&trust, now).unwrap())
+    });
+
+    // The client verifying many replies: one by one against in a batch.
+    const N: usize = 64;
+    let keys: Vec<SigningKey> = (0..N)
+        .map(|i| SigningKey::from_bytes(&[i as u8 + 10; 32]))
+        .collect();
+    let messages: Vec<Vec<u8>> = (0..N)
+        .map(|i| format!("reply {i} from node {i}").into_bytes())
+        .collect();
+    let signatures: Vec<Signature> = keys
+        .iter()
+        .zip(&messages)
+        .map(|(k, m)| ed25519_dalek::Signer::sign(k, m))
+        .collect();
+    let verifying: Vec<VerifyingKey> = keys.iter().map(|k| k.verifying_key()).collect();
+    group.throughput(Throughput::Elements(N as u64));
+    group.bench_function("verify_64_one_by_one", |b| {
+        b.iter(|| {
+            for ((k, m), s) in verifying.iter().zip(&messages).zip(&signatures) {
+                k.verify_strict(m, s).unwrap();
+            }
+        })
+    });
+    group.bench_function("verify_64_batch", |b| {
+        b.iter_batched(
+            || messages.iter().map(Vec::as_slice).collect::<Vec<&[u8]>>(),
+            |refs| ed25519_dalek::verify_batch(&refs, &signatures, &verifying).unwrap(),
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, filters, encoding, signatures);
+criterion_main!(benches);
