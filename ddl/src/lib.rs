@@ -15,6 +15,7 @@
 //!   such as `service_name`, and regular expressions.
 //! - [`aggregate`]: `summary`, `boolean_summary`, `average`, `sum` over replies.
 //! - [`doc`]: the text `mco plugin doc AGENT` prints.
+//! - [`builtin`]: the DDLs mco ships (rpcutil, service, package, puppet).
 //!
 //! It does no network I/O and knows nothing of NATS; the only file access is
 //! [`AgentDdl::load`].
@@ -33,6 +34,7 @@
 #![warn(missing_docs)]
 
 pub mod aggregate;
+pub mod builtin;
 pub mod doc;
 pub mod load;
 pub mod model;
