@@ -1,0 +1,167 @@
+//! The agent interface: [`Agent`], what an action sees ([`ActionContext`], [`NodeInfo`]) and
+//! what it returns ([`Outcome`]).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use mco_ddl::AgentDdl;
+use mco_spec::{Request, StatusCode};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// A named set of actions served by a node.
+#[async_trait]
+pub trait Agent: Send + Sync {
+    /// The agent's DDL: its name, metadata, timeout and actions.
+    fn ddl(&self) -> &AgentDdl;
+
+    /// Runs `action` with inputs already validated against the DDL.
+    ///
+    /// The caller has checked that the DDL declares `action`; an agent that declares an
+    /// action it does not implement answers [`Outcome::unknown_action`].
+    async fn call(
+        &self,
+        ctx: &ActionContext<'_>,
+        action: &str,
+        data: &Map<String, Value>,
+    ) -> Outcome;
+}
+
+/// What an action may know about the request and the node.
+pub struct ActionContext<'a> {
+    /// The request being served (id, caller, sender, collective...).
+    pub request: &'a Request,
+    /// The node.
+    pub node: &'a dyn NodeInfo,
+}
+
+/// An agent as listed by `agent_inventory`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AgentSummary {
+    /// The agent name.
+    pub agent: String,
+    /// Same as `agent` (MCollective lists both).
+    pub name: String,
+    /// What it does.
+    pub description: String,
+    /// Its version.
+    pub version: String,
+    /// Its author.
+    pub author: String,
+    /// Its licence.
+    pub license: String,
+    /// Its action timeout, seconds.
+    pub timeout: u64,
+    /// Where to read more.
+    pub url: String,
+}
+
+impl AgentSummary {
+    /// The summary of an agent's DDL.
+    pub fn of(ddl: &AgentDdl) -> AgentSummary {
+        let m = &ddl.metadata;
+        AgentSummary {
+            agent: m.name.clone(),
+            name: m.name.clone(),
+            description: m.description.clone(),
+            version: m.version.clone(),
+            author: m.author.clone(),
+            license: m.license.clone(),
+            timeout: m.timeout,
+            url: m.url.clone(),
+        }
+    }
+}
+
+/// The node as agents see it. The server implements it; tests implement it with fixed data.
+pub trait NodeInfo: Send + Sync {
+    /// The node's identity.
+    fn identity(&self) -> &str;
+    /// The node's facts (a JSON object).
+    fn facts(&self) -> Arc<Value>;
+    /// The node's classes.
+    fn classes(&self) -> Arc<Vec<String>>;
+    /// Every collective the node is in.
+    fn collectives(&self) -> Vec<String>;
+    /// The node's main collective.
+    fn main_collective(&self) -> String;
+    /// The agents the node serves.
+    fn agents(&self) -> Vec<AgentSummary>;
+    /// Daemon statistics (counters, pid, start time, ...).
+    fn stats(&self) -> Map<String, Value>;
+    /// A configuration setting by name, if there is one.
+    fn config_item(&self, item: &str) -> Option<Value>;
+    /// The daemon's version.
+    fn version(&self) -> String {
+        env!("CARGO_PKG_VERSION").to_string()
+    }
+}
+
+/// The result of an action: a status code, a message and outputs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// 0 for success, see [`StatusCode`].
+    pub statuscode: StatusCode,
+    /// `OK` or why not.
+    pub statusmsg: String,
+    /// The outputs.
+    pub data: Map<String, Value>,
+}
+
+impl Outcome {
+    /// Success with outputs.
+    pub fn ok(data: Map<String, Value>) -> Outcome {
+        Outcome {
+            statuscode: StatusCode::Ok,
+            statusmsg: "OK".into(),
+            data,
+        }
+    }
+
+    /// A failure with `status` and a message, and no outputs.
+    pub fn fail(status: StatusCode, message: impl Into<String>) -> Outcome {
+        Outcome {
+            statuscode: status,
+            statusmsg: message.into(),
+            data: Map::new(),
+        }
+    }
+
+    /// The action ran but did not succeed (status 1).
+    pub fn aborted(message: impl Into<String>) -> Outcome {
+        Outcome::fail(StatusCode::Aborted, message)
+    }
+
+    /// An input was unacceptable (status 4).
+    pub fn invalid(message: impl Into<String>) -> Outcome {
+        Outcome::fail(StatusCode::InvalidData, message)
+    }
+
+    /// The agent has no such action (status 2).
+    pub fn unknown_action(agent: &str, action: &str) -> Outcome {
+        Outcome::fail(
+            StatusCode::UnknownAction,
+            format!("Unknown action '{action}' for agent '{agent}'"),
+        )
+    }
+
+    /// Sets the outputs, keeping the status (a failure may still report outputs).
+    pub fn with_data(mut self, data: Map<String, Value>) -> Outcome {
+        self.data = data;
+        self
+    }
+}
+
+/// Builds a JSON object from pairs; a small helper for agents' outputs.
+pub fn outputs<const N: usize>(pairs: [(&str, Value); N]) -> Map<String, Value> {
+    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+/// Loads an embedded DDL. Built-in DDLs are compiled in and covered by tests, so a failure
+/// here is a build defect.
+pub(crate) fn builtin_ddl(json: &str, file: &str) -> AgentDdl {
+    match AgentDdl::from_json(json, file) {
+        Ok(ddl) => ddl,
+        Err(e) => panic!("built-in DDL {file} is invalid: {e}"),
+    }
+}

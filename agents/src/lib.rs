@@ -1,0 +1,25 @@
+//! Agents: the named sets of actions a node serves.
+//!
+//! An agent implements [`Agent`]: it has a DDL (which describes its actions, inputs, outputs
+//! and timeout) and answers calls. The node validates inputs against the DDL before calling,
+//! enforces the DDL timeout, and fills output defaults afterwards, so an agent only does its
+//! work. Built-in agents live one per file and are registered in [`registry`].
+//!
+//! Agents never touch the broker: everything they may know about the node comes through the
+//! [`NodeInfo`] in their [`ActionContext`].
+//!
+//! ```
+//! use mco_agents::registry::builtin_agents;
+//! let names: Vec<String> = builtin_agents().iter().map(|a| a.ddl().metadata.name.clone()).collect();
+//! assert!(names.contains(&"rpcutil".to_string()));
+//! ```
+#![warn(missing_docs)]
+
+pub mod agent;
+pub mod data;
+pub mod discovery;
+pub mod fstat;
+pub mod registry;
+pub mod rpcutil;
+
+pub use agent::{ActionContext, Agent, AgentSummary, NodeInfo, Outcome};
