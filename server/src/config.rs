@@ -1,0 +1,394 @@
+//! The daemon's configuration: a TOML file whose every key is documented in
+//! `server/mcod.example.toml` (a test keeps the two in step). Unknown keys are errors, and
+//! every error is one line naming the file, the key and the problem.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The configuration file as written.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The node's identity; defaults to the host name.
+    #[serde(default)]
+    pub identity: Option<String>,
+    /// Collectives the node belongs to.
+    #[serde(default = "default_collectives")]
+    pub collectives: Vec<String>,
+    /// The main collective; defaults to the first of `collectives`.
+    #[serde(default)]
+    pub main_collective: Option<String>,
+    /// NATS server URLs: one pool, the daemon connects to one and fails over to the others.
+    #[serde(default = "default_brokers")]
+    pub brokers: Vec<String>,
+    /// YAML or JSON fact files, merged in order over the built-in facts.
+    #[serde(default)]
+    pub facts_files: Vec<PathBuf>,
+    /// A Puppet-style classes file: one class per line.
+    #[serde(default)]
+    pub classes_file: Option<PathBuf>,
+    /// How often fact and class files are checked for changes, seconds.
+    #[serde(default = "default_facts_refresh")]
+    pub facts_refresh_seconds: u64,
+    /// `error`, `warn`, `info`, `debug` or `trace`; `RUST_LOG` overrides it.
+    #[serde(default = "default_log_level")]
+    pub log_level: String,
+    /// How long running actions may take to finish after SIGTERM, seconds.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace_seconds: u64,
+    /// Agents not to serve (they are not subscribed).
+    #[serde(default)]
+    pub disabled_agents: Vec<String>,
+    /// Most actions running at once; further requests wait for a slot.
+    #[serde(default = "default_max_concurrent")]
+    pub max_concurrent_actions: usize,
+}
+
+fn default_collectives() -> Vec<String> {
+    vec!["mco".into()]
+}
+fn default_brokers() -> Vec<String> {
+    vec!["nats://127.0.0.1:4222".into()]
+}
+fn default_facts_refresh() -> u64 {
+    5
+}
+fn default_log_level() -> String {
+    "info".into()
+}
+fn default_shutdown_grace() -> u64 {
+    10
+}
+fn default_max_concurrent() -> usize {
+    64
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        // The defaults are exactly what an empty file means.
+        toml::from_str("").unwrap_or_else(|_| unreachable!("an empty config is valid"))
+    }
+}
+
+/// Why the configuration could not be used. Each displays as one line.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown keys or wrong types.
+    #[error("{path}:{line}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The line of the problem.
+        line: usize,
+        /// The parser's message (names the key).
+        message: String,
+    },
+    /// A key has a value that is not allowed.
+    #[error("{path}: {key}: {reason}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// The key.
+        key: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The configuration resolved for use: defaults applied, paths absolute, values checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// The node's identity.
+    pub identity: String,
+    /// Every collective, main first.
+    pub collectives: Vec<String>,
+    /// The main collective.
+    pub main_collective: String,
+    /// Broker URLs.
+    pub brokers: Vec<String>,
+    /// Fact files (absolute).
+    pub facts_files: Vec<PathBuf>,
+    /// The classes file (absolute).
+    pub classes_file: Option<PathBuf>,
+    /// Fact and class file check interval, seconds.
+    pub facts_refresh_seconds: u64,
+    /// Log level.
+    pub log_level: String,
+    /// Shutdown grace, seconds.
+    pub shutdown_grace_seconds: u64,
+    /// Agents not served.
+    pub disabled_agents: Vec<String>,
+    /// Concurrency bound.
+    pub max_concurrent_actions: usize,
+    /// The file the settings came from, if any.
+    pub config_file: Option<PathBuf>,
+    /// The configuration as written, for `rpcutil get_config_item`.
+    pub raw: Config,
+}
+
+impl Settings {
+    /// Reads and resolves the configuration file at `path`.
+    pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+        let display = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: display.clone(),
+            source,
+        })?;
+        let config = parse(&text, &display)?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        Settings::resolve(config, &base, Some(absolute), &display)
+    }
+
+    /// Resolves a parsed configuration; relative paths are taken from `base`.
+    pub fn resolve(
+        config: Config,
+        base: &Path,
+        config_file: Option<PathBuf>,
+        path: &str,
+    ) -> Result<Settings, ConfigError> {
+        let invalid = |key: &'static str, reason: String| ConfigError::Invalid {
+            path: path.to_string(),
+            key,
+            reason,
+        };
+        let identity = match &config.identity {
+            Some(id) => id.clone(),
+            None => crate::facts::hostname(),
+        };
+        if !mco_spec::subjects::is_valid_identity(&identity) {
+            return Err(invalid(
+                "identity",
+                format!("{identity:?} is not a valid identity (letters, digits, '.', '-', '_')"),
+            ));
+        }
+        if config.collectives.is_empty() {
+            return Err(invalid(
+                "collectives",
+                "must name at least one collective".into(),
+            ));
+        }
+        if let Some(bad) = config
+            .collectives
+            .iter()
+            .find(|c| !mco_spec::subjects::is_valid_token(c))
+        {
+            return Err(invalid(
+                "collectives",
+                format!("{bad:?} is not a valid collective name (letters, digits, '-', '_')"),
+            ));
+        }
+        let main = config
+            .main_collective
+            .clone()
+            .unwrap_or_else(|| config.collectives[0].clone());
+        if !config.collectives.contains(&main) {
+            return Err(invalid(
+                "main_collective",
+                format!("{main:?} is not one of collectives"),
+            ));
+        }
+        if config.brokers.is_empty() {
+            return Err(invalid(
+                "brokers",
+                "must name at least one broker URL".into(),
+            ));
+        }
+        if let Some(bad) = config
+            .brokers
+            .iter()
+            .find(|b| b.parse::<async_nats::ServerAddr>().is_err())
+        {
+            return Err(invalid(
+                "brokers",
+                format!("{bad:?} is not a NATS URL (nats://host:port)"),
+            ));
+        }
+        if config.max_concurrent_actions == 0 {
+            return Err(invalid(
+                "max_concurrent_actions",
+                "must be at least 1".into(),
+            ));
+        }
+        if config.facts_refresh_seconds == 0 {
+            return Err(invalid(
+                "facts_refresh_seconds",
+                "must be at least 1".into(),
+            ));
+        }
+        if !["error", "warn", "info", "debug", "trace"].contains(&config.log_level.as_str()) {
+            return Err(invalid(
+                "log_level",
+                format!(
+                    "{:?} is not one of error, warn, info, debug, trace",
+                    config.log_level
+                ),
+            ));
+        }
+        let mut collectives = vec![main.clone()];
+        collectives.extend(config.collectives.iter().filter(|c| **c != main).cloned());
+        collectives.dedup();
+        let absolute = |p: &PathBuf| {
+            if p.is_absolute() {
+                p.clone()
+            } else {
+                base.join(p)
+            }
+        };
+        Ok(Settings {
+            identity,
+            collectives,
+            main_collective: main,
+            brokers: config.brokers.clone(),
+            facts_files: config.facts_files.iter().map(absolute).collect(),
+            classes_file: config.classes_file.as_ref().map(absolute),
+            facts_refresh_seconds: config.facts_refresh_seconds,
+            log_level: config.log_level.clone(),
+            shutdown_grace_seconds: config.shutdown_grace_seconds,
+            disabled_agents: config.disabled_agents.clone(),
+            max_concurrent_actions: config.max_concurrent_actions,
+            config_file,
+            raw: config,
+        })
+    }
+
+    /// A configuration value by key, for `rpcutil get_config_item`.
+    pub fn item(&self, key: &str) -> Option<serde_json::Value> {
+        match key {
+            "identity" => Some(self.identity.clone().into()),
+            "main_collective" => Some(self.main_collective.clone().into()),
+            "collectives" => Some(self.collectives.clone().into()),
+            "config_file" | "configfile" => Some(
+                self.config_file
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+                    .into(),
+            ),
+            _ => serde_json::to_value(&self.raw).ok()?.get(key).cloned(),
+        }
+    }
+}
+
+/// Parses configuration text; `path` is used in errors.
+pub fn parse(text: &str, path: &str) -> Result<Config, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1)
+            .unwrap_or(1);
+        ConfigError::Parse {
+            path: path.to_string(),
+            line,
+            message: e.message().replace('\n', " "),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(text: &str) -> Result<Settings, ConfigError> {
+        Settings::resolve(
+            parse(text, "t.toml")?,
+            Path::new("/etc/mco"),
+            None,
+            "t.toml",
+        )
+    }
+
+    #[test]
+    fn defaults_apply_and_paths_resolve() {
+        let s = resolve("identity = \"web1\"\nfacts_files = [\"facts.yaml\", \"/abs.json\"]\nclasses_file = \"classes.txt\"\n").unwrap();
+        assert_eq!(s.identity, "web1");
+        assert_eq!(s.collectives, ["mco"]);
+        assert_eq!(s.main_collective, "mco");
+        assert_eq!(s.brokers, ["nats://127.0.0.1:4222"]);
+        assert_eq!(
+            s.facts_files,
+            [
+                PathBuf::from("/etc/mco/facts.yaml"),
+                PathBuf::from("/abs.json")
+            ]
+        );
+        assert_eq!(s.classes_file, Some(PathBuf::from("/etc/mco/classes.txt")));
+        assert_eq!(s.item("identity"), Some("web1".into()));
+        assert_eq!(s.item("shutdown_grace_seconds"), Some(10.into()));
+        assert_eq!(s.item("nope"), None);
+        let sub =
+            resolve("identity = \"a\"\ncollectives = [\"eu\", \"mco\"]\nmain_collective = \"mco\"")
+                .unwrap();
+        assert_eq!(sub.collectives, ["mco", "eu"]);
+    }
+
+    #[test]
+    fn errors_are_one_line_naming_the_key() {
+        let table = [
+            (
+                "identity = \"a\"\nbogus = 1\n",
+                "t.toml:2: unknown field `bogus`",
+            ),
+            ("identity = \"a\"\ncollectives = \"mco\"\n", "t.toml:2:"),
+            (
+                "identity = \"a b\"\n",
+                "identity: \"a b\" is not a valid identity",
+            ),
+            (
+                "identity = \"a\"\ncollectives = []\n",
+                "collectives: must name at least one",
+            ),
+            (
+                "identity = \"a\"\ncollectives = [\"a.b\"]\n",
+                "collectives: \"a.b\" is not a valid collective",
+            ),
+            (
+                "identity = \"a\"\nmain_collective = \"x\"\n",
+                "main_collective: \"x\" is not one of collectives",
+            ),
+            (
+                "identity = \"a\"\nbrokers = []\n",
+                "brokers: must name at least one",
+            ),
+            ("identity = \"a\"\nlog_level = \"loud\"\n", "log_level:"),
+            (
+                "identity = \"a\"\nmax_concurrent_actions = 0\n",
+                "max_concurrent_actions: must be at least 1",
+            ),
+            ("identity = [\n", "t.toml:1:"),
+        ];
+        for (text, want) in table {
+            let message = resolve(text).unwrap_err().to_string();
+            assert!(message.contains(want), "{want:?} not in {message:?}");
+            assert!(!message.contains('\n'), "{message:?}");
+        }
+    }
+
+    #[test]
+    fn the_example_config_is_valid_and_documents_every_key() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("mcod.example.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let example = Settings::load(&path).unwrap();
+        assert_eq!(example.identity, "web1.example.net");
+        // Every key of the configuration appears in the example (set or commented out).
+        let all = serde_json::to_value(Config::default()).unwrap();
+        for key in all.as_object().unwrap().keys() {
+            assert!(
+                text.lines().any(|l| l
+                    .trim_start_matches(['#', ' '])
+                    .starts_with(&format!("{key} ="))),
+                "mcod.example.toml does not document {key}"
+            );
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! The daemon around the pipeline: connect to the broker pool (reconnecting forever with a
+//! capped backoff), subscribe in every collective, run each request in its own task bounded
+//! by `max_concurrent_actions`, reload facts when files change, and shut down gracefully.
+//!
+//! [`run`] takes the shutdown signal as a future (mini-redis style) so tests can stop a node
+//! without sending signals.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::{SelectAll, StreamExt};
+use tokio::sync::Semaphore;
+
+use crate::config::Settings;
+use crate::node::Node;
+use crate::pipeline::Route;
+
+/// Why the daemon stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DaemonError {
+    /// The NATS client could not be set up (bad options; an unreachable broker is retried).
+    #[error("cannot connect to {brokers}: {source}")]
+    Connect {
+        /// The broker URLs.
+        brokers: String,
+        /// Why.
+        source: async_nats::ConnectError,
+    },
+    /// A subscription could not be made.
+    #[error("cannot subscribe to {subject}: {source}")]
+    Subscribe {
+        /// The subject.
+        subject: String,
+        /// Why.
+        source: async_nats::SubscribeError,
+    },
+}
+
+/// The broker connection options every mcod uses.
+fn connect_options(settings: &Settings) -> async_nats::ConnectOptions {
+    async_nats::ConnectOptions::new()
+        .name(format!("mcod {}", settings.identity))
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        // Back off, but never wait more than 2 s: after a broker restart the fleet must answer
+        // again within seconds.
+        .reconnect_delay_callback(|attempts| {
+            Duration::from_millis((100u64 << attempts.min(5) as u64).min(2000))
+        })
+        .connection_timeout(Duration::from_secs(5))
+        .event_callback(|event| async move {
+            match event {
+                async_nats::Event::Connected => tracing::info!("connected to the broker"),
+                async_nats::Event::Disconnected => {
+                    tracing::warn!("disconnected from the broker; reconnecting")
+                }
+                other => tracing::info!("broker event: {other}"),
+            }
+        })
+}
+
+/// Runs a node until `shutdown` completes.
+pub async fn run(node: Arc<Node>, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+    let settings = &node.settings;
+    let client = connect_options(settings)
+        .connect(settings.brokers.as_slice())
+        .await
+        .map_err(|source| DaemonError::Connect {
+            brokers: settings.brokers.join(","),
+            source,
+        })?;
+
+    let mut subscriptions = SelectAll::new();
+    for collective in &settings.collectives {
+        let mut subjects: Vec<(String, Route)> = node
+            .subscribed_agents()
+            .map(|agent| {
+                (
+                    mco_spec::subjects::broadcast(collective, agent),
+                    Route::Broadcast,
+                )
+            })
+            .collect();
+        subjects.push((
+            mco_spec::subjects::direct(collective, &settings.identity),
+            Route::Direct,
+        ));
+        for (subject, route) in subjects {
+            let subscriber = client.subscribe(subject.clone()).await.map_err(|source| {
+                DaemonError::Subscribe {
+                    subject: subject.clone(),
+                    source,
+                }
+            })?;
+            let collective = collective.clone();
+            subscriptions.push(
+                subscriber
+                    .map(move |m| (collective.clone(), route, m))
+                    .boxed(),
+            );
+            tracing::debug!("subscribed to {subject}");
+        }
+    }
+    tracing::info!(
+        identity = %settings.identity,
+        collectives = ?settings.collectives,
+        agents = ?node.agent_names(),
+        "mcod ready"
+    );
+
+    let slots = Arc::new(Semaphore::new(settings.max_concurrent_actions));
+    let mut refresh = tokio::time::interval(Duration::from_secs(settings.facts_refresh_seconds));
+    refresh.tick().await;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = refresh.tick() => {
+                let node = node.clone();
+                // File reads stay off the runtime's workers.
+                let _ = tokio::task::spawn_blocking(move || node.facts.refresh()).await;
+            }
+            message = subscriptions.next() => {
+                let Some((collective, route, message)) = message else { break };
+                // Waiting for a slot here is the backpressure: a flood queues in the broker
+                // and client buffers, not in an unbounded set of tasks.
+                let Ok(permit) = slots.clone().acquire_owned().await else { break };
+                let node = node.clone();
+                let client = client.clone();
+                tokio::spawn(async move {
+                    if let Some(out) = node.handle(&collective, route, &message.payload).await {
+                        if let Err(e) = client.publish(out.subject, out.payload.into()).await {
+                            tracing::warn!("could not publish a reply: {e}");
+                        }
+                    }
+                    drop(permit);
+                });
+            }
+        }
+    }
+
+    tracing::info!(
+        "shutting down: no new requests; waiting up to {} s for running actions",
+        settings.shutdown_grace_seconds
+    );
+    drop(subscriptions);
+    let all = u32::try_from(settings.max_concurrent_actions).unwrap_or(u32::MAX);
+    let grace = Duration::from_secs(settings.shutdown_grace_seconds);
+    if tokio::time::timeout(grace, slots.acquire_many(all))
+        .await
+        .is_err()
+    {
+        tracing::warn!("actions still running after the grace period; exiting anyway");
+    }
+    if let Err(e) = client.flush().await {
+        tracing::warn!("could not flush replies: {e}");
+    }
+    tracing::info!("mcod stopped");
+    Ok(())
+}

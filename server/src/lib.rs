@@ -1,0 +1,26 @@
+//! `mcod`, the mco node daemon, as a library.
+//!
+//! - [`config`]: the TOML configuration (`server/mcod.example.toml` documents every key).
+//! - [`facts`]: facts (built-in, merged under YAML/JSON files) and classes, reloaded when the
+//!   files change.
+//! - [`node`]: the node's state (identity, agents, facts, counters), which agents see
+//!   through [`mco_agents::NodeInfo`].
+//! - [`pipeline`]: what happens to one message, without any broker: decode, collective, TTL,
+//!   filter, DDL validation, the action with its timeout, the reply.
+//! - [`daemon`]: the NATS connection, subscriptions, bounded concurrency and graceful
+//!   shutdown around the pipeline.
+//!
+//! It is not the client (that is `mco-client`) and holds no agent logic (that is
+//! `mco-agents`).
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod daemon;
+pub mod facts;
+pub mod node;
+pub mod pipeline;
+pub mod stats;
+
+pub use config::{Config, ConfigError, Settings};
+pub use daemon::{run, DaemonError};
+pub use node::Node;

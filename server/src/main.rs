@@ -1,0 +1,113 @@
+//! `mcod`: the mco node daemon. Parses flags, loads the configuration, and runs the daemon
+//! until SIGTERM or SIGINT. Exit codes: 0 after a clean shutdown, 1 on a configuration or
+//! startup error (printed as one line).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use mco_server::facts::{builtin_facts, FactStore};
+use mco_server::{Node, Settings};
+
+/// The mco node daemon: serves agents to the fleet over NATS.
+#[derive(Debug, Parser)]
+#[command(name = "mcod", version, about, long_about = None)]
+struct Cli {
+    /// The configuration file (TOML; see mcod.example.toml).
+    #[arg(short, long, default_value = "/etc/mco/mcod.toml", env = "MCOD_CONFIG")]
+    config: PathBuf,
+    /// Check the configuration, print one line and exit.
+    #[arg(long)]
+    check: bool,
+    /// Override the configured log level (error, warn, info, debug, trace).
+    #[arg(long)]
+    log_level: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mcod: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = Settings::load(&cli.config)?;
+    if cli.check {
+        println!(
+            "{}: OK (identity {}, collectives {})",
+            cli.config.display(),
+            settings.identity,
+            settings.collectives.join(",")
+        );
+        return Ok(());
+    }
+    let level = cli
+        .log_level
+        .clone()
+        .unwrap_or_else(|| settings.log_level.clone());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!(
+            "warn,mco_server={level},mco_agents={level},mcod={level}"
+        ))
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let facts = FactStore::new(
+            builtin_facts(),
+            settings.facts_files.clone(),
+            settings.classes_file.clone(),
+        );
+        let node = Arc::new(Node::new(
+            settings,
+            facts,
+            mco_agents::registry::builtin_agents(),
+        ));
+        mco_server::run(node, shutdown_signal())
+            .await
+            .map_err(anyhow::Error::from)
+    })
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await
+            }
+        }
+    };
+    tokio::select! {
+        _ = terminate => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,145 @@
+//! The node's state: settings, the agents it serves, facts, counters. Agents see it through
+//! [`NodeInfo`]; the pipeline and the daemon share it behind an `Arc`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use mco_agents::{Agent, AgentSummary, NodeInfo};
+use mco_spec::message::now_millis;
+use serde_json::{json, Map, Value};
+
+use crate::config::Settings;
+use crate::facts::FactStore;
+use crate::stats::Stats;
+
+/// One node: what it is and what it serves.
+pub struct Node {
+    /// The resolved configuration.
+    pub settings: Settings,
+    /// Facts and classes.
+    pub facts: FactStore,
+    /// Counters.
+    pub stats: Stats,
+    /// Served agents by name (disabled agents removed), discovery included.
+    agents: BTreeMap<String, Arc<dyn Agent>>,
+    /// Agent names for filters and inventories, discovery excluded.
+    agent_names: Vec<String>,
+    started: u64,
+}
+
+impl Node {
+    /// A node serving `agents` (minus those the settings disable).
+    pub fn new(settings: Settings, facts: FactStore, agents: Vec<Arc<dyn Agent>>) -> Node {
+        let agents: BTreeMap<String, Arc<dyn Agent>> = agents
+            .into_iter()
+            .map(|a| (a.ddl().metadata.name.clone(), a))
+            .filter(|(name, _)| {
+                name == mco_spec::subjects::DISCOVERY_AGENT
+                    || !settings.disabled_agents.contains(name)
+            })
+            .collect();
+        let agent_names = agents
+            .keys()
+            .filter(|n| *n != mco_spec::subjects::DISCOVERY_AGENT)
+            .cloned()
+            .collect();
+        Node {
+            settings,
+            facts,
+            stats: Stats::default(),
+            agents,
+            agent_names,
+            started: now_millis() / 1000,
+        }
+    }
+
+    /// The agent called `name`, if served.
+    pub fn agent(&self, name: &str) -> Option<&Arc<dyn Agent>> {
+        self.agents.get(name)
+    }
+
+    /// Every served agent name including `discovery`: what the daemon subscribes to.
+    pub fn subscribed_agents(&self) -> impl Iterator<Item = &str> {
+        self.agents.keys().map(String::as_str)
+    }
+
+    /// Agent names as filters see them (`-A`), discovery excluded.
+    pub fn agent_names(&self) -> &[String] {
+        &self.agent_names
+    }
+}
+
+impl NodeInfo for Node {
+    fn identity(&self) -> &str {
+        &self.settings.identity
+    }
+
+    fn facts(&self) -> Arc<Value> {
+        self.facts.facts()
+    }
+
+    fn classes(&self) -> Arc<Vec<String>> {
+        self.facts.classes()
+    }
+
+    fn collectives(&self) -> Vec<String> {
+        self.settings.collectives.clone()
+    }
+
+    fn main_collective(&self) -> String {
+        self.settings.main_collective.clone()
+    }
+
+    fn agents(&self) -> Vec<AgentSummary> {
+        self.agent_names
+            .iter()
+            .filter_map(|n| self.agents.get(n))
+            .map(|a| AgentSummary::of(a.ddl()))
+            .collect()
+    }
+
+    fn stats(&self) -> Map<String, Value> {
+        let mut out: Map<String, Value> = self
+            .stats
+            .snapshot()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
+        let (user, system) = cpu_times();
+        out.insert("threads".into(), json!([]));
+        out.insert("agents".into(), json!(self.agent_names));
+        out.insert("pid".into(), json!(std::process::id()));
+        out.insert("times".into(), json!({"utime": user, "stime": system}));
+        out.insert("starttime".into(), json!(self.started));
+        out.insert(
+            "configfile".into(),
+            json!(self
+                .settings
+                .config_file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()),
+        );
+        out.insert("version".into(), json!(self.version()));
+        out.insert("events".into(), json!(0));
+        out
+    }
+
+    fn config_item(&self, item: &str) -> Option<Value> {
+        self.settings.item(item)
+    }
+}
+
+/// User and system CPU seconds of this process.
+fn cpu_times() -> (f64, f64) {
+    // SAFETY: getrusage(2) fills the zeroed struct we own.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
+            return (0.0, 0.0);
+        }
+        usage
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (secs(usage.ru_utime), secs(usage.ru_stime))
+}

@@ -1,0 +1,47 @@
+//! Counters for `rpcutil daemon_stats`: every stage of the pipeline that drops or refuses a
+//! message counts it here, so an operator can see why a node did not answer.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The daemon's counters.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Messages received.
+    pub total: AtomicU64,
+    /// Messages that decoded (and, with security, verified).
+    pub validated: AtomicU64,
+    /// Messages refused as malformed, oversized, for another collective or unverifiable.
+    pub unvalidated: AtomicU64,
+    /// Requests whose filter matched this node.
+    pub passed: AtomicU64,
+    /// Broadcast requests whose filter did not match (ignored silently).
+    pub filtered: AtomicU64,
+    /// Requests dropped because their TTL had passed.
+    pub ttlexpired: AtomicU64,
+    /// Replies sent.
+    pub replies: AtomicU64,
+    /// Replies with a status other than OK.
+    pub failed: AtomicU64,
+}
+
+impl Stats {
+    /// Adds one to a counter.
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counters by name.
+    pub fn snapshot(&self) -> [(&'static str, u64); 8] {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        [
+            ("total", get(&self.total)),
+            ("validated", get(&self.validated)),
+            ("unvalidated", get(&self.unvalidated)),
+            ("passed", get(&self.passed)),
+            ("filtered", get(&self.filtered)),
+            ("ttlexpired", get(&self.ttlexpired)),
+            ("replies", get(&self.replies)),
+            ("failed", get(&self.failed)),
+        ]
+    }
+}

@@ -1,0 +1,261 @@
+//! The server's integration tests: the request pipeline, stage by stage, without a broker.
+//! (End-to-end tests with a real nats-server and real mcod processes are in `e2e/`.)
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+use mco_server::config::{parse, Settings};
+use mco_server::facts::FactStore;
+use mco_server::pipeline::Route;
+use mco_server::Node;
+use mco_spec::message::{new_request_id, now_millis};
+use mco_spec::{subjects, Filter, ReplyEnvelope, Request, RequestEnvelope, StatusCode};
+use serde_json::{json, Map, Value};
+
+fn node(extra: &str) -> Node {
+    let config = parse(
+        &format!("identity = \"web1\"\ncollectives = [\"mco\", \"uk\"]\n{extra}"),
+        "t",
+    )
+    .unwrap();
+    let settings = Settings::resolve(config, Path::new("/"), None, "t").unwrap();
+    let facts = FactStore::new(
+        json!({"country": "uk", "cpus": 4, "os": {"family": "debian"}}),
+        vec![],
+        None,
+    );
+    Node::new(settings, facts, mco_agents::registry::builtin_agents())
+}
+
+fn request(agent: &str, action: &str, data: Value, filter: Filter) -> Request {
+    let id = new_request_id();
+    Request {
+        reply_to: subjects::reply("mco", "alice", &id),
+        id,
+        collective: "mco".into(),
+        agent: agent.into(),
+        action: action.into(),
+        data: data.as_object().cloned().unwrap_or_default(),
+        filter,
+        caller: "alice".into(),
+        sender: "admin".into(),
+        time: now_millis(),
+        ttl: 60,
+    }
+}
+
+fn bytes(request: &Request) -> Vec<u8> {
+    RequestEnvelope::unsigned(request)
+        .unwrap()
+        .to_bytes()
+        .unwrap()
+}
+
+async fn send(node: &Node, route: Route, request: &Request) -> Option<mco_spec::Reply> {
+    let out = node
+        .handle(&request.collective, route, &bytes(request))
+        .await?;
+    assert_eq!(out.subject, request.reply_to);
+    Some(
+        ReplyEnvelope::decode(&out.payload)
+            .unwrap()
+            .reply()
+            .unwrap(),
+    )
+}
+
+fn count(node: &Node, name: &str) -> u64 {
+    node.stats
+        .snapshot()
+        .iter()
+        .find(|(n, _)| *n == name)
+        .unwrap()
+        .1
+}
+
+#[tokio::test]
+async fn a_matching_request_runs_and_replies() {
+    let node = node("");
+    let mut filter = Filter::default();
+    filter.add_fact("country=uk").unwrap();
+    filter.add_agent("rpcutil").unwrap();
+    let reply = send(
+        &node,
+        Route::Broadcast,
+        &request("rpcutil", "get_fact", json!({"fact": "os.family"}), filter),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.statuscode, StatusCode::Ok);
+    assert_eq!(reply.sender, "web1");
+    assert_eq!(reply.data["value"], "debian");
+    assert_eq!(count(&node, "replies"), 1);
+    assert_eq!(count(&node, "passed"), 1);
+}
+
+#[tokio::test]
+async fn non_matching_broadcasts_are_ignored_and_counted() {
+    let node = node("");
+    let mut filter = Filter::default();
+    filter.add_fact("country=de").unwrap();
+    assert!(send(
+        &node,
+        Route::Broadcast,
+        &request("rpcutil", "ping", json!({}), filter.clone())
+    )
+    .await
+    .is_none());
+    assert_eq!(count(&node, "filtered"), 1);
+    // A direct request is addressed to the node: the filter does not apply.
+    assert!(send(
+        &node,
+        Route::Direct,
+        &request("rpcutil", "ping", json!({}), filter)
+    )
+    .await
+    .is_some());
+    // A compound filter is decided with the node's data plugins.
+    let mut compound = Filter::default();
+    compound
+        .add_compound("fact('os.family').value=debian and collective('uk').member=true")
+        .unwrap();
+    assert!(send(
+        &node,
+        Route::Broadcast,
+        &request("rpcutil", "ping", json!({}), compound)
+    )
+    .await
+    .is_some());
+}
+
+#[tokio::test]
+async fn unknown_agents_actions_and_bad_inputs_get_status_codes() {
+    let node = node("");
+    let table = [
+        (
+            "nope",
+            "x",
+            json!({}),
+            StatusCode::UnknownAction,
+            "Unknown agent 'nope'",
+        ),
+        (
+            "rpcutil",
+            "explode",
+            json!({}),
+            StatusCode::UnknownAction,
+            "Unknown action 'explode' for agent 'rpcutil'",
+        ),
+        (
+            "rpcutil",
+            "get_fact",
+            json!({}),
+            StatusCode::MissingData,
+            "needs a fact argument",
+        ),
+        (
+            "rpcutil",
+            "get_fact",
+            json!({"fact": 5}),
+            StatusCode::InvalidData,
+            "invalid input fact",
+        ),
+        (
+            "rpcutil",
+            "get_facts",
+            json!({"facts": "a;b"}),
+            StatusCode::InvalidData,
+            "invalid input facts",
+        ),
+        (
+            "rpcutil",
+            "ping",
+            json!({"extra": 1}),
+            StatusCode::InvalidData,
+            "invalid input extra",
+        ),
+    ];
+    for (agent, action, data, status, message) in table {
+        let reply = send(
+            &node,
+            Route::Direct,
+            &request(agent, action, data, Filter::default()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(reply.statuscode, status, "{agent}#{action}");
+        assert!(
+            reply.statusmsg.contains(message),
+            "{message:?} not in {:?}",
+            reply.statusmsg
+        );
+    }
+    assert_eq!(count(&node, "failed"), 6);
+}
+
+#[tokio::test]
+async fn expired_malformed_and_misrouted_messages_are_dropped_and_counted() {
+    let node = node("");
+    let mut old = request("rpcutil", "ping", json!({}), Filter::default());
+    old.time = now_millis() - 120_000;
+    assert!(send(&node, Route::Broadcast, &old).await.is_none());
+    assert_eq!(count(&node, "ttlexpired"), 1);
+
+    for junk in [
+        &b"{nope"[..],
+        b"",
+        b"[]",
+        b"{\"protocol\":\"mco.request.v1\",\"request\":{}}",
+        &vec![b'x'; 2 << 20],
+    ] {
+        assert!(node.handle("mco", Route::Broadcast, junk).await.is_none());
+    }
+    assert_eq!(count(&node, "unvalidated"), 5);
+
+    // Sent in one collective, received on another's subject.
+    let r = request("rpcutil", "ping", json!({}), Filter::default());
+    assert!(node
+        .handle("uk", Route::Broadcast, &bytes(&r))
+        .await
+        .is_none());
+    assert_eq!(count(&node, "unvalidated"), 6);
+
+    // A filter that cannot be evaluated never matches.
+    let mut bad = request("rpcutil", "ping", json!({}), Filter::default());
+    bad.filter.class.push("/[/".into());
+    assert!(send(&node, Route::Broadcast, &bad).await.is_none());
+    assert_eq!(count(&node, "total"), 8);
+}
+
+#[tokio::test]
+async fn sub_collectives_and_disabled_agents() {
+    let node = node("disabled_agents = [\"rpcutil\"]");
+    assert!(node.agent("rpcutil").is_none());
+    assert!(node.agent("discovery").is_some());
+    assert!(node.agent_names().is_empty());
+    let reply = send(
+        &node,
+        Route::Direct,
+        &request("rpcutil", "ping", json!({}), Filter::default()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.statuscode, StatusCode::UnknownAction);
+
+    let node = self::node("");
+    let mut r = request("discovery", "ping", json!({}), Filter::default());
+    r.collective = "uk".into();
+    let reply = send(&node, Route::Broadcast, &r).await.unwrap();
+    assert!(reply.data["pong"].as_u64().is_some());
+    let stats = send(
+        &node,
+        Route::Direct,
+        &request("rpcutil", "daemon_stats", json!({}), Filter::default()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(stats.data["total"], 2);
+    assert_eq!(stats.data["agents"], json!(["rpcutil"]));
+    assert_eq!(node.stats.replies.load(Ordering::Relaxed), 2);
+    let _: Map<String, Value> = stats.data.as_object().unwrap().clone();
+}
