@@ -1,0 +1,319 @@
+//! The `mco` command line: flags (clap derive; their doc comments are the help text), one
+//! file per application, and the exit codes.
+//!
+//! Exit codes follow MCollective: 0 every node answered OK; 1 nothing discovered, or a fatal
+//! error (printed as one line on stderr); 2 some nodes failed or did not answer; 3 nodes were
+//! discovered but none answered; 4 no discovery was done (nodes named with -I) and none
+//! answered. A closed stdout (`mco ... | head`) is not an error.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use mco_spec::Filter;
+
+use crate::client::{Client, ClientError};
+use crate::config::ClientConfig;
+
+mod facts;
+mod find;
+mod inventory;
+pub mod output;
+mod ping;
+mod plugin;
+mod rpc;
+
+const EXIT_CODES: &str = "Exit codes:
+  0  every node answered OK
+  1  no nodes discovered, or a fatal error
+  2  some nodes failed or did not answer
+  3  nodes were discovered but none answered
+  4  nodes were named with -I (no discovery) and none answered";
+
+/// mco: run actions on a fleet of nodes over NATS.
+#[derive(Debug, Parser)]
+#[command(name = "mco", version, about, after_help = EXIT_CODES, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The applications.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Ping every matching node and show how fast each answers.
+    Ping(ping::PingArgs),
+    /// Call an agent's action: mco rpc AGENT ACTION [key=value...] [filters].
+    Rpc(rpc::RpcArgs),
+    /// List the nodes that match the filters.
+    Find(find::FindArgs),
+    /// Count the values of a fact across the matching nodes.
+    Facts(facts::FactsArgs),
+    /// Show everything one node reports about itself.
+    Inventory(inventory::InventoryArgs),
+    /// Show agent documentation from their DDLs.
+    Plugin(plugin::PluginArgs),
+}
+
+/// Options every application takes: connection, targeting and output.
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// Client configuration file (default: $MCO_CONFIG, ~/.config/mco/client.toml, /etc/mco/client.toml).
+    #[arg(short = 'c', long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// NATS server URL; repeat for a pool. Overrides the configuration file.
+    #[arg(long, value_name = "URL")]
+    pub broker: Vec<String>,
+    /// Fact filter: fact=value, with == != =~ < > <= >=, /regex/ values, dotted paths (os.family).
+    #[arg(
+        short = 'F',
+        long = "wf",
+        value_name = "FACT",
+        help_heading = "Filters"
+    )]
+    pub fact_filter: Vec<String>,
+    /// Class filter: a class name or /regex/.
+    #[arg(
+        short = 'C',
+        long = "wc",
+        value_name = "CLASS",
+        help_heading = "Filters"
+    )]
+    pub class_filter: Vec<String>,
+    /// Identity filter: a node name or /regex/; several are OR'd. Plain names skip discovery.
+    #[arg(
+        short = 'I',
+        long = "wi",
+        value_name = "IDENTITY",
+        help_heading = "Filters"
+    )]
+    pub identity_filter: Vec<String>,
+    /// Agent filter: an agent name or /regex/.
+    #[arg(
+        short = 'A',
+        long = "wa",
+        id = "agent_filter",
+        value_name = "AGENT",
+        help_heading = "Filters"
+    )]
+    pub agent_filter: Vec<String>,
+    /// Combined fact and class filter: "country=uk webserver".
+    #[arg(
+        short = 'W',
+        long = "with",
+        value_name = "FILTER",
+        help_heading = "Filters"
+    )]
+    pub with_filter: Vec<String>,
+    /// Compound filter: "(country=uk and /web/) or not environment=dev", fstat('/etc/hosts').size>=100.
+    #[arg(
+        short = 'S',
+        long = "select",
+        value_name = "EXPR",
+        help_heading = "Filters"
+    )]
+    pub compound_filter: Vec<String>,
+    /// Collective to address (must be one the client knows).
+    #[arg(short = 'T', long = "target", value_name = "COLLECTIVE")]
+    pub target: Option<String>,
+    /// Discovery timeout, seconds.
+    #[arg(long = "dt", alias = "discovery-timeout", value_name = "SECONDS")]
+    pub discovery_timeout: Option<f64>,
+    /// How long to wait for replies, seconds.
+    #[arg(short = 't', long, value_name = "SECONDS")]
+    pub timeout: Option<f64>,
+    /// Print JSON instead of text.
+    #[arg(short = 'j', long)]
+    pub json: bool,
+    /// Say more: which nodes, timings, call statistics.
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+}
+
+/// A fatal error with its exit code (1 unless said otherwise).
+#[derive(Debug)]
+pub struct Failure(pub anyhow::Error);
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure(e.into())
+    }
+}
+
+impl CommonArgs {
+    /// The filter the flags describe.
+    pub fn filter(&self) -> Result<Filter, ClientError> {
+        let mut filter = Filter::default();
+        for f in &self.fact_filter {
+            filter.add_fact(f)?;
+        }
+        for c in &self.class_filter {
+            filter.add_class(c)?;
+        }
+        for i in &self.identity_filter {
+            filter.add_identity(i)?;
+        }
+        for a in &self.agent_filter {
+            filter.add_agent(a)?;
+        }
+        for w in &self.with_filter {
+            filter.add_with(w)?;
+        }
+        for s in &self.compound_filter {
+            filter.add_compound(s)?;
+        }
+        let compiled = filter.compile()?;
+        // A typo in a data-plugin name is an error here, never an empty result.
+        if let Some(unknown) = compiled
+            .data_plugins()
+            .into_iter()
+            .find(|p| !KNOWN_DATA_PLUGINS.contains(p))
+        {
+            return Err(ClientError::InvalidInput(format!(
+                "unknown data plugin {unknown:?} in -S (known: {})",
+                KNOWN_DATA_PLUGINS.join(", ")
+            )));
+        }
+        Ok(filter)
+    }
+
+    /// Connects with the configuration file and flags applied.
+    pub async fn connect(&self) -> Result<Client, Failure> {
+        let mut builder = Client::builder();
+        if let Some(path) = crate::config::locate(self.config.as_deref()) {
+            builder = ClientConfig::load(&path)?.apply(builder);
+        }
+        if !self.broker.is_empty() {
+            builder = builder.brokers(self.broker.clone());
+        }
+        let client = builder.connect().await?;
+        client.collective(self.target.as_deref())?;
+        Ok(client)
+    }
+
+    /// `--dt` as a duration.
+    pub fn discovery_timeout(&self) -> Result<Option<Duration>, Failure> {
+        seconds("--dt", self.discovery_timeout)
+    }
+
+    /// `-t` as a duration.
+    pub fn timeout(&self) -> Result<Option<Duration>, Failure> {
+        seconds("-t", self.timeout)
+    }
+}
+
+/// Data plugins nodes of this version answer in `-S` filters.
+const KNOWN_DATA_PLUGINS: [&str; 4] = ["agent", "collective", "fact", "fstat"];
+
+fn seconds(flag: &str, value: Option<f64>) -> Result<Option<Duration>, Failure> {
+    match value {
+        None => Ok(None),
+        Some(v) if v > 0.0 && v <= 86_400.0 => Ok(Some(Duration::from_secs_f64(v))),
+        Some(v) => Err(anyhow::anyhow!(
+            "{flag} {v}: must be a number of seconds between 0 and 86400"
+        )
+        .into()),
+    }
+}
+
+/// Text for stdout and stderr, written at the end so a closed pipe is handled in one place.
+#[derive(Debug, Default)]
+pub struct Printed {
+    /// For stdout.
+    pub out: String,
+    /// For stderr.
+    pub err: String,
+}
+
+/// Parses the command line, runs the application and returns the exit code.
+pub fn run() -> u8 {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mco: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    let mut printed = Printed::default();
+    let code = runtime.block_on(async {
+        let result = match &cli.command {
+            Command::Ping(a) => ping::run(a, &mut printed).await,
+            Command::Rpc(a) => rpc::run(a, &mut printed).await,
+            Command::Find(a) => find::run(a, &mut printed).await,
+            Command::Facts(a) => facts::run(a, &mut printed).await,
+            Command::Inventory(a) => inventory::run(a, &mut printed).await,
+            Command::Plugin(a) => plugin::run(a, &mut printed),
+        };
+        match result {
+            Ok(code) => code,
+            Err(Failure(e)) => {
+                printed.err.push_str(&format!("mco: {e:#}\n"));
+                1
+            }
+        }
+    });
+    emit(&printed);
+    code
+}
+
+fn emit(printed: &Printed) {
+    // A reader that went away (`| head`) is not an error: stop writing quietly.
+    let _ = std::io::stderr().write_all(printed.err.as_bytes());
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(printed.out.as_bytes())
+        .and_then(|_| stdout.flush());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn filters_come_from_flags() {
+        let cli = Cli::try_parse_from([
+            "mco",
+            "find",
+            "-F",
+            "cpus>=4",
+            "-W",
+            "country=uk web",
+            "-I",
+            "/^db/",
+            "-I",
+            "web1",
+        ])
+        .unwrap();
+        let Command::Find(args) = cli.command else {
+            panic!()
+        };
+        let filter = args.common.filter().unwrap();
+        assert_eq!(filter.fact.len(), 2);
+        assert_eq!(filter.class, ["web"]);
+        assert_eq!(filter.identity, ["/^db/", "web1"]);
+        let bad = Cli::try_parse_from(["mco", "find", "-S", "nope('x').a=1"]).unwrap();
+        let Command::Find(args) = bad.command else {
+            panic!()
+        };
+        assert!(args
+            .common
+            .filter()
+            .unwrap_err()
+            .to_string()
+            .contains("unknown data plugin \"nope\""));
+        assert!(seconds("--dt", Some(-1.0)).is_err());
+    }
+}

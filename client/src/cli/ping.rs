@@ -1,0 +1,54 @@
+//! `mco ping`: a discovery ping to every matching node, printing each node's round trip.
+//! No prior discovery: the ping is the discovery.
+
+use clap::Args;
+
+use super::{CommonArgs, Failure, Printed};
+
+/// Arguments of `mco ping`.
+#[derive(Debug, Args)]
+pub struct PingArgs {
+    #[command(flatten)]
+    pub(super) common: CommonArgs,
+}
+
+pub(super) async fn run(args: &PingArgs, printed: &mut Printed) -> Result<u8, Failure> {
+    let filter = args.common.filter()?;
+    let client = args.common.connect().await?;
+    let timeout = args.common.discovery_timeout()?;
+    let found = client
+        .discover_timed(&filter, args.common.target.as_deref(), timeout)
+        .await?;
+    if args.common.json {
+        let rows: Vec<serde_json::Value> = found
+            .iter()
+            .map(|(n, t)| serde_json::json!({"sender": n, "time_ms": t.as_secs_f64() * 1000.0}))
+            .collect();
+        printed
+            .out
+            .push_str(&format!("{}\n", serde_json::Value::Array(rows)));
+        return Ok(if found.is_empty() { 1 } else { 0 });
+    }
+    let times: Vec<f64> = found
+        .iter()
+        .map(|(_, t)| t.as_secs_f64() * 1000.0)
+        .collect();
+    for ((node, _), ms) in found.iter().zip(&times) {
+        printed
+            .out
+            .push_str(&format!("{node:<40} time={ms:.2} ms\n"));
+    }
+    printed.out.push_str("\n\n---- ping statistics ----\n");
+    if times.is_empty() {
+        printed.out.push_str("No responses received\n");
+        return Ok(1);
+    }
+    let max = times.iter().cloned().fold(f64::MIN, f64::max);
+    let min = times.iter().cloned().fold(f64::MAX, f64::min);
+    let avg = times.iter().sum::<f64>() / times.len() as f64;
+    printed.out.push_str(&format!(
+        "{} replies max: {max:.2} min: {min:.2} avg: {avg:.2}\n",
+        times.len()
+    ));
+    Ok(0)
+}

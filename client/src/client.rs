@@ -1,0 +1,409 @@
+//! The [`Client`] handle, its builder and its error type.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use mco_discovery::Window;
+use mco_spec::message::{new_request_id, now_millis};
+use mco_spec::{subjects, Filter, FilterError, Request, RequestEnvelope};
+use serde_json::Map;
+
+/// What went wrong talking to the fleet. Expected outcomes (a node not answering, an action
+/// failing) are not errors; they are in [`crate::Stats`] and reply status codes.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// No broker could be reached within the connect timeout.
+    #[error("cannot connect to the broker at {brokers}: {reason}")]
+    BrokerUnavailable {
+        /// The broker URLs tried.
+        brokers: String,
+        /// Why.
+        reason: String,
+    },
+    /// The request is not acceptable (bad filter, bad name, inputs the DDL refuses).
+    #[error("{0}")]
+    InvalidInput(String),
+    /// The collective is not one the client knows.
+    #[error("unknown collective {name:?} (known: {known})")]
+    UnknownCollective {
+        /// The collective asked for.
+        name: String,
+        /// The known collectives.
+        known: String,
+    },
+    /// Publishing or subscribing failed (the connection broke).
+    #[error("broker error: {0}")]
+    Broker(String),
+}
+
+impl From<FilterError> for ClientError {
+    fn from(e: FilterError) -> Self {
+        ClientError::InvalidInput(e.to_string())
+    }
+}
+
+/// Settings of a [`Client`]; [`ClientBuilder`] fills them.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// NATS server URLs (one pool).
+    pub brokers: Vec<String>,
+    /// Known collectives; the first is the main one unless `main_collective` says otherwise.
+    pub collectives: Vec<String>,
+    /// The collective used when a call names none.
+    pub main_collective: String,
+    /// Who is calling (`user=alice`).
+    pub caller: String,
+    /// This host's identity, sent as the request's sender.
+    pub sender: String,
+    /// How long to try to reach a broker.
+    pub connect_timeout: Duration,
+    /// Longest broadcast discovery.
+    pub discovery_timeout: Duration,
+    /// Discovery ends this long after the last reply.
+    pub discovery_window: Duration,
+    /// How long to wait for replies.
+    pub timeout: Duration,
+    /// How long a request stays valid, seconds.
+    pub ttl: u64,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+        ClientOptions {
+            brokers: vec!["nats://127.0.0.1:4222".into()],
+            collectives: vec!["mco".into()],
+            main_collective: "mco".into(),
+            caller: format!("user={user}"),
+            sender: local_identity(),
+            connect_timeout: Duration::from_secs(2),
+            discovery_timeout: Duration::from_secs(2),
+            discovery_window: Duration::from_millis(300),
+            timeout: Duration::from_secs(10),
+            ttl: 60,
+        }
+    }
+}
+
+/// This host's name as a valid identity.
+fn local_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = host.trim();
+    if subjects::is_valid_identity(host) {
+        host.to_string()
+    } else {
+        "mco-client".into()
+    }
+}
+
+/// Builds a [`Client`]. Every setting has a default; see [`ClientOptions`].
+#[derive(Debug, Clone, Default)]
+pub struct ClientBuilder {
+    options: ClientOptions,
+    brokers_set: bool,
+}
+
+impl ClientBuilder {
+    /// Adds a broker URL (the first call replaces the default).
+    pub fn broker(mut self, url: impl Into<String>) -> Self {
+        if !self.brokers_set {
+            self.options.brokers.clear();
+            self.brokers_set = true;
+        }
+        self.options.brokers.push(url.into());
+        self
+    }
+
+    /// Sets all broker URLs.
+    pub fn brokers(mut self, urls: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.options.brokers = urls.into_iter().map(Into::into).collect();
+        self.brokers_set = true;
+        self
+    }
+
+    /// Sets the known collectives; the first becomes the main collective.
+    pub fn collectives(mut self, names: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.options.collectives = names.into_iter().map(Into::into).collect();
+        if let Some(first) = self.options.collectives.first() {
+            self.options.main_collective = first.clone();
+        }
+        self
+    }
+
+    /// Sets the main collective (added to the known ones if missing).
+    pub fn main_collective(mut self, name: impl Into<String>) -> Self {
+        let name = name.into();
+        if !self.options.collectives.contains(&name) {
+            self.options.collectives.insert(0, name.clone());
+        }
+        self.options.main_collective = name;
+        self
+    }
+
+    /// Sets the caller name.
+    pub fn caller(mut self, caller: impl Into<String>) -> Self {
+        self.options.caller = caller.into();
+        self
+    }
+
+    /// Sets the sender identity.
+    pub fn sender(mut self, sender: impl Into<String>) -> Self {
+        self.options.sender = sender.into();
+        self
+    }
+
+    /// Sets the connect timeout.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.options.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets the default discovery timeout.
+    pub fn discovery_timeout(mut self, timeout: Duration) -> Self {
+        self.options.discovery_timeout = timeout;
+        self
+    }
+
+    /// Sets the quiet window that ends discovery early.
+    pub fn discovery_window(mut self, window: Duration) -> Self {
+        self.options.discovery_window = window;
+        self
+    }
+
+    /// Sets the default time to wait for replies.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.options.timeout = timeout;
+        self
+    }
+
+    /// Sets the default request TTL, seconds.
+    pub fn ttl(mut self, ttl: u64) -> Self {
+        self.options.ttl = ttl;
+        self
+    }
+
+    /// Checks the settings and connects to the broker, failing within the connect timeout.
+    pub async fn connect(self) -> Result<Client, ClientError> {
+        let o = self.options;
+        for c in &o.collectives {
+            if !subjects::is_valid_token(c) {
+                return Err(ClientError::InvalidInput(format!(
+                    "{c:?} is not a valid collective name"
+                )));
+            }
+        }
+        if !subjects::is_valid_identity(&o.sender) {
+            return Err(ClientError::InvalidInput(format!(
+                "{:?} is not a valid sender identity",
+                o.sender
+            )));
+        }
+        if o.caller.is_empty() {
+            return Err(ClientError::InvalidInput("the caller name is empty".into()));
+        }
+        let brokers = o.brokers.join(",");
+        let unavailable = |reason: String| ClientError::BrokerUnavailable {
+            brokers: brokers.clone(),
+            reason,
+        };
+        for b in &o.brokers {
+            b.parse::<async_nats::ServerAddr>()
+                .map_err(|e| ClientError::InvalidInput(format!("{b:?} is not a NATS URL: {e}")))?;
+        }
+        let connecting = async_nats::ConnectOptions::new()
+            .name(format!("mco {}", o.caller))
+            .connection_timeout(o.connect_timeout)
+            .connect(o.brokers.as_slice());
+        let nats = match tokio::time::timeout(o.connect_timeout, connecting).await {
+            Ok(Ok(client)) => client,
+            Ok(Err(e)) => return Err(unavailable(e.to_string())),
+            Err(_) => {
+                return Err(unavailable(format!(
+                    "no answer within {:?}",
+                    o.connect_timeout
+                )))
+            }
+        };
+        Ok(Client {
+            inner: Arc::new(Inner { nats, options: o }),
+        })
+    }
+}
+
+struct Inner {
+    nats: async_nats::Client,
+    options: ClientOptions,
+}
+
+/// A connection to the fleet; cheap to clone and share between tasks.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("options", &self.inner.options)
+            .finish()
+    }
+}
+
+impl Client {
+    /// A builder with default settings.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// The client's settings.
+    pub fn options(&self) -> &ClientOptions {
+        &self.inner.options
+    }
+
+    /// The underlying NATS connection (for replies read elsewhere and tests).
+    pub fn nats(&self) -> &async_nats::Client {
+        &self.inner.nats
+    }
+
+    /// `collective`, checked against the known ones, or the main collective.
+    pub fn collective(&self, collective: Option<&str>) -> Result<String, ClientError> {
+        let o = &self.inner.options;
+        match collective {
+            None => Ok(o.main_collective.clone()),
+            Some(c) if o.collectives.iter().any(|k| k == c) => Ok(c.to_string()),
+            Some(c) => Err(ClientError::UnknownCollective {
+                name: c.to_string(),
+                known: o.collectives.join(", "),
+            }),
+        }
+    }
+
+    /// Builds a request; the caller publishes it.
+    pub(crate) fn request(
+        &self,
+        collective: &str,
+        agent: &str,
+        action: &str,
+        data: Map<String, serde_json::Value>,
+        filter: Filter,
+        ttl: u64,
+    ) -> Request {
+        let o = &self.inner.options;
+        let id = new_request_id();
+        Request {
+            reply_to: subjects::reply(collective, &o.caller, &id),
+            id,
+            collective: collective.to_string(),
+            agent: agent.to_string(),
+            action: action.to_string(),
+            data,
+            filter,
+            caller: o.caller.clone(),
+            sender: o.sender.clone(),
+            time: now_millis(),
+            ttl,
+        }
+    }
+
+    pub(crate) async fn subscribe(
+        &self,
+        subject: &str,
+    ) -> Result<async_nats::Subscriber, ClientError> {
+        self.inner
+            .nats
+            .subscribe(subject.to_string())
+            .await
+            .map_err(|e| ClientError::Broker(e.to_string()))
+    }
+
+    pub(crate) async fn publish(
+        &self,
+        subject: String,
+        request: &Request,
+    ) -> Result<(), ClientError> {
+        let payload = RequestEnvelope::unsigned(request)
+            .and_then(|e| e.to_bytes())
+            .map_err(|e| ClientError::InvalidInput(format!("cannot encode the request: {e}")))?;
+        if payload.len() > mco_spec::MAX_MESSAGE_BYTES {
+            return Err(ClientError::InvalidInput(format!(
+                "the request is {} bytes, more than the {} allowed",
+                payload.len(),
+                mco_spec::MAX_MESSAGE_BYTES
+            )));
+        }
+        self.inner
+            .nats
+            .publish(subject, payload.into())
+            .await
+            .map_err(|e| ClientError::Broker(e.to_string()))
+    }
+
+    pub(crate) async fn flush(&self) -> Result<(), ClientError> {
+        self.inner
+            .nats
+            .flush()
+            .await
+            .map_err(|e| ClientError::Broker(e.to_string()))
+    }
+
+    /// Finds the nodes matching `filter` in `collective` (main if `None`), each with the time
+    /// its answer took, in arrival order. Ends at `timeout` (default: the client's discovery
+    /// timeout) or a quiet window after the last reply.
+    pub async fn discover_timed(
+        &self,
+        filter: &Filter,
+        collective: Option<&str>,
+        timeout: Option<Duration>,
+    ) -> Result<Vec<(String, Duration)>, ClientError> {
+        filter.compile()?;
+        let collective = self.collective(collective)?;
+        let o = &self.inner.options;
+        let request = self.request(
+            &collective,
+            subjects::DISCOVERY_AGENT,
+            "ping",
+            Map::new(),
+            filter.clone(),
+            o.ttl,
+        );
+        let subscriber = self.subscribe(&request.reply_to).await?;
+        self.publish(
+            subjects::broadcast(&collective, subjects::DISCOVERY_AGENT),
+            &request,
+        )
+        .await?;
+        self.flush().await?;
+        let id = request.id.clone();
+        let senders = subscriber.filter_map(move |m| {
+            let id = id.clone();
+            async move {
+                let reply = mco_spec::ReplyEnvelope::decode(&m.payload)
+                    .ok()?
+                    .reply()
+                    .ok()?;
+                (reply.request_id == id).then_some(reply.sender)
+            }
+        });
+        let window = Window::new(timeout.unwrap_or(o.discovery_timeout), o.discovery_window);
+        Ok(mco_discovery::collect(senders, window).await)
+    }
+
+    /// Finds the identities of the nodes matching `filter`, sorted.
+    pub async fn discover(
+        &self,
+        filter: &Filter,
+        collective: Option<&str>,
+        timeout: Option<Duration>,
+    ) -> Result<Vec<String>, ClientError> {
+        let mut nodes: Vec<String> = self
+            .discover_timed(filter, collective, timeout)
+            .await?
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        nodes.sort();
+        Ok(nodes)
+    }
+}

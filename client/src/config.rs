@@ -1,0 +1,220 @@
+//! The `mco` configuration file (TOML). Looked up in this order: `--config FILE`,
+//! `$MCO_CONFIG`, `~/.config/mco/client.toml`, `/etc/mco/client.toml`; with none, defaults
+//! apply. Every key is documented in `client/mco.example.toml` (a test keeps them in step).
+//! Unknown keys are errors, reported as one line naming the file and key.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::client::ClientBuilder;
+
+/// The client configuration file as written; every key optional.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// NATS server URLs (one pool).
+    pub brokers: Option<Vec<String>>,
+    /// Known collectives.
+    pub collectives: Option<Vec<String>>,
+    /// The default collective.
+    pub main_collective: Option<String>,
+    /// The caller name.
+    pub caller: Option<String>,
+    /// Broadcast discovery timeout, seconds.
+    pub discovery_timeout: Option<f64>,
+    /// Discovery ends this many milliseconds after the last reply.
+    pub discovery_window_ms: Option<u64>,
+    /// How long to wait for replies, seconds.
+    pub timeout: Option<f64>,
+    /// How long a request stays valid, seconds.
+    pub ttl: Option<u64>,
+    /// How long to try to reach a broker, seconds.
+    pub connect_timeout: Option<f64>,
+}
+
+/// Why the configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid (unknown key, wrong type).
+    #[error("{path}:{line}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The line.
+        line: usize,
+        /// The parser's message.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("{path}: {key}: {reason}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// The key.
+        key: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Where the configuration comes from, if anywhere.
+pub fn locate(explicit: Option<&Path>) -> Option<PathBuf> {
+    if let Some(p) = explicit {
+        return Some(p.to_path_buf());
+    }
+    if let Some(p) = std::env::var_os("MCO_CONFIG").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    let home = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config/mco/client.toml"));
+    home.into_iter()
+        .chain([PathBuf::from("/etc/mco/client.toml")])
+        .find(|p| p.is_file())
+}
+
+impl ClientConfig {
+    /// Reads the file at `path`.
+    pub fn load(path: &Path) -> Result<ClientConfig, ClientConfigError> {
+        let display = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ClientConfigError::Read {
+            path: display.clone(),
+            source,
+        })?;
+        ClientConfig::parse(&text, &display)
+    }
+
+    /// Parses configuration text; `path` names it in errors.
+    pub fn parse(text: &str, path: &str) -> Result<ClientConfig, ClientConfigError> {
+        let config: ClientConfig = toml::from_str(text).map_err(|e| ClientConfigError::Parse {
+            path: path.to_string(),
+            line: e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
+                .unwrap_or(1),
+            message: e.message().replace('\n', " "),
+        })?;
+        let invalid = |key, reason: &str| ClientConfigError::Invalid {
+            path: path.to_string(),
+            key,
+            reason: reason.to_string(),
+        };
+        for (key, value) in [
+            ("discovery_timeout", config.discovery_timeout),
+            ("timeout", config.timeout),
+            ("connect_timeout", config.connect_timeout),
+        ] {
+            if value.is_some_and(|v| !(v > 0.0 && v <= 86_400.0)) {
+                return Err(invalid(
+                    key,
+                    "must be a number of seconds between 0 and 86400",
+                ));
+            }
+        }
+        if config.ttl == Some(0) {
+            return Err(invalid("ttl", "must be at least 1 second"));
+        }
+        if config.brokers.as_ref().is_some_and(Vec::is_empty) {
+            return Err(invalid("brokers", "must name at least one broker"));
+        }
+        if config.collectives.as_ref().is_some_and(Vec::is_empty) {
+            return Err(invalid("collectives", "must name at least one collective"));
+        }
+        Ok(config)
+    }
+
+    /// Applies the settings to a builder.
+    pub fn apply(&self, mut builder: ClientBuilder) -> ClientBuilder {
+        if let Some(b) = &self.brokers {
+            builder = builder.brokers(b.clone());
+        }
+        if let Some(c) = &self.collectives {
+            builder = builder.collectives(c.clone());
+        }
+        if let Some(m) = &self.main_collective {
+            builder = builder.main_collective(m.clone());
+        }
+        if let Some(c) = &self.caller {
+            builder = builder.caller(c.clone());
+        }
+        if let Some(t) = self.discovery_timeout {
+            builder = builder.discovery_timeout(Duration::from_secs_f64(t));
+        }
+        if let Some(w) = self.discovery_window_ms {
+            builder = builder.discovery_window(Duration::from_millis(w));
+        }
+        if let Some(t) = self.timeout {
+            builder = builder.timeout(Duration::from_secs_f64(t));
+        }
+        if let Some(t) = self.ttl {
+            builder = builder.ttl(t);
+        }
+        if let Some(t) = self.connect_timeout {
+            builder = builder.connect_timeout(Duration::from_secs_f64(t));
+        }
+        builder
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses_and_documents_every_key() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("mco.example.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let config = ClientConfig::load(&path).unwrap();
+        assert_eq!(
+            config.brokers.as_deref(),
+            Some(&["nats://127.0.0.1:4222".to_string()][..])
+        );
+        let all = ClientConfig {
+            brokers: Some(vec![]),
+            collectives: Some(vec![]),
+            main_collective: Some(String::new()),
+            caller: Some(String::new()),
+            discovery_timeout: Some(1.0),
+            discovery_window_ms: Some(1),
+            timeout: Some(1.0),
+            ttl: Some(1),
+            connect_timeout: Some(1.0),
+        };
+        for key in serde_json::to_value(all)
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .keys()
+        {
+            assert!(
+                text.lines().any(|l| l
+                    .trim_start_matches(['#', ' '])
+                    .starts_with(&format!("{key} ="))),
+                "mco.example.toml does not document {key}"
+            );
+        }
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        for (text, want) in [
+            ("bogus = 1\n", "c.toml:1: unknown field `bogus`"),
+            ("timeout = -1\n", "c.toml: timeout: must be"),
+            ("ttl = 0\n", "c.toml: ttl:"),
+            ("brokers = []\n", "brokers: must name"),
+            ("timeout = \"x\"\n", "c.toml:1:"),
+        ] {
+            let e = ClientConfig::parse(text, "c.toml").unwrap_err().to_string();
+            assert!(e.contains(want), "{want:?} not in {e:?}");
+        }
+    }
+}

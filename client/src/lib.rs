@@ -1,0 +1,40 @@
+//! The mco client library: find nodes, call their agents, collect replies with statistics.
+//!
+//! A [`Client`] is a cheap `Clone` handle over one NATS connection, built by
+//! [`Client::builder`]`…connect().await`. A web application keeps one in its state and shares
+//! it between requests.
+//!
+//! - [`Client::discover`] finds the nodes that match a filter (broadcast discovery, ending a
+//!   short quiet window after the last reply).
+//! - [`Client::call`] sends a [`Call`] and returns [`Replies`], a stream of decoded replies
+//!   that ends when every expected node answered or at the timeout;
+//!   [`Replies::collect`] gathers them into a [`CallResult`] with [`Stats`] (discovered,
+//!   responded, ok, failed, no response from, elapsed). A node that did not answer is a row in
+//!   the stats, not an error; a failed action is a reply with a status code.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), mco_client::ClientError> {
+//! use mco_client::{Call, Client};
+//! use mco_spec::Filter;
+//!
+//! let client = Client::builder().broker("nats://127.0.0.1:4222").connect().await?;
+//! let mut filter = Filter::default();
+//! filter.add_fact("country=uk").map_err(mco_client::ClientError::from)?;
+//! let result = client.call(Call::new("rpcutil", "ping").filter(filter)).await?.collect().await;
+//! for reply in &result.replies {
+//!     println!("{} {}", reply.sender, reply.data);
+//! }
+//! println!("{} of {} answered", result.stats.responded, result.stats.discovered);
+//! # Ok(()) }
+//! ```
+//!
+//! This crate also holds the `mco` command line ([`cli`]); its binary is a thin `main`.
+#![warn(missing_docs)]
+
+pub mod call;
+pub mod cli;
+pub mod client;
+pub mod config;
+
+pub use call::{Call, CallResult, Mode, Replies, Stats};
+pub use client::{Client, ClientBuilder, ClientError};
