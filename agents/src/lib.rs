@@ -18,6 +18,7 @@
 pub mod agent;
 pub mod data;
 pub mod discovery;
+pub mod external;
 pub mod fstat;
 pub mod registry;
 pub mod rpcutil;

@@ -43,6 +43,12 @@ pub struct Config {
     /// Most actions running at once; further requests wait for a slot.
     #[serde(default = "default_max_concurrent")]
     pub max_concurrent_actions: usize,
+    /// Directories holding external agents (DDL with `provider: external` plus executable).
+    #[serde(default)]
+    pub agent_dirs: Vec<PathBuf>,
+    /// Where external agents' plugin config files live (`<dir>/<agent>`).
+    #[serde(default)]
+    pub plugin_config_dir: Option<PathBuf>,
 }
 
 fn default_collectives() -> Vec<String> {
@@ -130,6 +136,10 @@ pub struct Settings {
     pub disabled_agents: Vec<String>,
     /// Concurrency bound.
     pub max_concurrent_actions: usize,
+    /// External agent directories (absolute).
+    pub agent_dirs: Vec<PathBuf>,
+    /// External agents' plugin config directory (absolute).
+    pub plugin_config_dir: PathBuf,
     /// The file the settings came from, if any.
     pub config_file: Option<PathBuf>,
     /// The configuration as written, for `rpcutil get_config_item`.
@@ -257,6 +267,12 @@ impl Settings {
             shutdown_grace_seconds: config.shutdown_grace_seconds,
             disabled_agents: config.disabled_agents.clone(),
             max_concurrent_actions: config.max_concurrent_actions,
+            agent_dirs: config.agent_dirs.iter().map(absolute).collect(),
+            plugin_config_dir: config
+                .plugin_config_dir
+                .as_ref()
+                .map(absolute)
+                .unwrap_or_else(|| base.join("plugin.d")),
             config_file,
             raw: config,
         })

@@ -73,11 +73,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             settings.facts_files.clone(),
             settings.classes_file.clone(),
         );
-        let node = Arc::new(Node::new(
-            settings,
-            facts,
-            mco_agents::registry::builtin_agents(),
-        ));
+        let mut agents = mco_agents::registry::builtin_agents();
+        let (external, skipped) = mco_agents::external::load_external_agents(
+            &settings.agent_dirs,
+            &settings.plugin_config_dir,
+            &facts.facts(),
+        )
+        .await;
+        for reason in skipped {
+            tracing::warn!("{reason}");
+        }
+        for agent in external {
+            let name = agent.ddl().metadata.name.clone();
+            if agents.iter().any(|a| a.ddl().metadata.name == name) {
+                tracing::warn!("external agent {name} ignored: a built-in agent has that name");
+            } else {
+                tracing::info!("loaded external agent {name}");
+                agents.push(agent);
+            }
+        }
+        let node = Arc::new(Node::new(settings, facts, agents));
         mco_server::run(node, shutdown_signal())
             .await
             .map_err(anyhow::Error::from)
