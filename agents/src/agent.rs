@@ -25,6 +25,14 @@ pub trait Agent: Send + Sync {
         action: &str,
         data: &Map<String, Value>,
     ) -> Outcome;
+
+    /// The agent's data plugin, named after the agent (`service('nginx').status`): answers a
+    /// query with a JSON object of outputs. Used by `-S` filters and `rpcutil get_data`;
+    /// filters are evaluated synchronously, so an answer must be quick. `None` means the
+    /// agent provides no data plugin.
+    fn data_query(&self, _query: Option<&str>) -> Option<Result<Value, String>> {
+        None
+    }
 }
 
 /// What an action may know about the request and the node.
@@ -91,6 +99,8 @@ pub trait NodeInfo: Send + Sync {
     fn stats(&self) -> Map<String, Value>;
     /// A configuration setting by name, if there is one.
     fn config_item(&self, item: &str) -> Option<Value>;
+    /// Answers data plugin `plugin` (built-in or provided by an agent) for `query`.
+    fn data(&self, plugin: &str, query: Option<&str>) -> Result<Value, String>;
     /// The daemon's version.
     fn version(&self) -> String {
         env!("CARGO_PKG_VERSION").to_string()

@@ -2,7 +2,9 @@
 //! (`fstat('/etc/hosts').size>=100`) and by `rpcutil get_data`.
 //!
 //! Built in: `fstat(path)` (see [`crate::fstat`]), `fact(path)` → `{value}`, `agent(name)` →
-//! `{present}` plus the agent's metadata, `collective(name)` → `{member}`.
+//! `{present}` plus the agent's metadata, `collective(name)` → `{member}`. Agents add their
+//! own through [`crate::Agent::data_query`]; the node ([`NodeInfo::data`]) tries the built-in
+//! plugins first, then the agent of that name.
 
 use mco_spec::compound::DataSource;
 use mco_spec::filter::lookup;
@@ -18,7 +20,7 @@ pub fn is_known(name: &str) -> bool {
     PLUGINS.contains(&name)
 }
 
-/// Answers `plugin(query)` on `node`.
+/// Answers built-in `plugin(query)` on `node`.
 pub fn query(plugin: &str, query: Option<&str>, node: &dyn NodeInfo) -> Result<Value, String> {
     let needs_query = || query.ok_or_else(|| format!("the {plugin} data plugin needs a query"));
     match plugin {
@@ -53,6 +55,6 @@ pub struct NodeData<'a>(pub &'a dyn NodeInfo);
 
 impl DataSource for NodeData<'_> {
     fn query(&self, plugin: &str, q: Option<&str>) -> Option<Value> {
-        query(plugin, q, self.0).ok()
+        self.0.data(plugin, q).ok()
     }
 }

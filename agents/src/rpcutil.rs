@@ -102,7 +102,7 @@ impl Agent for Rpcutil {
             "get_data" => {
                 let source = input(data, "source");
                 let query = data.get("query").and_then(Value::as_str);
-                match data::query(source, query, node) {
+                match node.data(source, query) {
                     Ok(Value::Object(map)) => Outcome::ok(map),
                     Ok(other) => Outcome::ok(outputs([("value", other)])),
                     Err(reason) => Outcome::aborted(reason),
@@ -146,6 +146,9 @@ mod tests {
         }
         fn config_item(&self, item: &str) -> Option<Value> {
             (item == "identity").then(|| json!("web1"))
+        }
+        fn data(&self, plugin: &str, query: Option<&str>) -> Result<Value, String> {
+            data::query(plugin, query, self)
         }
     }
 

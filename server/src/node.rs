@@ -128,6 +128,16 @@ impl NodeInfo for Node {
     fn config_item(&self, item: &str) -> Option<Value> {
         self.settings.item(item)
     }
+
+    fn data(&self, plugin: &str, query: Option<&str>) -> Result<Value, String> {
+        if mco_agents::data::is_known(plugin) {
+            return mco_agents::data::query(plugin, query, self);
+        }
+        match self.agents.get(plugin).and_then(|a| a.data_query(query)) {
+            Some(answer) => answer,
+            None => Err(format!("no data plugin called {plugin:?} on this node")),
+        }
+    }
 }
 
 /// User and system CPU seconds of this process.

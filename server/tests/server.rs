@@ -259,3 +259,99 @@ async fn sub_collectives_and_disabled_agents() {
     assert_eq!(node.stats.replies.load(Ordering::Relaxed), 2);
     let _: Map<String, Value> = stats.data.as_object().unwrap().clone();
 }
+
+/// An agent that provides a data plugin, as service('x').status will.
+struct Widget {
+    ddl: mco_ddl::AgentDdl,
+}
+
+#[async_trait::async_trait]
+impl mco_agents::Agent for Widget {
+    fn ddl(&self) -> &mco_ddl::AgentDdl {
+        &self.ddl
+    }
+
+    async fn call(
+        &self,
+        _: &mco_agents::ActionContext<'_>,
+        _: &str,
+        _: &Map<String, Value>,
+    ) -> mco_agents::Outcome {
+        mco_agents::Outcome::ok(Map::new())
+    }
+
+    fn data_query(&self, query: Option<&str>) -> Option<Result<Value, String>> {
+        Some(match query {
+            Some(q) => Ok(json!({"size": q.len(), "name": q})),
+            None => Err("widget needs a name".into()),
+        })
+    }
+}
+
+#[tokio::test]
+async fn agents_provide_data_plugins_for_filters_and_get_data() {
+    let ddl = mco_ddl::AgentDdl::from_json(
+        r#"{"metadata":{"name":"widget","description":"d","author":"a","license":"l","version":"1.0.0","url":"u","timeout":5},
+            "actions":[{"action":"noop","description":"d","input":{},"output":{}}]}"#,
+        "widget.json",
+    )
+    .unwrap();
+    let config = parse("identity = \"web1\"\n", "t").unwrap();
+    let settings = Settings::resolve(config, Path::new("/"), None, "t").unwrap();
+    let facts = FactStore::new(json!({}), vec![], None);
+    let mut agents = mco_agents::registry::builtin_agents();
+    agents.push(std::sync::Arc::new(Widget { ddl }));
+    let node = Node::new(settings, facts, agents);
+
+    let mut hit = Filter::default();
+    hit.add_compound("widget('abc').size=3 and fstat('/').present=true")
+        .unwrap();
+    assert!(send(
+        &node,
+        Route::Broadcast,
+        &request("rpcutil", "ping", json!({}), hit)
+    )
+    .await
+    .is_some());
+    let mut miss = Filter::default();
+    miss.add_compound("widget('abc').size>3").unwrap();
+    assert!(send(
+        &node,
+        Route::Broadcast,
+        &request("rpcutil", "ping", json!({}), miss)
+    )
+    .await
+    .is_none());
+
+    let data = send(
+        &node,
+        Route::Direct,
+        &request(
+            "rpcutil",
+            "get_data",
+            json!({"source": "widget", "query": "hello"}),
+            Filter::default(),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(data.data["size"], 5);
+    let none = send(
+        &node,
+        Route::Direct,
+        &request(
+            "rpcutil",
+            "get_data",
+            json!({"source": "nothing"}),
+            Filter::default(),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(none.statuscode, StatusCode::Aborted);
+    assert!(
+        none.statusmsg.contains("no data plugin called \"nothing\""),
+        "{}",
+        none.statusmsg
+    );
+}
