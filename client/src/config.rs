@@ -32,6 +32,8 @@ pub struct ClientConfig {
     pub ttl: Option<u64>,
     /// How long to try to reach a broker, seconds.
     pub connect_timeout: Option<f64>,
+    /// Directories of agent DDLs (`<dir>/<agent>.json`), searched before the built-in ones.
+    pub ddl_dirs: Option<Vec<PathBuf>>,
 }
 
 /// Why the configuration could not be used.
@@ -132,6 +134,21 @@ impl ClientConfig {
         Ok(config)
     }
 
+    /// The DDL directories, relative paths taken from `base` (the file's directory).
+    pub fn ddl_dirs(&self, base: &Path) -> Vec<PathBuf> {
+        self.ddl_dirs
+            .iter()
+            .flatten()
+            .map(|d| {
+                if d.is_absolute() {
+                    d.clone()
+                } else {
+                    base.join(d)
+                }
+            })
+            .collect()
+    }
+
     /// Applies the settings to a builder.
     pub fn apply(&self, mut builder: ClientBuilder) -> ClientBuilder {
         if let Some(b) = &self.brokers {
@@ -188,6 +205,7 @@ mod tests {
             timeout: Some(1.0),
             ttl: Some(1),
             connect_timeout: Some(1.0),
+            ddl_dirs: Some(vec![]),
         };
         for key in serde_json::to_value(all)
             .unwrap()

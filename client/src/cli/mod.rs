@@ -165,26 +165,36 @@ impl CommonArgs {
             filter.add_compound(s)?;
         }
         let compiled = filter.compile()?;
-        // A typo in a data-plugin name is an error here, never an empty result.
-        if let Some(unknown) = compiled
-            .data_plugins()
-            .into_iter()
-            .find(|p| !KNOWN_DATA_PLUGINS.contains(p))
-        {
-            return Err(ClientError::InvalidInput(format!(
-                "unknown data plugin {unknown:?} in -S (known: {})",
-                KNOWN_DATA_PLUGINS.join(", ")
-            )));
+        // A typo in a data-plugin name is an error here, never an empty result. Nodes answer
+        // the built-in plugins and those of agents named after them (`service('x')`).
+        let plugins = compiled.data_plugins();
+        if !plugins.is_empty() {
+            let dirs = self
+                .client_config()
+                .map(|(_, dirs)| dirs)
+                .unwrap_or_default();
+            let mut known: Vec<String> = KNOWN_DATA_PLUGINS.iter().map(|s| s.to_string()).collect();
+            known.extend(mco_ddl::builtin::all_names(&dirs));
+            known.sort();
+            if let Some(unknown) = plugins.into_iter().find(|p| !known.iter().any(|k| k == p)) {
+                return Err(ClientError::InvalidInput(format!(
+                    "unknown data plugin {unknown:?} in -S (known: {})",
+                    known.join(", ")
+                )));
+            }
         }
         Ok(filter)
     }
 
+    /// The configuration file's settings and the DDL directories it names.
+    pub fn client_config(&self) -> Result<(ClientConfig, Vec<PathBuf>), Failure> {
+        load_config(self.config.as_deref())
+    }
+
     /// Connects with the configuration file and flags applied.
     pub async fn connect(&self) -> Result<Client, Failure> {
-        let mut builder = Client::builder();
-        if let Some(path) = crate::config::locate(self.config.as_deref()) {
-            builder = ClientConfig::load(&path)?.apply(builder);
-        }
+        let (config, _) = self.client_config()?;
+        let mut builder = config.apply(Client::builder());
         if !self.broker.is_empty() {
             builder = builder.brokers(self.broker.clone());
         }
@@ -201,6 +211,24 @@ impl CommonArgs {
     /// `-t` as a duration.
     pub fn timeout(&self) -> Result<Option<Duration>, Failure> {
         seconds("-t", self.timeout)
+    }
+}
+
+/// Loads the configuration file (if any) and resolves its DDL directories.
+pub fn load_config(
+    explicit: Option<&std::path::Path>,
+) -> Result<(ClientConfig, Vec<PathBuf>), Failure> {
+    match crate::config::locate(explicit) {
+        Some(path) => {
+            let config = ClientConfig::load(&path)?;
+            let base = path
+                .parent()
+                .map(std::path::Path::to_path_buf)
+                .unwrap_or_default();
+            let dirs = config.ddl_dirs(&base);
+            Ok((config, dirs))
+        }
+        None => Ok((ClientConfig::default(), Vec::new())),
     }
 }
 

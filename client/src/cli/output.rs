@@ -168,6 +168,33 @@ pub fn replies_json(replies: &[Reply]) -> String {
     text
 }
 
+/// `--json-full` output: replies as in [`replies_json`], the aggregates, and the statistics.
+pub fn full_json(
+    replies: &[Reply],
+    aggregates: &[mco_ddl::AggregateResult],
+    stats: &Stats,
+) -> String {
+    let replies: Value = serde_json::from_str(&replies_json(replies)).unwrap_or(Value::Null);
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let doc = json!({
+        "replies": replies,
+        "aggregates": aggregates,
+        "stats": {
+            "discovered": stats.discovered,
+            "responded": stats.responded,
+            "ok": stats.ok,
+            "failed": stats.failed,
+            "no_response_from": stats.no_response_from,
+            "unexpected_from": stats.unexpected_from,
+            "discovery_time_ms": ms(stats.discovery_time),
+            "elapsed_ms": ms(stats.elapsed),
+        },
+    });
+    let mut text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
 /// `mco facts` text: value counts, most frequent first, nodes listed when verbose.
 pub fn fact_report(fact: &str, values: &BTreeMap<String, Vec<String>>, verbose: bool) -> String {
     let mut out = format!("Report for fact: {fact}\n\n");

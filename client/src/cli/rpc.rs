@@ -29,6 +29,10 @@ pub struct RpcArgs {
     /// How long the request stays valid on the nodes, seconds.
     #[arg(long, value_name = "SECONDS")]
     pub ttl: Option<u64>,
+    /// Print one JSON object with the replies, the DDL's aggregates and the call statistics
+    /// (`-j` prints only the replies, as an array other commands read).
+    #[arg(long)]
+    pub json_full: bool,
     #[command(flatten)]
     pub(super) common: CommonArgs,
 }
@@ -76,7 +80,8 @@ fn inputs(
 pub(super) async fn run(args: &RpcArgs, printed: &mut Printed) -> Result<u8, Failure> {
     let filter = args.common.filter()?;
     let raw = parse_inputs(&args.inputs)?;
-    let ddl = mco_ddl::builtin::ddl(&args.agent);
+    let (_, ddl_dirs) = args.common.client_config()?;
+    let ddl = mco_ddl::builtin::find(&args.agent, &ddl_dirs)?;
     let data = inputs(ddl.as_ref(), &args.agent, &args.action, &raw)?;
     let action = ddl.as_ref().and_then(|d| d.action(&args.action));
     let client = args.common.connect().await?;
@@ -137,6 +142,26 @@ pub(super) async fn run(args: &RpcArgs, printed: &mut Printed) -> Result<u8, Fai
     }
     result.replies.sort_by(|a, b| a.sender.cmp(&b.sender));
 
+    let aggregates = match action {
+        Some(action) => {
+            let mut aggregator = Aggregator::new(action);
+            for reply in result.replies.iter().filter(|r| r.statuscode.is_ok()) {
+                if let Some(map) = reply.data.as_object() {
+                    aggregator.add(map);
+                }
+            }
+            aggregator.results()
+        }
+        None => Vec::new(),
+    };
+    if args.json_full {
+        printed.out.push_str(&output::full_json(
+            &result.replies,
+            &aggregates,
+            &result.stats,
+        ));
+        return Ok(output::exit_code(&result.stats));
+    }
     if args.common.json {
         printed.out.push_str(&output::replies_json(&result.replies));
         return Ok(output::exit_code(&result.stats));
@@ -150,17 +175,9 @@ pub(super) async fn run(args: &RpcArgs, printed: &mut Printed) -> Result<u8, Fai
             printed.out.push('\n');
         }
     }
-    if let Some(action) = action {
-        let mut aggregator = Aggregator::new(action);
-        for reply in result.replies.iter().filter(|r| r.statuscode.is_ok()) {
-            if let Some(map) = reply.data.as_object() {
-                aggregator.add(map);
-            }
-        }
-        for aggregate in aggregator.results() {
-            printed.out.push_str(&aggregate.render());
-            printed.out.push('\n');
-        }
+    for aggregate in &aggregates {
+        printed.out.push_str(&aggregate.render());
+        printed.out.push('\n');
     }
     printed.out.push_str(&output::summary(
         &result.stats,
