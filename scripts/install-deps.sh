@@ -22,6 +22,15 @@ find_nats() {
   return 1
 }
 
+# The external-agent tests run an agent written with PyPI's py-mco-agent, as Choria users do.
+if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import mco_agent' 2>/dev/null; then
+  say "installing py-mco-agent from PyPI"
+  python3 -m pip install --quiet --user py-mco-agent 2>/dev/null \
+    || python3 -m pip install --quiet py-mco-agent 2>/dev/null \
+    || python3 -m pip install --quiet --user --break-system-packages py-mco-agent \
+    || say "could not install py-mco-agent; the external agent tests will say so"
+fi
+
 if nats=$(find_nats); then
   say "nats-server present: $nats ($("$nats" --version 2>/dev/null || echo unknown version))"
   exit 0

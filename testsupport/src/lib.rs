@@ -446,6 +446,11 @@ pub struct Fleet {
 impl Fleet {
     /// Starts a broker and one mcod per spec, and waits until `mco ping` sees them all.
     pub fn start(specs: Vec<NodeSpec>) -> Fleet {
+        Fleet::start_with_client_config(specs, "")
+    }
+
+    /// Like [`Fleet::start`], with extra TOML lines in the client configuration.
+    pub fn start_with_client_config(specs: Vec<NodeSpec>, client_extra: &str) -> Fleet {
         let nats = NatsServer::start();
         let collectives: Vec<String> = {
             let mut all: Vec<String> = vec!["mco".into()];
@@ -464,7 +469,11 @@ impl Fleet {
         let quoted: Vec<String> = collectives.iter().map(|c| format!("{c:?}")).collect();
         write(
             &dir.path().join("client.toml"),
-            &format!("brokers = [{:?}]\ncollectives = [{}]\ncaller = \"user=e2e\"\ndiscovery_timeout = 2\n", nats.url(), quoted.join(", ")),
+            &format!(
+                "brokers = [{:?}]\ncollectives = [{}]\ncaller = \"user=e2e\"\ndiscovery_timeout = 2\n{client_extra}\n",
+                nats.url(),
+                quoted.join(", ")
+            ),
         );
         let fleet = Fleet { nats, nodes, dir };
         fleet.wait_for_all(Duration::from_secs(15));

@@ -2,6 +2,7 @@
 //! `mco` binary and the client library. Each test starts its own fleet and stops it.
 
 mod commands;
+mod external;
 mod filters;
 mod library;
 mod resilience;
