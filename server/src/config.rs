@@ -49,6 +49,36 @@ pub struct Config {
     /// Where external agents' plugin config files live (`<dir>/<agent>`).
     #[serde(default)]
     pub plugin_config_dir: Option<PathBuf>,
+    /// Accept unsigned requests and send unsigned replies. Never in production.
+    #[serde(default)]
+    pub insecure: bool,
+    /// Public key files of the issuers whose tokens this node trusts.
+    #[serde(default)]
+    pub issuer_keys: Vec<PathBuf>,
+    /// This node's private key (mode 0600).
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// This node's token, issued for its identity.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// Tolerated clock difference with callers, seconds.
+    #[serde(default = "default_clock_skew")]
+    pub clock_skew_seconds: u64,
+    /// Most request ids remembered for replay protection.
+    #[serde(default = "default_replay_cache")]
+    pub replay_cache_size: usize,
+    /// Directory of action policies (`<agent>.policy`, `default.policy`, `groups`).
+    #[serde(default)]
+    pub policy_dir: Option<PathBuf>,
+    /// With `policy_dir`: allow agents that have no policy file (default: deny them).
+    #[serde(default)]
+    pub allow_unconfigured: bool,
+    /// Where to append the audit log (one JSON line per decision).
+    #[serde(default)]
+    pub audit_file: Option<PathBuf>,
+    /// How to authenticate to the broker (TLS, user/password, token, creds, nkey).
+    #[serde(default)]
+    pub broker_auth: mco_keys::BrokerAuth,
 }
 
 fn default_collectives() -> Vec<String> {
@@ -68,6 +98,12 @@ fn default_shutdown_grace() -> u64 {
 }
 fn default_max_concurrent() -> usize {
     64
+}
+fn default_clock_skew() -> u64 {
+    30
+}
+fn default_replay_cache() -> usize {
+    100_000
 }
 
 impl Default for Config {
@@ -140,6 +176,26 @@ pub struct Settings {
     pub agent_dirs: Vec<PathBuf>,
     /// External agents' plugin config directory (absolute).
     pub plugin_config_dir: PathBuf,
+    /// Unsigned operation.
+    pub insecure: bool,
+    /// Trusted issuer key files (absolute).
+    pub issuer_keys: Vec<PathBuf>,
+    /// The node's private key file (absolute).
+    pub key_file: Option<PathBuf>,
+    /// The node's token file (absolute).
+    pub token_file: Option<PathBuf>,
+    /// Tolerated clock skew, seconds.
+    pub clock_skew_seconds: u64,
+    /// Replay memory bound.
+    pub replay_cache_size: usize,
+    /// Action policy directory (absolute).
+    pub policy_dir: Option<PathBuf>,
+    /// Allow agents without a policy file.
+    pub allow_unconfigured: bool,
+    /// Audit log file (absolute).
+    pub audit_file: Option<PathBuf>,
+    /// Broker authentication, paths absolute.
+    pub broker_auth: mco_keys::BrokerAuth,
     /// The file the settings came from, if any.
     pub config_file: Option<PathBuf>,
     /// The configuration as written, for `rpcutil get_config_item`.
@@ -245,6 +301,19 @@ impl Settings {
                 ),
             ));
         }
+        if !config.insecure
+            && (config.issuer_keys.is_empty()
+                || config.key_file.is_none()
+                || config.token_file.is_none())
+        {
+            return Err(invalid(
+                "insecure",
+                "requests must be signed: set issuer_keys, key_file and token_file (see `mco keys`), or insecure = true to run without signatures".into(),
+            ));
+        }
+        if config.replay_cache_size == 0 {
+            return Err(invalid("replay_cache_size", "must be at least 1".into()));
+        }
         let mut collectives = vec![main.clone()];
         collectives.extend(config.collectives.iter().filter(|c| **c != main).cloned());
         collectives.dedup();
@@ -273,6 +342,16 @@ impl Settings {
                 .as_ref()
                 .map(absolute)
                 .unwrap_or_else(|| base.join("plugin.d")),
+            insecure: config.insecure,
+            issuer_keys: config.issuer_keys.iter().map(absolute).collect(),
+            key_file: config.key_file.as_ref().map(absolute),
+            token_file: config.token_file.as_ref().map(absolute),
+            clock_skew_seconds: config.clock_skew_seconds,
+            replay_cache_size: config.replay_cache_size,
+            policy_dir: config.policy_dir.as_ref().map(absolute),
+            allow_unconfigured: config.allow_unconfigured,
+            audit_file: config.audit_file.as_ref().map(absolute),
+            broker_auth: config.broker_auth.resolved(base),
             config_file,
             raw: config,
         })
@@ -316,8 +395,9 @@ mod tests {
     use super::*;
 
     fn resolve(text: &str) -> Result<Settings, ConfigError> {
+        let text = format!("insecure = true\n{text}");
         Settings::resolve(
-            parse(text, "t.toml")?,
+            parse(&text, "t.toml")?,
             Path::new("/etc/mco"),
             None,
             "t.toml",
@@ -353,9 +433,9 @@ mod tests {
         let table = [
             (
                 "identity = \"a\"\nbogus = 1\n",
-                "t.toml:2: unknown field `bogus`",
+                "t.toml:3: unknown field `bogus`",
             ),
-            ("identity = \"a\"\ncollectives = \"mco\"\n", "t.toml:2:"),
+            ("identity = \"a\"\ncollectives = \"mco\"\n", "t.toml:3:"),
             (
                 "identity = \"a b\"\n",
                 "identity: \"a b\" is not a valid identity",
@@ -381,13 +461,29 @@ mod tests {
                 "identity = \"a\"\nmax_concurrent_actions = 0\n",
                 "max_concurrent_actions: must be at least 1",
             ),
-            ("identity = [\n", "t.toml:1:"),
+            ("identity = [\n", "unclosed array"),
         ];
         for (text, want) in table {
             let message = resolve(text).unwrap_err().to_string();
             assert!(message.contains(want), "{want:?} not in {message:?}");
             assert!(!message.contains('\n'), "{message:?}");
         }
+    }
+
+    #[test]
+    fn signatures_are_required_unless_insecure_is_explicit() {
+        let bare = parse("identity = \"a\"\n", "t.toml").unwrap();
+        let message = Settings::resolve(bare, Path::new("/"), None, "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.starts_with("t.toml: insecure: requests must be signed"),
+            "{message}"
+        );
+        let keyed = parse("identity = \"a\"\nissuer_keys = [\"i.pub\"]\nkey_file = \"a.key\"\ntoken_file = \"a.token\"\n", "t.toml").unwrap();
+        let settings = Settings::resolve(keyed, Path::new("/etc/mco"), None, "t.toml").unwrap();
+        assert_eq!(settings.key_file, Some(PathBuf::from("/etc/mco/a.key")));
+        assert!(!settings.insecure);
     }
 
     #[test]
@@ -402,7 +498,8 @@ mod tests {
             assert!(
                 text.lines().any(|l| l
                     .trim_start_matches(['#', ' '])
-                    .starts_with(&format!("{key} ="))),
+                    .starts_with(&format!("{key} ="))
+                    || l.trim_start_matches(['#', ' ']) == format!("[{key}]")),
                 "mcod.example.toml does not document {key}"
             );
         }

@@ -28,6 +28,9 @@ pub enum DaemonError {
         /// Why.
         source: async_nats::ConnectError,
     },
+    /// The broker authentication settings are unusable.
+    #[error(transparent)]
+    BrokerAuth(#[from] mco_keys::BrokerAuthError),
     /// A subscription could not be made.
     #[error("cannot subscribe to {subject}: {source}")]
     Subscribe {
@@ -64,7 +67,11 @@ fn connect_options(settings: &Settings) -> async_nats::ConnectOptions {
 /// Runs a node until `shutdown` completes.
 pub async fn run(node: Arc<Node>, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
     let settings = &node.settings;
-    let client = connect_options(settings)
+    let options = settings
+        .broker_auth
+        .apply(connect_options(settings))
+        .await?;
+    let client = options
         .connect(settings.brokers.as_slice())
         .await
         .map_err(|source| DaemonError::Connect {

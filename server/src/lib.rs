@@ -7,6 +7,8 @@
 //!   through [`mco_agents::NodeInfo`].
 //! - [`pipeline`]: what happens to one message, without any broker: decode, collective, TTL,
 //!   filter, DDL validation, the action with its timeout, the reply.
+//! - [`security`], [`policy`], [`replay`], [`audit`]: signatures and tokens, action policies,
+//!   replay protection and the audit log, as the pipeline applies them.
 //! - [`daemon`]: the NATS connection, subscriptions, bounded concurrency and graceful
 //!   shutdown around the pipeline.
 //!
@@ -14,11 +16,15 @@
 //! `mco-agents`).
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod config;
 pub mod daemon;
 pub mod facts;
 pub mod node;
 pub mod pipeline;
+pub mod policy;
+pub mod replay;
+pub mod security;
 pub mod stats;
 
 pub use config::{Config, ConfigError, Settings};

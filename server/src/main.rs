@@ -92,7 +92,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 agents.push(agent);
             }
         }
-        let node = Arc::new(Node::new(settings, facts, agents));
+        let security = mco_server::security::Security::load(&settings)?;
+        let node = Arc::new(Node::new(settings, facts, agents).with_security(security));
         mco_server::run(node, shutdown_signal())
             .await
             .map_err(anyhow::Error::from)

@@ -20,6 +20,8 @@ pub struct Node {
     pub facts: FactStore,
     /// Counters.
     pub stats: Stats,
+    /// Trust, credentials, replay memory, policies and audit.
+    pub security: crate::security::Security,
     /// Served agents by name (disabled agents removed), discovery included.
     agents: BTreeMap<String, Arc<dyn Agent>>,
     /// Agent names for filters and inventories, discovery excluded.
@@ -43,14 +45,25 @@ impl Node {
             .filter(|n| *n != mco_spec::subjects::DISCOVERY_AGENT)
             .cloned()
             .collect();
+        let security = crate::security::Security::insecure(
+            settings.replay_cache_size,
+            settings.clock_skew_seconds,
+        );
         Node {
             settings,
             facts,
             stats: Stats::default(),
+            security,
             agents,
             agent_names,
             started: now_millis() / 1000,
         }
+    }
+
+    /// The node with these security settings (by default it is insecure: tests only).
+    pub fn with_security(mut self, security: crate::security::Security) -> Node {
+        self.security = security;
+        self
     }
 
     /// The agent called `name`, if served.

@@ -22,6 +22,10 @@ pub struct Stats {
     pub replies: AtomicU64,
     /// Replies with a status other than OK.
     pub failed: AtomicU64,
+    /// Requests refused because their id was seen before.
+    pub replayed: AtomicU64,
+    /// Requests refused by an action policy.
+    pub denied: AtomicU64,
 }
 
 impl Stats {
@@ -31,7 +35,7 @@ impl Stats {
     }
 
     /// The counters by name.
-    pub fn snapshot(&self) -> [(&'static str, u64); 8] {
+    pub fn snapshot(&self) -> [(&'static str, u64); 10] {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("total", get(&self.total)),
@@ -42,6 +46,8 @@ impl Stats {
             ("ttlexpired", get(&self.ttlexpired)),
             ("replies", get(&self.replies)),
             ("failed", get(&self.failed)),
+            ("replayed", get(&self.replayed)),
+            ("denied", get(&self.denied)),
         ]
     }
 }

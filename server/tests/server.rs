@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 
 fn node(extra: &str) -> Node {
     let config = parse(
-        &format!("identity = \"web1\"\ncollectives = [\"mco\", \"uk\"]\n{extra}"),
+        &format!("insecure = true\nidentity = \"web1\"\ncollectives = [\"mco\", \"uk\"]\n{extra}"),
         "t",
     )
     .unwrap();
@@ -296,7 +296,7 @@ async fn agents_provide_data_plugins_for_filters_and_get_data() {
         "widget.json",
     )
     .unwrap();
-    let config = parse("identity = \"web1\"\n", "t").unwrap();
+    let config = parse("insecure = true\nidentity = \"web1\"\n", "t").unwrap();
     let settings = Settings::resolve(config, Path::new("/"), None, "t").unwrap();
     let facts = FactStore::new(json!({}), vec![], None);
     let mut agents = mco_agents::registry::builtin_agents();

@@ -1,0 +1,125 @@
+//! What a node trusts and enforces: the issuers whose tokens it accepts, its own signing
+//! credentials, replay memory, action policies and the audit log. Loaded once at start from
+//! [`Settings`]; the pipeline consults it at each security stage.
+
+use std::sync::Mutex;
+
+use mco_spec::security::{Credentials, Trust};
+
+use crate::audit::AuditLog;
+use crate::config::Settings;
+use crate::policy::PolicySet;
+use crate::replay::ReplayGuard;
+
+/// Why the security settings could not be put in force. Each displays as one line.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SecurityError {
+    /// A key or token file is unusable.
+    #[error(transparent)]
+    Key(#[from] mco_keys::KeyFileError),
+    /// The node's token is for another identity, or not a server token.
+    #[error("token_file: {0}")]
+    Token(String),
+    /// A policy file is unusable.
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
+    /// The audit log cannot be opened.
+    #[error("audit_file {path}: {source}")]
+    Audit {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// The node's security state.
+#[derive(Debug)]
+pub struct Security {
+    /// Trusted issuers; `None` when running insecure (unsigned requests accepted).
+    pub trust: Option<Trust>,
+    /// The node's own key and token, for signing replies; `None` when insecure.
+    pub credentials: Option<Credentials>,
+    /// Request ids seen within their validity window.
+    pub replay: Mutex<ReplayGuard>,
+    /// Tolerated clock difference, milliseconds.
+    pub clock_skew_ms: u64,
+    /// Action policies, when a policy directory is configured.
+    pub policies: Option<PolicySet>,
+    /// The audit log, when configured.
+    pub audit: Option<AuditLog>,
+}
+
+impl Security {
+    /// Unsigned operation with no policies or audit (tests, and `insecure = true`).
+    pub fn insecure(replay_cache_size: usize, clock_skew_seconds: u64) -> Security {
+        Security {
+            trust: None,
+            credentials: None,
+            replay: Mutex::new(ReplayGuard::new(replay_cache_size)),
+            clock_skew_ms: clock_skew_seconds.saturating_mul(1000),
+            policies: None,
+            audit: None,
+        }
+    }
+
+    /// Loads keys, token, policies and the audit log as `settings` say.
+    pub fn load(settings: &Settings) -> Result<Security, SecurityError> {
+        let mut security =
+            Security::insecure(settings.replay_cache_size, settings.clock_skew_seconds);
+        if settings.insecure {
+            tracing::warn!(
+                "INSECURE: insecure = true, so requests are NOT verified and replies are NOT signed; \
+                 anyone who can publish to the broker can run any action on this node"
+            );
+        } else {
+            let issuers = settings
+                .issuer_keys
+                .iter()
+                .map(|p| mco_keys::read_public_key(p))
+                .collect::<Result<Vec<_>, _>>()?;
+            let (Some(key), Some(token)) = (&settings.key_file, &settings.token_file) else {
+                return Err(SecurityError::Token(
+                    "key_file and token_file are required".into(),
+                ));
+            };
+            let credentials = mco_keys::read_credentials(key, token)?;
+            let parsed = mco_spec::security::Token::parse(&credentials.token)
+                .map_err(|e| SecurityError::Token(e.to_string()))?;
+            let claims = parsed.claims();
+            if claims.role != mco_spec::security::TokenRole::Server
+                || claims.name != settings.identity
+            {
+                return Err(SecurityError::Token(format!(
+                    "the token is a {} token for {:?}, not a server token for {:?}",
+                    claims.role, claims.name, settings.identity
+                )));
+            }
+            if parsed.holder_key() != &credentials.key.verifying_key() {
+                return Err(SecurityError::Token(
+                    "the token is for another key than key_file".into(),
+                ));
+            }
+            security.trust = Some(Trust {
+                issuers,
+                clock_skew_secs: settings.clock_skew_seconds,
+            });
+            security.credentials = Some(credentials);
+        }
+        if let Some(dir) = &settings.policy_dir {
+            security.policies = Some(PolicySet::load_dir(dir, settings.allow_unconfigured)?);
+        } else {
+            tracing::info!(
+                "no policy_dir: every verified caller may call every action its token allows"
+            );
+        }
+        if let Some(path) = &settings.audit_file {
+            security.audit = Some(AuditLog::open(path).map_err(|source| SecurityError::Audit {
+                path: path.display().to_string(),
+                source,
+            })?);
+        }
+        Ok(security)
+    }
+}
