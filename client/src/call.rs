@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use mco_spec::{subjects, Filter, Reply, ReplyEnvelope};
+use mco_spec::{subjects, Filter, Reply};
 use serde_json::{Map, Value};
 
 use crate::client::{Client, ClientError};
@@ -131,6 +131,8 @@ pub struct Stats {
     pub elapsed: Duration,
     /// Messages on the reply subject that were not valid replies to this request.
     pub dropped: usize,
+    /// Replies whose signature or token did not verify (ignored).
+    pub forged: usize,
 }
 
 /// Replies with their statistics.
@@ -144,6 +146,7 @@ pub struct CallResult {
 
 /// Replies as they arrive. Ends when every expected node has answered or at the timeout.
 pub struct Replies {
+    client: Option<Client>,
     subscriber: Option<async_nats::Subscriber>,
     request_id: String,
     expected: Option<BTreeSet<String>>,
@@ -169,8 +172,15 @@ impl Replies {
                 Ok(Some(m)) => m,
                 Ok(None) | Err(_) => return self.finish(),
             };
-            let reply = match ReplyEnvelope::decode(&message.payload).and_then(|e| e.reply()) {
+            let Some(client) = &self.client else {
+                return self.finish();
+            };
+            let reply = match client.accept_reply(&message.payload) {
                 Ok(r) if r.request_id == self.request_id => r,
+                Err(crate::client::ReplyRejected::Forged(_)) => {
+                    self.stats.forged += 1;
+                    continue;
+                }
                 _ => {
                     self.stats.dropped += 1;
                     continue;
@@ -300,6 +310,7 @@ impl Client {
         if expected.is_empty() {
             stats.mode = None;
             return Ok(Replies {
+                client: None,
                 subscriber: None,
                 request_id: String::new(),
                 expected: Some(expected),
@@ -342,6 +353,7 @@ impl Client {
         }
         self.flush().await?;
         Ok(Replies {
+            client: Some(self.clone()),
             subscriber: Some(subscriber),
             request_id: request.id,
             expected: Some(expected),

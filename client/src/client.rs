@@ -44,6 +44,18 @@ impl From<FilterError> for ClientError {
     }
 }
 
+/// Why a message on a reply subject was not accepted as a reply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplyRejected {
+    /// Not a well-formed reply.
+    #[error("malformed reply: {0}")]
+    Malformed(String),
+    /// The signature or token does not verify, or does not belong to the sender.
+    #[error("forged reply: {0}")]
+    Forged(String),
+}
+
 /// Settings of a [`Client`]; [`ClientBuilder`] fills them.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
@@ -67,6 +79,16 @@ pub struct ClientOptions {
     pub timeout: Duration,
     /// How long a request stays valid, seconds.
     pub ttl: u64,
+    /// The key and token requests are signed with; `None` sends unsigned requests, which
+    /// needs `insecure`.
+    pub credentials: Option<mco_spec::security::Credentials>,
+    /// Issuers whose server tokens replies must carry; `None` accepts unsigned replies, which
+    /// needs `insecure`.
+    pub trust: Option<mco_spec::security::Trust>,
+    /// Allow unsigned requests and replies.
+    pub insecure: bool,
+    /// Broker authentication.
+    pub broker_auth: mco_keys::BrokerAuth,
 }
 
 impl Default for ClientOptions {
@@ -83,6 +105,10 @@ impl Default for ClientOptions {
             discovery_window: Duration::from_millis(300),
             timeout: Duration::from_secs(10),
             ttl: 60,
+            credentials: None,
+            trust: None,
+            insecure: false,
+            broker_auth: mco_keys::BrokerAuth::default(),
         }
     }
 }
@@ -184,9 +210,62 @@ impl ClientBuilder {
         self
     }
 
+    /// Signs requests with this key and token; the caller name becomes the token's name.
+    pub fn credentials(mut self, credentials: mco_spec::security::Credentials) -> Self {
+        self.options.credentials = Some(credentials);
+        self
+    }
+
+    /// Accepts only replies signed by nodes whose tokens these issuers signed.
+    pub fn trust(
+        mut self,
+        issuers: Vec<ed25519_dalek::VerifyingKey>,
+        clock_skew_secs: u64,
+    ) -> Self {
+        self.options.trust = Some(mco_spec::security::Trust {
+            issuers,
+            clock_skew_secs,
+        });
+        self
+    }
+
+    /// Sends unsigned requests and accepts unsigned replies (explicitly insecure).
+    pub fn insecure(mut self, insecure: bool) -> Self {
+        self.options.insecure = insecure;
+        self
+    }
+
+    /// Sets broker authentication (TLS, NATS credentials).
+    pub fn broker_auth(mut self, auth: mco_keys::BrokerAuth) -> Self {
+        self.options.broker_auth = auth;
+        self
+    }
+
     /// Checks the settings and connects to the broker, failing within the connect timeout.
     pub async fn connect(self) -> Result<Client, ClientError> {
-        let o = self.options;
+        let mut o = self.options;
+        if !o.insecure && (o.credentials.is_none() || o.trust.is_none()) {
+            return Err(ClientError::InvalidInput(
+                "requests must be signed: configure key_file, token_file and issuer_keys (see `mco keys`), or insecure = true".into(),
+            ));
+        }
+        if let Some(credentials) = &o.credentials {
+            let token = mco_spec::security::Token::parse(&credentials.token)
+                .map_err(|e| ClientError::InvalidInput(format!("token: {e}")))?;
+            if token.claims().role != mco_spec::security::TokenRole::Client {
+                return Err(ClientError::InvalidInput(format!(
+                    "the token is a {} token; requests need a client token",
+                    token.claims().role
+                )));
+            }
+            if token.holder_key() != &credentials.key.verifying_key() {
+                return Err(ClientError::InvalidInput(
+                    "the token was issued for another key than key_file".into(),
+                ));
+            }
+            // Nodes take the caller from the token: the request must say the same.
+            o.caller = token.claims().name.clone();
+        }
         for c in &o.collectives {
             if !subjects::is_valid_token(c) {
                 return Err(ClientError::InvalidInput(format!(
@@ -212,10 +291,15 @@ impl ClientBuilder {
             b.parse::<async_nats::ServerAddr>()
                 .map_err(|e| ClientError::InvalidInput(format!("{b:?} is not a NATS URL: {e}")))?;
         }
-        let connecting = async_nats::ConnectOptions::new()
+        let options = async_nats::ConnectOptions::new()
             .name(format!("mco {}", o.caller))
-            .connection_timeout(o.connect_timeout)
-            .connect(o.brokers.as_slice());
+            .connection_timeout(o.connect_timeout);
+        let options = o
+            .broker_auth
+            .apply(options)
+            .await
+            .map_err(|e| ClientError::InvalidInput(e.to_string()))?;
+        let connecting = options.connect(o.brokers.as_slice());
         let nats = match tokio::time::timeout(o.connect_timeout, connecting).await {
             Ok(Ok(client)) => client,
             Ok(Err(e)) => return Err(unavailable(e.to_string())),
@@ -323,7 +407,11 @@ impl Client {
         subject: String,
         request: &Request,
     ) -> Result<(), ClientError> {
-        let payload = RequestEnvelope::unsigned(request)
+        let envelope = match &self.inner.options.credentials {
+            Some(credentials) => RequestEnvelope::signed(request, credentials),
+            None => RequestEnvelope::unsigned(request),
+        };
+        let payload = envelope
             .and_then(|e| e.to_bytes())
             .map_err(|e| ClientError::InvalidInput(format!("cannot encode the request: {e}")))?;
         if payload.len() > mco_spec::MAX_MESSAGE_BYTES {
@@ -388,6 +476,34 @@ impl Client {
         });
         let window = Window::new(timeout.unwrap_or(o.discovery_timeout), o.discovery_window);
         Ok(mco_discovery::collect(senders, window).await)
+    }
+
+    /// Decodes a reply and, unless insecure, verifies its signature and that the signing
+    /// token is the sender's own server token.
+    pub fn accept_reply(&self, payload: &[u8]) -> Result<mco_spec::Reply, ReplyRejected> {
+        let envelope = mco_spec::ReplyEnvelope::decode(payload)
+            .map_err(|e| ReplyRejected::Malformed(e.to_string()))?;
+        let token = match &self.inner.options.trust {
+            Some(trust) => Some(
+                envelope
+                    .verify(trust, mco_spec::message::now_millis() / 1000)
+                    .map_err(|e| ReplyRejected::Forged(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let reply = envelope
+            .reply()
+            .map_err(|e| ReplyRejected::Malformed(e.to_string()))?;
+        if let Some(token) = token {
+            if token.claims().name != reply.sender {
+                return Err(ReplyRejected::Forged(format!(
+                    "reply claims to be from {} but is signed by {}",
+                    reply.sender,
+                    token.claims().name
+                )));
+            }
+        }
+        Ok(reply)
     }
 
     /// Finds the identities of the nodes matching `filter`, sorted.

@@ -34,6 +34,18 @@ pub struct ClientConfig {
     pub connect_timeout: Option<f64>,
     /// Directories of agent DDLs (`<dir>/<agent>.json`), searched before the built-in ones.
     pub ddl_dirs: Option<Vec<PathBuf>>,
+    /// The caller's private key (mode 0600).
+    pub key_file: Option<PathBuf>,
+    /// The caller's token.
+    pub token_file: Option<PathBuf>,
+    /// Public keys of the issuers whose server tokens replies must carry.
+    pub issuer_keys: Option<Vec<PathBuf>>,
+    /// Tolerated clock difference with nodes, seconds.
+    pub clock_skew_seconds: Option<u64>,
+    /// Send unsigned requests and accept unsigned replies.
+    pub insecure: Option<bool>,
+    /// Broker authentication (TLS, NATS credentials).
+    pub broker_auth: Option<mco_keys::BrokerAuth>,
 }
 
 /// Why the configuration could not be used.
@@ -149,8 +161,40 @@ impl ClientConfig {
             .collect()
     }
 
-    /// Applies the settings to a builder.
-    pub fn apply(&self, mut builder: ClientBuilder) -> ClientBuilder {
+    /// Applies the settings to a builder, reading key, token and issuer files (relative to
+    /// `base`, the file's directory).
+    pub fn apply(
+        &self,
+        mut builder: ClientBuilder,
+        base: &Path,
+    ) -> Result<ClientBuilder, mco_keys::KeyFileError> {
+        let abs = |p: &PathBuf| {
+            if p.is_absolute() {
+                p.clone()
+            } else {
+                base.join(p)
+            }
+        };
+        if let (Some(key), Some(token)) = (&self.key_file, &self.token_file) {
+            builder = builder.credentials(mco_keys::read_credentials(&abs(key), &abs(token))?);
+        }
+        if let Some(issuers) = &self.issuer_keys {
+            let keys = issuers
+                .iter()
+                .map(|p| mco_keys::read_public_key(&abs(p)))
+                .collect::<Result<Vec<_>, _>>()?;
+            builder = builder.trust(keys, self.clock_skew_seconds.unwrap_or(30));
+        }
+        if let Some(insecure) = self.insecure {
+            builder = builder.insecure(insecure);
+        }
+        if let Some(auth) = &self.broker_auth {
+            builder = builder.broker_auth(auth.resolved(base));
+        }
+        Ok(self.apply_settings(builder))
+    }
+
+    fn apply_settings(&self, mut builder: ClientBuilder) -> ClientBuilder {
         if let Some(b) = &self.brokers {
             builder = builder.brokers(b.clone());
         }
@@ -206,6 +250,12 @@ mod tests {
             ttl: Some(1),
             connect_timeout: Some(1.0),
             ddl_dirs: Some(vec![]),
+            key_file: Some(PathBuf::new()),
+            token_file: Some(PathBuf::new()),
+            issuer_keys: Some(vec![]),
+            clock_skew_seconds: Some(1),
+            insecure: Some(false),
+            broker_auth: Some(Default::default()),
         };
         for key in serde_json::to_value(all)
             .unwrap()

@@ -19,6 +19,7 @@ use crate::config::ClientConfig;
 mod facts;
 mod find;
 mod inventory;
+mod keys;
 pub mod output;
 mod ping;
 mod plugin;
@@ -55,6 +56,8 @@ pub enum Command {
     Inventory(inventory::InventoryArgs),
     /// Show agent documentation from their DDLs.
     Plugin(plugin::PluginArgs),
+    /// Create the issuer key and issue client and server tokens; show and verify tokens.
+    Keys(keys::KeysArgs),
 }
 
 /// Options every application takes: connection, targeting and output.
@@ -171,7 +174,7 @@ impl CommonArgs {
         if !plugins.is_empty() {
             let dirs = self
                 .client_config()
-                .map(|(_, dirs)| dirs)
+                .map(|(_, dirs, _)| dirs)
                 .unwrap_or_default();
             let mut known: Vec<String> = KNOWN_DATA_PLUGINS.iter().map(|s| s.to_string()).collect();
             known.extend(mco_ddl::builtin::all_names(&dirs));
@@ -187,14 +190,14 @@ impl CommonArgs {
     }
 
     /// The configuration file's settings and the DDL directories it names.
-    pub fn client_config(&self) -> Result<(ClientConfig, Vec<PathBuf>), Failure> {
+    pub fn client_config(&self) -> Result<(ClientConfig, Vec<PathBuf>, PathBuf), Failure> {
         load_config(self.config.as_deref())
     }
 
     /// Connects with the configuration file and flags applied.
     pub async fn connect(&self) -> Result<Client, Failure> {
-        let (config, _) = self.client_config()?;
-        let mut builder = config.apply(Client::builder());
+        let (config, _, base) = self.client_config()?;
+        let mut builder = config.apply(Client::builder(), &base)?;
         if !self.broker.is_empty() {
             builder = builder.brokers(self.broker.clone());
         }
@@ -217,7 +220,7 @@ impl CommonArgs {
 /// Loads the configuration file (if any) and resolves its DDL directories.
 pub fn load_config(
     explicit: Option<&std::path::Path>,
-) -> Result<(ClientConfig, Vec<PathBuf>), Failure> {
+) -> Result<(ClientConfig, Vec<PathBuf>, PathBuf), Failure> {
     match crate::config::locate(explicit) {
         Some(path) => {
             let config = ClientConfig::load(&path)?;
@@ -226,9 +229,9 @@ pub fn load_config(
                 .map(std::path::Path::to_path_buf)
                 .unwrap_or_default();
             let dirs = config.ddl_dirs(&base);
-            Ok((config, dirs))
+            Ok((config, dirs, base))
         }
-        None => Ok((ClientConfig::default(), Vec::new())),
+        None => Ok((ClientConfig::default(), Vec::new(), PathBuf::new())),
     }
 }
 
@@ -278,6 +281,7 @@ pub fn run() -> u8 {
             Command::Facts(a) => facts::run(a, &mut printed).await,
             Command::Inventory(a) => inventory::run(a, &mut printed).await,
             Command::Plugin(a) => plugin::run(a, &mut printed),
+            Command::Keys(a) => keys::run(a, &mut printed),
         };
         match result {
             Ok(code) => code,

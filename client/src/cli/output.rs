@@ -127,6 +127,13 @@ pub fn summary(stats: &Stats, verbose: bool, call: &str) -> String {
         out.push_str("\nNo response from:\n\n");
         out.push_str(&columns(&stats.no_response_from));
     }
+    if stats.forged > 0 {
+        out.push_str(&format!(
+            "\nIgnored {} forged repl{} (bad signature or token)\n",
+            stats.forged,
+            if stats.forged == 1 { "y" } else { "ies" }
+        ));
+    }
     if !stats.unexpected_from.is_empty() {
         out.push_str("\nUnexpected response from:\n\n");
         out.push_str(&columns(&stats.unexpected_from));
@@ -188,6 +195,7 @@ pub fn full_json(
             "unexpected_from": stats.unexpected_from,
             "discovery_time_ms": ms(stats.discovery_time),
             "elapsed_ms": ms(stats.elapsed),
+            "forged": stats.forged,
         },
     });
     let mut text = serde_json::to_string_pretty(&doc).unwrap_or_default();

@@ -25,7 +25,7 @@ enum PluginCommand {
 
 pub(super) fn run(args: &PluginArgs, printed: &mut Printed) -> Result<u8, Failure> {
     let PluginCommand::Doc { agent } = &args.command;
-    let (_, dirs) = super::load_config(args.config.as_deref())?;
+    let (_, dirs, _) = super::load_config(args.config.as_deref())?;
     match agent {
         None => {
             printed

@@ -80,7 +80,7 @@ fn inputs(
 pub(super) async fn run(args: &RpcArgs, printed: &mut Printed) -> Result<u8, Failure> {
     let filter = args.common.filter()?;
     let raw = parse_inputs(&args.inputs)?;
-    let (_, ddl_dirs) = args.common.client_config()?;
+    let (_, ddl_dirs, _) = args.common.client_config()?;
     let ddl = mco_ddl::builtin::find(&args.agent, &ddl_dirs)?;
     let data = inputs(ddl.as_ref(), &args.agent, &args.action, &raw)?;
     let action = ddl.as_ref().and_then(|d| d.action(&args.action));
