@@ -200,6 +200,61 @@ impl NodeSpec {
     }
 }
 
+/// An issuer and the keys and tokens it signs, made with the real `mco keys`.
+pub struct Keys {
+    dir: PathBuf,
+}
+
+impl Keys {
+    /// Creates an issuer key pair in `dir`.
+    pub fn new(dir: &Path) -> Keys {
+        std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let keys = Keys {
+            dir: dir.to_path_buf(),
+        };
+        keys.run(&["keys", "issuer", "--dir", &dir.display().to_string()]);
+        keys
+    }
+
+    fn run(&self, args: &[&str]) {
+        let out = Command::new(bin_path("mco"))
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("mco keys: {e}"));
+        assert!(
+            out.status.success(),
+            "mco {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The issuer's public key file.
+    pub fn issuer_pub(&self) -> PathBuf {
+        self.dir.join("issuer.pub")
+    }
+
+    /// The issuer's private key file.
+    pub fn issuer_key(&self) -> PathBuf {
+        self.dir.join("issuer.key")
+    }
+
+    /// Issues a `role` (`client` or `server`) token for `name` with extra `mco keys` flags;
+    /// returns its key and token files.
+    pub fn issue(&self, role: &str, name: &str, extra: &[&str]) -> (PathBuf, PathBuf) {
+        let dir = self.dir.join(role);
+        let mut args = vec!["keys", role, name, "--issuer-key"];
+        let issuer = self.issuer_key().display().to_string();
+        let dir_text = dir.display().to_string();
+        args.extend([issuer.as_str(), "--dir", dir_text.as_str()]);
+        args.extend_from_slice(extra);
+        self.run(&args);
+        (
+            dir.join(format!("{name}.key")),
+            dir.join(format!("{name}.token")),
+        )
+    }
+}
+
 /// A real mcod process.
 pub struct Mcod {
     child: Option<Child>,
@@ -209,8 +264,9 @@ pub struct Mcod {
 }
 
 impl Mcod {
-    /// Writes the node's files and starts it against `broker`.
-    pub fn start(spec: NodeSpec, broker: &str) -> Mcod {
+    /// Writes the node's files and starts it against `broker`, with a server token from
+    /// `keys`, or insecure (`insecure = true`) without.
+    pub fn start(spec: NodeSpec, broker: &str, keys: Option<&Keys>) -> Mcod {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let mut mcod = Mcod {
             child: None,
@@ -218,12 +274,24 @@ impl Mcod {
             dir,
             broker: broker.to_string(),
         };
-        mcod.write_files();
+        let security = match keys {
+            Some(keys) => {
+                let (key, token) = keys.issue("server", &mcod.spec.identity, &[]);
+                format!(
+                    "issuer_keys = [{:?}]\nkey_file = {:?}\ntoken_file = {:?}\naudit_file = \"audit.log\"\n",
+                    keys.issuer_pub().display().to_string(),
+                    key.display().to_string(),
+                    token.display().to_string()
+                )
+            }
+            None => "insecure = true\n".to_string(),
+        };
+        mcod.write_files(&security);
         mcod.start_again();
         mcod
     }
 
-    fn write_files(&self) {
+    fn write_files(&self, security: &str) {
         let dir = self.dir.path();
         // JSON is YAML, so facts.yaml exercises the YAML loader with exact content.
         write(&dir.join("facts.yaml"), &self.spec.facts.to_string());
@@ -238,7 +306,7 @@ impl Mcod {
             .map(|c| format!("{c:?}"))
             .collect();
         let config = format!(
-            "identity = {:?}\nbrokers = [{:?}]\ncollectives = [{}]\nfacts_files = [\"facts.yaml\"]\nclasses_file = \"classes.txt\"\nfacts_refresh_seconds = 1\nlog_level = \"debug\"\nshutdown_grace_seconds = 5\n{}\n",
+            "identity = {:?}\nbrokers = [{:?}]\ncollectives = [{}]\nfacts_files = [\"facts.yaml\"]\nclasses_file = \"classes.txt\"\nfacts_refresh_seconds = 1\nlog_level = \"debug\"\nshutdown_grace_seconds = 5\n{security}{}\n",
             self.spec.identity,
             self.broker,
             collectives.join(", "),
@@ -292,6 +360,20 @@ impl Mcod {
 
     fn log_path(&self) -> PathBuf {
         self.dir.path().join("mcod.log")
+    }
+
+    /// Its audit log (one JSON line per decision).
+    pub fn audit(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.dir.path().join("audit.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Its directory (config, facts, classes, policies, logs).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// Everything it logged.
@@ -440,6 +522,8 @@ pub struct Fleet {
     pub nats: NatsServer,
     /// The daemons.
     pub nodes: Vec<Mcod>,
+    /// The issuer and tokens (the client's is `client/e2e.*`).
+    pub keys: Keys,
     dir: TempDir,
 }
 
@@ -461,23 +545,39 @@ impl Fleet {
             }
             all
         };
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let keys = Keys::new(&dir.path().join("keys"));
         let nodes = specs
             .into_iter()
-            .map(|s| Mcod::start(s, &nats.url()))
+            .map(|s| Mcod::start(s, &nats.url(), Some(&keys)))
             .collect();
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let (key, token) = keys.issue("client", "e2e", &[]);
         let quoted: Vec<String> = collectives.iter().map(|c| format!("{c:?}")).collect();
         write(
             &dir.path().join("client.toml"),
             &format!(
-                "brokers = [{:?}]\ncollectives = [{}]\ncaller = \"user=e2e\"\ndiscovery_timeout = 2\n{client_extra}\n",
+                "brokers = [{:?}]\ncollectives = [{}]\ndiscovery_timeout = 2\nkey_file = {:?}\ntoken_file = {:?}\nissuer_keys = [{:?}]\n{client_extra}\n",
                 nats.url(),
-                quoted.join(", ")
+                quoted.join(", "),
+                key.display().to_string(),
+                token.display().to_string(),
+                keys.issuer_pub().display().to_string()
             ),
         );
-        let fleet = Fleet { nats, nodes, dir };
+        let fleet = Fleet {
+            nats,
+            nodes,
+            keys,
+            dir,
+        };
         fleet.wait_for_all(Duration::from_secs(15));
         fleet
+    }
+
+    /// The client's key and token files (caller `e2e`).
+    pub fn client_credentials(&self) -> (PathBuf, PathBuf) {
+        let dir = self.dir.path().join("keys/client");
+        (dir.join("e2e.key"), dir.join("e2e.token"))
     }
 
     /// The client configuration file.

@@ -52,7 +52,7 @@ fn external_agents_run_end_to_end() {
     assert!(
         fleet.nodes[0]
             .log()
-            .contains("external agent stdout: echoing for user=e2e"),
+            .contains("external agent stdout: echoing for e2e"),
         "{}",
         fleet.nodes[0].log()
     );
@@ -102,9 +102,8 @@ fn external_agents_run_end_to_end() {
 
     // ...and a node never trusts a client that did not check.
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let url = fleet.nats.url();
-    runtime.block_on(async move {
-        let client = Client::builder().broker(url).connect().await.unwrap();
+    runtime.block_on(async {
+        let client = crate::signed_client(&fleet, Client::builder()).await;
         let result = client
             .call(
                 Call::new("echo", "echo")

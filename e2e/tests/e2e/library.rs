@@ -11,17 +11,12 @@ use crate::five_nodes;
 #[test]
 fn a_shared_client_serves_concurrent_calls() {
     let fleet = five_nodes();
-    let url = fleet.nats.url();
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async move {
-        let client = Client::builder()
-            .broker(url)
+    runtime.block_on(async {
+        let builder = Client::builder()
             .collectives(["mco", "uk", "eu"])
-            .caller("user=webapp")
-            .discovery_timeout(Duration::from_secs(2))
-            .connect()
-            .await
-            .unwrap();
+            .discovery_timeout(Duration::from_secs(2));
+        let client = crate::signed_client(&fleet, builder).await;
 
         // Ten "HTTP handlers" at once, each with its own filter, on one connection.
         let mut handlers = Vec::new();
@@ -110,6 +105,7 @@ fn connecting_to_a_dead_broker_fails_fast_with_its_own_error_kind() {
         let url = format!("nats://127.0.0.1:{}", mco_testsupport::free_port());
         let err = Client::builder()
             .broker(url)
+            .insecure(true)
             .connect_timeout(Duration::from_secs(1))
             .connect()
             .await

@@ -67,3 +67,22 @@ pub fn five_nodes() -> Fleet {
         ),
     ])
 }
+
+/// A library client with the fleet's client credentials and trust, as an application
+/// configured like `mco` would build it.
+pub async fn signed_client(
+    fleet: &Fleet,
+    builder: mco_client::ClientBuilder,
+) -> mco_client::Client {
+    let (key, token) = fleet.client_credentials();
+    builder
+        .broker(fleet.nats.url())
+        .credentials(mco_keys::read_credentials(&key, &token).unwrap())
+        .trust(
+            vec![mco_keys::read_public_key(&fleet.keys.issuer_pub()).unwrap()],
+            30,
+        )
+        .connect()
+        .await
+        .unwrap()
+}

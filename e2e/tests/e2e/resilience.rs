@@ -16,7 +16,7 @@ fn a_dead_broker_is_one_line_and_exit_1_quickly() {
     std::fs::write(
         &config,
         format!(
-            "brokers = [\"nats://127.0.0.1:{}\"]\nconnect_timeout = 2\n",
+            "brokers = [\"nats://127.0.0.1:{}\"]\nconnect_timeout = 2\ninsecure = true\n",
             free_port()
         ),
     )
@@ -105,6 +105,7 @@ fn invalid_config_is_one_line_naming_the_key() {
             "identity = \"x\"\nmain_collective = \"other\"\n",
             "main_collective:",
         ),
+        ("identity = \"x\"\n", "insecure: requests must be signed"),
     ] {
         let path = dir.join("mcod.toml");
         std::fs::write(&path, text).unwrap();
@@ -119,7 +120,7 @@ fn invalid_config_is_one_line_naming_the_key() {
         assert!(stderr.contains(needle), "{needle:?} not in {stderr}");
     }
     let good = dir.join("good.toml");
-    std::fs::write(&good, "identity = \"x\"\n").unwrap();
+    std::fs::write(&good, "identity = \"x\"\ninsecure = true\n").unwrap();
     let check = std::process::Command::new(bin_path("mcod"))
         .args(["--check", "--config"])
         .arg(&good)
