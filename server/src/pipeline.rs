@@ -158,6 +158,12 @@ impl Node {
 
     fn denied_by_policy(&self, request: &Request) -> Option<String> {
         let policies = self.security.policies.as_ref()?;
+        // Discovery only tells a verified caller that this node matches its filter; like
+        // MCollective's discovery agent it is not subject to action policies, so callers can
+        // find the nodes their policies then allow or deny.
+        if request.agent == mco_spec::subjects::DISCOVERY_AGENT {
+            return None;
+        }
         let facts = self.facts.facts();
         let classes = self.facts.classes();
         let node = NodeView {

@@ -6,6 +6,7 @@ mod external;
 mod filters;
 mod library;
 mod resilience;
+mod security;
 
 use mco_testsupport::{Fleet, NodeSpec};
 use serde_json::json;
