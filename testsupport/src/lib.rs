@@ -93,6 +93,7 @@ pub struct NatsServer {
     child: Option<Child>,
     port: u16,
     jetstream: bool,
+    args: Vec<String>,
     dir: TempDir,
 }
 
@@ -104,11 +105,17 @@ impl NatsServer {
 
     /// Starts a server with or without JetStream.
     pub fn start_with(jetstream: bool) -> NatsServer {
+        NatsServer::start_with_args(jetstream, &[])
+    }
+
+    /// Starts a server with extra command-line arguments (authentication, TLS).
+    pub fn start_with_args(jetstream: bool, args: &[String]) -> NatsServer {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let mut server = NatsServer {
             child: None,
             port: free_port(),
             jetstream,
+            args: args.to_vec(),
             dir,
         };
         server.start_again();
@@ -126,6 +133,7 @@ impl NatsServer {
                 .arg("-sd")
                 .arg(self.dir.path().join("store"));
         }
+        command.args(&self.args);
         let log = std::fs::File::create(self.dir.path().join("nats.log")).ok();
         command.stdin(Stdio::null()).stdout(Stdio::null());
         command.stderr(log.map(Stdio::from).unwrap_or_else(Stdio::null));
@@ -535,7 +543,12 @@ impl Fleet {
 
     /// Like [`Fleet::start`], with extra TOML lines in the client configuration.
     pub fn start_with_client_config(specs: Vec<NodeSpec>, client_extra: &str) -> Fleet {
-        let nats = NatsServer::start();
+        Fleet::start_on(NatsServer::start(), specs, client_extra)
+    }
+
+    /// Starts the daemons against `nats`, with extra TOML lines at the end of the client
+    /// configuration (so a `[table]` may follow).
+    pub fn start_on(nats: NatsServer, specs: Vec<NodeSpec>, client_extra: &str) -> Fleet {
         let collectives: Vec<String> = {
             let mut all: Vec<String> = vec!["mco".into()];
             for c in specs.iter().flat_map(|s| s.collectives.iter()) {

@@ -1,6 +1,7 @@
 //! End-to-end tests: a real `nats-server` on a free port, real `mcod` processes, the real
 //! `mco` binary and the client library. Each test starts its own fleet and stops it.
 
+mod broker_auth;
 mod commands;
 mod external;
 mod filters;
