@@ -20,7 +20,14 @@ work=$(mktemp -d -t mco-demo.XXXXXX)
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  # Daemons drain and exit within their grace period; anything left after that is killed.
+  for _ in $(seq 50); do
+    alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.2
+  done
+  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
   rm -rf "$work"
 }
 if ! $keep; then trap cleanup EXIT; fi
@@ -29,6 +36,11 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 nats-server -a 127.0.0.1 -p "$port" -js -sd "$work/jetstream" >"$work/nats.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+
+# Real keys: an issuer, a server token per node, a client token for the demo's caller.
+keys="$work/keys"
+"$bin/mco" keys issuer --dir "$keys" >/dev/null
+"$bin/mco" keys client demo --issuer-key "$keys/issuer.key" --dir "$keys" >/dev/null
 
 # identity country cpus os-family collective classes...
 nodes=(
@@ -44,12 +56,17 @@ for line in "${nodes[@]}"; do
   dir="$work/$id"; mkdir -p "$dir"
   printf 'country: %s\ncpus: %s\nos:\n  family: %s\nenvironment: production\n' "$country" "$cpus" "$family" >"$dir/facts.yaml"
   tr ' ' '\n' <<<"$classes" >"$dir/classes.txt"
+  "$bin/mco" keys server "$id" --issuer-key "$keys/issuer.key" --dir "$dir" >/dev/null
   cat >"$dir/mcod.toml" <<TOML
 identity = "$id"
 brokers = ["nats://127.0.0.1:$port"]
 collectives = ["mco", "$collective"]
 facts_files = ["facts.yaml"]
 classes_file = "classes.txt"
+issuer_keys = ["$keys/issuer.pub"]
+key_file = "$id.key"
+token_file = "$id.token"
+audit_file = "audit.log"
 TOML
   "$bin/mcod" --config "$dir/mcod.toml" >"$dir/mcod.log" 2>&1 &
   pids+=($!)
@@ -58,6 +75,9 @@ done
 cat >"$work/client.toml" <<TOML
 brokers = ["nats://127.0.0.1:$port"]
 collectives = ["mco", "uk", "eu"]
+key_file = "$keys/demo.key"
+token_file = "$keys/demo.token"
+issuer_keys = ["$keys/issuer.pub"]
 TOML
 export MCO_CONFIG="$work/client.toml"
 
@@ -73,12 +93,15 @@ show() {
 show ping
 show rpc rpcutil ping -W country=uk
 show find -F 'cpus>=8'
-show find -C /^role::/ -I db1.example.net -F country=uk
+show find -C /^role::db/ -F country=uk
 show find -S "(country=uk and /web/) or os.family=redhat"
 show facts country
 show rpc rpcutil collective_info -T eu
 show rpc rpcutil get_fact fact=os.family -I web3.example.net -j
 show inventory web1.example.net
+show keys show "$keys/demo.token"
+printf '\n\033[1m$ tail -2 %s\033[0m\n' "web1.example.net/audit.log"
+tail -2 "$work/web1.example.net/audit.log"
 
 if $keep; then
   cat <<MSG
