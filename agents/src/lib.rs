@@ -20,6 +20,7 @@ pub mod data;
 pub mod discovery;
 pub mod external;
 pub mod fstat;
+pub mod providers;
 pub mod registry;
 pub mod rpcutil;
 
