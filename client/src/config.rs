@@ -264,9 +264,10 @@ mod tests {
             .keys()
         {
             assert!(
-                text.lines().any(|l| l
-                    .trim_start_matches(['#', ' '])
-                    .starts_with(&format!("{key} ="))),
+                text.lines().any(|l| {
+                    let l = l.trim_start_matches(['#', ' ']);
+                    l.starts_with(&format!("{key} =")) || l == format!("[{key}]")
+                }),
                 "mco.example.toml does not document {key}"
             );
         }
