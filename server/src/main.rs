@@ -58,6 +58,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         ))
     });
     tracing_subscriber::fmt()
+        // Colour codes only for a terminal: log files and journald get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)

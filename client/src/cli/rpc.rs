@@ -175,7 +175,9 @@ pub(super) async fn run(args: &RpcArgs, printed: &mut Printed) -> Result<u8, Fai
             printed.out.push('\n');
         }
     }
-    for aggregate in &aggregates {
+    // A summary over no successful replies has nothing to say; printing its heading alone
+    // would read as a result.
+    for aggregate in aggregates.iter().filter(|a| !a.lines.is_empty()) {
         printed.out.push_str(&aggregate.render());
         printed.out.push('\n');
     }
