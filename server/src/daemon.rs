@@ -161,8 +161,11 @@ pub async fn run(node: Arc<Node>, shutdown: impl Future<Output = ()>) -> Result<
     {
         tracing::warn!("actions still running after the grace period; exiting anyway");
     }
-    if let Err(e) = client.flush().await {
-        tracing::warn!("could not flush replies: {e}");
+    // Flushing waits for the broker; when it is gone, shutdown must not wait for it.
+    match tokio::time::timeout(Duration::from_secs(2), client.flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!("could not flush replies: {e}"),
+        Err(_) => tracing::warn!("could not flush replies: the broker did not answer within 2 s"),
     }
     tracing::info!("mcod stopped");
     Ok(())
