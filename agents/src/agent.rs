@@ -167,6 +167,15 @@ pub fn outputs<const N: usize>(pairs: [(&str, Value); N]) -> Map<String, Value> 
     pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 
+/// The DDL mco-ddl ships for the built-in agent `name` (the upstream plugins' own files).
+/// They are compiled in and covered by mco-ddl's tests, so a missing one is a build defect.
+pub(crate) fn shipped_ddl(name: &str) -> AgentDdl {
+    match mco_ddl::builtin::ddl(name) {
+        Some(ddl) => ddl,
+        None => panic!("mco-ddl ships no {name} DDL"),
+    }
+}
+
 /// Loads an embedded DDL. Built-in DDLs are compiled in and covered by tests, so a failure
 /// here is a build defect.
 pub(crate) fn builtin_ddl(json: &str, file: &str) -> AgentDdl {

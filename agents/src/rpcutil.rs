@@ -7,7 +7,7 @@ use mco_spec::filter::lookup;
 use mco_spec::message::now_millis;
 use serde_json::{json, Map, Value};
 
-use crate::agent::{outputs, ActionContext, Agent, Outcome};
+use crate::agent::{outputs, shipped_ddl, ActionContext, Agent, Outcome};
 use crate::data;
 
 /// The rpcutil agent.
@@ -18,9 +18,8 @@ pub struct Rpcutil {
 impl Rpcutil {
     /// The agent with Choria's rpcutil DDL, which mco ships.
     pub fn new() -> Rpcutil {
-        match mco_ddl::builtin::ddl("rpcutil") {
-            Some(ddl) => Rpcutil { ddl },
-            None => unreachable!("mco-ddl ships the rpcutil DDL"),
+        Rpcutil {
+            ddl: shipped_ddl("rpcutil"),
         }
     }
 }

@@ -1,7 +1,13 @@
 //! Running system tools for agents: an argv (never a shell), a time limit that kills the
-//! whole process group, no stdin, a non-interactive environment, and captured output capped
-//! in size so a chatty tool cannot exhaust memory.
+//! whole process group (also when the action is abandoned at its timeout), no stdin, a
+//! non-interactive environment, and captured output capped in size so a chatty tool cannot
+//! exhaust memory. Also: a blocking variant for data plugins, detached background runs, and
+//! finding a program as the node would run it.
+//!
+//! Not for deciding what to run: callers build argv lists from validated inputs.
 
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -72,53 +78,68 @@ pub enum CommandError {
     },
 }
 
+/// When an action must be done by: its DDL timeout less a margin, so that a tool still
+/// running is killed, and the caller told why, before the node gives up on the action.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline(std::time::Instant);
+
+impl Deadline {
+    /// The deadline of an action started now with a DDL timeout of `timeout_secs`.
+    pub fn for_timeout(timeout_secs: u64) -> Deadline {
+        let timeout = Duration::from_secs(timeout_secs);
+        let margin = (timeout / 4).min(Duration::from_secs(3));
+        Deadline(std::time::Instant::now() + timeout - margin)
+    }
+
+    /// The time left (zero once passed).
+    pub fn remaining(&self) -> Duration {
+        self.0.saturating_duration_since(std::time::Instant::now())
+    }
+}
+
+/// [`run`] for an argv of owned strings, limited to what is left before `deadline`.
+pub async fn run_until(argv: &[String], deadline: Deadline) -> Result<CommandOutput, CommandError> {
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    run(&argv, deadline.remaining(), &[]).await
+}
+
 /// Runs `argv` with a time limit and extra environment variables.
+///
+/// The child leads its own process group. When the limit passes, or when the returned future
+/// is dropped before the command finished (the node's action timeout), the whole group is
+/// killed, so a tool's own children (dpkg under apt-get) do not outlive it.
 pub async fn run(
     argv: &[&str],
     limit: Duration,
     env: &[(&str, &str)],
 ) -> Result<CommandOutput, CommandError> {
-    let Some((program, args)) = argv.split_first() else {
-        return Err(CommandError::Spawn {
-            program: String::new(),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty command"),
-        });
-    };
-    let mut command = Command::new(program);
+    let program = argv.first().copied().unwrap_or_default().to_string();
+    let mut command = Command::from(prepare(argv, env)?);
     command
-        .args(args)
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        // Tools parse the same in every locale, and package managers never prompt.
-        .env("LC_ALL", "C")
-        .env("LANG", "C")
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .env("APT_LISTCHANGES_FRONTEND", "none")
-        .process_group(0)
         .kill_on_drop(true);
-    for (key, value) in env {
-        command.env(key, value);
-    }
     let mut child = command.spawn().map_err(|source| CommandError::Spawn {
-        program: program.to_string(),
+        program: program.clone(),
         source,
     })?;
-    let pid = child.id().and_then(|p| i32::try_from(p).ok());
+    let mut group = GroupKiller(child.id().and_then(|p| i32::try_from(p).ok()));
     let stdout = child.stdout.take().map(|s| tokio::spawn(read_capped(s)));
     let stderr = child.stderr.take().map(|s| tokio::spawn(read_capped(s)));
     let status = match tokio::time::timeout(limit, child.wait()).await {
-        Ok(status) => status.map_err(|source| CommandError::Wait {
-            program: program.to_string(),
-            source,
-        })?,
+        Ok(status) => {
+            // Reaped: the group may now hold only what the command meant to leave running
+            // (an init script's daemon), which must survive.
+            group.disarm();
+            status.map_err(|source| CommandError::Wait {
+                program: program.clone(),
+                source,
+            })?
+        }
         Err(_) => {
-            kill_group(pid);
+            group.kill();
             let _ = child.wait().await;
-            return Err(CommandError::Timeout {
-                program: program.to_string(),
-                limit,
-            });
+            return Err(CommandError::Timeout { program, limit });
         }
     };
     // Daemonising children (an init script's daemon) may keep the pipes open; the output we
@@ -140,13 +161,154 @@ pub async fn run(
     })
 }
 
-fn kill_group(pid: Option<i32>) {
-    if let Some(pid) = pid {
-        // SAFETY: kill(2) on the process group this module created for the child; no memory
-        // is shared with it.
-        unsafe {
-            libc::kill(-pid, libc::SIGKILL);
+/// Runs `argv` to completion on the calling thread, for the few answers that must be given
+/// synchronously (data plugins used by filters). Output goes to unnamed temporary files
+/// rather than pipes, so a daemon that inherits them cannot make the caller wait; the limit
+/// kills the process group like [`run`].
+pub fn run_blocking(
+    argv: &[&str],
+    limit: Duration,
+    env: &[(&str, &str)],
+) -> Result<CommandOutput, CommandError> {
+    let program = argv.first().copied().unwrap_or_default().to_string();
+    let spawn_error = |source| CommandError::Spawn {
+        program: program.clone(),
+        source,
+    };
+    let mut command = prepare(argv, env)?;
+    let stdout = tempfile::tempfile().map_err(spawn_error)?;
+    let stderr = tempfile::tempfile().map_err(spawn_error)?;
+    command
+        .stdout(stdout.try_clone().map_err(spawn_error)?)
+        .stderr(stderr.try_clone().map_err(spawn_error)?);
+    let mut child = command.spawn().map_err(spawn_error)?;
+    let mut group = GroupKiller(i32::try_from(child.id()).ok());
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                group.disarm();
+                break status;
+            }
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Ok(None) => {
+                group.kill();
+                let _ = child.wait();
+                return Err(CommandError::Timeout { program, limit });
+            }
+            Err(source) => return Err(CommandError::Wait { program, source }),
         }
+    };
+    Ok(CommandOutput {
+        code: status.code(),
+        stdout: read_file_capped(stdout),
+        stderr: read_file_capped(stderr),
+    })
+}
+
+fn read_file_capped(mut file: std::fs::File) -> String {
+    use std::io::{Read, Seek};
+    let mut kept = Vec::new();
+    let _ = file.rewind();
+    let _ = file.take(MAX_OUTPUT_BYTES as u64).read_to_end(&mut kept);
+    String::from_utf8_lossy(&kept).into_owned()
+}
+
+/// Starts `argv` in the background in its own process group, with no stdin and its output
+/// discarded, and returns at once. The caller owns the child (to learn when it ends); it is
+/// not killed when dropped, so it may outlive the action that started it (a Puppet run).
+pub fn spawn_detached(
+    argv: &[&str],
+    env: &[(&str, &str)],
+) -> Result<tokio::process::Child, CommandError> {
+    let program = argv.first().copied().unwrap_or_default().to_string();
+    let mut command = Command::from(prepare(argv, env)?);
+    command.stdout(Stdio::null()).stderr(Stdio::null());
+    command
+        .spawn()
+        .map_err(|source| CommandError::Spawn { program, source })
+}
+
+/// The command for `argv`: no shell, no stdin, its own process group, and an environment in
+/// which tools print in a fixed format and never prompt.
+fn prepare(argv: &[&str], env: &[(&str, &str)]) -> Result<std::process::Command, CommandError> {
+    let Some((program, args)) = argv.split_first() else {
+        return Err(CommandError::Spawn {
+            program: String::new(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty command"),
+        });
+    };
+    let mut command = std::process::Command::new(program);
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .env("LC_ALL", "C")
+        .env("LANG", "C")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .env("APT_LISTCHANGES_FRONTEND", "none")
+        .env("SYSTEMD_PAGER", "")
+        .env("PAGER", "cat")
+        .process_group(0);
+    if std::env::var_os("PATH").is_none() {
+        // A daemon started with an empty environment still finds the system tools.
+        command.env("PATH", DEFAULT_PATH);
+    }
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    Ok(command)
+}
+
+/// Where tools are looked for when the daemon has no `PATH`, and in addition to it.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The executable `name` would run: `name` itself when it holds a `/`, else the first match
+/// in `PATH` and the system directories (`/usr/sbin` is often missing from a user's `PATH`).
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    if name.is_empty() {
+        return None;
+    }
+    if name.contains('/') {
+        let path = PathBuf::from(name);
+        return is_executable(&path).then_some(path);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(std::env::split_paths(DEFAULT_PATH))
+        .map(|dir| dir.join(name))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Kills a child's process group when dropped, unless disarmed once the child was reaped.
+struct GroupKiller(Option<i32>);
+
+impl GroupKiller {
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+
+    fn kill(&mut self) {
+        if let Some(pid) = self.0.take() {
+            // SAFETY: kill(2) on the process group this module created for a child that has
+            // not been reaped yet, so the group id cannot have been reused; no memory is
+            // shared with it.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+impl Drop for GroupKiller {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 
@@ -230,5 +392,76 @@ mod tests {
         .unwrap();
         assert!(out.stdout.len() <= MAX_OUTPUT_BYTES + 40);
         assert!(out.stdout.ends_with("[output truncated]"));
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_command_takes_its_children_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("child.pid");
+        let script = format!("sleep 30 & echo $! > {}; wait", marker.display());
+        let argv = ["sh", "-c", script.as_str()];
+        let mut running = Box::pin(run(&argv, Duration::from_secs(30), &[]));
+        let pid: i32 = loop {
+            tokio::select! {
+                done = &mut running => panic!("the command ended early: {done:?}"),
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {
+                    let text = std::fs::read_to_string(&marker).unwrap_or_default();
+                    if let Ok(pid) = text.trim().parse() {
+                        break pid;
+                    }
+                }
+            }
+        };
+        // The action timeout drops the future while the command runs.
+        drop(running);
+        let mut gone = false;
+        for _ in 0..100 {
+            // SAFETY: signal 0 only checks whether the process exists.
+            if unsafe { libc::kill(pid, 0) } != 0 {
+                gone = true;
+                break;
+            }
+            // A killed child stays a zombie until reaped by init; /proc tells them apart.
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            if state.split_whitespace().nth(2) == Some("Z") {
+                gone = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(gone, "the grandchild {pid} survived");
+    }
+
+    #[test]
+    fn blocking_runs_report_exit_codes_and_time_out() {
+        let out = run_blocking(
+            &["sh", "-c", "echo out; echo err >&2; exit 3"],
+            Duration::from_secs(5),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(out.code, Some(3));
+        assert_eq!(out.combined(), "out\nerr");
+        let err = run_blocking(&["sleep", "20"], Duration::from_millis(200), &[]).unwrap_err();
+        assert!(matches!(err, CommandError::Timeout { .. }), "{err}");
+        assert!(run_blocking(&["no-such-program-mco"], Duration::from_secs(1), &[]).is_err());
+    }
+
+    #[tokio::test]
+    async fn detached_children_run_on_their_own() {
+        let mut child = spawn_detached(&["sh", "-c", "exit 7"], &[]).unwrap();
+        assert_eq!(child.wait().await.unwrap().code(), Some(7));
+        assert!(spawn_detached(&[], &[]).is_err());
+    }
+
+    #[test]
+    fn programs_are_found_like_the_node_runs_them() {
+        assert!(find_program("sh").is_some());
+        assert_eq!(find_program("/bin/sh"), Some(PathBuf::from("/bin/sh")));
+        assert!(find_program("no-such-program-mco").is_none());
+        let plain = tempfile::NamedTempFile::new().unwrap();
+        let plain = plain.path().display().to_string();
+        assert!(find_program(&plain).is_none(), "not executable");
+        assert!(find_program("").is_none());
     }
 }

@@ -5,8 +5,8 @@
 //! systemd, SysV init scripts; [`puppet`]: last_run_summary, the disable lock, runonce).
 //!
 //! These are pure or nearly so and unit-tested on the commands they build and the output
-//! they parse. The agents that expose them over the fleet (with the corpus DDLs of package,
-//! service and puppet) are the next work item; nothing here touches the broker.
+//! they parse. The agents that expose them over the fleet are [`crate::package`],
+//! [`crate::service`] and [`crate::puppet`]; nothing here touches the broker.
 
 pub mod command;
 pub mod package;

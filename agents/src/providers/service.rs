@@ -1,14 +1,27 @@
 //! Service providers for the service agent: systemd (`systemctl`) and SysV init scripts
-//! (`/etc/init.d/<name>`, or `service <name>` where no script is found). This module builds
-//! argv lists and interprets results; running them is [`crate::providers::command::run`].
+//! (`<init_dir>/<name>`, or `service <name>` where the directory has no such script). This
+//! module checks names, builds argv lists and interprets results; running them is
+//! [`crate::providers::command`].
+//!
+//! Not for locking or deciding whether an action makes sense (starting a running service):
+//! the agent does that.
 
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+/// A provider as named in the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderName {
+    /// systemd units through `systemctl`.
+    Systemd,
+    /// SysV init scripts.
+    Sysv,
+}
 
 /// How services are managed on this node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServiceProvider {
     /// `systemctl`.
     Systemd,
@@ -33,13 +46,24 @@ pub enum ServiceAction {
 }
 
 impl ServiceAction {
-    /// The verb the tools use.
+    /// The verb the tools use, and the action's name in the DDL.
     pub fn verb(self) -> &'static str {
         match self {
             ServiceAction::Start => "start",
             ServiceAction::Stop => "stop",
             ServiceAction::Restart => "restart",
             ServiceAction::Status => "status",
+        }
+    }
+
+    /// The action called `name` in the DDL.
+    pub fn from_name(name: &str) -> Option<ServiceAction> {
+        match name {
+            "start" => Some(ServiceAction::Start),
+            "stop" => Some(ServiceAction::Stop),
+            "restart" => Some(ServiceAction::Restart),
+            "status" => Some(ServiceAction::Status),
+            _ => None,
         }
     }
 }
@@ -64,15 +88,33 @@ impl ServiceStatus {
     }
 }
 
+/// Checks a service name beyond the DDL's `service_name` pattern (`^[a-zA-Z.\-_\d:@]+$`):
+/// a leading `-` would be read as an option (`service --status-all`), and `.` or `..` name
+/// a directory, not a script.
+pub fn check_service_name(name: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '@');
+    match name.chars().next() {
+        None => Err("an empty service name is not allowed".into()),
+        Some('-' | '.') => Err(format!(
+            "{name:?} is not a valid service name: it must not start with '-' or '.'"
+        )),
+        Some(_) => match name.chars().find(|c| !allowed(*c)) {
+            Some(c) => Err(format!(
+                "{name:?} is not a valid service name: {c:?} is not allowed"
+            )),
+            None => Ok(()),
+        },
+    }
+}
+
 impl ServiceProvider {
-    /// Parses a configured provider (`systemd`, `sysv`), with the init directory for SysV.
-    pub fn from_name(name: &str, init_dir: &Path) -> Option<ServiceProvider> {
+    /// The provider called `name`, with the init directory for SysV.
+    pub fn named(name: ProviderName, init_dir: &Path) -> ServiceProvider {
         match name {
-            "systemd" => Some(ServiceProvider::Systemd),
-            "sysv" | "init" => Some(ServiceProvider::Sysv {
+            ProviderName::Systemd => ServiceProvider::Systemd,
+            ProviderName::Sysv => ServiceProvider::Sysv {
                 init_dir: init_dir.to_path_buf(),
-            }),
-            _ => None,
+            },
         }
     }
 
@@ -87,6 +129,11 @@ impl ServiceProvider {
         }
     }
 
+    /// Whether systemd is this machine's init, as systemd itself tells (sd_booted(3)).
+    pub fn systemd_running() -> bool {
+        Path::new("/run/systemd/system").is_dir()
+    }
+
     /// The provider's name as reported.
     pub fn name(&self) -> &'static str {
         match self {
@@ -95,8 +142,7 @@ impl ServiceProvider {
         }
     }
 
-    /// The argv for `action` on `service`. `service` has been validated by the DDL
-    /// (`service_name`), so it holds no path separators or shell syntax.
+    /// The argv for `action` on `service`, which [`check_service_name`] accepted.
     pub fn argv(&self, action: ServiceAction, service: &str) -> Vec<String> {
         match self {
             ServiceProvider::Systemd => {
@@ -118,18 +164,55 @@ impl ServiceProvider {
         }
     }
 
-    /// Interprets a status command's result. systemd's `is-active` prints `active` and exits 0
-    /// only for a running unit; LSB init scripts exit 0 when running and 1–4 otherwise.
-    pub fn parse_status(&self, exit_code: Option<i32>, stdout: &str) -> ServiceStatus {
-        let running = match self {
-            ServiceProvider::Systemd => exit_code == Some(0) && stdout.trim() == "active",
-            ServiceProvider::Sysv { .. } => exit_code == Some(0),
-        };
-        if running {
-            ServiceStatus::Running
-        } else {
-            ServiceStatus::Stopped
+    /// Interprets a status command's exit code and output (stdout and stderr). systemd's
+    /// `is-active` exits 0 only for an active unit and otherwise prints the unit's state; LSB
+    /// init scripts exit 0 when running, 1–3 when not, 4 when they cannot tell. Anything
+    /// else is an error with the tool's words, never a guess.
+    pub fn parse_status(
+        &self,
+        exit_code: Option<i32>,
+        output: &str,
+    ) -> Result<ServiceStatus, String> {
+        let first = output.lines().next().unwrap_or_default().trim();
+        match self {
+            ServiceProvider::Systemd => match exit_code {
+                Some(0) => Ok(ServiceStatus::Running),
+                Some(_)
+                    if matches!(
+                        first,
+                        "inactive"
+                            | "failed"
+                            | "activating"
+                            | "deactivating"
+                            | "maintenance"
+                            | "unknown"
+                    ) =>
+                {
+                    Ok(ServiceStatus::Stopped)
+                }
+                _ => Err(status_error(exit_code, output)),
+            },
+            ServiceProvider::Sysv { .. } => {
+                if output.contains("unrecognized service") {
+                    return Err(format!("unknown service: {}", output.trim()));
+                }
+                match exit_code {
+                    Some(0) => Ok(ServiceStatus::Running),
+                    Some(1..=3) => Ok(ServiceStatus::Stopped),
+                    _ => Err(status_error(exit_code, output)),
+                }
+            }
         }
+    }
+}
+
+fn status_error(exit_code: Option<i32>, output: &str) -> String {
+    let code = exit_code.map_or("a signal".to_string(), |c| format!("exit code {c}"));
+    let said = output.trim();
+    if said.is_empty() {
+        format!("the status command ended with {code}")
+    } else {
+        format!("the status command ended with {code}: {said}")
     }
 }
 
@@ -145,20 +228,37 @@ mod tests {
             ["systemctl", "restart", "--", "nginx"]
         );
         assert_eq!(
-            p.argv(ServiceAction::Status, "nginx"),
-            ["systemctl", "is-active", "--", "nginx"]
+            p.argv(ServiceAction::Status, "getty@tty1"),
+            ["systemctl", "is-active", "--", "getty@tty1"]
         );
-        assert_eq!(p.parse_status(Some(0), "active\n"), ServiceStatus::Running);
-        assert_eq!(
-            p.parse_status(Some(3), "inactive\n"),
-            ServiceStatus::Stopped
+        let table: &[(Option<i32>, &str, Result<ServiceStatus, ()>)] = &[
+            (Some(0), "active\n", Ok(ServiceStatus::Running)),
+            (Some(0), "reloading\n", Ok(ServiceStatus::Running)),
+            (Some(3), "inactive\n", Ok(ServiceStatus::Stopped)),
+            (Some(3), "failed\n", Ok(ServiceStatus::Stopped)),
+            (Some(3), "activating\n", Ok(ServiceStatus::Stopped)),
+            (Some(4), "unknown\n", Ok(ServiceStatus::Stopped)),
+            (
+                Some(1),
+                "System has not been booted with systemd as init system (PID 1). Can't operate.\n",
+                Err(()),
+            ),
+            (None, "", Err(())),
+        ];
+        for (code, out, want) in table {
+            assert_eq!(
+                p.parse_status(*code, out).map_err(|_| ()),
+                *want,
+                "{code:?} {out:?}"
+            );
+        }
+        let err = p
+            .parse_status(Some(1), "Failed to connect to bus\n")
+            .unwrap_err();
+        assert!(
+            err.contains("exit code 1: Failed to connect to bus"),
+            "{err}"
         );
-        assert_eq!(p.parse_status(Some(3), "failed\n"), ServiceStatus::Stopped);
-        assert_eq!(
-            p.parse_status(Some(0), "activating\n"),
-            ServiceStatus::Stopped
-        );
-        assert_eq!(p.parse_status(None, ""), ServiceStatus::Stopped);
     }
 
     #[test]
@@ -177,16 +277,49 @@ mod tests {
             p.argv(ServiceAction::Stop, "other"),
             ["service", "other", "stop"]
         );
-        assert_eq!(p.parse_status(Some(0), ""), ServiceStatus::Running);
-        assert_eq!(p.parse_status(Some(3), ""), ServiceStatus::Stopped);
+        assert_eq!(p.parse_status(Some(0), ""), Ok(ServiceStatus::Running));
+        assert_eq!(p.parse_status(Some(3), ""), Ok(ServiceStatus::Stopped));
+        assert_eq!(
+            p.parse_status(Some(1), "dead, pid file exists"),
+            Ok(ServiceStatus::Stopped)
+        );
+        assert!(p.parse_status(Some(4), "").is_err());
+        assert!(p
+            .parse_status(Some(1), "other: unrecognized service\n")
+            .unwrap_err()
+            .contains("unknown service"));
         assert_eq!(ServiceProvider::detect(true, dir.path()).name(), "systemd");
         assert_eq!(ServiceProvider::detect(false, dir.path()).name(), "sysv");
         assert_eq!(
-            ServiceProvider::from_name("sysv", dir.path())
-                .unwrap()
-                .name(),
-            "sysv"
+            ServiceProvider::named(ProviderName::Sysv, dir.path()),
+            ServiceProvider::Sysv {
+                init_dir: dir.path().to_path_buf()
+            }
         );
-        assert!(ServiceProvider::from_name("upstart", dir.path()).is_none());
+    }
+
+    #[test]
+    fn names_that_are_options_or_directories_are_refused() {
+        for ok in ["httpd", "getty@tty1", "a.service", "nginx-1_2:x"] {
+            assert!(check_service_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "-h",
+            "--status-all",
+            ".",
+            "..",
+            "a/b",
+            "a b",
+            "a;b",
+            "a\nb",
+        ] {
+            assert!(check_service_name(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            ServiceAction::from_name("restart"),
+            Some(ServiceAction::Restart)
+        );
+        assert_eq!(ServiceAction::from_name("reload"), None);
     }
 }

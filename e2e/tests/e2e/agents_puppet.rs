@@ -1,0 +1,322 @@
+//! The puppet agent through real mcod and mco on Debian's Puppet: a node in run mode
+//! `apply` runs a manifest the test writes (runonce, one run at a time), then
+//! last_run_summary and status report that run; resource declares a listed type and refuses
+//! what Puppet manages; disable and enable are seen by status and by Puppet itself
+//! (`puppet agent` refuses to run while disabled, and its `--enable` is seen by mco).
+//!
+//! Every Puppet directory (conf, var, public, log, run, code, ssl) is in a temporary
+//! directory, given to Puppet through the agent's `args`, so nothing outside it changes.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use mco_client::Call;
+use mco_spec::StatusCode;
+use mco_testsupport::{require_program, Fleet, NodeSpec};
+use serde_json::{json, Value};
+
+use crate::{single_reply, twice_at_once};
+
+struct PuppetDirs {
+    dir: tempfile::TempDir,
+}
+
+impl PuppetDirs {
+    fn new() -> PuppetDirs {
+        let dir = tempfile::tempdir().unwrap();
+        let managed = dir.path().join("managed.txt");
+        std::fs::write(
+            dir.path().join("site.pp"),
+            format!(
+                "file {{ '{}': content => \"managed by mco\\n\" }}\nnotify {{ 'mco e2e run': }}\n",
+                managed.display()
+            ),
+        )
+        .unwrap();
+        PuppetDirs { dir }
+    }
+
+    fn path(&self, sub: &str) -> PathBuf {
+        self.dir.path().join(sub)
+    }
+
+    /// Puppet's arguments: every directory it writes in is here.
+    fn args(&self) -> Vec<String> {
+        [
+            "confdir",
+            "vardir",
+            "publicdir",
+            "logdir",
+            "rundir",
+            "codedir",
+            "ssldir",
+        ]
+        .iter()
+        .flat_map(|setting| {
+            [
+                format!("--{setting}"),
+                self.path(setting).display().to_string(),
+            ]
+        })
+        .collect()
+    }
+
+    /// Runs the real `puppet` with these directories.
+    fn puppet(&self, subcommand: &[&str]) -> (Option<i32>, String) {
+        let out = Command::new("puppet")
+            .arg(subcommand[0])
+            .args(self.args())
+            .args(&subcommand[1..])
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    }
+}
+
+fn fleet(dirs: &PuppetDirs) -> Fleet {
+    let args: Vec<String> = dirs.args().iter().map(|a| format!("{a:?}")).collect();
+    let mut spec = NodeSpec::new("pup1", json!({"role": "puppet"}), &[]);
+    spec.extra_config = format!(
+        "[agents.puppet]\nrun_mode = \"apply\"\nmanifest = {:?}\nargs = [{}]\nresource_types = [\"notify\", \"file\"]\n",
+        dirs.path("site.pp").display().to_string(),
+        args.join(", ")
+    );
+    Fleet::start(vec![spec])
+}
+
+fn status(fleet: &Fleet) -> Value {
+    let reply = single_reply(fleet, &["rpc", "puppet", "status", "-I", "pup1", "-j"]);
+    assert_eq!(reply["statuscode"], 0, "{reply}");
+    reply["data"].clone()
+}
+
+#[test]
+fn puppet_runs_reports_and_locks_through_mco() {
+    require_program("puppet", "apt-get install puppet");
+    let dirs = PuppetDirs::new();
+    let fleet = fleet(&dirs);
+
+    let before = status(&fleet);
+    assert_eq!(before["enabled"], true, "{before}");
+    assert_eq!(before["applying"], false);
+    assert_eq!(before["lastrun"], 0);
+    assert_eq!(before["status"], "stopped");
+
+    // Two runonce at once: one starts Puppet, the other is refused while it applies.
+    let (started, refused) = twice_at_once(
+        &fleet,
+        Call::new("puppet", "runonce")
+            .arg("force", true)
+            .nodes(["pup1"])
+            .timeout(Duration::from_secs(30)),
+    );
+    assert_eq!(started.statuscode, StatusCode::Ok, "{started:?}");
+    let summary = started.data["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("Started a Puppet run using the '") && summary.contains(" apply "),
+        "{summary}"
+    );
+    let initiated_at = started.data["initiated_at"].as_u64().unwrap();
+    assert_eq!(refused.statuscode, StatusCode::Aborted, "{refused:?}");
+    assert_eq!(
+        refused.statusmsg,
+        "Puppet is currently applying a catalog, cannot run now"
+    );
+
+    // Wait for the run to end, as an operator would with status.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let after = loop {
+        let now = status(&fleet);
+        if now["applying"] == false && now["lastrun"].as_u64().unwrap_or(0) >= initiated_at {
+            break now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the puppet run did not finish: {now}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(after["status"], "stopped", "{after}");
+    assert!(after["since_lastrun"].as_u64().is_some(), "{after}");
+    assert!(
+        after["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Currently stopped; last completed run "),
+        "{after}"
+    );
+    let managed = dirs.path("managed.txt");
+    assert_eq!(
+        std::fs::read_to_string(&managed).unwrap(),
+        "managed by mco\n"
+    );
+
+    // last_run_summary reports that run, with its logs when asked.
+    let report = single_reply(
+        &fleet,
+        &[
+            "rpc",
+            "puppet",
+            "last_run_summary",
+            "logs=true",
+            "-I",
+            "pup1",
+            "-j",
+        ],
+    );
+    assert_eq!(report["statuscode"], 0, "{report}");
+    let data = &report["data"];
+    assert_eq!(data["changed_resources"], 2, "{data}");
+    assert_eq!(data["failed_resources"], 0);
+    assert!(data["total_resources"].as_u64().unwrap() >= 2);
+    assert!(data["lastrun"].as_u64().unwrap() >= initiated_at);
+    assert_eq!(data["type_distribution"]["File"], 1, "{data}");
+    assert_eq!(data["type_distribution"]["Notify"], 1);
+    assert!(
+        data["logs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["msg"] == "mco e2e run" && l["level"] == "notice"),
+        "{data}"
+    );
+    let text = fleet.mco(&["rpc", "puppet", "last_run_summary", "-I", "pup1"]);
+    for heading in ["Config Retrieval Time", "Total Time", "Total Resources"] {
+        assert!(
+            text.stdout
+                .contains(&format!("Summary of {heading}:\n\n   Average: ")),
+            "{}",
+            text.stdout
+        );
+    }
+
+    // resource: a listed type is declared, a managed resource and an unlisted type are not.
+    let notify = single_reply(
+        &fleet,
+        &[
+            "rpc",
+            "puppet",
+            "resource",
+            "type=notify",
+            "name=hello from mco",
+            "-I",
+            "pup1",
+            "-j",
+        ],
+    );
+    assert_eq!(notify["statuscode"], 0, "{notify}");
+    assert_eq!(notify["data"]["changed"], true);
+    assert!(
+        notify["data"]["result"]
+            .as_str()
+            .unwrap()
+            .contains("hello from mco"),
+        "{notify}"
+    );
+    let managed_arg = format!("name={}", managed.display());
+    let conflicting = single_reply(
+        &fleet,
+        &[
+            "rpc",
+            "puppet",
+            "resource",
+            "type=file",
+            &managed_arg,
+            "-I",
+            "pup1",
+            "-j",
+        ],
+    );
+    assert_eq!(conflicting["statuscode"], 1, "{conflicting}");
+    assert!(
+        conflicting["statusmsg"]
+            .as_str()
+            .unwrap()
+            .contains("Puppet is managing the resource 'File["),
+        "{conflicting}"
+    );
+    let exec = single_reply(
+        &fleet,
+        &[
+            "rpc",
+            "puppet",
+            "resource",
+            "type=exec",
+            "name=/bin/true",
+            "-I",
+            "pup1",
+            "-j",
+        ],
+    );
+    assert!(
+        exec["statusmsg"].as_str().unwrap().contains("not listed"),
+        "{exec}"
+    );
+    // The resource left the real run's summary alone.
+    assert_eq!(status(&fleet)["lastrun"], after["lastrun"]);
+
+    // disable: status and Puppet itself see the lock.
+    let disable = fleet.mco(&[
+        "rpc",
+        "puppet",
+        "disable",
+        "message=e2e maintenance",
+        "-I",
+        "pup1",
+    ]);
+    assert_eq!(disable.code, Some(0), "{disable:?}");
+    assert!(
+        disable
+            .stdout
+            .contains("Summary of Enabled:\n\n   disabled = 1"),
+        "{}",
+        disable.stdout
+    );
+    let disabled = status(&fleet);
+    assert_eq!(disabled["enabled"], false);
+    assert_eq!(disabled["status"], "disabled");
+    assert_eq!(disabled["disable_message"], "e2e maintenance");
+    let (code, said) = dirs.puppet(&[
+        "agent",
+        "--onetime",
+        "--no-daemonize",
+        "--verbose",
+        "--color=false",
+    ]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains("administratively disabled (Reason: 'e2e maintenance')"),
+        "{said}"
+    );
+    let runonce = single_reply(
+        &fleet,
+        &["rpc", "puppet", "runonce", "force=true", "-I", "pup1", "-j"],
+    );
+    assert_eq!(
+        runonce["statusmsg"],
+        "Puppet is disabled: 'e2e maintenance'"
+    );
+
+    // Puppet's own --enable is seen by mco; mco's enable removes Puppet's lock.
+    let (code, said) = dirs.puppet(&["agent", "--enable"]);
+    assert_eq!(code, Some(0), "{said}");
+    assert_eq!(status(&fleet)["enabled"], true);
+    let (code, said) = dirs.puppet(&["agent", "--disable", "by puppet itself"]);
+    assert_eq!(code, Some(0), "{said}");
+    assert_eq!(status(&fleet)["disable_message"], "by puppet itself");
+    let enable = single_reply(&fleet, &["rpc", "puppet", "enable", "-I", "pup1", "-j"]);
+    assert_eq!(enable["statuscode"], 0, "{enable}");
+    assert_eq!(enable["data"]["enabled"], true);
+    assert!(!lock_exists(&dirs.path("vardir")), "the lock is gone");
+    assert_eq!(status(&fleet)["status"], "stopped");
+}
+
+fn lock_exists(vardir: &Path) -> bool {
+    vardir.join("state/agent_disabled.lock").exists()
+}
