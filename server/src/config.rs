@@ -79,6 +79,52 @@ pub struct Config {
     /// How to authenticate to the broker (TLS, user/password, token, creds, nkey).
     #[serde(default)]
     pub broker_auth: mco_keys::BrokerAuth,
+    /// The package, service and puppet agents' settings (`[agents.package]`, ...).
+    #[serde(default)]
+    pub agents: mco_agents::registry::AgentSettings,
+    /// Where mcod keeps what must survive a restart (the replay journal). Default:
+    /// `/var/lib/mco` for root, else `$XDG_STATE_HOME/mco` or `~/.local/state/mco`.
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
+    /// The JetStream work queue that holds direct requests until this node takes them.
+    #[serde(default)]
+    pub direct_queue: DirectQueueConfig,
+}
+
+/// The `[direct_queue]` table: whether direct requests come through JetStream, and the
+/// settings of the collective's stream (this node creates it, or updates it to these).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectQueueConfig {
+    /// Take direct requests from JetStream (when the broker has it); `false` subscribes to
+    /// the plain direct subject, so requests for a node that is down are not kept.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// How long a request this node took stays with it unacknowledged before JetStream hands
+    /// it out again (the node reports progress while an action runs), seconds.
+    #[serde(default = "default_ack_wait")]
+    pub ack_wait_seconds: u64,
+    /// The stream's settings.
+    #[serde(flatten)]
+    pub settings: mco_transport::QueueSettings,
+}
+
+impl Default for DirectQueueConfig {
+    fn default() -> Self {
+        DirectQueueConfig {
+            enabled: true,
+            ack_wait_seconds: default_ack_wait(),
+            settings: mco_transport::QueueSettings::default(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_ack_wait() -> u64 {
+    mco_transport::DEFAULT_ACK_WAIT.as_secs()
 }
 
 fn default_collectives() -> Vec<String> {
@@ -196,6 +242,12 @@ pub struct Settings {
     pub audit_file: Option<PathBuf>,
     /// Broker authentication, paths absolute.
     pub broker_auth: mco_keys::BrokerAuth,
+    /// The state directory (absolute).
+    pub state_dir: PathBuf,
+    /// The direct-request queue.
+    pub direct_queue: DirectQueueConfig,
+    /// The package, service and puppet agents' settings, paths absolute.
+    pub agents: mco_agents::registry::AgentSettings,
     /// The file the settings came from, if any.
     pub config_file: Option<PathBuf>,
     /// The configuration as written, for `rpcutil get_config_item`.
@@ -314,6 +366,20 @@ impl Settings {
         if config.replay_cache_size == 0 {
             return Err(invalid("replay_cache_size", "must be at least 1".into()));
         }
+        config
+            .direct_queue
+            .settings
+            .validate()
+            .map_err(|reason| invalid("direct_queue", reason))?;
+        if config.direct_queue.ack_wait_seconds < 3 {
+            return Err(invalid(
+                "direct_queue",
+                "ack_wait_seconds must be at least 3".into(),
+            ));
+        }
+        if let Err(e) = config.agents.check() {
+            return Err(invalid(e.key, e.reason));
+        }
         let mut collectives = vec![main.clone()];
         collectives.extend(config.collectives.iter().filter(|c| **c != main).cloned());
         collectives.dedup();
@@ -352,6 +418,13 @@ impl Settings {
             allow_unconfigured: config.allow_unconfigured,
             audit_file: config.audit_file.as_ref().map(absolute),
             broker_auth: config.broker_auth.resolved(base),
+            state_dir: config
+                .state_dir
+                .as_ref()
+                .map(absolute)
+                .unwrap_or_else(default_state_dir),
+            direct_queue: config.direct_queue.clone(),
+            agents: config.agents.resolved(base),
             config_file,
             raw: config,
         })
@@ -372,6 +445,21 @@ impl Settings {
             ),
             _ => serde_json::to_value(&self.raw).ok()?.get(key).cloned(),
         }
+    }
+}
+
+/// Where state lives when `state_dir` is not set: the system place for root, the user's
+/// state directory otherwise (so a developer's mcod runs without root).
+fn default_state_dir() -> PathBuf {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return PathBuf::from("/var/lib/mco");
+    }
+    let xdg = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty());
+    match (xdg, std::env::var_os("HOME")) {
+        (Some(state), _) => PathBuf::from(state).join("mco"),
+        (None, Some(home)) => PathBuf::from(home).join(".local/state/mco"),
+        (None, None) => PathBuf::from("/var/lib/mco"),
     }
 }
 
@@ -492,16 +580,75 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         let example = Settings::load(&path).unwrap();
         assert_eq!(example.identity, "web1.example.net");
-        // Every key of the configuration appears in the example (set or commented out).
-        let all = serde_json::to_value(Config::default()).unwrap();
-        for key in all.as_object().unwrap().keys() {
-            assert!(
-                text.lines().any(|l| l
-                    .trim_start_matches(['#', ' '])
+        // Every key of the configuration appears in the example (set or commented out),
+        // tables with their `[header]` and each of their keys.
+        let documented = |line: &str| {
+            text.lines()
+                .any(|l| l.trim_start_matches(['#', ' ']) == line)
+        };
+        let key_documented = |key: &str| {
+            text.lines().any(|l| {
+                l.trim_start_matches(['#', ' '])
                     .starts_with(&format!("{key} ="))
-                    || l.trim_start_matches(['#', ' ']) == format!("[{key}]")),
-                "mcod.example.toml does not document {key}"
-            );
+            })
+        };
+        fn walk(
+            prefix: &str,
+            table: &serde_json::Map<String, serde_json::Value>,
+            documented: &dyn Fn(&str) -> bool,
+            key_documented: &dyn Fn(&str) -> bool,
+        ) {
+            let has_keys = table.values().any(|v| !v.is_object());
+            if !prefix.is_empty() && has_keys {
+                assert!(
+                    documented(&format!("[{prefix}]")),
+                    "mcod.example.toml does not document [{prefix}]"
+                );
+            }
+            for (key, value) in table {
+                let path = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                match value {
+                    serde_json::Value::Object(inner) => {
+                        walk(&path, inner, documented, key_documented)
+                    }
+                    _ => assert!(
+                        key_documented(key),
+                        "mcod.example.toml does not document {path}"
+                    ),
+                }
+            }
         }
+        let all = serde_json::to_value(Config::default()).unwrap();
+        walk("", all.as_object().unwrap(), &documented, &key_documented);
+    }
+
+    #[test]
+    fn agent_tables_are_read_checked_and_resolved() {
+        let settings = resolve(
+            "[agents.service]\ninit_dir = \"init.d\"\n[agents.puppet]\nrun_mode = \"apply\"\nmanifest = \"site.pp\"\nargs = [\"--vardir\", \"/tmp/v\"]\n[agents.package]\nprovider = \"apt\"\nextra_args = [\"-o\", \"Debug::NoLocking=1\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            settings.agents.service.init_dir,
+            Some(PathBuf::from("/etc/mco/init.d"))
+        );
+        assert_eq!(
+            settings.agents.puppet.manifest,
+            Some(PathBuf::from("/etc/mco/site.pp"))
+        );
+        assert_eq!(settings.agents.package.extra_args.len(), 2);
+        let no_manifest = resolve("[agents.puppet]\nrun_mode = \"apply\"\n").unwrap_err();
+        assert_eq!(
+            no_manifest.to_string(),
+            "t.toml: agents.puppet.manifest: run_mode = \"apply\" needs the manifest to apply"
+        );
+        let typo = resolve("[agents.package]\nprovidr = \"apt\"\n").unwrap_err();
+        assert!(typo.to_string().contains("providr"), "{typo}");
+        let bad = resolve("[agents.service]\nprovider = \"upstart\"\n").unwrap_err();
+        assert!(bad.to_string().contains("upstart"), "{bad}");
     }
 }

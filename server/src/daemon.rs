@@ -1,6 +1,8 @@
 //! The daemon around the pipeline: connect to the broker pool (reconnecting forever with a
-//! capped backoff), subscribe in every collective, run each request in its own task bounded
-//! by `max_concurrent_actions`, reload facts when files change, and shut down gracefully.
+//! capped backoff), subscribe to broadcasts in every collective, take direct requests from
+//! the JetStream work queue ([`crate::direct`]), run each request in its own task bounded by
+//! `max_concurrent_actions` (acknowledging queued ones when done), reload facts when files
+//! change, and shut down gracefully.
 //!
 //! [`run`] takes the shutdown signal as a future (mini-redis style) so tests can stop a node
 //! without sending signals.
@@ -9,10 +11,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::channel::mpsc;
 use futures::stream::{SelectAll, StreamExt};
 use tokio::sync::Semaphore;
 
 use crate::config::Settings;
+use crate::direct::{direct_requests, Incoming};
 use crate::node::Node;
 use crate::pipeline::Route;
 
@@ -81,20 +85,8 @@ pub async fn run(node: Arc<Node>, shutdown: impl Future<Output = ()>) -> Result<
 
     let mut subscriptions = SelectAll::new();
     for collective in &settings.collectives {
-        let mut subjects: Vec<(String, Route)> = node
-            .subscribed_agents()
-            .map(|agent| {
-                (
-                    mco_spec::subjects::broadcast(collective, agent),
-                    Route::Broadcast,
-                )
-            })
-            .collect();
-        subjects.push((
-            mco_spec::subjects::direct(collective, &settings.identity),
-            Route::Direct,
-        ));
-        for (subject, route) in subjects {
+        for agent in node.subscribed_agents() {
+            let subject = mco_spec::subjects::broadcast(collective, agent);
             let subscriber = client.subscribe(subject.clone()).await.map_err(|source| {
                 DaemonError::Subscribe {
                     subject: subject.clone(),
@@ -104,12 +96,26 @@ pub async fn run(node: Arc<Node>, shutdown: impl Future<Output = ()>) -> Result<
             let collective = collective.clone();
             subscriptions.push(
                 subscriber
-                    .map(move |m| (collective.clone(), route, m))
+                    .map(move |m| (collective.clone(), Route::Broadcast, Incoming::Core(m)))
                     .boxed(),
             );
             tracing::debug!("subscribed to {subject}");
         }
     }
+    // Direct requests come from the JetStream work queue (or the plain subject without it);
+    // the channel's bound is the backpressure, as the slots below are for everything else.
+    let (direct_sink, direct_source) = mpsc::channel(settings.max_concurrent_actions);
+    let direct_tasks: Vec<_> = settings
+        .collectives
+        .iter()
+        .map(|c| direct_requests(client.clone(), settings, c, direct_sink.clone()))
+        .collect();
+    drop(direct_sink);
+    subscriptions.push(
+        direct_source
+            .map(|(collective, incoming)| (collective, Route::Direct, incoming))
+            .boxed(),
+    );
     tracing::info!(
         identity = %settings.identity,
         collectives = ?settings.collectives,
@@ -118,6 +124,7 @@ pub async fn run(node: Arc<Node>, shutdown: impl Future<Output = ()>) -> Result<
     );
 
     let slots = Arc::new(Semaphore::new(settings.max_concurrent_actions));
+    let ack_wait = Duration::from_secs(settings.direct_queue.ack_wait_seconds);
     let mut refresh = tokio::time::interval(Duration::from_secs(settings.facts_refresh_seconds));
     refresh.tick().await;
     tokio::pin!(shutdown);
@@ -137,11 +144,16 @@ pub async fn run(node: Arc<Node>, shutdown: impl Future<Output = ()>) -> Result<
                 let node = node.clone();
                 let client = client.clone();
                 tokio::spawn(async move {
-                    if let Some(out) = node.handle(&collective, route, &message.payload).await {
+                    let keep_alive = message.keep_alive(ack_wait);
+                    if let Some(out) = node.handle(&collective, route, message.payload()).await {
                         if let Err(e) = client.publish(out.subject, out.payload.into()).await {
                             tracing::warn!("could not publish a reply: {e}");
                         }
                     }
+                    if let Some(task) = keep_alive {
+                        task.abort();
+                    }
+                    message.acknowledge().await;
                     drop(permit);
                 });
             }
@@ -153,6 +165,9 @@ pub async fn run(node: Arc<Node>, shutdown: impl Future<Output = ()>) -> Result<
         settings.shutdown_grace_seconds
     );
     drop(subscriptions);
+    for task in direct_tasks {
+        task.abort();
+    }
     let all = u32::try_from(settings.max_concurrent_actions).unwrap_or(u32::MAX);
     let grace = Duration::from_secs(settings.shutdown_grace_seconds);
     if tokio::time::timeout(grace, slots.acquire_many(all))

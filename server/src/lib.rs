@@ -19,6 +19,7 @@
 pub mod audit;
 pub mod config;
 pub mod daemon;
+pub mod direct;
 pub mod facts;
 pub mod node;
 pub mod pipeline;

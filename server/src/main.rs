@@ -76,6 +76,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             settings.classes_file.clone(),
         );
         let mut agents = mco_agents::registry::builtin_agents();
+        let (system, inactive) = mco_agents::registry::system_agents(&settings.agents);
+        for reason in inactive {
+            tracing::info!("{reason}");
+        }
+        agents.extend(system);
         let (external, skipped) = mco_agents::external::load_external_agents(
             &settings.agent_dirs,
             &settings.plugin_config_dir,

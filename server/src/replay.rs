@@ -5,8 +5,21 @@
 //! which the time check refuses it anyway), and at most `capacity` ids are kept; when full,
 //! new ids are refused rather than old ones forgotten, so a flood cannot make the guard
 //! forget and accept a replay.
+//!
+//! With a journal file ([`ReplayGuard::with_journal`]) the memory survives a restart: every
+//! admitted id is appended (one `write` per id, before the action runs) and read back at
+//! start. So a queued direct request that JetStream hands out again after the daemon was
+//! killed mid-action is recognised and not run a second time, and a captured request cannot
+//! be replayed against a freshly restarted node. The journal is written without `fsync`: it
+//! survives the daemon dying, not the machine losing power, which would cost a disk flush per
+//! request. It is compacted when it holds many expired ids.
+//!
+//! Not for: deciding whether a request is inside its time window (the pipeline does that).
 
 use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
 
 /// Remembers recently accepted request ids until they expire.
 #[derive(Debug)]
@@ -14,6 +27,7 @@ pub struct ReplayGuard {
     expiry_by_id: HashMap<String, u64>,
     ids_by_expiry: BTreeMap<u64, Vec<String>>,
     capacity: usize,
+    journal: Option<Journal>,
 }
 
 /// Why [`ReplayGuard::admit`] refused a request.
@@ -25,14 +39,77 @@ pub enum ReplayError {
     Full,
 }
 
+/// Why the journal could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("replay journal {path}: {source}")]
+pub struct JournalError {
+    /// The file.
+    pub path: String,
+    /// Why.
+    pub source: std::io::Error,
+}
+
+/// The append-only file behind a persistent guard.
+#[derive(Debug)]
+struct Journal {
+    path: PathBuf,
+    file: File,
+    /// Lines in the file, live or expired; compaction happens when it is far above the
+    /// number of live ids.
+    lines: usize,
+}
+
+/// Compact when the journal holds this many lines more than twice the live ids.
+const COMPACT_SLACK: usize = 10_000;
+
 impl ReplayGuard {
-    /// A guard remembering at most `capacity` unexpired ids.
+    /// A guard remembering at most `capacity` unexpired ids, in memory only.
     pub fn new(capacity: usize) -> ReplayGuard {
         ReplayGuard {
             expiry_by_id: HashMap::new(),
             ids_by_expiry: BTreeMap::new(),
             capacity,
+            journal: None,
         }
+    }
+
+    /// A guard that also keeps its ids in `path`, loading the unexpired ones written by an
+    /// earlier run. Malformed lines (a write cut short by a crash) are skipped.
+    pub fn with_journal(
+        capacity: usize,
+        path: &Path,
+        now_ms: u64,
+    ) -> Result<ReplayGuard, JournalError> {
+        let error = |source| JournalError {
+            path: path.display().to_string(),
+            source,
+        };
+        let mut guard = ReplayGuard::new(capacity);
+        match File::open(path) {
+            Ok(file) => {
+                for line in BufReader::new(file).lines() {
+                    let line = line.map_err(error)?;
+                    let Some((expires, id)) = line.split_once(' ') else {
+                        continue;
+                    };
+                    let Ok(expires) = expires.parse::<u64>() else {
+                        continue;
+                    };
+                    if expires >= now_ms && !id.is_empty() && guard.len() < capacity {
+                        guard.remember(id, expires);
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(error(e)),
+        }
+        let file = rewrite(path, &guard.expiry_by_id).map_err(error)?;
+        guard.journal = Some(Journal {
+            path: path.to_path_buf(),
+            file,
+            lines: guard.len(),
+        });
+        Ok(guard)
     }
 
     /// Admits `id` (whose request is acceptable until `expires_ms`) if it has not been seen.
@@ -44,12 +121,14 @@ impl ReplayGuard {
         if self.expiry_by_id.len() >= self.capacity {
             return Err(ReplayError::Full);
         }
-        self.expiry_by_id.insert(id.to_string(), expires_ms);
-        self.ids_by_expiry
-            .entry(expires_ms)
-            .or_default()
-            .push(id.to_string());
+        self.remember(id, expires_ms);
+        self.journal_append(id, expires_ms);
         Ok(())
+    }
+
+    /// Whether `id` is remembered (and not expired at `now_ms`).
+    pub fn contains(&self, id: &str, now_ms: u64) -> bool {
+        self.expiry_by_id.get(id).is_some_and(|&e| e >= now_ms)
     }
 
     /// How many ids are remembered.
@@ -62,6 +141,45 @@ impl ReplayGuard {
         self.expiry_by_id.is_empty()
     }
 
+    fn remember(&mut self, id: &str, expires_ms: u64) {
+        self.expiry_by_id.insert(id.to_string(), expires_ms);
+        self.ids_by_expiry
+            .entry(expires_ms)
+            .or_default()
+            .push(id.to_string());
+    }
+
+    fn journal_append(&mut self, id: &str, expires_ms: u64) {
+        let live = self.expiry_by_id.len();
+        let Some(journal) = &mut self.journal else {
+            return;
+        };
+        // One write per line, so a killed daemon leaves whole lines (or a cut last line,
+        // which loading skips).
+        let line = format!("{expires_ms} {id}\n");
+        if let Err(e) = journal.file.write_all(line.as_bytes()) {
+            // The id is still remembered in memory; only a restart would forget it.
+            tracing::error!(
+                "cannot append to the replay journal {}: {e}",
+                journal.path.display()
+            );
+            return;
+        }
+        journal.lines += 1;
+        if journal.lines > live.saturating_mul(2) + COMPACT_SLACK {
+            match rewrite(&journal.path, &self.expiry_by_id) {
+                Ok(file) => {
+                    journal.file = file;
+                    journal.lines = live;
+                }
+                Err(e) => tracing::error!(
+                    "cannot compact the replay journal {}: {e}",
+                    journal.path.display()
+                ),
+            }
+        }
+    }
+
     fn forget_expired(&mut self, now_ms: u64) {
         while let Some(entry) = self.ids_by_expiry.first_entry() {
             if *entry.key() >= now_ms {
@@ -72,6 +190,21 @@ impl ReplayGuard {
             }
         }
     }
+}
+
+/// Writes the live ids to a new file and puts it in place of `path` atomically; returns it
+/// opened for appending.
+fn rewrite(path: &Path, ids: &HashMap<String, u64>) -> std::io::Result<File> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut out = std::io::BufWriter::new(File::create(&tmp)?);
+        for (id, expires) in ids {
+            writeln!(out, "{expires} {id}")?;
+        }
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    OpenOptions::new().append(true).open(path)
 }
 
 #[cfg(test)]
@@ -91,5 +224,42 @@ mod tests {
         assert_eq!(guard.len(), 3);
         assert_eq!(guard.admit("x", 1000, 400), Ok(()));
         assert_eq!(guard.len(), 1);
+    }
+
+    #[test]
+    fn a_journal_remembers_ids_across_restarts_until_they_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("replay.journal");
+        let mut guard = ReplayGuard::with_journal(10, &path, 0).unwrap();
+        assert_eq!(guard.admit("early", 100, 0), Ok(()));
+        assert_eq!(guard.admit("late", 1000, 0), Ok(()));
+        drop(guard);
+        // A crash can cut the last line short; it is skipped.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"12").unwrap();
+        drop(f);
+
+        let mut guard = ReplayGuard::with_journal(10, &path, 500).unwrap();
+        assert_eq!(guard.len(), 1, "only the unexpired id is loaded");
+        assert!(guard.contains("late", 500));
+        assert_eq!(guard.admit("late", 1000, 500), Err(ReplayError::Replayed));
+        assert_eq!(guard.admit("early", 1000, 500), Ok(()));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 2, "compacted at start: {text}");
+    }
+
+    #[test]
+    fn the_journal_is_compacted_when_it_holds_mostly_expired_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("replay.journal");
+        let mut guard = ReplayGuard::with_journal(100, &path, 0).unwrap();
+        for i in 0..(COMPACT_SLACK as u64 + 10) {
+            // Each id expires before the next is admitted, so at most one is live.
+            assert_eq!(guard.admit(&format!("id{i}"), i * 10 + 5, i * 10), Ok(()));
+        }
+        let lines = std::fs::read_to_string(&path).unwrap().lines().count();
+        assert!(lines < COMPACT_SLACK, "{lines} lines");
+        let reloaded = ReplayGuard::with_journal(100, &path, 0).unwrap();
+        assert!(reloaded.contains(&format!("id{}", COMPACT_SLACK + 9), 0));
     }
 }

@@ -24,6 +24,14 @@ pub enum SecurityError {
     /// A policy file is unusable.
     #[error(transparent)]
     Policy(#[from] crate::policy::PolicyError),
+    /// The state directory or the replay journal in it cannot be used.
+    #[error("state_dir {path}: {reason}")]
+    State {
+        /// The directory.
+        path: String,
+        /// Why.
+        reason: String,
+    },
     /// The audit log cannot be opened.
     #[error("audit_file {path}: {source}")]
     Audit {
@@ -114,6 +122,7 @@ impl Security {
                 "no policy_dir: every verified caller may call every action its token allows"
             );
         }
+        security.replay = Mutex::new(open_replay_journal(settings)?);
         if let Some(path) = &settings.audit_file {
             security.audit = Some(AuditLog::open(path).map_err(|source| SecurityError::Audit {
                 path: path.display().to_string(),
@@ -122,4 +131,25 @@ impl Security {
         }
         Ok(security)
     }
+}
+
+/// The replay memory, kept in `<state_dir>/replay.journal` so it survives restarts.
+fn open_replay_journal(settings: &Settings) -> Result<ReplayGuard, SecurityError> {
+    let dir = &settings.state_dir;
+    let state_error = |reason: String| SecurityError::State {
+        path: dir.display().to_string(),
+        reason,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| {
+        state_error(format!(
+            "cannot create it ({e}); set state_dir to a directory mcod may write"
+        ))
+    })?;
+    let path = dir.join("replay.journal");
+    ReplayGuard::with_journal(
+        settings.replay_cache_size,
+        &path,
+        mco_spec::message::now_millis(),
+    )
+    .map_err(|e| state_error(e.to_string()))
 }

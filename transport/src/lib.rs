@@ -1,0 +1,416 @@
+//! The NATS seam shared by `mcod`, `mco` and the fleet simulator: the JetStream work queue
+//! that holds direct requests until their node takes them.
+//!
+//! A direct request (`<collective>.node.<identity>`) must be able to wait for a node that is
+//! not up yet. Each collective has one work-queue stream over `<collective>.node.>`
+//! ([`stream_name`], [`stream_subject`]) bounded by a maximum age, and each node identity has
+//! one durable pull consumer filtered to its own subject ([`consumer_name`]). A message stays
+//! in the stream until the node acknowledges it, or until it is older than the maximum age.
+//!
+//! Whoever needs the stream first creates it with [`ensure_stream`]: a node with its
+//! configured [`QueueSettings`] (and it brings an existing stream's settings in line with its
+//! own), a client with its own settings only when the stream does not exist yet. Brokers
+//! without JetStream are detected by [`probe`]; callers then fall back to plain subjects.
+//!
+//! Not for: subject names and message formats (those are `mco_spec`), signing, or running
+//! requests. Nothing here decodes a payload.
+#![warn(missing_docs)]
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The default time a node may hold a queued request without acknowledging it before
+/// JetStream hands it out again. Nodes report progress three times within it while an action
+/// runs, so only a node that died lets it run out; it is also how long a request taken by a
+/// node that was then killed waits before the restarted node gets it again.
+pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
+
+/// Why the direct-request queue could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueueError {
+    /// The broker has no JetStream (or this account may not use it): use plain subjects.
+    #[error("the broker has no JetStream: {0}")]
+    Unavailable(String),
+    /// The broker did not answer in time.
+    #[error("JetStream did not answer in time: {0}")]
+    TimedOut(String),
+    /// The stream could not be created, read or updated.
+    #[error("direct-request stream {stream}: {reason}")]
+    Stream {
+        /// The stream name.
+        stream: String,
+        /// Why.
+        reason: String,
+    },
+    /// The node's consumer could not be created or updated.
+    #[error("direct-request consumer {consumer} on {stream}: {reason}")]
+    Consumer {
+        /// The stream name.
+        stream: String,
+        /// The consumer name.
+        consumer: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Where queued requests are stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueStorage {
+    /// On disk: queued requests survive a broker restart.
+    #[default]
+    File,
+    /// In memory: faster, lost when the broker restarts.
+    Memory,
+}
+
+/// The settings of a collective's direct-request stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSettings {
+    /// How long a request may wait for its node, seconds. A request's own TTL still applies:
+    /// a node drops a request whose TTL has passed when it finally takes it.
+    #[serde(default = "default_max_age")]
+    pub max_age_seconds: u64,
+    /// Where the broker keeps queued requests.
+    #[serde(default)]
+    pub storage: QueueStorage,
+    /// Copies kept in a JetStream cluster (1 on a single broker).
+    #[serde(default = "default_replicas")]
+    pub replicas: usize,
+    /// Most bytes queued in the collective; when full, new direct requests are refused (the
+    /// sender hears it) rather than queued ones dropped.
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: i64,
+}
+
+fn default_max_age() -> u64 {
+    86_400
+}
+fn default_replicas() -> usize {
+    1
+}
+fn default_max_bytes() -> i64 {
+    1 << 30
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        QueueSettings {
+            max_age_seconds: default_max_age(),
+            storage: QueueStorage::default(),
+            replicas: default_replicas(),
+            max_bytes: default_max_bytes(),
+        }
+    }
+}
+
+impl QueueSettings {
+    /// Checks the values; the message names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_age_seconds == 0 {
+            return Err("max_age_seconds must be at least 1".into());
+        }
+        if self.replicas == 0 || self.replicas > 5 {
+            return Err("replicas must be between 1 and 5".into());
+        }
+        if self.max_bytes < 1024 * 1024 {
+            return Err("max_bytes must be at least 1 MiB".into());
+        }
+        Ok(())
+    }
+
+    /// The stream configuration these settings describe for `collective`.
+    pub fn stream_config(&self, collective: &str) -> stream::Config {
+        stream::Config {
+            name: stream_name(collective),
+            description: Some(format!("mco direct requests in collective {collective}")),
+            subjects: vec![stream_subject(collective)],
+            retention: RetentionPolicy::WorkQueue,
+            max_age: Duration::from_secs(self.max_age_seconds),
+            storage: match self.storage {
+                QueueStorage::File => StorageType::File,
+                QueueStorage::Memory => StorageType::Memory,
+            },
+            num_replicas: self.replicas,
+            max_bytes: self.max_bytes,
+            discard: DiscardPolicy::New,
+            max_message_size: i32::try_from(mco_spec::MAX_MESSAGE_BYTES).unwrap_or(i32::MAX),
+            ..stream::Config::default()
+        }
+    }
+}
+
+/// The stream of `collective`'s direct requests: `MCO_DIRECT_<collective>`.
+pub fn stream_name(collective: &str) -> String {
+    format!("MCO_DIRECT_{collective}")
+}
+
+/// The subjects that stream captures: `<collective>.node.>`.
+pub fn stream_subject(collective: &str) -> String {
+    format!("{collective}.node.>")
+}
+
+/// The durable consumer name of `identity`.
+///
+/// Consumer names may not contain dots, and identities usually do (FQDNs), so dots become
+/// underscores; a short hash of the exact identity keeps `a.b` and `a_b` apart.
+pub fn consumer_name(identity: &str) -> String {
+    let readable: String = identity
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    let digest = Sha256::digest(identity.as_bytes());
+    format!("node_{readable}_{}", hex::encode(&digest[..4]))
+}
+
+/// Checks that the broker offers JetStream to this connection.
+///
+/// This asks `$JS.API.INFO` directly rather than decoding the account information, whose
+/// shape changes between server versions: only "nobody answers" and "not enabled" matter.
+pub async fn probe(js: &jetstream::Context) -> Result<(), QueueError> {
+    let asked = js
+        .client()
+        .request("$JS.API.INFO", bytes::Bytes::new())
+        .await;
+    match asked {
+        Ok(reply) => {
+            let answer: serde_json::Value =
+                serde_json::from_slice(&reply.payload).unwrap_or_default();
+            match answer.get("error") {
+                Some(error) => Err(QueueError::Unavailable(format!(
+                    "JetStream is not enabled for this account ({})",
+                    error
+                        .get("description")
+                        .and_then(|d| d.as_str())
+                        .unwrap_or("no description")
+                ))),
+                None => Ok(()),
+            }
+        }
+        Err(e) => match e.kind() {
+            async_nats::RequestErrorKind::NoResponders => Err(QueueError::Unavailable(
+                "no JetStream API answers on this broker".into(),
+            )),
+            async_nats::RequestErrorKind::TimedOut => Err(QueueError::TimedOut(e.to_string())),
+            _ => Err(QueueError::Unavailable(e.to_string())),
+        },
+    }
+}
+
+/// Who is asking for the stream, which decides what happens to one that exists already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ownership {
+    /// A node: its configuration is the fleet's; an existing stream with other limits is
+    /// updated to them.
+    Configure,
+    /// A client: it creates the stream only when none exists, and otherwise uses it as is.
+    UseExisting,
+}
+
+/// Gets `collective`'s direct-request stream, creating it with `settings` when it does not
+/// exist (a creation race with another node or client is harmless).
+pub async fn ensure_stream(
+    js: &jetstream::Context,
+    collective: &str,
+    settings: &QueueSettings,
+    ownership: Ownership,
+) -> Result<stream::Stream, QueueError> {
+    let name = stream_name(collective);
+    let wanted = settings.stream_config(collective);
+    let failed = |reason: String| QueueError::Stream {
+        stream: name.clone(),
+        reason,
+    };
+    match js.get_stream(&name).await {
+        Ok(mut existing) => {
+            if ownership == Ownership::Configure {
+                let info = existing
+                    .info()
+                    .await
+                    .map_err(|e| failed(e.to_string()))?
+                    .config
+                    .clone();
+                if differs(&info, &wanted) {
+                    if info.storage != wanted.storage {
+                        tracing::warn!(
+                            "stream {name} keeps its {:?} storage; this node's configuration asks for {:?} (storage cannot change in place)",
+                            info.storage,
+                            wanted.storage
+                        );
+                    }
+                    let mut updated = info.clone();
+                    updated.max_age = wanted.max_age;
+                    updated.max_bytes = wanted.max_bytes;
+                    updated.num_replicas = wanted.num_replicas;
+                    updated.discard = wanted.discard;
+                    updated.max_message_size = wanted.max_message_size;
+                    js.update_stream(&updated)
+                        .await
+                        .map_err(|e| failed(format!("cannot update its settings: {e}")))?;
+                    tracing::info!(
+                        "updated stream {name}: max age {:?}, max bytes {}, replicas {}",
+                        updated.max_age,
+                        updated.max_bytes,
+                        updated.num_replicas
+                    );
+                }
+            }
+            Ok(existing)
+        }
+        Err(get_error) => {
+            if let jetstream::context::GetStreamErrorKind::Request = get_error.kind() {
+                return Err(classify_request_failure(&name, &get_error));
+            }
+            match js.create_stream(wanted).await {
+                Ok(created) => {
+                    tracing::info!("created stream {name}");
+                    Ok(created)
+                }
+                // Someone else created it in between: use theirs.
+                Err(create_error) => {
+                    js.get_stream(&name)
+                        .await
+                        .map_err(|_| match create_error.kind() {
+                            jetstream::context::CreateStreamErrorKind::JetStreamUnavailable => {
+                                QueueError::Unavailable(create_error.to_string())
+                            }
+                            _ => failed(create_error.to_string()),
+                        })
+                }
+            }
+        }
+    }
+}
+
+fn classify_request_failure(
+    stream: &str,
+    error: &jetstream::context::GetStreamError,
+) -> QueueError {
+    let request = std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<jetstream::context::RequestError>());
+    match request.map(|r| r.kind()) {
+        Some(jetstream::context::RequestErrorKind::NoResponders) => {
+            QueueError::Unavailable("no JetStream API answers on this broker".into())
+        }
+        Some(jetstream::context::RequestErrorKind::TimedOut) => {
+            QueueError::TimedOut(error.to_string())
+        }
+        _ => QueueError::Stream {
+            stream: stream.to_string(),
+            reason: error.to_string(),
+        },
+    }
+}
+
+/// Whether an existing stream's limits differ from the wanted ones (the fields a node owns).
+fn differs(existing: &stream::Config, wanted: &stream::Config) -> bool {
+    existing.max_age != wanted.max_age
+        || existing.max_bytes != wanted.max_bytes
+        || existing.num_replicas != wanted.num_replicas
+        || existing.discard != wanted.discard
+        || existing.max_message_size != wanted.max_message_size
+        || existing.storage != wanted.storage
+}
+
+/// The durable consumer through which `identity` takes its requests from `stream`, created
+/// when missing and updated when its settings changed. At most `max_ack_pending` requests
+/// are handed to the node at once, so a backlog waits in the broker, not in the node; an
+/// unacknowledged request is handed out again after `ack_wait`.
+pub async fn node_consumer(
+    stream: &stream::Stream,
+    collective: &str,
+    identity: &str,
+    max_ack_pending: usize,
+    ack_wait: Duration,
+) -> Result<jetstream::consumer::Consumer<pull::Config>, QueueError> {
+    let name = consumer_name(identity);
+    let config = pull::Config {
+        durable_name: Some(name.clone()),
+        description: Some(format!("mco direct requests for {identity}")),
+        filter_subject: mco_spec::subjects::direct(collective, identity),
+        deliver_policy: DeliverPolicy::All,
+        ack_policy: AckPolicy::Explicit,
+        ack_wait,
+        max_ack_pending: i64::try_from(max_ack_pending.max(1)).unwrap_or(i64::MAX),
+        ..pull::Config::default()
+    };
+    let failed = |reason: String| QueueError::Consumer {
+        stream: stream_name(collective),
+        consumer: name.clone(),
+        reason,
+    };
+    match stream.create_consumer(config.clone()).await {
+        Ok(consumer) => Ok(consumer),
+        Err(create_error) => {
+            // An existing consumer whose settings cannot be changed in place (from an older
+            // configuration) is replaced; its unacknowledged messages stay in the work queue
+            // and go to the new consumer.
+            tracing::warn!("consumer {name}: {create_error}; recreating it");
+            stream
+                .delete_consumer(&name)
+                .await
+                .map_err(|e| failed(format!("{create_error}; and cannot delete it: {e}")))?;
+            stream
+                .create_consumer(config)
+                .await
+                .map_err(|e| failed(e.to_string()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_valid_jetstream_names_and_distinct() {
+        assert_eq!(stream_name("mco"), "MCO_DIRECT_mco");
+        assert_eq!(stream_subject("eu"), "eu.node.>");
+        let a = consumer_name("web1.example.net");
+        let b = consumer_name("web1_example_net");
+        assert!(a.starts_with("node_web1_example_net_"), "{a}");
+        assert_ne!(a, b);
+        for name in [a, b, consumer_name(&"x".repeat(300))] {
+            assert!(!name.contains('.') && !name.contains('*') && !name.contains('>'));
+            assert!(name.len() <= 80, "{name}");
+        }
+    }
+
+    #[test]
+    fn settings_have_sane_defaults_and_are_checked() {
+        let s = QueueSettings::default();
+        assert_eq!(s.validate(), Ok(()));
+        let config = s.stream_config("mco");
+        assert_eq!(config.retention, RetentionPolicy::WorkQueue);
+        assert_eq!(config.max_age, Duration::from_secs(86_400));
+        assert_eq!(config.discard, DiscardPolicy::New);
+        assert!(QueueSettings {
+            max_age_seconds: 0,
+            ..s.clone()
+        }
+        .validate()
+        .is_err());
+        assert!(QueueSettings {
+            replicas: 0,
+            ..s.clone()
+        }
+        .validate()
+        .is_err());
+        assert!(QueueSettings { max_bytes: 10, ..s }.validate().is_err());
+    }
+}
