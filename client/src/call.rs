@@ -1,22 +1,55 @@
-//! Calls: what to send ([`Call`]), the replies as they arrive ([`Replies`]), and the
-//! collected outcome ([`CallResult`], [`Stats`]).
+//! Calls: what to send ([`Call`]), the replies as they arrive ([`Replies`], with batch
+//! progress as [`Event`]s), the collected outcome ([`CallResult`], [`Stats`]), and requests
+//! whose replies are read elsewhere ([`Client::send`], [`Client::listen`]).
+//!
+//! How a call reaches its nodes is decided here, in [`Client::call`]: when the node list is
+//! known — named (`Call::nodes`, plain `-I`), read by a discovery method that yields a list
+//! (flatfile, stdin, registry, external), narrowed by `--limit-nodes`, sliced into batches, or
+//! found by a broadcast discovery to be at most `direct_threshold` nodes — each node gets a
+//! direct request (queued in JetStream, see [`crate::direct`]); otherwise one broadcast with
+//! the filter. [`Stats::mode_reason`] says which and why.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures::StreamExt;
+use mco_discovery::limit::{choose, slices, Size};
+use mco_discovery::method::MethodKind;
 use mco_spec::{subjects, Filter, Reply};
 use serde_json::{Map, Value};
 
-use crate::client::{Client, ClientError};
+use crate::client::{Client, ClientError, ReplyRejected};
+use crate::direct::QueueUse;
+use crate::discovery::Discovery;
 
 /// How a call reached its nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// One publish on the agent's broadcast subject; nodes apply the filter.
     Broadcast,
-    /// One publish per named node on its direct subject; no discovery.
+    /// One request per node on its direct subject.
     Direct,
+}
+
+/// `--limit-nodes`: act on part of the discovered nodes, chosen at random.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limit {
+    /// How many.
+    pub size: Size,
+    /// A seed makes the choice repeatable.
+    pub seed: Option<u64>,
+}
+
+/// `--batch`: direct requests in slices, each waited for before the next.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Batch {
+    /// Nodes per slice.
+    pub size: Size,
+    /// Pause between slices.
+    pub sleep: Duration,
 }
 
 /// An RPC call to build and send with [`Client::call`].
@@ -32,14 +65,22 @@ pub struct Call {
     pub filter: Filter,
     /// The collective (the client's main one if `None`).
     pub collective: Option<String>,
-    /// How long to wait for replies (the client's default if `None`).
+    /// How long to wait for replies (per batch when batching; the client's default if `None`).
     pub timeout: Option<Duration>,
     /// How long the request stays valid, seconds (the client's default if `None`).
     pub ttl: Option<u64>,
-    /// Broadcast discovery timeout (the client's default if `None`).
+    /// Discovery timeout (the client's default if `None`).
     pub discovery_timeout: Option<Duration>,
     /// The nodes to address directly; when set, discovery is skipped.
     pub nodes: Option<Vec<String>>,
+    /// Where the node list comes from when `nodes` is not set.
+    pub discovery: Discovery,
+    /// Act on part of the nodes only.
+    pub limit: Option<Limit>,
+    /// Send in slices.
+    pub batch: Option<Batch>,
+    /// Where nodes send their replies (a subject of the client's own by default).
+    pub reply_to: Option<String>,
 }
 
 impl Call {
@@ -55,6 +96,10 @@ impl Call {
             ttl: None,
             discovery_timeout: None,
             nodes: None,
+            discovery: Discovery::Broadcast,
+            limit: None,
+            batch: None,
+            reply_to: None,
         }
     }
 
@@ -105,6 +150,30 @@ impl Call {
         self.nodes = Some(nodes.into_iter().map(Into::into).collect());
         self
     }
+
+    /// Discovers with `discovery` instead of a broadcast.
+    pub fn discovery(mut self, discovery: Discovery) -> Call {
+        self.discovery = discovery;
+        self
+    }
+
+    /// Acts on `size` of the nodes, chosen at random (repeatably with `seed`).
+    pub fn limit(mut self, size: Size, seed: Option<u64>) -> Call {
+        self.limit = Some(Limit { size, seed });
+        self
+    }
+
+    /// Sends in slices of `size`, pausing `sleep` between them.
+    pub fn batch(mut self, size: Size, sleep: Duration) -> Call {
+        self.batch = Some(Batch { size, sleep });
+        self
+    }
+
+    /// Has replies sent to `subject`.
+    pub fn reply_to(mut self, subject: impl Into<String>) -> Call {
+        self.reply_to = Some(subject.into());
+        self
+    }
 }
 
 /// What happened in a call.
@@ -113,7 +182,12 @@ pub struct Stats {
     /// How the call was sent (`None` if nothing was sent).
     #[serde(skip)]
     pub mode: Option<Mode>,
-    /// Nodes expected to answer (discovered, or named).
+    /// Why that mode, in words.
+    pub mode_reason: String,
+    /// The discovery method used, if discovery happened.
+    #[serde(serialize_with = "method_name")]
+    pub discovery_method: Option<MethodKind>,
+    /// Nodes the call was for (discovered, or named, after any limit).
     pub discovered: usize,
     /// Nodes that answered.
     pub responded: usize,
@@ -121,10 +195,22 @@ pub struct Stats {
     pub ok: usize,
     /// Replies with another status.
     pub failed: usize,
-    /// Expected nodes that did not answer, sorted.
+    /// Nodes sent a request that did not answer, sorted.
     pub no_response_from: Vec<String>,
     /// Nodes that answered without being expected, sorted.
     pub unexpected_from: Vec<String>,
+    /// Nodes never sent the request because the call was stopped between batches, sorted.
+    pub not_contacted: Vec<String>,
+    /// Nodes whose direct request the broker refused to queue, with why.
+    pub send_failures: Vec<(String, String)>,
+    /// Whether direct requests were queued in JetStream (`None` for a broadcast).
+    pub queued: Option<bool>,
+    /// Slices sent (1 without batching).
+    pub batches: usize,
+    /// Slices the call will send (1 unless batching; 0 when there is nobody to send to).
+    pub batches_planned: usize,
+    /// Things the caller should know (queuing unavailable, a TTL shorter than the run).
+    pub warnings: Vec<String>,
     /// Time spent discovering.
     pub discovery_time: Duration,
     /// Time from publishing to the last reply (or the timeout).
@@ -135,49 +221,216 @@ pub struct Stats {
     pub forged: usize,
 }
 
+fn method_name<S: serde::Serializer>(m: &Option<MethodKind>, s: S) -> Result<S::Ok, S::Error> {
+    match m {
+        Some(m) => s.serialize_str(m.name()),
+        None => s.serialize_none(),
+    }
+}
+
 /// Replies with their statistics.
 #[derive(Debug, Clone, Default)]
 pub struct CallResult {
     /// Every reply, in arrival order.
     pub replies: Vec<Reply>,
+    /// Every node the call was for, sorted.
+    pub nodes: Vec<String>,
     /// What happened.
     pub stats: Stats,
 }
 
-/// Replies as they arrive. Ends when every expected node has answered or at the timeout.
+/// What became of one node of a call.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum NodeOutcome<'a> {
+    /// It answered (look at the status code).
+    Replied(&'a Reply),
+    /// It was sent the request and did not answer in time.
+    NoResponse,
+    /// The call was stopped before its batch.
+    NotContacted,
+}
+
+impl CallResult {
+    /// Each node the call was for, with its reply or why there is none: a caller can act on
+    /// every host it named.
+    pub fn by_node(&self) -> BTreeMap<&str, NodeOutcome<'_>> {
+        let replies: BTreeMap<&str, &Reply> = self
+            .replies
+            .iter()
+            .map(|r| (r.sender.as_str(), r))
+            .collect();
+        let not_contacted: HashSet<&str> = self
+            .stats
+            .not_contacted
+            .iter()
+            .map(String::as_str)
+            .collect();
+        self.nodes
+            .iter()
+            .map(|n| {
+                let outcome = match replies.get(n.as_str()) {
+                    Some(r) => NodeOutcome::Replied(r),
+                    None if not_contacted.contains(n.as_str()) => NodeOutcome::NotContacted,
+                    None => NodeOutcome::NoResponse,
+                };
+                (n.as_str(), outcome)
+            })
+            .collect()
+    }
+}
+
+/// Something that happened during a call, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A node answered.
+    Reply(Reply),
+    /// A slice of direct requests was sent.
+    BatchSent {
+        /// Its number, from 1.
+        number: usize,
+        /// How many slices there are.
+        of: usize,
+        /// Its nodes.
+        nodes: Vec<String>,
+    },
+    /// The call pauses before the next slice.
+    Pause {
+        /// The number of the slice that follows.
+        before: usize,
+        /// For how long.
+        sleep: Duration,
+    },
+}
+
+/// Stops a batched call before its next slice (the slice being waited for completes).
+/// Cheap to clone; hand it to a signal handler.
+#[derive(Debug, Clone, Default)]
+pub struct Stopper {
+    inner: Arc<(AtomicBool, tokio::sync::Notify)>,
+}
+
+impl Stopper {
+    /// Sends no further slices.
+    pub fn stop(&self) {
+        self.inner.0.store(true, Ordering::SeqCst);
+        self.inner.1.notify_waiters();
+    }
+
+    /// Whether [`Self::stop`] was called.
+    pub fn is_stopped(&self) -> bool {
+        self.inner.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Replies as they arrive. Ends when every contacted node has answered (or at the timeout)
+/// and no slice is left.
 pub struct Replies {
     client: Option<Client>,
     subscriber: Option<async_nats::Subscriber>,
     request_id: String,
-    expected: Option<BTreeSet<String>>,
+    collective: String,
+    payload: Bytes,
+    /// Every node the call is for.
+    expected: BTreeSet<String>,
+    /// Nodes sent the request so far.
+    contacted: BTreeSet<String>,
+    /// Nodes of the slice being waited for.
+    current: BTreeSet<String>,
+    pending: VecDeque<Vec<String>>,
+    batch_sleep: Duration,
+    batches: usize,
+    pause_announced: bool,
+    timeout: Duration,
     seen: HashSet<String>,
     deadline: tokio::time::Instant,
     started: Instant,
     stats: Stats,
+    events: VecDeque<Event>,
+    stopper: Stopper,
 }
 
 impl Replies {
+    fn empty(stats: Stats) -> Replies {
+        Replies {
+            client: None,
+            subscriber: None,
+            request_id: String::new(),
+            collective: String::new(),
+            payload: Bytes::new(),
+            expected: BTreeSet::new(),
+            contacted: BTreeSet::new(),
+            current: BTreeSet::new(),
+            pending: VecDeque::new(),
+            batch_sleep: Duration::ZERO,
+            batches: 0,
+            pause_announced: false,
+            timeout: Duration::ZERO,
+            seen: HashSet::new(),
+            deadline: tokio::time::Instant::now(),
+            started: Instant::now(),
+            stats,
+            events: VecDeque::new(),
+            stopper: Stopper::default(),
+        }
+    }
+
     /// The next reply, or `None` when the call is over.
     pub async fn next(&mut self) -> Option<Reply> {
         loop {
-            if self
-                .expected
-                .as_ref()
-                .is_some_and(|e| e.iter().all(|n| self.seen.contains(n)))
-            {
-                return self.finish();
+            match self.next_event().await? {
+                Event::Reply(r) => return Some(r),
+                Event::BatchSent { .. } | Event::Pause { .. } => continue,
+            }
+        }
+    }
+
+    /// The next reply or batch progress, or `None` when the call is over.
+    pub async fn next_event(&mut self) -> Option<Event> {
+        loop {
+            if let Some(event) = self.events.pop_front() {
+                return Some(event);
+            }
+            self.subscriber.as_ref()?;
+            let slice_done = self.current.iter().all(|n| self.seen.contains(n));
+            if slice_done || tokio::time::Instant::now() >= self.deadline {
+                if self.pending.is_empty() || self.stopper.is_stopped() {
+                    return self.finish();
+                }
+                if !self.pause_announced && !self.batch_sleep.is_zero() {
+                    self.pause_announced = true;
+                    return Some(Event::Pause {
+                        before: self.stats.batches + 1,
+                        sleep: self.batch_sleep,
+                    });
+                }
+                self.pause_announced = false;
+                let stopped = self.stopper.clone();
+                tokio::select! {
+                    _ = tokio::time::sleep(self.batch_sleep) => {}
+                    _ = stopped.inner.1.notified() => {}
+                }
+                if self.stopper.is_stopped() {
+                    return self.finish();
+                }
+                if let Err(e) = self.send_next_slice().await {
+                    self.stats.warnings.push(format!("stopped: {e}"));
+                    return self.finish();
+                }
+                continue;
             }
             let subscriber = self.subscriber.as_mut()?;
             let message = match tokio::time::timeout_at(self.deadline, subscriber.next()).await {
                 Ok(Some(m)) => m,
-                Ok(None) | Err(_) => return self.finish(),
+                Ok(None) => return self.finish(),
+                // The slice's time is up; the loop decides what comes next.
+                Err(_) => continue,
             };
             let Some(client) = &self.client else {
                 return self.finish();
             };
             let reply = match client.accept_reply(&message.payload) {
                 Ok(r) if r.request_id == self.request_id => r,
-                Err(crate::client::ReplyRejected::Forged(_)) => {
+                Err(ReplyRejected::Forged(_)) => {
                     self.stats.forged += 1;
                     continue;
                 }
@@ -196,38 +449,80 @@ impl Replies {
             } else {
                 self.stats.failed += 1;
             }
-            if self
-                .expected
-                .as_ref()
-                .is_some_and(|e| !e.contains(&reply.sender))
-            {
+            if !self.expected.contains(&reply.sender) {
                 self.stats.unexpected_from.push(reply.sender.clone());
             }
             self.stats.elapsed = self.started.elapsed();
-            return Some(reply);
+            return Some(Event::Reply(reply));
         }
     }
 
-    fn finish(&mut self) -> Option<Reply> {
+    async fn send_next_slice(&mut self) -> Result<(), ClientError> {
+        let Some(slice) = self.pending.pop_front() else {
+            return Ok(());
+        };
+        let Some(client) = self.client.clone() else {
+            return Ok(());
+        };
+        let sent = client
+            .send_direct(&self.collective, &slice, self.payload.clone())
+            .await?;
+        self.stats.send_failures.extend(sent.failed);
+        self.stats.batches += 1;
+        self.contacted.extend(slice.iter().cloned());
+        self.current = slice.iter().cloned().collect();
+        self.deadline = tokio::time::Instant::now() + self.timeout;
+        self.events.push_back(Event::BatchSent {
+            number: self.stats.batches,
+            of: self.batches,
+            nodes: slice,
+        });
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Option<Event> {
         if self.subscriber.take().is_some() {
-            if self.stats.responded == 0 || self.expected.is_none() {
+            if self.stats.responded == 0 || self.contacted.len() != self.seen.len() {
                 self.stats.elapsed = self.started.elapsed();
             }
-            if let Some(expected) = &self.expected {
-                self.stats.no_response_from = expected
-                    .iter()
-                    .filter(|n| !self.seen.contains(*n))
-                    .cloned()
-                    .collect();
-            }
+            self.stats.no_response_from = self
+                .contacted
+                .iter()
+                .filter(|n| !self.seen.contains(*n))
+                .cloned()
+                .collect();
+            self.stats.not_contacted = self
+                .expected
+                .iter()
+                .filter(|n| !self.contacted.contains(*n))
+                .cloned()
+                .collect();
             self.stats.unexpected_from.sort();
         }
         None
     }
 
+    /// Stops now, without waiting for more replies or sending more slices; the statistics
+    /// are then complete (nodes still silent count as no response).
+    pub fn close(&mut self) {
+        self.pending.clear();
+        self.events.clear();
+        self.finish();
+    }
+
     /// The statistics so far (complete once [`Self::next`] returned `None`).
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// A handle that stops the call before its next slice.
+    pub fn stopper(&self) -> Stopper {
+        self.stopper.clone()
+    }
+
+    /// Every node the call is for, sorted.
+    pub fn nodes(&self) -> impl Iterator<Item = &str> {
+        self.expected.iter().map(String::as_str)
     }
 
     /// Reads every reply and returns them with the statistics.
@@ -238,6 +533,7 @@ impl Replies {
         }
         CallResult {
             replies,
+            nodes: self.expected.into_iter().collect(),
             stats: self.stats,
         }
     }
@@ -250,75 +546,253 @@ impl Replies {
     }
 }
 
+/// A request sent by [`Client::send`], whose replies are read elsewhere.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sent {
+    /// The request id, which every reply carries.
+    pub request_id: String,
+    /// Where the replies go.
+    pub reply_to: String,
+    /// Every node the request went to (for a broadcast: the discovered ones).
+    pub nodes: Vec<String>,
+    /// How it was sent.
+    pub stats: Stats,
+}
+
+/// A call resolved: who, how, and the signed request.
+struct Plan {
+    collective: String,
+    mode: Mode,
+    nodes: Vec<String>,
+    request_id: String,
+    reply_to: String,
+    payload: Bytes,
+    slices: VecDeque<Vec<String>>,
+    stats: Stats,
+}
+
 impl Client {
     /// Sends `call` and returns its replies.
     ///
-    /// The node list is known when `call.nodes` is set or the filter is nothing but exact
-    /// identities (`-I a -I b`): then each node gets a direct request and no discovery is
-    /// done. Otherwise the client discovers the matching nodes by broadcast, and — if any —
-    /// broadcasts the request with the filter, expecting exactly the discovered nodes. The
-    /// agent is always added to the filter, so nodes without it stay silent.
+    /// The agent is always added to the filter, so nodes without it stay silent. See the
+    /// [module docs](self) for how the mode is chosen.
     pub async fn call(&self, call: Call) -> Result<Replies, ClientError> {
+        let mut plan = self.plan(&call).await?;
+        if plan.nodes.is_empty() {
+            return Ok(Replies::empty(plan.stats));
+        }
+        let subscriber = self.subscribe(&plan.reply_to).await?;
+        let timeout = call.timeout.unwrap_or(self.options().timeout);
+        let started = Instant::now();
+        let batches = plan.slices.len();
+        let mut replies = Replies {
+            client: Some(self.clone()),
+            subscriber: Some(subscriber),
+            request_id: plan.request_id,
+            collective: plan.collective.clone(),
+            payload: plan.payload.clone(),
+            expected: plan.nodes.iter().cloned().collect(),
+            contacted: BTreeSet::new(),
+            current: BTreeSet::new(),
+            pending: std::mem::take(&mut plan.slices),
+            batch_sleep: call.batch.map(|b| b.sleep).unwrap_or_default(),
+            batches,
+            pause_announced: false,
+            timeout,
+            seen: HashSet::new(),
+            deadline: tokio::time::Instant::now() + timeout,
+            started,
+            stats: plan.stats,
+            events: VecDeque::new(),
+            stopper: Stopper::default(),
+        };
+        match plan.mode {
+            Mode::Broadcast => {
+                self.publish_bytes(
+                    subjects::broadcast(&plan.collective, &call.agent),
+                    plan.payload,
+                )
+                .await?;
+                self.flush().await?;
+                replies.stats.batches = 1;
+                replies.contacted = replies.expected.clone();
+                replies.current = replies.expected.clone();
+            }
+            Mode::Direct => {
+                replies.send_next_slice().await?;
+                if batches == 1 {
+                    // Without batching, progress events would be noise.
+                    replies.events.clear();
+                }
+            }
+        }
+        Ok(replies)
+    }
+
+    /// Sends `call` without waiting for replies (`--nr`, `--reply-to`): they go to
+    /// `call.reply_to` (or the client's own reply subject, where nobody listens), to be read
+    /// by [`Client::listen`] here or in another process. Batching needs the replies of each
+    /// slice, so it is refused here.
+    pub async fn send(&self, call: Call) -> Result<Sent, ClientError> {
+        if call.batch.is_some() {
+            return Err(ClientError::InvalidInput(
+                "batching waits for each slice's replies, so it cannot be combined with sending without waiting (--nr, --reply-to)".into(),
+            ));
+        }
+        let mut plan = self.plan(&call).await?;
+        if !plan.nodes.is_empty() {
+            match plan.mode {
+                Mode::Broadcast => {
+                    self.publish_bytes(
+                        subjects::broadcast(&plan.collective, &call.agent),
+                        plan.payload.clone(),
+                    )
+                    .await?;
+                    self.flush().await?;
+                }
+                Mode::Direct => {
+                    let sent = self
+                        .send_direct(&plan.collective, &plan.nodes, plan.payload.clone())
+                        .await?;
+                    plan.stats.send_failures = sent.failed;
+                }
+            }
+            plan.stats.batches = 1;
+        }
+        Ok(Sent {
+            request_id: plan.request_id,
+            reply_to: plan.reply_to,
+            nodes: plan.nodes,
+            stats: plan.stats,
+        })
+    }
+
+    /// Decides who gets the call and how, discovers if needed, and builds the signed request.
+    async fn plan(&self, call: &Call) -> Result<Plan, ClientError> {
         let collective = self.collective(call.collective.as_deref())?;
-        let mut filter = call.filter.clone();
         if !subjects::is_valid_token(&call.agent) || !subjects::is_valid_token(&call.action) {
             return Err(ClientError::InvalidInput(format!(
                 "{}#{} is not a valid agent and action",
                 call.agent, call.action
             )));
         }
+        if let Some(subject) = &call.reply_to {
+            if subject.is_empty()
+                || subject.len() > 256
+                || subject
+                    .chars()
+                    .any(|c| c.is_whitespace() || c == '*' || c == '>')
+                || subject.split('.').any(str::is_empty)
+            {
+                return Err(ClientError::InvalidInput(format!(
+                    "{subject:?} is not a NATS subject replies can be sent to (no wildcards, spaces or empty tokens)"
+                )));
+            }
+        }
+        let mut filter = call.filter.clone();
         if !filter.agent.contains(&call.agent) {
             filter.agent.push(call.agent.clone());
         }
         filter.compile()?;
         let o = self.options();
-        let ttl = call.ttl.unwrap_or(o.ttl);
-        let timeout = call.timeout.unwrap_or(o.timeout);
-        let direct_nodes = call
-            .nodes
-            .clone()
-            .or_else(|| call.filter.plain_identities().map(<[String]>::to_vec));
+        let mut stats = Stats::default();
 
         let started_discovery = Instant::now();
-        let (mode, expected) = match direct_nodes {
-            Some(nodes) => {
+        let named = call
+            .nodes
+            .clone()
+            .map(|n| (n, "the node list was given"))
+            .or_else(|| match call.discovery {
+                Discovery::Broadcast => call
+                    .filter
+                    .plain_identities()
+                    .map(|ids| (ids.to_vec(), "-I named the nodes")),
+                _ => None,
+            });
+        let (mut nodes, mut mode, mut reason) = match named {
+            Some((nodes, why)) => {
                 if let Some(bad) = nodes.iter().find(|n| !subjects::is_valid_identity(n)) {
                     return Err(ClientError::InvalidInput(format!(
                         "{bad:?} is not a valid identity"
                     )));
                 }
-                (Mode::Direct, nodes.into_iter().collect::<BTreeSet<_>>())
+                let mut nodes = nodes;
+                nodes.sort();
+                nodes.dedup();
+                (nodes, Mode::Direct, why.to_string())
             }
             None => {
+                // A node list knows names only: the agent this call adds is not a filter on it.
+                let for_method = match call.discovery {
+                    Discovery::List { .. } => &call.filter,
+                    _ => &filter,
+                };
                 let found = self
-                    .discover(&filter, Some(&collective), call.discovery_timeout)
+                    .discover_with(
+                        &call.discovery,
+                        for_method,
+                        Some(&collective),
+                        call.discovery_timeout,
+                    )
                     .await?;
-                (Mode::Broadcast, found.into_iter().collect())
+                stats.discovery_method = Some(found.method);
+                stats.discovery_time = started_discovery.elapsed();
+                let count = found.nodes.len();
+                if found.method.yields_node_list() {
+                    let why = format!(
+                        "the {} discovery method gave the node list",
+                        found.method.name()
+                    );
+                    (found.nodes, Mode::Direct, why)
+                } else if count <= o.direct_threshold {
+                    let why = format!(
+                        "broadcast discovery found {count} node(s), at most direct_addressing_threshold ({})",
+                        o.direct_threshold
+                    );
+                    (found.nodes, Mode::Direct, why)
+                } else {
+                    let why = format!(
+                        "broadcast discovery found {count} nodes, more than direct_addressing_threshold ({}): one broadcast with the filter",
+                        o.direct_threshold
+                    );
+                    (found.nodes, Mode::Broadcast, why)
+                }
             }
         };
-        let discovery_time = if mode == Mode::Direct {
-            Duration::ZERO
-        } else {
-            started_discovery.elapsed()
+        if let Some(limit) = call.limit {
+            let before = nodes.len();
+            nodes = choose(&nodes, limit.size, limit.seed);
+            if nodes.len() < before {
+                mode = Mode::Direct;
+                reason = format!("--limit-nodes chose {} of {before} nodes", nodes.len());
+            }
+        }
+        if call.batch.is_some() && mode == Mode::Broadcast {
+            mode = Mode::Direct;
+            reason = "batching sends direct requests in slices".into();
+        }
+        stats.mode = (!nodes.is_empty()).then_some(mode);
+        stats.batches_planned = slices_planned(mode, call.batch, &nodes);
+        stats.mode_reason = reason;
+        stats.discovered = nodes.len();
+
+        let slices: VecDeque<Vec<String>> = match (mode, call.batch) {
+            (Mode::Direct, Some(batch)) => slices(&nodes, batch.size).into(),
+            (Mode::Direct, None) => VecDeque::from([nodes.clone()]),
+            (Mode::Broadcast, _) => VecDeque::new(),
         };
-        let mut stats = Stats {
-            mode: Some(mode),
-            discovered: expected.len(),
-            discovery_time,
-            ..Stats::default()
-        };
-        if expected.is_empty() {
-            stats.mode = None;
-            return Ok(Replies {
-                client: None,
-                subscriber: None,
-                request_id: String::new(),
-                expected: Some(expected),
-                seen: HashSet::new(),
-                deadline: tokio::time::Instant::now(),
-                started: Instant::now(),
-                stats,
-            });
+        let timeout = call.timeout.unwrap_or(o.timeout);
+        let ttl = ttl_for(call, o.ttl, timeout, slices.len(), &mut stats.warnings);
+        if mode == Mode::Direct && !nodes.is_empty() {
+            match self.direct_queue_use(&collective).await {
+                QueueUse::Queued => stats.queued = Some(true),
+                QueueUse::NotQueued(why) => {
+                    stats.queued = Some(false);
+                    stats.warnings.push(format!(
+                        "direct requests are not queued ({why}): nodes that are down now will not get them"
+                    ));
+                }
+            }
         }
 
         let request_filter = match mode {
@@ -329,7 +803,7 @@ impl Client {
                 ..Filter::default()
             },
         };
-        let request = self.request(
+        let mut request = self.request(
             &collective,
             &call.agent,
             &call.action,
@@ -337,30 +811,183 @@ impl Client {
             request_filter,
             ttl,
         );
-        let subscriber = self.subscribe(&request.reply_to).await?;
-        let started = Instant::now();
-        match mode {
-            Mode::Broadcast => {
-                self.publish(subjects::broadcast(&collective, &call.agent), &request)
-                    .await?
-            }
-            Mode::Direct => {
-                for node in &expected {
-                    self.publish(subjects::direct(&collective, node), &request)
-                        .await?;
-                }
-            }
+        if let Some(subject) = &call.reply_to {
+            request.reply_to = subject.clone();
         }
-        self.flush().await?;
-        Ok(Replies {
-            client: Some(self.clone()),
-            subscriber: Some(subscriber),
+        let payload = self.encode(&request)?;
+        Ok(Plan {
+            collective,
+            mode,
+            nodes,
             request_id: request.id,
-            expected: Some(expected),
-            seen: HashSet::new(),
-            deadline: tokio::time::Instant::now() + timeout,
-            started,
+            reply_to: request.reply_to,
+            payload,
+            slices,
             stats,
         })
+    }
+}
+
+fn slices_planned(mode: Mode, batch: Option<Batch>, nodes: &[String]) -> usize {
+    match (mode, batch) {
+        (Mode::Direct, Some(batch)) => slices(nodes, batch.size).len(),
+        _ => usize::from(!nodes.is_empty()),
+    }
+}
+
+/// The request's TTL. One request (one id, one signature) serves every slice of a batched
+/// call, so its TTL must cover the whole run: without `--ttl` it is stretched to, with a
+/// `--ttl` too short for the run a warning says so.
+fn ttl_for(
+    call: &Call,
+    default_ttl: u64,
+    timeout: Duration,
+    slices: usize,
+    warnings: &mut Vec<String>,
+) -> u64 {
+    let run = match call.batch {
+        Some(batch) if slices > 1 => {
+            let n = slices as u64;
+            n * timeout.as_secs().max(1) + (n - 1) * batch.sleep.as_secs().max(1)
+        }
+        _ => 0,
+    };
+    match call.ttl {
+        Some(ttl) => {
+            if run > ttl {
+                warnings.push(format!(
+                    "the TTL of {ttl} s is shorter than the batched run may take ({run} s): nodes in late batches may refuse the request as expired"
+                ));
+            }
+            ttl
+        }
+        None => default_ttl
+            .saturating_add(run)
+            .min(mco_spec::message::MAX_TTL_SECONDS),
+    }
+}
+
+/// Replies arriving on a subject, read by a process other than the one that sent the
+/// request (`mco replies`, a web application's worker).
+pub struct Listener {
+    client: Client,
+    subscriber: async_nats::Subscriber,
+    request_id: Option<String>,
+    seen: HashSet<(String, String)>,
+    /// Messages that were not acceptable replies.
+    pub dropped: usize,
+    /// Replies whose signature did not verify.
+    pub forged: usize,
+}
+
+impl Client {
+    /// Subscribes to `subject` for replies; with `request_id`, only that request's.
+    /// Subscribe before sending, or replies that arrive first are missed.
+    pub async fn listen(
+        &self,
+        subject: &str,
+        request_id: Option<&str>,
+    ) -> Result<Listener, ClientError> {
+        let subscriber = self.subscribe(subject).await?;
+        // The subscription must be in place on the broker before anyone sends.
+        self.flush().await?;
+        Ok(Listener {
+            client: self.clone(),
+            subscriber,
+            request_id: request_id.map(str::to_string),
+            seen: HashSet::new(),
+            dropped: 0,
+            forged: 0,
+        })
+    }
+}
+
+impl Listener {
+    /// The next verified reply before `deadline`, or `None` at the deadline.
+    pub async fn next_before(&mut self, deadline: tokio::time::Instant) -> Option<Reply> {
+        loop {
+            let message = tokio::time::timeout_at(deadline, self.subscriber.next())
+                .await
+                .ok()??;
+            match self.client.accept_reply(&message.payload) {
+                Ok(reply) => {
+                    if self
+                        .request_id
+                        .as_ref()
+                        .is_some_and(|id| *id != reply.request_id)
+                    {
+                        self.dropped += 1;
+                        continue;
+                    }
+                    if !self
+                        .seen
+                        .insert((reply.request_id.clone(), reply.sender.clone()))
+                    {
+                        self.dropped += 1;
+                        continue;
+                    }
+                    return Some(reply);
+                }
+                Err(ReplyRejected::Forged(_)) => self.forged += 1,
+                Err(_) => self.dropped += 1,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batched_run_stretches_the_default_ttl_and_warns_about_a_short_one() {
+        let call = Call::new("rpcutil", "ping").batch(Size::Count(2), Duration::from_secs(5));
+        let mut warnings = Vec::new();
+        // 4 slices: 4 × 10 s waiting + 3 × 5 s sleeping.
+        assert_eq!(
+            ttl_for(&call, 60, Duration::from_secs(10), 4, &mut warnings),
+            60 + 55
+        );
+        assert!(warnings.is_empty());
+        let short = call.clone().ttl(30);
+        assert_eq!(
+            ttl_for(&short, 60, Duration::from_secs(10), 4, &mut warnings),
+            30
+        );
+        assert!(
+            warnings[0].contains("shorter than the batched run"),
+            "{warnings:?}"
+        );
+        let plain = Call::new("rpcutil", "ping");
+        assert_eq!(
+            ttl_for(&plain, 60, Duration::from_secs(10), 1, &mut warnings),
+            60
+        );
+    }
+
+    #[test]
+    fn by_node_names_every_node() {
+        let reply = Reply {
+            request_id: "r".into(),
+            sender: "a".into(),
+            agent: "rpcutil".into(),
+            action: "ping".into(),
+            time: 0,
+            statuscode: mco_spec::StatusCode::Ok,
+            statusmsg: "OK".into(),
+            data: Value::Null,
+        };
+        let result = CallResult {
+            replies: vec![reply.clone()],
+            nodes: vec!["a".into(), "b".into(), "c".into()],
+            stats: Stats {
+                not_contacted: vec!["c".into()],
+                ..Stats::default()
+            },
+        };
+        let by_node = result.by_node();
+        assert_eq!(by_node["a"], NodeOutcome::Replied(&reply));
+        assert_eq!(by_node["b"], NodeOutcome::NoResponse);
+        assert_eq!(by_node["c"], NodeOutcome::NotContacted);
     }
 }

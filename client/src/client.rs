@@ -36,6 +36,10 @@ pub enum ClientError {
     /// Publishing or subscribing failed (the connection broke).
     #[error("broker error: {0}")]
     Broker(String),
+    /// Discovery could not produce a node list (a method refusing a filter, a bad node list,
+    /// a failing external program or registry).
+    #[error(transparent)]
+    Discovery(#[from] mco_discovery::DiscoveryError),
 }
 
 impl From<FilterError> for ClientError {
@@ -89,6 +93,12 @@ pub struct ClientOptions {
     pub insecure: bool,
     /// Broker authentication.
     pub broker_auth: mco_keys::BrokerAuth,
+    /// Send direct requests through the JetStream work queue (when the broker has it), so a
+    /// node that is down gets them when it starts within their TTL.
+    pub direct_queue: bool,
+    /// A broadcast discovery that finds at most this many nodes is followed by direct
+    /// requests to them (MCollective's `direct_addressing_threshold`); more get one broadcast.
+    pub direct_threshold: usize,
 }
 
 impl Default for ClientOptions {
@@ -109,6 +119,8 @@ impl Default for ClientOptions {
             trust: None,
             insecure: false,
             broker_auth: mco_keys::BrokerAuth::default(),
+            direct_queue: true,
+            direct_threshold: 10,
         }
     }
 }
@@ -241,6 +253,19 @@ impl ClientBuilder {
         self
     }
 
+    /// Whether direct requests go through the JetStream work queue (default: yes).
+    pub fn direct_queue(mut self, enabled: bool) -> Self {
+        self.options.direct_queue = enabled;
+        self
+    }
+
+    /// Sets how many nodes a broadcast discovery may find for the request to go to them
+    /// directly (default 10).
+    pub fn direct_threshold(mut self, nodes: usize) -> Self {
+        self.options.direct_threshold = nodes;
+        self
+    }
+
     /// Checks the settings and connects to the broker, failing within the connect timeout.
     pub async fn connect(self) -> Result<Client, ClientError> {
         let mut o = self.options;
@@ -311,14 +336,22 @@ impl ClientBuilder {
             }
         };
         Ok(Client {
-            inner: Arc::new(Inner { nats, options: o }),
+            inner: Arc::new(Inner {
+                jetstream: async_nats::jetstream::new(nats.clone()),
+                nats,
+                options: o,
+                queues: crate::direct::QueueCache::default(),
+            }),
         })
     }
 }
 
 struct Inner {
     nats: async_nats::Client,
+    jetstream: async_nats::jetstream::Context,
     options: ClientOptions,
+    /// Per collective: whether direct requests can be queued (found out once).
+    queues: crate::direct::QueueCache,
 }
 
 /// A connection to the fleet; cheap to clone and share between tasks.
@@ -402,11 +435,8 @@ impl Client {
             .map_err(|e| ClientError::Broker(e.to_string()))
     }
 
-    pub(crate) async fn publish(
-        &self,
-        subject: String,
-        request: &Request,
-    ) -> Result<(), ClientError> {
+    /// Signs (unless insecure) and encodes a request, checking its size.
+    pub(crate) fn encode(&self, request: &Request) -> Result<bytes::Bytes, ClientError> {
         let envelope = match &self.inner.options.credentials {
             Some(credentials) => RequestEnvelope::signed(request, credentials),
             None => RequestEnvelope::unsigned(request),
@@ -421,11 +451,36 @@ impl Client {
                 mco_spec::MAX_MESSAGE_BYTES
             )));
         }
+        Ok(payload.into())
+    }
+
+    pub(crate) async fn publish(
+        &self,
+        subject: String,
+        request: &Request,
+    ) -> Result<(), ClientError> {
+        let payload = self.encode(request)?;
+        self.publish_bytes(subject, payload).await
+    }
+
+    pub(crate) async fn publish_bytes(
+        &self,
+        subject: String,
+        payload: bytes::Bytes,
+    ) -> Result<(), ClientError> {
         self.inner
             .nats
-            .publish(subject, payload.into())
+            .publish(subject, payload)
             .await
             .map_err(|e| ClientError::Broker(e.to_string()))
+    }
+
+    pub(crate) fn jetstream(&self) -> &async_nats::jetstream::Context {
+        &self.inner.jetstream
+    }
+
+    pub(crate) fn queues(&self) -> &crate::direct::QueueCache {
+        &self.inner.queues
     }
 
     pub(crate) async fn flush(&self) -> Result<(), ClientError> {

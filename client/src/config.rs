@@ -46,6 +46,14 @@ pub struct ClientConfig {
     pub insecure: Option<bool>,
     /// Broker authentication (TLS, NATS credentials).
     pub broker_auth: Option<mco_keys::BrokerAuth>,
+    /// The discovery method when `--dm` is not given and stdin is not piped.
+    pub default_discovery_method: Option<String>,
+    /// The program the external discovery method runs (split like a shell would).
+    pub external_discovery_command: Option<String>,
+    /// Queue direct requests in JetStream (default true).
+    pub direct_queue: Option<bool>,
+    /// A broadcast discovery that finds at most this many nodes is followed by direct requests.
+    pub direct_addressing_threshold: Option<usize>,
 }
 
 /// Why the configuration could not be used.
@@ -143,6 +151,11 @@ impl ClientConfig {
         if config.collectives.as_ref().is_some_and(Vec::is_empty) {
             return Err(invalid("collectives", "must name at least one collective"));
         }
+        if let Some(method) = &config.default_discovery_method {
+            if let Err(e) = mco_discovery::method::MethodKind::from_name(method) {
+                return Err(invalid("default_discovery_method", &e.to_string()));
+            }
+        }
         Ok(config)
     }
 
@@ -222,6 +235,12 @@ impl ClientConfig {
         if let Some(t) = self.connect_timeout {
             builder = builder.connect_timeout(Duration::from_secs_f64(t));
         }
+        if let Some(q) = self.direct_queue {
+            builder = builder.direct_queue(q);
+        }
+        if let Some(n) = self.direct_addressing_threshold {
+            builder = builder.direct_threshold(n);
+        }
         builder
     }
 }
@@ -256,6 +275,10 @@ mod tests {
             clock_skew_seconds: Some(1),
             insecure: Some(false),
             broker_auth: Some(Default::default()),
+            default_discovery_method: Some(String::new()),
+            external_discovery_command: Some(String::new()),
+            direct_queue: Some(true),
+            direct_addressing_threshold: Some(1),
         };
         for key in serde_json::to_value(all)
             .unwrap()

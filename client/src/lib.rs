@@ -5,12 +5,19 @@
 //! it between requests.
 //!
 //! - [`Client::discover`] finds the nodes that match a filter (broadcast discovery, ending a
-//!   short quiet window after the last reply).
+//!   short quiet window after the last reply); [`Client::discover_with`] uses any
+//!   [`Discovery`] method (a node list, an external program, the registry).
 //! - [`Client::call`] sends a [`Call`] and returns [`Replies`], a stream of decoded replies
-//!   that ends when every expected node answered or at the timeout;
-//!   [`Replies::collect`] gathers them into a [`CallResult`] with [`Stats`] (discovered,
-//!   responded, ok, failed, no response from, elapsed). A node that did not answer is a row in
-//!   the stats, not an error; a failed action is a reply with a status code.
+//!   (and batch progress, [`Replies::next_event`]) that ends when every contacted node
+//!   answered or at the timeout; [`Replies::collect`] gathers them into a [`CallResult`] with
+//!   [`Stats`] (discovered, responded, ok, failed, no response from, elapsed), and
+//!   [`CallResult::by_node`] gives every named node its reply or "no response". A node that
+//!   did not answer is a row in the stats, not an error; a failed action is a reply with a
+//!   status code.
+//! - Direct requests wait in a JetStream work queue for nodes that are down
+//!   ([`Call::ttl`] bounds how long); [`Call::batch`] sends them in slices.
+//! - [`Client::send`] sends without waiting and [`Client::listen`] reads the replies, in
+//!   another task or process: what a web application's request handler and worker need.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), mco_client::ClientError> {
@@ -35,6 +42,15 @@ pub mod call;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod direct;
+pub mod discovery;
 
-pub use call::{Call, CallResult, Mode, Replies, Stats};
+pub use call::{
+    Batch, Call, CallResult, Event, Limit, Listener, Mode, NodeOutcome, Replies, Sent, Stats,
+    Stopper,
+};
 pub use client::{Client, ClientBuilder, ClientError};
+pub use direct::QueueUse;
+pub use discovery::{Discovered, Discovery};
+pub use mco_discovery::limit::Size;
+pub use mco_discovery::method::MethodKind;

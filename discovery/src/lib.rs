@@ -1,12 +1,16 @@
 //! Discovery: turning a filter into a list of nodes.
 //!
-//! Today this crate holds the part of broadcast discovery that needs no broker: collecting
-//! the senders of discovery replies until the discovery timeout, or until replies stop
-//! arriving for a short *window* after the last one ([`collect`]). The client feeds it the
-//! replies it reads from NATS. Other methods (flatfile, piped JSON, a registry database,
-//! external commands) join here behind the same interface.
+//! The methods (`--dm`, see [`method::MethodKind`]) and the pieces they are made of:
+//! - broadcast: collecting the senders of discovery replies until the discovery timeout, or
+//!   until replies stop arriving for a short *window* after the last one ([`collect`]); the
+//!   client feeds it the replies it reads from NATS;
+//! - flatfile and stdin: node lists in the formats people and programs write
+//!   ([`nodelist::parse`]), narrowed by identity filters ([`method::select_from_list`]);
+//! - external: a program speaking Choria's external discovery protocol ([`external`]);
+//! - choosing part of the result: `--limit-nodes` and batch slices ([`limit`]).
 //!
-//! It does not talk to NATS: the stream it consumes is supplied by the caller.
+//! A method that cannot serve a filter refuses it ([`DiscoveryError::Unsupported`]).
+//! This crate does not talk to NATS: the client supplies the broadcast replies.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -19,11 +23,49 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod external;
+pub mod limit;
+pub mod method;
+pub mod nodelist;
+
 use std::collections::HashSet;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use tokio::time::Instant;
+
+/// Why discovery could not produce a node list.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DiscoveryError {
+    /// A node list (file, stdin) could not be read as one.
+    #[error("{origin}: {reason}")]
+    InvalidNodeList {
+        /// Where the list came from (a file name, or stdin).
+        origin: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The method cannot serve (part of) the filter.
+    #[error("the {method} discovery method cannot use {what}; use --dm broadcast or --dm registry for such filters")]
+    Unsupported {
+        /// The method.
+        method: String,
+        /// What it cannot do.
+        what: String,
+    },
+    /// A discovery option or method name is wrong.
+    #[error("{0}")]
+    InvalidOption(String),
+    /// The external discovery program failed.
+    #[error("external discovery {command}: {reason}")]
+    External {
+        /// The command.
+        command: String,
+        /// Why.
+        reason: String,
+    },
+}
 
 /// When to stop collecting discovery replies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

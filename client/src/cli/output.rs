@@ -22,7 +22,7 @@ pub fn exit_code(stats: &Stats) -> u8 {
             3
         };
     }
-    if stats.failed > 0 || !stats.no_response_from.is_empty() {
+    if stats.failed > 0 || !stats.no_response_from.is_empty() || !stats.not_contacted.is_empty() {
         return 2;
     }
     0
@@ -126,6 +126,19 @@ pub fn summary(stats: &Stats, verbose: bool, call: &str) -> String {
     if !stats.no_response_from.is_empty() {
         out.push_str("\nNo response from:\n\n");
         out.push_str(&columns(&stats.no_response_from));
+    }
+    if !stats.not_contacted.is_empty() {
+        out.push_str(&format!(
+            "\nNot contacted (stopped after batch {}):\n\n",
+            stats.batches
+        ));
+        out.push_str(&columns(&stats.not_contacted));
+    }
+    if !stats.send_failures.is_empty() {
+        out.push_str("\nRequest not queued for:\n\n");
+        for (node, why) in &stats.send_failures {
+            out.push_str(&format!("    {node}: {why}\n"));
+        }
     }
     if stats.forged > 0 {
         out.push_str(&format!(

@@ -1,9 +1,14 @@
 //! `mco ping`: a discovery ping to every matching node, printing each node's round trip.
-//! No prior discovery: the ping is the discovery.
+//! No prior discovery: the ping is the discovery. With another discovery method (`--nodes`,
+//! stdin, `--dm ...`), each listed node gets a direct `rpcutil ping` instead.
+
+use std::time::Instant;
 
 use clap::Args;
 
 use super::{CommonArgs, Failure, Printed};
+use crate::call::Call;
+use crate::discovery::Discovery;
 
 /// Arguments of `mco ping`.
 #[derive(Debug, Args)]
@@ -14,11 +19,36 @@ pub struct PingArgs {
 
 pub(super) async fn run(args: &PingArgs, printed: &mut Printed) -> Result<u8, Failure> {
     let filter = args.common.filter()?;
+    let (config, _, _) = args.common.client_config()?;
+    let targeting = args.common.targeting(&config)?;
     let client = args.common.connect().await?;
     let timeout = args.common.discovery_timeout()?;
-    let found = client
-        .discover_timed(&filter, args.common.target.as_deref(), timeout)
-        .await?;
+    let found = match targeting.discovery {
+        Discovery::Broadcast if targeting.limit.is_none() => {
+            client
+                .discover_timed(&filter, args.common.target.as_deref(), timeout)
+                .await?
+        }
+        discovery => {
+            let mut call = Call::new("rpcutil", "ping")
+                .filter(filter)
+                .discovery(discovery);
+            call.limit = targeting.limit;
+            if let Some(t) = &args.common.target {
+                call = call.collective(t);
+            }
+            if let Some(t) = args.common.timeout()?.or(timeout) {
+                call = call.timeout(t);
+            }
+            let mut replies = client.call(call).await?;
+            let sent = Instant::now();
+            let mut found = Vec::new();
+            while let Some(reply) = replies.next().await {
+                found.push((reply.sender, sent.elapsed()));
+            }
+            found
+        }
+    };
     if args.common.json {
         let rows: Vec<serde_json::Value> = found
             .iter()

@@ -6,15 +6,19 @@
 //! printed after the per-node lines. Without one, values are sent as strings and every reply
 //! is printed.
 
+use std::io::Write;
 use std::time::Duration;
 
 use clap::Args;
 use mco_ddl::{AgentDdl, Aggregator};
+use mco_spec::Reply;
 use serde_json::{Map, Value};
 
+use super::discovery::discovery_line;
 use super::output;
 use super::{CommonArgs, Failure, Printed};
-use crate::call::{Call, Mode};
+use crate::call::{Call, CallResult, Event, Mode, Replies, Stats};
+use mco_discovery::limit::Size;
 
 /// Arguments of `mco rpc`.
 #[derive(Debug, Args)]
@@ -26,9 +30,29 @@ pub struct RpcArgs {
     /// Inputs as key=value, e.g. service=httpd.
     #[arg(value_name = "KEY=VALUE")]
     pub inputs: Vec<String>,
-    /// How long the request stays valid on the nodes, seconds.
+    /// How long the request stays valid, seconds: a direct request to a node that is down
+    /// runs if the node starts within it.
     #[arg(long, value_name = "SECONDS")]
     pub ttl: Option<u64>,
+    /// Send direct requests in slices of N nodes (or N%), waiting for each slice's replies
+    /// before the next; Ctrl-C stops before the next slice.
+    #[arg(long, value_name = "N|N%")]
+    pub batch: Option<String>,
+    /// Seconds to pause between slices.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 1.0,
+        requires = "batch"
+    )]
+    pub batch_sleep: f64,
+    /// Have replies sent to SUBJECT, print the request id and exit; read them with
+    /// `mco replies SUBJECT`.
+    #[arg(long, value_name = "SUBJECT", conflicts_with = "batch")]
+    pub reply_to: Option<String>,
+    /// Send the request, print its id and exit without waiting for replies.
+    #[arg(long = "nr", visible_alias = "no-results", conflicts_with = "batch")]
+    pub no_results: bool,
     /// Print one JSON object with the replies, the DDL's aggregates and the call statistics
     /// (`-j` prints only the replies, as an array other commands read).
     #[arg(long)]
@@ -80,17 +104,18 @@ fn inputs(
 pub(super) async fn run(args: &RpcArgs, printed: &mut Printed) -> Result<u8, Failure> {
     let filter = args.common.filter()?;
     let raw = parse_inputs(&args.inputs)?;
-    let (_, ddl_dirs, _) = args.common.client_config()?;
+    let (config, ddl_dirs, _) = args.common.client_config()?;
     let ddl = mco_ddl::builtin::find(&args.agent, &ddl_dirs)?;
     let data = inputs(ddl.as_ref(), &args.agent, &args.action, &raw)?;
     let action = ddl.as_ref().and_then(|d| d.action(&args.action));
+    let targeting = args.common.targeting(&config)?;
     let client = args.common.connect().await?;
 
-    // Plain -I names are the node list: no discovery happens, so none is reported.
-    let discovers = filter.plain_identities().is_none();
     let mut call = Call::new(&args.agent, &args.action)
         .data(data)
-        .filter(filter);
+        .filter(filter)
+        .discovery(targeting.discovery);
+    call.limit = targeting.limit;
     if let Some(t) = &args.common.target {
         call = call.collective(t);
     }
@@ -99,6 +124,12 @@ pub(super) async fn run(args: &RpcArgs, printed: &mut Printed) -> Result<u8, Fai
     }
     if let Some(dt) = args.common.discovery_timeout()? {
         call = call.discovery_timeout(dt);
+    }
+    if let Some(size) = &args.batch {
+        let size: Size = size.parse().map_err(|e| anyhow::anyhow!("--batch: {e}"))?;
+        let sleep = super::seconds("--batch-sleep", Some(args.batch_sleep).filter(|s| *s > 0.0))?
+            .unwrap_or_default();
+        call = call.batch(size, sleep);
     }
     // Wait as long as the action may run on the node, plus a second for the round trip.
     let timeout = match (args.common.timeout()?, &ddl) {
@@ -110,14 +141,17 @@ pub(super) async fn run(args: &RpcArgs, printed: &mut Printed) -> Result<u8, Fai
         call = call.timeout(t);
     }
 
-    let replies = client.call(call).await?;
+    if args.no_results || args.reply_to.is_some() {
+        if let Some(subject) = &args.reply_to {
+            call = call.reply_to(subject);
+        }
+        return send_only(args, &client, call, printed).await;
+    }
+
+    let mut replies = client.call(call).await?;
     let stats = replies.stats().clone();
-    if discovers {
-        printed.err.push_str(&format!(
-            "Discovering hosts using the mc method for {:.2} second(s) .... {}\n",
-            stats.discovery_time.as_secs_f64(),
-            stats.discovered
-        ));
+    if let Some(line) = discovery_line(&stats) {
+        printed.err.push_str(&line);
     }
     if stats.discovered == 0 {
         printed
@@ -125,14 +159,19 @@ pub(super) async fn run(args: &RpcArgs, printed: &mut Printed) -> Result<u8, Fai
             .push_str("No request sent, we did not discover any nodes.\n");
         return Ok(1);
     }
-    if args.common.verbose {
-        let why = match stats.mode {
-            Some(Mode::Direct) => "direct requests: the node list was given with -I",
-            _ => "broadcast: the filter selects the nodes",
-        };
-        printed.err.push_str(&format!("Mode: {why}\n"));
+    describe_mode(&stats, args.common.verbose, printed);
+    if stats.batches_planned > 1 {
+        // Batch progress is written as it happens; what came before goes out first.
+        let _ = std::io::stderr().write_all(printed.err.as_bytes());
+        printed.err.clear();
     }
-    let mut result = replies.collect().await;
+    let nodes: Vec<String> = replies.nodes().map(str::to_string).collect();
+    let collected = read_events(&mut replies, stats.batches_planned).await;
+    let mut result = CallResult {
+        replies: collected,
+        nodes,
+        stats: replies.stats().clone(),
+    };
     if let Some(action) = action {
         for reply in &mut result.replies {
             if let Value::Object(map) = &mut reply.data {
@@ -187,6 +226,127 @@ pub(super) async fn run(args: &RpcArgs, printed: &mut Printed) -> Result<u8, Fai
         &format!("{}#{}", args.agent, args.action),
     ));
     Ok(output::exit_code(&result.stats))
+}
+
+/// Prints the mode (with -v) and every warning (always) on stderr.
+fn describe_mode(stats: &Stats, verbose: bool, printed: &mut Printed) {
+    if verbose {
+        let mode = match stats.mode {
+            Some(Mode::Direct) => match stats.queued {
+                Some(true) => "direct requests, queued in JetStream",
+                _ => "direct requests",
+            },
+            _ => "broadcast",
+        };
+        printed
+            .err
+            .push_str(&format!("Mode: {mode} ({})\n", stats.mode_reason));
+    }
+    for warning in &stats.warnings {
+        printed.err.push_str(&format!("mco: warning: {warning}\n"));
+    }
+}
+
+/// Reads replies and batch progress until the call is over. With batches, progress goes to
+/// stderr as it happens, and Ctrl-C stops before the next slice (a second Ctrl-C stops
+/// waiting at once); without, Ctrl-C keeps its usual meaning.
+async fn read_events(replies: &mut Replies, batches: usize) -> Vec<Reply> {
+    let mut collected = Vec::new();
+    let say = |line: String| {
+        let _ = writeln!(std::io::stderr(), "{line}");
+    };
+    let hard_stop = std::sync::Arc::new(tokio::sync::Notify::new());
+    let watcher = (batches > 1).then(|| {
+        let stopper = replies.stopper();
+        let hard_stop = hard_stop.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_err() {
+                return;
+            }
+            stopper.stop();
+            let _ = writeln!(
+                std::io::stderr(),
+                "Interrupted: no further batches will be sent; waiting for this batch's replies (Ctrl-C again to stop now)"
+            );
+            if tokio::signal::ctrl_c().await.is_ok() {
+                hard_stop.notify_one();
+            }
+        })
+    });
+    loop {
+        let event = tokio::select! {
+            event = replies.next_event() => event,
+            _ = hard_stop.notified() => {
+                replies.close();
+                None
+            }
+        };
+        match event {
+            None => break,
+            Some(Event::Reply(reply)) => collected.push(reply),
+            Some(Event::BatchSent { number, of, nodes }) => say(format!(
+                "Batch {number}/{of}: sent to {} node(s)",
+                nodes.len()
+            )),
+            Some(Event::Pause { before, sleep }) => say(format!(
+                "Sleeping {:.1} s before batch {before}",
+                sleep.as_secs_f64()
+            )),
+        }
+    }
+    if let Some(task) = watcher {
+        task.abort();
+    }
+    collected
+}
+
+/// `--nr` and `--reply-to`: send, print the request id, exit.
+async fn send_only(
+    args: &RpcArgs,
+    client: &crate::Client,
+    call: Call,
+    printed: &mut Printed,
+) -> Result<u8, Failure> {
+    let sent = client.send(call).await?;
+    if let Some(line) = discovery_line(&sent.stats) {
+        printed.err.push_str(&line);
+    }
+    if sent.nodes.is_empty() {
+        printed
+            .err
+            .push_str("No request sent, we did not discover any nodes.\n");
+        return Ok(1);
+    }
+    describe_mode(&sent.stats, args.common.verbose, printed);
+    for (node, why) in &sent.stats.send_failures {
+        printed
+            .err
+            .push_str(&format!("mco: {node}: the request was not queued: {why}\n"));
+    }
+    if args.common.json {
+        printed.out.push_str(&format!(
+            "{}\n",
+            serde_json::json!({
+                "request_id": sent.request_id,
+                "reply_to": sent.reply_to,
+                "nodes": sent.nodes,
+            })
+        ));
+    } else if args.reply_to.is_some() {
+        printed.out.push_str(&format!(
+            "Request sent with id: {} replies to {}\n",
+            sent.request_id, sent.reply_to
+        ));
+    } else {
+        printed
+            .out
+            .push_str(&format!("Request sent with id: {}\n", sent.request_id));
+    }
+    Ok(if sent.stats.send_failures.is_empty() {
+        0
+    } else {
+        2
+    })
 }
 
 #[cfg(test)]

@@ -25,7 +25,8 @@ fn applications_and_exit_codes() {
     let rpc = fleet.mco(&["rpc", "rpcutil", "collective_info", "-W", "country=uk"]);
     assert_eq!(rpc.code, Some(0), "{}", rpc.stderr);
     assert!(
-        rpc.stderr.contains("Discovering hosts using the mc method"),
+        rpc.stderr
+            .contains("Discovering hosts using the broadcast method"),
         "{}",
         rpc.stderr
     );
@@ -159,7 +160,9 @@ fn applications_and_exit_codes() {
         .mco(&["rpc", "rpcutil", "daemon_stats", "-I", "web2", "-j"])
         .json();
     assert!(stats[0]["data"]["total"].as_u64().unwrap() >= 1);
-    assert_eq!(stats[0]["data"]["agents"], serde_json::json!(["rpcutil"]));
+    // rpcutil everywhere; package, service and puppet where this machine has their tools.
+    let agents = stats[0]["data"]["agents"].as_array().unwrap();
+    assert!(agents.contains(&serde_json::json!("rpcutil")), "{agents:?}");
 
     let bad_target = fleet.mco(&["find", "-T", "nowhere"]);
     assert_eq!(bad_target.code, Some(1));

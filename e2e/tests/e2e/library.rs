@@ -15,7 +15,9 @@ fn a_shared_client_serves_concurrent_calls() {
     runtime.block_on(async {
         let builder = Client::builder()
             .collectives(["mco", "uk", "eu"])
-            .discovery_timeout(Duration::from_secs(2));
+            .discovery_timeout(Duration::from_secs(2))
+            // 3 uk nodes are more than 2: broadcast; the 2 others get direct requests.
+            .direct_threshold(2);
         let client = crate::signed_client(&fleet, builder).await;
 
         // Ten "HTTP handlers" at once, each with its own filter, on one connection.
@@ -51,7 +53,17 @@ fn a_shared_client_serves_concurrent_calls() {
             assert_eq!(result.stats.responded, want);
             assert_eq!(result.stats.ok, want);
             assert!(result.stats.no_response_from.is_empty());
-            assert_eq!(result.stats.mode, Some(Mode::Broadcast));
+            let mode = if i % 2 == 0 {
+                Mode::Broadcast
+            } else {
+                Mode::Direct
+            };
+            assert_eq!(
+                result.stats.mode,
+                Some(mode),
+                "{}",
+                result.stats.mode_reason
+            );
             for reply in &result.replies {
                 assert_eq!(reply.statuscode, StatusCode::Ok);
                 assert_eq!(reply.data["value"] == "uk", i % 2 == 0);

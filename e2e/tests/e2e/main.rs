@@ -1,8 +1,14 @@
 //! End-to-end tests: a real `nats-server` on a free port, real `mcod` processes, the real
 //! `mco` binary and the client library. Each test starts its own fleet and stops it.
 
+mod agents_inputs;
+mod agents_package;
+mod agents_puppet;
+mod agents_service;
 mod broker_auth;
 mod commands;
+mod direct;
+mod discovery;
 mod external;
 mod filters;
 mod library;
@@ -87,4 +93,38 @@ pub async fn signed_client(
         .connect()
         .await
         .unwrap()
+}
+
+/// Runs `mco` with `args` (which ask for `-j`) and returns the one reply it printed.
+pub fn single_reply(fleet: &Fleet, args: &[&str]) -> serde_json::Value {
+    let run = fleet.mco(args);
+    let json = run.json();
+    assert_eq!(json.as_array().map(Vec::len), Some(1), "{run:?}");
+    json[0].clone()
+}
+
+/// The one reply to `call` (addressed to one node) sent through the library.
+pub async fn library_reply(client: &mco_client::Client, call: mco_client::Call) -> mco_spec::Reply {
+    let described = format!("{call:?}");
+    let mut result = client.call(call).await.unwrap().collect().await;
+    assert_eq!(result.replies.len(), 1, "{described}: {:?}", result.stats);
+    result.replies.remove(0)
+}
+
+/// Sends `call` (addressed to one node) twice at the same moment through the library, as two
+/// operators would; returns both replies, a successful one first if there is one.
+pub fn twice_at_once(fleet: &Fleet, call: mco_client::Call) -> (mco_spec::Reply, mco_spec::Reply) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (first, second) = runtime.block_on(async {
+        let client = signed_client(fleet, mco_client::Client::builder()).await;
+        tokio::join!(
+            library_reply(&client, call.clone()),
+            library_reply(&client, call)
+        )
+    });
+    if first.statuscode.is_ok() {
+        (first, second)
+    } else {
+        (second, first)
+    }
 }

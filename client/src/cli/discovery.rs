@@ -1,0 +1,150 @@
+//! Turning the discovery flags (`--dm`, `--do`, `--nodes`, `--limit-nodes`, `--limit-seed`)
+//! and a piped stdin into the library's [`Discovery`] and [`Limit`], and the one stderr line
+//! that says which method found how many nodes in how long.
+//!
+//! stdin is read as a node list when no `--dm` is given and stdin is a pipe or a file (not a
+//! terminal, not /dev/null), as MCollective and Choria do: `mco rpc ... -j | jq ... | mco rpc
+//! ...` acts on exactly the nodes the first command printed and the filter kept — none if it
+//! kept none, never the whole fleet. `--dm broadcast` ignores stdin.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use mco_discovery::limit::Size;
+use mco_discovery::method::MethodKind;
+use mco_discovery::nodelist;
+
+use super::{CommonArgs, Failure};
+use crate::call::{Limit, Stats};
+use crate::config::ClientConfig;
+use crate::discovery::Discovery;
+
+/// What the flags ask for.
+#[derive(Debug, Clone)]
+pub struct Targeting {
+    /// Where the node list comes from.
+    pub discovery: Discovery,
+    /// `--limit-nodes`.
+    pub limit: Option<Limit>,
+}
+
+impl CommonArgs {
+    /// The discovery method and limit the flags, the configuration and stdin ask for.
+    pub fn targeting(&self, config: &ClientConfig) -> Result<Targeting, Failure> {
+        let limit = match &self.limit_nodes {
+            Some(text) => Some(Limit {
+                size: text
+                    .parse::<Size>()
+                    .map_err(|e| anyhow::anyhow!("--limit-nodes: {e}"))?,
+                seed: self.limit_seed,
+            }),
+            None => None,
+        };
+        let mut options = BTreeMap::new();
+        for kv in &self.discovery_options {
+            let (k, v) = kv
+                .split_once('=')
+                .filter(|(k, _)| !k.is_empty())
+                .ok_or_else(|| anyhow::anyhow!("--do {kv:?} is not KEY=VALUE"))?;
+            options.insert(k.to_string(), v.to_string());
+        }
+        let method = match (&self.discovery_method, &self.nodes) {
+            (Some(name), _) => MethodKind::from_name(name).map_err(anyhow::Error::from)?,
+            (None, Some(_)) => MethodKind::Flatfile,
+            (None, None) if stdin_is_piped() => MethodKind::Stdin,
+            (None, None) => match &config.default_discovery_method {
+                Some(name) => MethodKind::from_name(name).map_err(anyhow::Error::from)?,
+                None => MethodKind::Broadcast,
+            },
+        };
+        if self.nodes.is_some() && method != MethodKind::Flatfile {
+            return Err(anyhow::anyhow!(
+                "--nodes reads a node list (the flatfile method); it cannot be combined with --dm {}",
+                method.name()
+            )
+            .into());
+        }
+        let discovery = match method {
+            MethodKind::Broadcast => Discovery::Broadcast,
+            MethodKind::Flatfile => {
+                let path = match (&self.nodes, options.get("file")) {
+                    (Some(p), _) => p.clone(),
+                    (None, Some(f)) => f.into(),
+                    (None, None) => {
+                        return Err(anyhow::anyhow!(
+                            "the flatfile discovery method needs --nodes FILE (or --do file=FILE)"
+                        )
+                        .into())
+                    }
+                };
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| anyhow::anyhow!("--nodes {}: {e}", path.display()))?;
+                Discovery::List {
+                    method,
+                    nodes: nodelist::parse(&text, &path.display().to_string())
+                        .map_err(anyhow::Error::from)?,
+                }
+            }
+            MethodKind::Stdin => {
+                let mut text = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut text)
+                    .map_err(|e| anyhow::anyhow!("cannot read node names from stdin: {e}"))?;
+                Discovery::List {
+                    method,
+                    nodes: nodelist::parse(&text, "stdin").map_err(anyhow::Error::from)?,
+                }
+            }
+            MethodKind::External => {
+                let line = options
+                    .remove("command")
+                    .or_else(|| config.external_discovery_command.clone())
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "the external discovery method needs a program: --do command=PROGRAM, or external_discovery_command in the client configuration"
+                        )
+                    })?;
+                let command = shlex::split(&line)
+                    .filter(|c| !c.is_empty())
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("cannot split the external discovery command {line:?}")
+                    })?;
+                Discovery::External { command, options }
+            }
+            MethodKind::Registry => {
+                return Err(anyhow::anyhow!(
+                    "the registry discovery method is not built into this mco"
+                )
+                .into())
+            }
+        };
+        Ok(Targeting { discovery, limit })
+    }
+}
+
+/// Whether stdin is a pipe or a regular file: something that was given to mco to read, as
+/// opposed to a terminal, /dev/null or a closed descriptor.
+fn stdin_is_piped() -> bool {
+    // SAFETY: fstat fills the zeroed struct we own; fd 0 may be closed, which it reports.
+    let mode = unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::fstat(0, &mut st) != 0 {
+            return false;
+        }
+        st.st_mode
+    };
+    let kind = mode & libc::S_IFMT;
+    kind == libc::S_IFIFO || kind == libc::S_IFREG
+}
+
+/// `Discovering hosts using the METHOD method for S second(s) .... N` (stderr), when
+/// discovery happened.
+pub fn discovery_line(stats: &Stats) -> Option<String> {
+    let method = stats.discovery_method?;
+    Some(format!(
+        "Discovering hosts using the {} method for {:.2} second(s) .... {}\n",
+        method.name(),
+        stats.discovery_time.as_secs_f64(),
+        stats.discovered
+    ))
+}

@@ -1,0 +1,99 @@
+//! Discovery from the client's side: one entry point, [`Client::discover_with`], for every
+//! method (`--dm`), each answering with the node list and how long it took.
+//!
+//! Broadcast discovery is the client's own (a ping on the broker); the other methods are
+//! built from `mco_discovery`'s pieces. A method that cannot serve the filter refuses it.
+//!
+//! Not for: reading files or stdin (the command line does, and hands over the parsed list),
+//! or sending the request itself.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use mco_discovery::method::{select_from_list, MethodKind};
+use mco_spec::Filter;
+
+use crate::client::{Client, ClientError};
+
+/// Where the node list comes from.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub enum Discovery {
+    /// A discovery ping on the broker; every filter.
+    #[default]
+    Broadcast,
+    /// A list of node names already read (from `--nodes FILE` or stdin); identity filters
+    /// select from it, other filters are refused.
+    List {
+        /// Which method read it (flatfile or stdin), for messages.
+        method: MethodKind,
+        /// The names.
+        nodes: Vec<String>,
+    },
+    /// A program speaking Choria's external discovery protocol.
+    External {
+        /// The program and its arguments.
+        command: Vec<String>,
+        /// Options passed to it (`--do key=value`).
+        options: BTreeMap<String, String>,
+    },
+}
+
+impl Discovery {
+    /// The method's kind.
+    pub fn kind(&self) -> MethodKind {
+        match self {
+            Discovery::Broadcast => MethodKind::Broadcast,
+            Discovery::List { method, .. } => *method,
+            Discovery::External { .. } => MethodKind::External,
+        }
+    }
+}
+
+/// What a discovery found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Discovered {
+    /// The nodes, sorted.
+    pub nodes: Vec<String>,
+    /// The method used.
+    pub method: MethodKind,
+    /// How long it took.
+    pub elapsed: Duration,
+}
+
+impl Client {
+    /// Finds the nodes matching `filter` in `collective` (main if `None`) with `discovery`.
+    /// `timeout` bounds broadcast and external discovery (the client's discovery timeout if
+    /// `None`).
+    ///
+    /// For node lists, `filter` must not carry the agent a call adds: a list knows names only.
+    pub async fn discover_with(
+        &self,
+        discovery: &Discovery,
+        filter: &Filter,
+        collective: Option<&str>,
+        timeout: Option<Duration>,
+    ) -> Result<Discovered, ClientError> {
+        filter.compile()?;
+        let collective = self.collective(collective)?;
+        let started = Instant::now();
+        let nodes = match discovery {
+            Discovery::Broadcast => self.discover(filter, Some(&collective), timeout).await?,
+            Discovery::List { method, nodes } => select_from_list(*method, nodes.clone(), filter)?,
+            Discovery::External { command, options } => {
+                let request = mco_discovery::external::ExternalRequest {
+                    collective: &collective,
+                    filter,
+                    options,
+                    timeout: timeout.unwrap_or(self.options().discovery_timeout),
+                };
+                mco_discovery::external::discover(command, &request).await?
+            }
+        };
+        Ok(Discovered {
+            nodes,
+            method: discovery.kind(),
+            elapsed: started.elapsed(),
+        })
+    }
+}

@@ -1,0 +1,438 @@
+//! Direct addressing end to end: requests queued in JetStream for a node that is down, TTLs,
+//! no double execution across a daemon kill, a broker restart losing nothing, batches and
+//! their interruption, replies read by another process, and the fallback for a broker
+//! without JetStream.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use mco_client::{Call, Client, NodeOutcome};
+use mco_testsupport::{finish, mco_command, Fleet, Mcod, NatsServer, NodeSpec};
+use serde_json::{json, Value};
+
+fn agents_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/agents")
+}
+
+/// A node with the tally agent, recording its runs in `<dir>/<id>.tally`, and a short ack wait
+/// so a request held by a killed daemon comes back within seconds.
+fn tally_node(id: &str, dir: &Path) -> NodeSpec {
+    let mut spec = NodeSpec::new(
+        id,
+        json!({"tally_file": dir.join(format!("{id}.tally")).display().to_string()}),
+        &[],
+    );
+    spec.extra_config = format!(
+        "agent_dirs = [{:?}]\n[direct_queue]\nack_wait_seconds = 3\n",
+        agents_dir().display().to_string()
+    );
+    spec
+}
+
+fn tally_fleet(ids: &[&str], dir: &Path) -> Fleet {
+    Fleet::start_with_client_config(
+        ids.iter().map(|id| tally_node(id, dir)).collect(),
+        &format!("ddl_dirs = [{:?}]", agents_dir().display().to_string()),
+    )
+}
+
+fn runs(dir: &Path, id: &str) -> Vec<String> {
+    std::fs::read_to_string(dir.join(format!("{id}.tally")))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The audit decisions a node recorded for `request_id`, as (decision, reason).
+fn decisions(node: &Mcod, request_id: &str) -> Vec<(String, String)> {
+    node.audit()
+        .iter()
+        .filter(|a| a["request_id"] == request_id)
+        .map(|a| {
+            (
+                a["decision"].as_str().unwrap_or("").to_string(),
+                a["reason"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `mco rpc ... --nr`: the request id it prints.
+fn send_no_wait(fleet: &Fleet, args: &[&str]) -> String {
+    let mut all = vec!["rpc"];
+    all.extend_from_slice(args);
+    all.push("--nr");
+    let run = fleet.mco(&all);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    run.stdout
+        .trim()
+        .strip_prefix("Request sent with id: ")
+        .unwrap_or_else(|| panic!("no request id in {run:?}"))
+        .to_string()
+}
+
+#[test]
+fn a_queued_request_runs_when_its_node_starts_within_the_ttl_and_not_after() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut fleet = tally_fleet(&["q1", "q2"], tmp.path());
+    fleet.node("q2").kill();
+
+    // The caller hears "no response" at its own timeout...
+    let waited = fleet.mco(&["rpc", "tally", "run", "-I", "q2", "--ttl", "60", "-t", "1"]);
+    assert_eq!(waited.code, Some(4), "{waited:?}");
+    assert!(
+        waited.stdout.contains("No response from:"),
+        "{}",
+        waited.stdout
+    );
+    // ...and two more are queued: one that will still be valid, one whose TTL runs out first.
+    let valid = send_no_wait(&fleet, &["tally", "run", "-I", "q2", "--ttl", "60"]);
+    let expiring = send_no_wait(&fleet, &["tally", "run", "-I", "q2", "--ttl", "1"]);
+    std::thread::sleep(Duration::from_secs(3));
+
+    fleet.node("q2").start_again();
+    let node = fleet.node("q2");
+    wait_until(
+        "the queued requests to be handled",
+        Duration::from_secs(20),
+        || !decisions(node, &valid).is_empty() && !decisions(node, &expiring).is_empty(),
+    );
+    assert_eq!(decisions(node, &valid)[0].0, "accepted");
+    // Accepted is audited before the action runs; the queued call of the timed-out command
+    // runs too (it was queued like the others).
+    wait_until(
+        "both valid requests to run",
+        Duration::from_secs(20),
+        || runs(tmp.path(), "q2").len() >= 2,
+    );
+    let (decision, reason) = &decisions(node, &expiring)[0];
+    assert_eq!(decision, "rejected");
+    assert!(reason.contains("expired"), "{reason}");
+    let ran = runs(tmp.path(), "q2");
+    assert!(ran.contains(&valid), "{ran:?}");
+    assert!(!ran.contains(&expiring), "{ran:?}");
+    assert_eq!(ran.len(), 2, "{ran:?}");
+    // The node that was up all along got none of this.
+    assert!(runs(tmp.path(), "q1").is_empty());
+
+    let stats = fleet.mco(&["rpc", "rpcutil", "daemon_stats", "-I", "q2", "-j"]);
+    assert_eq!(stats.json()[0]["data"]["ttlexpired"], 1, "{}", stats.stdout);
+}
+
+#[test]
+fn a_request_is_never_run_twice_across_a_daemon_kill_mid_action() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut fleet = tally_fleet(&["k1"], tmp.path());
+    let id = send_no_wait(
+        &fleet,
+        &["tally", "run", "seconds=8", "-I", "k1", "--ttl", "120"],
+    );
+    wait_until("the action to start", Duration::from_secs(10), || {
+        runs(tmp.path(), "k1").contains(&id)
+    });
+    // Killed mid-action: the request is not acknowledged, so JetStream hands it out again
+    // after the ack wait, to the restarted daemon.
+    fleet.node("k1").kill();
+    fleet.node("k1").start_again();
+    let node = fleet.node("k1");
+    wait_until(
+        "the redelivered request to be recognised",
+        Duration::from_secs(30),
+        || {
+            decisions(node, &id)
+                .iter()
+                .any(|(d, r)| d == "rejected" && r.contains("replayed"))
+        },
+    );
+    assert_eq!(
+        runs(tmp.path(), "k1"),
+        vec![id.clone()],
+        "ran more than once"
+    );
+    assert_eq!(
+        decisions(node, &id)
+            .iter()
+            .filter(|(d, _)| d == "accepted")
+            .count(),
+        1
+    );
+    // And the queue is empty: the redelivered copy was acknowledged.
+    let after = fleet.mco(&["rpc", "tally", "run", "-I", "k1", "-j"]);
+    assert_eq!(after.code, Some(0), "{after:?}");
+    assert_eq!(runs(tmp.path(), "k1").len(), 2);
+}
+
+#[test]
+fn a_broker_restart_loses_no_queued_request() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut fleet = tally_fleet(&["b1", "b2"], tmp.path());
+    fleet.node("b2").kill();
+    let id = send_no_wait(&fleet, &["tally", "run", "-I", "b2", "--ttl", "300"]);
+
+    fleet.nats.stop_gracefully();
+    fleet.nats.start_again();
+    fleet.node("b2").start_again();
+    let node = fleet.node("b2");
+    wait_until(
+        "the queued request after the broker restart",
+        Duration::from_secs(30),
+        || runs(tmp.path(), "b2").contains(&id),
+    );
+    assert_eq!(decisions(node, &id)[0].0, "accepted");
+    // b1 reconnected by itself and answers again.
+    fleet.wait_for_all(Duration::from_secs(15));
+}
+
+#[test]
+fn batches_visit_every_node_in_slices_with_the_sleep_between_them() {
+    let fleet = crate::five_nodes();
+    let run = fleet.mco(&[
+        "rpc",
+        "rpcutil",
+        "ping",
+        "--batch",
+        "2",
+        "--batch-sleep",
+        "1",
+        "-v",
+    ]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    for line in [
+        "Batch 1/3: sent to 2 node(s)",
+        "Sleeping 1.0 s before batch 2",
+        "Batch 2/3: sent to 2 node(s)",
+        "Batch 3/3: sent to 1 node(s)",
+        "Mode: direct requests, queued in JetStream (",
+    ] {
+        assert!(run.stderr.contains(line), "{line:?} not in {}", run.stderr);
+    }
+    assert!(
+        run.stdout.contains("Finished processing 5 / 5 hosts"),
+        "{}",
+        run.stdout
+    );
+    // Each slice was accepted at least the sleep after the one before (nodes sorted by name).
+    let accepted: Vec<u64> = ["db1", "db2", "web1", "web2", "web3"]
+        .iter()
+        .map(|id| {
+            let node = fleet.nodes.iter().find(|n| n.identity() == *id).unwrap();
+            node.audit()
+                .iter()
+                .rev()
+                .find(|a| a["agent"] == "rpcutil" && a["action"] == "ping")
+                .and_then(|a| a["time"].as_u64())
+                .unwrap()
+        })
+        .collect();
+    assert!(accepted[2] >= accepted[1] + 900, "{accepted:?}");
+    assert!(accepted[4] >= accepted[3] + 900, "{accepted:?}");
+}
+
+#[test]
+fn an_interrupt_stops_a_batched_run_before_the_next_slice() {
+    let fleet = crate::five_nodes();
+    let started = Instant::now();
+    let mut child = mco_command(
+        &fleet.client_config(),
+        &[
+            "rpc",
+            "rpcutil",
+            "ping",
+            "--batch",
+            "1",
+            "--batch-sleep",
+            "3",
+        ],
+    )
+    .spawn()
+    .unwrap();
+    // Read stderr until the first slice is out, then press Ctrl-C.
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "mco ended early: {seen}"
+        );
+        seen.push_str(&line);
+        if line.starts_with("Sleeping") {
+            break;
+        }
+    }
+    // SAFETY: signalling our own child by pid.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let rest = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
+    let run = finish(child, started, Duration::from_secs(30));
+    let stderr = seen + &rest.join().unwrap();
+    assert_eq!(run.code, Some(2), "{run:?} {stderr}");
+    assert!(
+        stderr.contains("Interrupted: no further batches"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Batch 2/5"), "{stderr}");
+    assert!(
+        run.stdout.contains("Finished processing 1 / 5 hosts"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("Not contacted"), "{}", run.stdout);
+    // Only the first node (db1) was ever asked.
+    for node in &fleet.nodes {
+        let pinged = node
+            .audit()
+            .iter()
+            .any(|a| a["agent"] == "rpcutil" && a["action"] == "ping");
+        assert_eq!(pinged, node.identity() == "db1", "{}", node.identity());
+    }
+}
+
+#[test]
+fn replies_sent_elsewhere_are_read_by_a_second_process() {
+    let fleet = crate::five_nodes();
+    let subject = "mco.reply.elsewhere.e2e";
+    let started = Instant::now();
+    let mut listener = mco_command(
+        &fleet.client_config(),
+        &["replies", subject, "--count", "3", "-t", "20", "-j"],
+    )
+    .spawn()
+    .unwrap();
+    let mut stderr = BufReader::new(listener.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    assert!(line.starts_with("Listening for replies"), "{line}");
+
+    let sent = fleet.mco(&[
+        "rpc",
+        "rpcutil",
+        "ping",
+        "-W",
+        "country=uk",
+        "--reply-to",
+        subject,
+    ]);
+    assert_eq!(sent.code, Some(0), "{sent:?}");
+    let id = sent
+        .stdout
+        .trim()
+        .strip_prefix("Request sent with id: ")
+        .and_then(|rest| rest.strip_suffix(&format!(" replies to {subject}")))
+        .unwrap_or_else(|| panic!("{sent:?}"))
+        .to_string();
+
+    let run = finish(listener, started, Duration::from_secs(30));
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let replies: Value = serde_json::from_str(&run.stdout).unwrap();
+    let mut senders: Vec<&str> = replies
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["sender"].as_str().unwrap())
+        .collect();
+    senders.sort();
+    assert_eq!(senders, ["db2", "web1", "web2"]);
+    for node in &fleet.nodes {
+        let asked = node.audit().iter().any(|a| a["request_id"] == id.as_str());
+        assert_eq!(asked, ["db2", "web1", "web2"].contains(&node.identity()));
+    }
+}
+
+#[test]
+fn without_jetstream_direct_requests_use_plain_subjects_with_a_warning() {
+    let fleet = Fleet::start_on(
+        NatsServer::start_with(false),
+        vec![
+            NodeSpec::new("p1", json!({}), &[]),
+            NodeSpec::new("p2", json!({}), &[]),
+        ],
+        "",
+    );
+    let run = fleet.mco(&["rpc", "rpcutil", "ping", "-I", "p1", "-I", "p2", "-j"]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(run.senders(), ["p1", "p2"]);
+    assert!(
+        run.stderr
+            .contains("warning: direct requests are not queued"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        fleet.nodes[0].log().contains("are not queued"),
+        "{}",
+        fleet.nodes[0].log()
+    );
+}
+
+#[test]
+fn the_library_names_every_node_it_was_given() {
+    let fleet = crate::five_nodes();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = crate::signed_client(&fleet, Client::builder()).await;
+        let result = client
+            .call(
+                Call::new("rpcutil", "ping")
+                    .nodes(["web1", "db1", "gone.example.net"])
+                    .timeout(Duration::from_secs(2)),
+            )
+            .await
+            .unwrap()
+            .collect()
+            .await;
+        let by_node = result.by_node();
+        assert_eq!(by_node.len(), 3);
+        assert!(matches!(by_node["web1"], NodeOutcome::Replied(r) if r.statuscode.is_ok()));
+        assert!(matches!(by_node["db1"], NodeOutcome::Replied(_)));
+        assert_eq!(by_node["gone.example.net"], NodeOutcome::NoResponse);
+        assert_eq!(result.stats.queued, Some(true));
+
+        // Sending now and reading the replies in another task, as a web application does.
+        let subject = "mco.reply.webapp.jobs";
+        let mut listener = client.listen(subject, None).await.unwrap();
+        let sent = client
+            .send(
+                Call::new("rpcutil", "ping")
+                    .nodes(["web2", "web3"])
+                    .reply_to(subject),
+            )
+            .await
+            .unwrap();
+        let reader = tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            let mut got = Vec::new();
+            while got.len() < 2 {
+                match listener.next_before(deadline).await {
+                    Some(r) => got.push((r.sender, r.request_id)),
+                    None => break,
+                }
+            }
+            got.sort();
+            got
+        });
+        let got = reader.await.unwrap();
+        assert_eq!(
+            got,
+            [
+                ("web2".to_string(), sent.request_id.clone()),
+                ("web3".to_string(), sent.request_id.clone())
+            ]
+        );
+    });
+}
