@@ -311,6 +311,13 @@ impl Filter {
             .then_some(self.identity.as_slice())
     }
 
+    /// The identity filters, when there are some and all are exact names (no `/regex/`):
+    /// a store can then look the names up instead of testing every node.
+    pub fn exact_identities(&self) -> Option<&[String]> {
+        (!self.identity.is_empty() && self.identity.iter().all(|i| slash_regex(i).is_none()))
+            .then_some(self.identity.as_slice())
+    }
+
     /// Adds a `-S` compound expression, checking its syntax.
     pub fn add_compound(&mut self, input: &str) -> Result<(), FilterError> {
         Expr::parse(input)?;

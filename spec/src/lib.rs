@@ -10,6 +10,7 @@
 //!   evaluator that every component uses to decide a match.
 //! - [`compound`]: `-S` expressions (`and`, `or`, `not`, parentheses, facts, classes and
 //!   data-plugin calls), evaluated by the same evaluator.
+//! - [`registration`]: what a node tells registry services about itself, signed like a reply.
 //!
 //! It is deliberately free of I/O: it does not know NATS, files or clocks beyond
 //! [`message::now_millis`]. Everything here is testable without a broker.
@@ -32,6 +33,7 @@
 pub mod compound;
 pub mod filter;
 pub mod message;
+pub mod registration;
 pub mod security;
 pub mod subjects;
 

@@ -455,7 +455,7 @@ impl ReplyEnvelope {
     }
 }
 
-fn check_size(bytes: &[u8]) -> Result<(), DecodeError> {
+pub(crate) fn check_size(bytes: &[u8]) -> Result<(), DecodeError> {
     if bytes.len() > MAX_MESSAGE_BYTES {
         return Err(DecodeError::TooLarge {
             size: bytes.len(),
@@ -465,7 +465,7 @@ fn check_size(bytes: &[u8]) -> Result<(), DecodeError> {
     Ok(())
 }
 
-fn check_protocol(found: &str, expected: &'static str) -> Result<(), DecodeError> {
+pub(crate) fn check_protocol(found: &str, expected: &'static str) -> Result<(), DecodeError> {
     if found != expected {
         return Err(DecodeError::Protocol {
             found: found.to_string(),

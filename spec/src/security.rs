@@ -330,7 +330,7 @@ impl ReplyEnvelope {
     }
 }
 
-fn verify_envelope(
+pub(crate) fn verify_envelope(
     token: Option<&str>,
     signature: Option<&str>,
     bytes: &[u8],

@@ -185,3 +185,86 @@ fn schema_properties_are_the_serialised_fields() {
         keys(&reply)
     );
 }
+
+/// Registrations: real ones validate, the schema refuses what the decoder refuses, and the
+/// schema declares exactly the serialised fields.
+#[test]
+fn registrations_match_the_schema() {
+    use mco_spec::registration::{Registration, RegistrationEnvelope};
+    let validator = schema("registration.json");
+    let registration = Registration {
+        identity: "web1.example.net".into(),
+        collectives: vec!["mco".into(), "uk".into()],
+        facts: json!({"country": "uk", "os": {"family": "debian"}, "cpus": 4}),
+        classes: vec!["role::web".into()],
+        agents: vec!["rpcutil".into()],
+        time: mco_spec::message::now_millis(),
+    };
+    let good: Value = serde_json::from_slice(
+        &RegistrationEnvelope::unsigned(&registration)
+            .unwrap()
+            .to_bytes()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_valid(&validator, &good);
+    let mut signed = good.clone();
+    signed["signature"] = json!("c2lnbmF0dXJl");
+    signed["token"] = json!("token");
+    assert_valid(&validator, &signed);
+
+    type Mutation = Box<dyn Fn(&mut Value)>;
+    let mutations: Vec<(&str, Mutation)> = vec![
+        (
+            "bad identity",
+            Box::new(|v| v["registration"]["identity"] = json!("a b")),
+        ),
+        (
+            "no collectives",
+            Box::new(|v| v["registration"]["collectives"] = json!([])),
+        ),
+        (
+            "dotted collective",
+            Box::new(|v| v["registration"]["collectives"] = json!(["a.b"])),
+        ),
+        (
+            "facts not object",
+            Box::new(|v| v["registration"]["facts"] = json!([1])),
+        ),
+        (
+            "missing time",
+            Box::new(|v| {
+                v["registration"].as_object_mut().unwrap().remove("time");
+            }),
+        ),
+        (
+            "wrong protocol",
+            Box::new(|v| v["protocol"] = json!("mco.reply.v1")),
+        ),
+    ];
+    for (name, mutate) in mutations {
+        let mut bad = good.clone();
+        mutate(&mut bad);
+        assert!(!validator.is_valid(&bad), "schema accepted: {name}");
+        let bytes = serde_json::to_vec(&bad).unwrap();
+        let decoded = RegistrationEnvelope::decode(&bytes).and_then(|e| e.registration());
+        assert!(decoded.is_err(), "decoder accepted: {name}");
+    }
+
+    let text = std::fs::read_to_string(format!(
+        "{}/schemas/registration.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let schema_value: Value = serde_json::from_str(&text).unwrap();
+    let mut declared: Vec<&String> = schema_value["$defs"]["registration"]["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    declared.sort();
+    let serialised = serde_json::to_value(&registration).unwrap();
+    let mut fields: Vec<&String> = serialised.as_object().unwrap().keys().collect();
+    fields.sort();
+    assert_eq!(declared, fields);
+}
