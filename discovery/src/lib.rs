@@ -7,10 +7,13 @@
 //! - flatfile and stdin: node lists in the formats people and programs write
 //!   ([`nodelist::parse`]), narrowed by identity filters ([`method::select_from_list`]);
 //! - external: a program speaking Choria's external discovery protocol ([`external`]);
+//! - registry: the database the registry service fills from node registrations, answering
+//!   every filter with the nodes' own evaluator ([`registry::Registry`]);
 //! - choosing part of the result: `--limit-nodes` and batch slices ([`limit`]).
 //!
 //! A method that cannot serve a filter refuses it ([`DiscoveryError::Unsupported`]).
-//! This crate does not talk to NATS: the client supplies the broadcast replies.
+//! This crate does not talk to NATS: the client supplies the broadcast replies, and the
+//! registry service the registrations.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -27,6 +30,7 @@ pub mod external;
 pub mod limit;
 pub mod method;
 pub mod nodelist;
+pub mod registry;
 
 use std::collections::HashSet;
 use std::time::Duration;
