@@ -89,6 +89,53 @@ pub struct Config {
     /// The JetStream work queue that holds direct requests until this node takes them.
     #[serde(default)]
     pub direct_queue: DirectQueueConfig,
+    /// Publishing this node's registration for registry services.
+    #[serde(default)]
+    pub registration: RegistrationConfig,
+}
+
+/// The `[registration]` table: how often this node tells registry services (`mcod registry`)
+/// what it is, so that `--dm registry` can discover it without a broadcast.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrationConfig {
+    /// Publish registrations at all.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Seconds between registrations; 0 turns them off. A registry forgets a node after its
+    /// own expiry time, so this must be well below that.
+    #[serde(default = "default_registration_interval")]
+    pub interval_seconds: u64,
+    /// The first registration goes out after a random delay of up to this many seconds, so a
+    /// fleet restarted at once does not register at once.
+    #[serde(default = "default_registration_splay")]
+    pub splay_seconds: u64,
+}
+
+impl Default for RegistrationConfig {
+    fn default() -> Self {
+        RegistrationConfig {
+            enabled: true,
+            interval_seconds: default_registration_interval(),
+            splay_seconds: default_registration_splay(),
+        }
+    }
+}
+
+impl RegistrationConfig {
+    /// The time between registrations, or `None` when registration is off.
+    pub fn interval(&self) -> Option<std::time::Duration> {
+        (self.enabled && self.interval_seconds > 0)
+            .then(|| std::time::Duration::from_secs(self.interval_seconds))
+    }
+}
+
+fn default_registration_interval() -> u64 {
+    300
+}
+
+fn default_registration_splay() -> u64 {
+    30
 }
 
 /// The `[direct_queue]` table: whether direct requests come through JetStream, and the
@@ -246,6 +293,8 @@ pub struct Settings {
     pub state_dir: PathBuf,
     /// The direct-request queue.
     pub direct_queue: DirectQueueConfig,
+    /// Registration publishing.
+    pub registration: RegistrationConfig,
     /// The package, service and puppet agents' settings, paths absolute.
     pub agents: mco_agents::registry::AgentSettings,
     /// The file the settings came from, if any.
@@ -424,6 +473,7 @@ impl Settings {
                 .map(absolute)
                 .unwrap_or_else(default_state_dir),
             direct_queue: config.direct_queue.clone(),
+            registration: config.registration.clone(),
             agents: config.agents.resolved(base),
             config_file,
             raw: config,
@@ -624,6 +674,32 @@ mod tests {
         }
         let all = serde_json::to_value(Config::default()).unwrap();
         walk("", all.as_object().unwrap(), &documented, &key_documented);
+    }
+
+    #[test]
+    fn registration_is_on_by_default_and_can_be_turned_off() {
+        let s = resolve("identity = \"a\"\n").unwrap();
+        assert_eq!(
+            s.registration.interval(),
+            Some(std::time::Duration::from_secs(300))
+        );
+        assert_eq!(s.registration.splay_seconds, 30);
+        let fast = resolve("[registration]\ninterval_seconds = 1\nsplay_seconds = 0\n").unwrap();
+        assert_eq!(
+            fast.registration.interval(),
+            Some(std::time::Duration::from_secs(1))
+        );
+        for off in [
+            "[registration]\nenabled = false\n",
+            "[registration]\ninterval_seconds = 0\n",
+        ] {
+            assert_eq!(resolve(off).unwrap().registration.interval(), None, "{off}");
+        }
+        let typo = resolve("[registration]\ninterval = 5\n").unwrap_err();
+        assert!(
+            typo.to_string().contains("unknown field `interval`"),
+            "{typo}"
+        );
     }
 
     #[test]

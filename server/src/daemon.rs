@@ -2,7 +2,8 @@
 //! capped backoff), subscribe to broadcasts in every collective, take direct requests from
 //! the JetStream work queue ([`crate::direct`]), run each request in its own task bounded by
 //! `max_concurrent_actions` (acknowledging queued ones when done), reload facts when files
-//! change, and shut down gracefully.
+//! change, publish the node's registration ([`crate::registration`]), and shut down
+//! gracefully.
 //!
 //! [`run`] takes the shutdown signal as a future (mini-redis style) so tests can stop a node
 //! without sending signals.
@@ -46,9 +47,8 @@ pub enum DaemonError {
 }
 
 /// The broker connection options every mcod uses.
-fn connect_options(settings: &Settings) -> async_nats::ConnectOptions {
+fn connect_options() -> async_nats::ConnectOptions {
     async_nats::ConnectOptions::new()
-        .name(format!("mcod {}", settings.identity))
         .retry_on_initial_connect()
         .max_reconnects(None)
         // Back off, but never wait more than 2 s: after a broker restart the fleet must answer
@@ -68,20 +68,30 @@ fn connect_options(settings: &Settings) -> async_nats::ConnectOptions {
         })
 }
 
-/// Runs a node until `shutdown` completes.
-pub async fn run(node: Arc<Node>, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
-    let settings = &node.settings;
+/// Connects to the broker pool as `settings` say (authentication, reconnecting forever),
+/// naming the connection `name` for the broker's monitoring.
+pub(crate) async fn connect(
+    settings: &Settings,
+    name: String,
+) -> Result<async_nats::Client, DaemonError> {
     let options = settings
         .broker_auth
-        .apply(connect_options(settings))
-        .await?;
-    let client = options
+        .apply(connect_options())
+        .await?
+        .name(name);
+    options
         .connect(settings.brokers.as_slice())
         .await
         .map_err(|source| DaemonError::Connect {
             brokers: settings.brokers.join(","),
             source,
-        })?;
+        })
+}
+
+/// Runs a node until `shutdown` completes.
+pub async fn run(node: Arc<Node>, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+    let settings = &node.settings;
+    let client = connect(settings, format!("mcod {}", settings.identity)).await?;
 
     let mut subscriptions = SelectAll::new();
     for collective in &settings.collectives {
@@ -122,6 +132,8 @@ pub async fn run(node: Arc<Node>, shutdown: impl Future<Output = ()>) -> Result<
         agents = ?node.agent_names(),
         "mcod ready"
     );
+
+    let registering = crate::registration::spawn(client.clone(), node.clone());
 
     let slots = Arc::new(Semaphore::new(settings.max_concurrent_actions));
     let ack_wait = Duration::from_secs(settings.direct_queue.ack_wait_seconds);
@@ -165,7 +177,7 @@ pub async fn run(node: Arc<Node>, shutdown: impl Future<Output = ()>) -> Result<
         settings.shutdown_grace_seconds
     );
     drop(subscriptions);
-    for task in direct_tasks {
+    for task in direct_tasks.into_iter().chain(registering) {
         task.abort();
     }
     let all = u32::try_from(settings.max_concurrent_actions).unwrap_or(u32::MAX);

@@ -11,6 +11,9 @@
 //!   replay protection and the audit log, as the pipeline applies them.
 //! - [`daemon`]: the NATS connection, subscriptions, bounded concurrency and graceful
 //!   shutdown around the pipeline.
+//! - [`registration`]: publishing the node's signed registration every few minutes.
+//! - [`registry`]: the registry service (`mcod registry`), which verifies registrations and
+//!   stores them in the registry database that `mco --dm registry` reads.
 //!
 //! It is not the client (that is `mco-client`) and holds no agent logic (that is
 //! `mco-agents`).
@@ -24,6 +27,8 @@ pub mod facts;
 pub mod node;
 pub mod pipeline;
 pub mod policy;
+pub mod registration;
+pub mod registry;
 pub mod replay;
 pub mod security;
 pub mod stats;

@@ -1,13 +1,13 @@
 //! `mcod`: the mco node daemon. Parses flags, loads the configuration, and runs the daemon
-//! until SIGTERM or SIGINT. Exit codes: 0 after a clean shutdown, 1 on a configuration or
-//! startup error (printed as one line).
+//! (or, with `mcod registry`, the registry service) until SIGTERM or SIGINT. Exit codes: 0
+//! after a clean shutdown, 1 on a configuration or startup error (printed as one line).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 use mco_server::facts::{builtin_facts, FactStore};
 use mco_server::{Node, Settings};
 
@@ -16,14 +16,42 @@ use mco_server::{Node, Settings};
 #[command(name = "mcod", version, about, long_about = None)]
 struct Cli {
     /// The configuration file (TOML; see mcod.example.toml).
-    #[arg(short, long, default_value = "/etc/mco/mcod.toml", env = "MCOD_CONFIG")]
+    #[arg(
+        short,
+        long,
+        default_value = "/etc/mco/mcod.toml",
+        env = "MCOD_CONFIG",
+        global = true
+    )]
     config: PathBuf,
     /// Check the configuration, print one line and exit.
     #[arg(long)]
     check: bool,
     /// Override the configured log level (error, warn, info, debug, trace).
-    #[arg(long)]
+    #[arg(long, global = true)]
     log_level: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the registry service instead of the node daemon: store the registrations the
+    /// fleet publishes in a database, for `mco ... --dm registry`. Uses the configuration's
+    /// brokers, collectives, broker_auth and issuer_keys; the node's agents are not served.
+    Registry(RegistryArgs),
+}
+
+#[derive(Debug, Args)]
+struct RegistryArgs {
+    /// The database: an SQLite file (created if missing; default registry.sqlite in the
+    /// configuration's state_dir) or postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE.
+    #[arg(long, value_name = "URL")]
+    db: Option<String>,
+    /// Forget nodes that have not registered for this many seconds. Keep it a few times the
+    /// nodes' [registration] interval_seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..))]
+    expire_after: u64,
 }
 
 fn main() -> ExitCode {
@@ -54,7 +82,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .unwrap_or_else(|| settings.log_level.clone());
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!(
-            "warn,mco_server={level},mco_agents={level},mcod={level}"
+            "warn,mco_server={level},mco_agents={level},mco_discovery={level},mcod={level}"
         ))
     });
     tracing_subscriber::fmt()
@@ -69,6 +97,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    if let Some(Command::Registry(args)) = cli.command {
+        let options = mco_server::registry::RegistryOptions {
+            db: args
+                .db
+                .unwrap_or_else(|| mco_server::registry::RegistryOptions::default_db(&settings)),
+            expire_after: std::time::Duration::from_secs(args.expire_after),
+        };
+        return runtime.block_on(async move {
+            mco_server::registry::serve(&settings, options, shutdown_signal())
+                .await
+                .map_err(anyhow::Error::from)
+        });
+    }
     runtime.block_on(async move {
         let facts = FactStore::new(
             builtin_facts(),
