@@ -40,11 +40,14 @@ sudo_cmd=()
 if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then sudo_cmd=(sudo); fi
 can_apt() { command -v apt-get >/dev/null 2>&1 && { [ "$(id -u)" -eq 0 ] || [ ${#sudo_cmd[@]} -gt 0 ]; }; }
 
-# The discovery tests pipe mco's JSON through jq, as operators do. The agent tests run
+# The discovery tests pipe mco's JSON through jq, as operators do, and the registry tests
+# run a PostgreSQL server. The agent tests run
 # Debian's Puppet, and build a package served from a local apt repository indexed with
 # dpkg-dev's dpkg-scanpackages.
 debs=()
 command -v jq >/dev/null 2>&1 || debs+=(jq)
+# The registry tests start their own PostgreSQL server from Debian's binaries.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || debs+=(postgresql)
 if $agents; then
   command -v puppet >/dev/null 2>&1 || debs+=(puppet)
   command -v dpkg-scanpackages >/dev/null 2>&1 || debs+=(dpkg-dev)

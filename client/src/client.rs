@@ -40,6 +40,10 @@ pub enum ClientError {
     /// a failing external program or registry).
     #[error(transparent)]
     Discovery(#[from] mco_discovery::DiscoveryError),
+    /// The registry database could not be read, or cannot answer the filter (data-plugin
+    /// calls, which only live nodes can answer).
+    #[error(transparent)]
+    Registry(#[from] mco_discovery::registry::RegistryError),
 }
 
 impl From<FilterError> for ClientError {

@@ -50,6 +50,8 @@ pub struct ClientConfig {
     pub default_discovery_method: Option<String>,
     /// The program the external discovery method runs (split like a shell would).
     pub external_discovery_command: Option<String>,
+    /// The registry database the registry method reads: an SQLite file or `postgres://...`.
+    pub registry_url: Option<String>,
     /// Queue direct requests in JetStream (default true).
     pub direct_queue: Option<bool>,
     /// A broadcast discovery that finds at most this many nodes is followed by direct requests.
@@ -277,6 +279,7 @@ mod tests {
             broker_auth: Some(Default::default()),
             default_discovery_method: Some(String::new()),
             external_discovery_command: Some(String::new()),
+            registry_url: Some(String::new()),
             direct_queue: Some(true),
             direct_addressing_threshold: Some(1),
         };

@@ -2,7 +2,7 @@
 //! method (`--dm`), each answering with the node list and how long it took.
 //!
 //! Broadcast discovery is the client's own (a ping on the broker); the other methods are
-//! built from `mco_discovery`'s pieces. A method that cannot serve the filter refuses it.
+//! built from `mco_discovery`'s pieces (the registry database is read on a blocking thread). A method that cannot serve the filter refuses it.
 //!
 //! Not for: reading files or stdin (the command line does, and hands over the parsed list),
 //! or sending the request itself.
@@ -30,6 +30,12 @@ pub enum Discovery {
         /// The names.
         nodes: Vec<String>,
     },
+    /// The registry database that the registry service (`mcod registry`) fills from node
+    /// registrations; every filter except data-plugin calls, no broadcast.
+    Registry {
+        /// An SQLite file (`PATH` or `sqlite://PATH`) or `postgres://...`.
+        url: String,
+    },
     /// A program speaking Choria's external discovery protocol.
     External {
         /// The program and its arguments.
@@ -45,6 +51,7 @@ impl Discovery {
         match self {
             Discovery::Broadcast => MethodKind::Broadcast,
             Discovery::List { method, .. } => *method,
+            Discovery::Registry { .. } => MethodKind::Registry,
             Discovery::External { .. } => MethodKind::External,
         }
     }
@@ -88,6 +95,20 @@ impl Client {
                     timeout: timeout.unwrap_or(self.options().discovery_timeout),
                 };
                 mco_discovery::external::discover(command, &request).await?
+            }
+            Discovery::Registry { url } => {
+                let (url, filter, in_collective) =
+                    (url.clone(), filter.clone(), collective.clone());
+                // Both database drivers block; the registry is also dropped on that thread,
+                // as the PostgreSQL driver's own runtime must not be dropped on ours.
+                tokio::task::spawn_blocking(move || {
+                    mco_discovery::registry::Registry::open_existing(&url)?
+                        .discover(&filter, &in_collective)
+                })
+                .await
+                .map_err(|e| {
+                    ClientError::InvalidInput(format!("registry discovery failed: {e}"))
+                })??
             }
         };
         Ok(Discovered {

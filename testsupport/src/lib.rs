@@ -6,6 +6,10 @@
 //! - [`Fleet`]: a broker, several daemons and a client configuration, with [`Fleet::mco`] to
 //!   run the real `mco` binary with a time limit.
 //!
+//! - [`Postgres`]: a real PostgreSQL server from the machine's binaries, in a temporary
+//!   directory on a free loopback port.
+//! - [`RegistryService`]: a real `mcod registry` process storing a fleet's registrations.
+//!
 //! - [`require_program`]: a tool a test needs, or a panic saying how to install it.
 //! - [`MachineLock`]: serialises tests that change the machine itself (its package database)
 //!   across test threads and test processes.
@@ -210,15 +214,8 @@ impl NatsServer {
     /// Stops the server as an operator would (SIGTERM, letting it write its store), keeping
     /// port and store for [`Self::start_again`].
     pub fn stop_gracefully(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // SAFETY: signalling our own child by pid.
-            unsafe {
-                libc::kill(child.id() as i32, libc::SIGTERM);
-            }
-            if wait_with_limit(&mut child, Duration::from_secs(10)).is_none() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
+        if let Some(child) = self.child.take() {
+            terminate(child, Duration::from_secs(10));
         }
     }
 
@@ -463,17 +460,7 @@ impl Mcod {
 
     /// Sends SIGTERM and waits up to `limit` for it to exit; returns its exit status.
     pub fn terminate(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let mut child = self.child.take()?;
-        // SAFETY: signalling our own child by pid.
-        unsafe {
-            libc::kill(child.id() as i32, libc::SIGTERM);
-        }
-        let status = wait_with_limit(&mut child, limit);
-        if status.is_none() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        status
+        terminate(self.child.take()?, limit)
     }
 
     /// Whether the process is still running.
@@ -492,6 +479,21 @@ impl Drop for Mcod {
 
 fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
+/// Sends `child` SIGTERM and waits up to `limit` for it to exit (then kills it); returns its
+/// exit status if it exited by itself.
+fn terminate(mut child: Child, limit: Duration) -> Option<ExitStatus> {
+    // SAFETY: signalling our own child by pid.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let status = wait_with_limit(&mut child, limit);
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    status
 }
 
 fn wait_with_limit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
@@ -731,5 +733,314 @@ impl Fleet {
             .iter_mut()
             .find(|n| n.identity() == identity)
             .unwrap_or_else(|| panic!("no node {identity}"))
+    }
+}
+
+/// Where PostgreSQL's server programs are: `$MCO_PG_BIN`, or the newest
+/// `/usr/lib/postgresql/<version>/bin` (Debian's layout). Panics with how to install them.
+pub fn postgres_bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("MCO_PG_BIN") {
+        return PathBuf::from(dir);
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let version = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").is_file().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, bin)| bin).unwrap_or_else(|| {
+        panic!(
+            "PostgreSQL's server programs (initdb, postgres) were not found in /usr/lib/postgresql/*/bin: \
+             install them with `apt-get install postgresql` (or run scripts/install-deps.sh), or set MCO_PG_BIN"
+        )
+    })
+}
+
+/// A real PostgreSQL server for one test: its own cluster in a temporary directory, on a free
+/// loopback port, trusting local connections, stopped (and deleted) when dropped.
+///
+/// PostgreSQL refuses to run as root; when the tests run as root, the server runs as the
+/// `postgres` user that Debian's package creates.
+pub struct Postgres {
+    child: Option<Child>,
+    port: u16,
+    dir: TempDir,
+}
+
+impl Postgres {
+    /// Creates a cluster and starts the server; panics with the server's log if it does not
+    /// come up.
+    pub fn start() -> Postgres {
+        let bin = postgres_bin_dir();
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        // SAFETY: geteuid has no preconditions.
+        let owner = if unsafe { libc::geteuid() } == 0 {
+            let (uid, gid) = user_ids("postgres").unwrap_or_else(|| {
+                panic!("running as root, and there is no postgres user to run PostgreSQL as: install Debian's postgresql package")
+            });
+            let path = std::ffi::CString::new(dir.path().as_os_str().as_encoded_bytes())
+                .unwrap_or_else(|e| panic!("{e}"));
+            // SAFETY: chown(2) on a path we created, with a NUL-terminated string we own.
+            let changed = unsafe { libc::chown(path.as_ptr(), uid, gid) };
+            assert_eq!(
+                changed,
+                0,
+                "chown {}: {}",
+                dir.path().display(),
+                std::io::Error::last_os_error()
+            );
+            Some((uid, gid))
+        } else {
+            None
+        };
+        let as_owner = |program: &str| {
+            let mut command = Command::new(bin.join(program));
+            if let Some((uid, gid)) = owner {
+                command.uid(uid).gid(gid);
+            }
+            command
+                .env("LC_ALL", "C")
+                .env_remove("PGDATA")
+                .current_dir(dir.path());
+            command
+        };
+        let data = dir.path().join("data");
+        let init = as_owner("initdb")
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ])
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run initdb: {e}"));
+        assert!(
+            init.status.success(),
+            "initdb failed: {}{}",
+            String::from_utf8_lossy(&init.stdout),
+            String::from_utf8_lossy(&init.stderr)
+        );
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("postgres.log")).ok();
+        let mut command = as_owner("postgres");
+        command
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-p",
+                &port.to_string(),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+            ])
+            .arg(format!("unix_socket_directories={}", dir.path().display()))
+            // A test's data need not survive a crash: skip the disk flushes.
+            .args([
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log.map(Stdio::from).unwrap_or_else(Stdio::null));
+        die_with_parent(&mut command);
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start postgres: {e}"));
+        let mut server = Postgres {
+            child: Some(child),
+            port,
+            dir,
+        };
+        let ready = bin.join("pg_isready");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let up = Command::new(&ready)
+                .args([
+                    "-q",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &port.to_string(),
+                    "-U",
+                    "postgres",
+                ])
+                .status()
+                .is_ok_and(|s| s.success());
+            if up {
+                break;
+            }
+            let exited = server
+                .child
+                .as_mut()
+                .is_some_and(|c| !matches!(c.try_wait(), Ok(None)));
+            assert!(
+                !exited && Instant::now() < deadline,
+                "postgres did not come up on port {port}:\n{}",
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    /// `postgres://postgres@127.0.0.1:<port>/<database>`.
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server's log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("postgres.log")).unwrap_or_default()
+    }
+
+    /// Stops the server (fast shutdown: sessions are cut, nothing is waited for).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: signalling our own child by pid.
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGINT);
+            }
+            if wait_with_limit(&mut child, Duration::from_secs(10)).is_none() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The uid and gid of the user called `name`.
+fn user_ids(name: &str) -> Option<(u32, u32)> {
+    let name = std::ffi::CString::new(name).ok()?;
+    // SAFETY: getpwnam returns a pointer to static storage or null; we copy two integers out
+    // before any other call could overwrite it.
+    unsafe {
+        let entry = libc::getpwnam(name.as_ptr());
+        if entry.is_null() {
+            return None;
+        }
+        Some(((*entry).pw_uid, (*entry).pw_gid))
+    }
+}
+
+/// A real `mcod registry` process: the registry service, with a node's configuration.
+pub struct RegistryService {
+    child: Option<Child>,
+    config: PathBuf,
+    db: String,
+    expire_after: u64,
+    dir: TempDir,
+}
+
+impl RegistryService {
+    /// Starts `mcod registry --db DB --expire-after SECONDS` with the configuration file
+    /// `config` (a node's: brokers, collectives, issuer keys), and waits until it is ready.
+    pub fn start(config: &Path, db: &str, expire_after: u64) -> RegistryService {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let mut service = RegistryService {
+            child: None,
+            config: config.to_path_buf(),
+            db: db.to_string(),
+            expire_after,
+            dir,
+        };
+        service.start_again();
+        service
+    }
+
+    /// Starts it again (after [`Self::stop`]).
+    pub fn start_again(&mut self) {
+        assert!(
+            self.child.is_none(),
+            "the registry service is already running"
+        );
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .ok();
+        let before = self.log().matches("mcod registry ready").count();
+        let mut command = Command::new(bin_path("mcod"));
+        command
+            .arg("--config")
+            .arg(&self.config)
+            .args(["--log-level", "debug", "registry", "--db", &self.db])
+            .arg("--expire-after")
+            .arg(self.expire_after.to_string())
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log.map(Stdio::from).unwrap_or_else(Stdio::null));
+        die_with_parent(&mut command);
+        self.child = Some(
+            command
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start mcod registry: {e}")),
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.log().matches("mcod registry ready").count() == before {
+            let exited = self
+                .child
+                .as_mut()
+                .is_some_and(|c| !matches!(c.try_wait(), Ok(None)));
+            assert!(
+                !exited && Instant::now() < deadline,
+                "mcod registry did not get ready:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("registry.log")
+    }
+
+    /// Everything it logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Its database URL.
+    pub fn db(&self) -> &str {
+        &self.db
+    }
+
+    /// Sends SIGTERM and waits up to `limit` for it to exit; returns its exit status.
+    pub fn stop(&mut self, limit: Duration) -> Option<ExitStatus> {
+        terminate(self.child.take()?, limit)
+    }
+}
+
+impl Drop for RegistryService {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }

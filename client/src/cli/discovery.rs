@@ -112,10 +112,15 @@ impl CommonArgs {
                 Discovery::External { command, options }
             }
             MethodKind::Registry => {
-                return Err(anyhow::anyhow!(
-                    "the registry discovery method is not built into this mco"
-                )
-                .into())
+                let url = options
+                    .remove("url")
+                    .or_else(|| config.registry_url.clone())
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "the registry discovery method needs the registry database: --do url=URL, or registry_url in the client configuration (an SQLite file that `mcod registry` writes, or postgres://...)"
+                        )
+                    })?;
+                Discovery::Registry { url }
             }
         };
         Ok(Targeting { discovery, limit })

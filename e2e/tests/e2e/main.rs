@@ -12,6 +12,7 @@ mod discovery;
 mod external;
 mod filters;
 mod library;
+mod registry;
 mod resilience;
 mod security;
 
@@ -28,6 +29,11 @@ use serde_json::json;
 /// | db1 | fr | 16 | debian | 1.5 | role::db | mco, eu |
 /// | db2 | uk | 8 | Debian | 3 | role::db, backup | mco, uk |
 pub fn five_nodes() -> Fleet {
+    five_nodes_with("", "")
+}
+
+/// [`five_nodes`] with extra TOML lines in each node's configuration and in the client's.
+pub fn five_nodes_with(node_extra: &str, client_extra: &str) -> Fleet {
     let node = |id: &str,
                 country: &str,
                 cpus: u64,
@@ -41,39 +47,43 @@ pub fn five_nodes() -> Fleet {
             classes,
         );
         spec.collectives = vec!["mco".into(), extra.into()];
+        spec.extra_config = node_extra.to_string();
         spec
     };
-    Fleet::start(vec![
-        node(
-            "web1",
-            "uk",
-            4,
-            "debian",
-            json!(1.5),
-            &["role::web", "webserver"],
-            "uk",
-        ),
-        node(
-            "web2",
-            "uk",
-            2,
-            "debian",
-            json!(0.5),
-            &["role::web", "webserver"],
-            "uk",
-        ),
-        node("web3", "de", 8, "redhat", json!(2.0), &["role::web"], "eu"),
-        node("db1", "fr", 16, "debian", json!(1.5), &["role::db"], "eu"),
-        node(
-            "db2",
-            "uk",
-            8,
-            "Debian",
-            json!(3),
-            &["role::db", "backup"],
-            "uk",
-        ),
-    ])
+    Fleet::start_with_client_config(
+        vec![
+            node(
+                "web1",
+                "uk",
+                4,
+                "debian",
+                json!(1.5),
+                &["role::web", "webserver"],
+                "uk",
+            ),
+            node(
+                "web2",
+                "uk",
+                2,
+                "debian",
+                json!(0.5),
+                &["role::web", "webserver"],
+                "uk",
+            ),
+            node("web3", "de", 8, "redhat", json!(2.0), &["role::web"], "eu"),
+            node("db1", "fr", 16, "debian", json!(1.5), &["role::db"], "eu"),
+            node(
+                "db2",
+                "uk",
+                8,
+                "Debian",
+                json!(3),
+                &["role::db", "backup"],
+                "uk",
+            ),
+        ],
+        client_extra,
+    )
 }
 
 /// A library client with the fleet's client credentials and trust, as an application
