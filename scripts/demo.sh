@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A demo fleet on this machine: its own nats-server (JetStream, free port, temporary store),
-# six mcod daemons with different facts, classes and collectives, and a few mco commands that
-# show discovery and filters. Everything is stopped and removed at the end, unless --keep.
+# six mcod daemons with different facts, classes and collectives, a registry service, and a few
+# mco commands that show discovery and filters. Everything is stopped and removed at the end, unless --keep.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
@@ -68,10 +68,22 @@ key_file = "$id.key"
 token_file = "$id.token"
 audit_file = "audit.log"
 state_dir = "state"
+
+[registration]
+interval_seconds = 10
+splay_seconds = 1
 TOML
   "$bin/mcod" --config "$dir/mcod.toml" >"$dir/mcod.log" 2>&1 &
   pids+=($!)
+  last_node_pid=$!
 done
+
+# The registry service stores the nodes' signed registrations in an SQLite file; it runs with
+# the first node's configuration (its brokers, collectives, trusted issuer).
+first="$(awk '{print $1}' <<<"${nodes[0]}")"
+"$bin/mcod" --config "$work/$first/mcod.toml" registry --db "$work/registry.sqlite" --expire-after 60 \
+  >"$work/registry.log" 2>&1 &
+pids+=($!)
 
 cat >"$work/client.toml" <<TOML
 brokers = ["nats://127.0.0.1:$port"]
@@ -109,11 +121,18 @@ printf 'web1.example.net\ndb1.example.net\n' >"$work/nodes.txt"
 show find --nodes "$work/nodes.txt"
 show rpc rpcutil ping --nodes "$work/nodes.txt" -v
 showsh "mco rpc rpcutil get_fact fact=country -j | jq '[.[] | select(.data.value==\"uk\")]' | mco rpc rpcutil ping"
+# Wait for every node's first registration (each waits a random splay of up to a second).
+for _ in $(seq 50); do
+  [ "$("$bin/mco" find --dm registry --do url="$work/registry.sqlite" 2>/dev/null | wc -l)" -ge ${#nodes[@]} ] && break
+  sleep 0.2
+done
+show find --dm registry --do url="$work/registry.sqlite" -S "(country=uk and /web/) or os.family=redhat"
+show rpc rpcutil ping --dm registry --do url="$work/registry.sqlite" -W "country=uk role::db" -v
 show rpc rpcutil ping --batch 2 --batch-sleep 0.5
 show find --limit-nodes 50% --limit-seed 1
 # A direct request to a node that is down waits in JetStream and runs when it starts
-# (the last node started is the last pid).
-kill "${pids[-1]}"; sleep 0.5
+kill "$last_node_pid"
+while kill -0 "$last_node_pid" 2>/dev/null; do sleep 0.1; done
 last="$(awk '{print $1}' <<<"${nodes[-1]}")"
 show rpc rpcutil ping -I "$last" --ttl 300 -t 1
 "$bin/mcod" --config "$work/$last/mcod.toml" >>"$work/$last/mcod.log" 2>&1 &

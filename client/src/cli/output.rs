@@ -106,10 +106,9 @@ pub fn summary(stats: &Stats, verbose: bool, call: &str) -> String {
             "     Pass / Fail: {} / {}\n",
             stats.ok, stats.failed
         ));
-        out.push_str(&format!(
-            "      Start Time: discovery {}\n",
-            ms(stats.discovery_time)
-        ));
+        if let Some(method) = stats.discovery_method {
+            out.push_str(&format!("Discovery Method: {}\n", method.name()));
+        }
         out.push_str(&format!("  Discovery Time: {}\n", ms(stats.discovery_time)));
         out.push_str(&format!("      Agent Time: {}\n", ms(stats.elapsed)));
         out.push_str(&format!(
