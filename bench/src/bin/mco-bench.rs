@@ -737,12 +737,19 @@ async fn client_throughput(bench: &mut Bench) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Accepts replies the way a call's reply stream does.
+/// Accepts replies the way a call's reply stream does: in batches of up to 256.
 fn accept_all(client: &Client, payloads: &[Vec<u8>]) -> usize {
     payloads
-        .iter()
-        .filter(|p| client.accept_reply(p).is_ok())
-        .count()
+        .chunks(256)
+        .map(|chunk| {
+            let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+            client
+                .accept_replies(&refs)
+                .iter()
+                .filter(|r| r.is_ok())
+                .count()
+        })
+        .sum()
 }
 
 /// The real binaries: `mcod`'s memory idle and under load (direct requests through the
