@@ -70,6 +70,8 @@ pub struct Figure {
     pub p99: f64,
     /// How many samples.
     pub samples: usize,
+    /// Rounds left out because not every reply came within the round timeout.
+    pub incomplete: usize,
     /// The p50 of the baseline it is compared with, same unit.
     pub baseline_p50: Option<f64>,
     /// Which baseline (`raw`, `raw+sig`).
@@ -92,6 +94,7 @@ impl Figure {
             p50: samples.p50(),
             p99: samples.p99(),
             samples: samples.len(),
+            incomplete: 0,
             baseline_p50: None,
             baseline: None,
             ratio: None,
@@ -109,6 +112,7 @@ impl Figure {
             p50: value,
             p99: value,
             samples: 1,
+            incomplete: 0,
             baseline_p50: None,
             baseline: None,
             ratio: None,
@@ -131,6 +135,12 @@ impl Figure {
         self
     }
 
+    /// Records how many rounds were left out as incomplete.
+    pub fn incomplete(mut self, rounds: usize) -> Figure {
+        self.incomplete = rounds;
+        self
+    }
+
     /// Records a target and whether it is met.
     pub fn target(mut self, words: &str, met: bool) -> Figure {
         self.target = Some(words.to_string());
@@ -148,11 +158,14 @@ pub fn table(figures: &[Figure]) -> String {
     for f in figures {
         let ratio = f.ratio.map(|r| format!("{r:.2}x")).unwrap_or_default();
         let baseline = f.baseline_p50.map(fmt).unwrap_or_default();
-        let target = match (&f.target, f.met) {
+        let mut target = match (&f.target, f.met) {
             (Some(t), Some(true)) => format!("met: {t}"),
             (Some(t), _) => format!("MISSED: {t}"),
             _ => String::new(),
         };
+        if f.incomplete > 0 {
+            target.push_str(&format!(" ({} incomplete rounds left out)", f.incomplete));
+        }
         out.push_str(&format!(
             "{:<44} {:>6} {:>10} {:>10} {:>6} {:>10} {:>9} {:>7}  {}\n",
             f.name,

@@ -166,20 +166,25 @@ pub async fn broadcast_round(
     n: usize,
     verify: Option<&[VerifyingKey]>,
     timeout: Duration,
-) -> Option<Duration> {
+) -> Result<Duration, String> {
     let inbox = client.new_inbox();
-    let mut replies = client.subscribe(inbox.clone()).await.ok()?;
+    let mut replies = client
+        .subscribe(inbox.clone())
+        .await
+        .map_err(|e| e.to_string())?;
     let started = Instant::now();
     client
         .publish_with_reply(subject.to_string(), inbox, payload)
         .await
-        .ok()?;
+        .map_err(|e| e.to_string())?;
     let deadline = tokio::time::Instant::now() + timeout;
     let mut got = 0;
     while got < n {
-        let first = tokio::time::timeout_at(deadline, replies.next())
-            .await
-            .ok()??;
+        let first = match tokio::time::timeout_at(deadline, replies.next()).await {
+            Ok(Some(m)) => m,
+            Ok(None) => return Err(format!("the reply subscription ended after {got} of {n}")),
+            Err(_) => return Err(format!("{got} of {n} replies within {timeout:?}")),
+        };
         let mut batch = vec![first.payload];
         // Whatever else has arrived already goes into the same batch.
         while batch.len() < VERIFY_BATCH {
@@ -190,12 +195,12 @@ pub async fn broadcast_round(
         }
         if let Some(keys) = verify {
             if !verify_replies(keys, &batch) {
-                return None;
+                return Err(format!("a batch of {} replies did not verify", batch.len()));
             }
         }
         got += batch.len();
     }
-    Some(started.elapsed())
+    Ok(started.elapsed())
 }
 
 /// One request per subscriber in `targets` (direct subjects), all replies awaited.
@@ -205,22 +210,28 @@ pub async fn fan_out_round(
     payload: Bytes,
     verify: Option<&[VerifyingKey]>,
     timeout: Duration,
-) -> Option<Duration> {
+) -> Result<Duration, String> {
     let inbox = client.new_inbox();
-    let mut replies = client.subscribe(inbox.clone()).await.ok()?;
+    let mut replies = client
+        .subscribe(inbox.clone())
+        .await
+        .map_err(|e| e.to_string())?;
     let started = Instant::now();
     for t in targets {
         client
             .publish_with_reply(t.clone(), inbox.clone(), payload.clone())
             .await
-            .ok()?;
+            .map_err(|e| e.to_string())?;
     }
     let deadline = tokio::time::Instant::now() + timeout;
+    let n = targets.len();
     let mut got = 0;
-    while got < targets.len() {
-        let first = tokio::time::timeout_at(deadline, replies.next())
-            .await
-            .ok()??;
+    while got < n {
+        let first = match tokio::time::timeout_at(deadline, replies.next()).await {
+            Ok(Some(m)) => m,
+            Ok(None) => return Err(format!("the reply subscription ended after {got} of {n}")),
+            Err(_) => return Err(format!("{got} of {n} replies within {timeout:?}")),
+        };
         let mut batch = vec![first.payload];
         while batch.len() < VERIFY_BATCH {
             match replies.next().now_or_never() {
@@ -230,12 +241,12 @@ pub async fn fan_out_round(
         }
         if let Some(keys) = verify {
             if !verify_replies(keys, &batch) {
-                return None;
+                return Err(format!("a batch of {} replies did not verify", batch.len()));
             }
         }
         got += batch.len();
     }
-    Some(started.elapsed())
+    Ok(started.elapsed())
 }
 
 /// One request/reply round trip to `subject`, verifying the reply when `verify` is set.
