@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use mco_discovery::limit::{choose, slices, Size};
 use mco_discovery::method::MethodKind;
 use mco_spec::{subjects, Filter, Reply};
@@ -346,8 +346,14 @@ pub struct Replies {
     started: Instant,
     stats: Stats,
     events: VecDeque<Event>,
+    /// Replies read and verified (in a batch) but not handed out yet.
+    ready: VecDeque<Result<Reply, ReplyRejected>>,
     stopper: Stopper,
 }
+
+/// The most replies verified in one batch: large enough for batch verification to pay off
+/// fully, small enough that the first replies of a large fleet are not held back.
+const VERIFY_BATCH: usize = 256;
 
 impl Replies {
     fn empty(stats: Stats) -> Replies {
@@ -370,6 +376,7 @@ impl Replies {
             started: Instant::now(),
             stats,
             events: VecDeque::new(),
+            ready: VecDeque::new(),
             stopper: Stopper::default(),
         }
     }
@@ -391,6 +398,13 @@ impl Replies {
                 return Some(event);
             }
             self.subscriber.as_ref()?;
+            // Replies already read and verified come first: they arrived in time.
+            if let Some(accepted) = self.ready.pop_front() {
+                if let Some(reply) = self.take(accepted) {
+                    return Some(Event::Reply(reply));
+                }
+                continue;
+            }
             let slice_done = self.current.iter().all(|n| self.seen.contains(n));
             if slice_done || tokio::time::Instant::now() >= self.deadline {
                 if self.pending.is_empty() || self.stopper.is_stopped() {
@@ -425,36 +439,50 @@ impl Replies {
                 // The slice's time is up; the loop decides what comes next.
                 Err(_) => continue,
             };
+            // Whatever else has arrived already is verified in the same batch.
+            let mut batch = vec![message.payload];
+            while batch.len() < VERIFY_BATCH {
+                match subscriber.next().now_or_never() {
+                    Some(Some(m)) => batch.push(m.payload),
+                    _ => break,
+                }
+            }
             let Some(client) = &self.client else {
                 return self.finish();
             };
-            let reply = match client.accept_reply(&message.payload) {
-                Ok(r) if r.request_id == self.request_id => r,
-                Err(ReplyRejected::Forged(_)) => {
-                    self.stats.forged += 1;
-                    continue;
-                }
-                _ => {
-                    self.stats.dropped += 1;
-                    continue;
-                }
-            };
-            if !self.seen.insert(reply.sender.clone()) {
-                self.stats.dropped += 1;
-                continue;
-            }
-            self.stats.responded += 1;
-            if reply.statuscode.is_ok() {
-                self.stats.ok += 1;
-            } else {
-                self.stats.failed += 1;
-            }
-            if !self.expected.contains(&reply.sender) {
-                self.stats.unexpected_from.push(reply.sender.clone());
-            }
-            self.stats.elapsed = self.started.elapsed();
-            return Some(Event::Reply(reply));
+            let payloads: Vec<&[u8]> = batch.iter().map(|b| b.as_ref()).collect();
+            self.ready.extend(client.accept_replies(&payloads));
         }
+    }
+
+    /// Counts an accepted (or refused) reply; the reply if it is a new one for this call.
+    fn take(&mut self, accepted: Result<Reply, ReplyRejected>) -> Option<Reply> {
+        let reply = match accepted {
+            Ok(r) if r.request_id == self.request_id => r,
+            Err(ReplyRejected::Forged(_)) => {
+                self.stats.forged += 1;
+                return None;
+            }
+            _ => {
+                self.stats.dropped += 1;
+                return None;
+            }
+        };
+        if !self.seen.insert(reply.sender.clone()) {
+            self.stats.dropped += 1;
+            return None;
+        }
+        self.stats.responded += 1;
+        if reply.statuscode.is_ok() {
+            self.stats.ok += 1;
+        } else {
+            self.stats.failed += 1;
+        }
+        if !self.expected.contains(&reply.sender) {
+            self.stats.unexpected_from.push(reply.sender.clone());
+        }
+        self.stats.elapsed = self.started.elapsed();
+        Some(reply)
     }
 
     async fn send_next_slice(&mut self) -> Result<(), ClientError> {
@@ -507,6 +535,7 @@ impl Replies {
     pub fn close(&mut self) {
         self.pending.clear();
         self.events.clear();
+        self.ready.clear();
         self.finish();
     }
 
@@ -604,6 +633,7 @@ impl Client {
             started,
             stats: plan.stats,
             events: VecDeque::new(),
+            ready: VecDeque::new(),
             stopper: Stopper::default(),
         };
         match plan.mode {

@@ -169,6 +169,14 @@ impl FactStore {
         store
     }
 
+    /// A store of fixed facts and classes with no files behind them (the fleet simulator's
+    /// identities, tests): nothing to reload.
+    pub fn fixed(facts: Value, classes: Vec<String>) -> FactStore {
+        let store = FactStore::new(facts, vec![], None);
+        *store.classes.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(classes);
+        store
+    }
+
     /// The current facts.
     pub fn facts(&self) -> Arc<Value> {
         self.facts.read().unwrap_or_else(|p| p.into_inner()).clone()

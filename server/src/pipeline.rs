@@ -65,7 +65,11 @@ impl Node {
         let now = now_millis();
         let verified = match &self.security.trust {
             None => None,
-            Some(trust) => match envelope.verify(trust, now / 1000) {
+            Some(trust) => match self
+                .security
+                .tokens
+                .verify_request(&envelope, trust, now / 1000)
+            {
                 Ok(token) => Some(token),
                 Err(e) => {
                     Stats::bump(&self.stats.unvalidated);

@@ -4,7 +4,7 @@
 
 use std::sync::Mutex;
 
-use mco_spec::security::{Credentials, Trust};
+use mco_spec::security::{Credentials, TokenCache, Trust};
 
 use crate::audit::AuditLog;
 use crate::config::Settings;
@@ -57,6 +57,8 @@ pub struct Security {
     pub policies: Option<PolicySet>,
     /// The audit log, when configured.
     pub audit: Option<AuditLog>,
+    /// Caller tokens already verified, so each request costs one signature check.
+    pub tokens: TokenCache,
 }
 
 impl Security {
@@ -69,6 +71,7 @@ impl Security {
             clock_skew_ms: clock_skew_seconds.saturating_mul(1000),
             policies: None,
             audit: None,
+            tokens: TokenCache::default(),
         }
     }
 

@@ -5,8 +5,12 @@
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
 use mco_spec::message::{new_request_id, now_millis};
-use mco_spec::security::{encode_public_key, Credentials, Token, TokenClaims, TokenRole, Trust};
-use mco_spec::{subjects, Filter, NodeView, Request, RequestEnvelope};
+use mco_spec::security::{
+    encode_public_key, Credentials, Token, TokenCache, TokenClaims, TokenRole, Trust,
+};
+use mco_spec::{
+    subjects, Filter, NodeView, Reply, ReplyEnvelope, Request, RequestEnvelope, StatusCode,
+};
 use serde_json::json;
 
 fn request(filter: Filter) -> Request {
@@ -154,5 +158,89 @@ fn signatures(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, filters, encoding, signatures);
+/// What a node and a client do per message with the token cache: the node verifies one
+/// request signature, the client verifies replies from many nodes in batches.
+fn replies(c: &mut Criterion) {
+    const NODES: usize = 64;
+    let issuer = SigningKey::from_bytes(&[1; 32]);
+    let trust = Trust {
+        issuers: vec![issuer.verifying_key()],
+        clock_skew_secs: 0,
+    };
+    let now = now_millis() / 1000;
+    let envelopes: Vec<ReplyEnvelope> = (0..NODES)
+        .map(|i| {
+            let key = SigningKey::from_bytes(&[i as u8 + 100; 32]);
+            let name = format!("node{i}");
+            let claims = TokenClaims {
+                role: TokenRole::Server,
+                name: name.clone(),
+                public_key: encode_public_key(&key.verifying_key()),
+                issuer: String::new(),
+                not_before: 0,
+                expires: u64::MAX,
+                agents: vec![],
+                collectives: vec![],
+            };
+            let credentials = Credentials {
+                key,
+                token: Token::issue(&claims, &issuer),
+            };
+            let reply = Reply {
+                request_id: new_request_id(),
+                sender: name,
+                agent: "rpcutil".into(),
+                action: "ping".into(),
+                time: now_millis(),
+                statuscode: StatusCode::Ok,
+                statusmsg: "OK".into(),
+                data: json!({"pong": now}),
+            };
+            ReplyEnvelope::signed(&reply, &credentials).unwrap()
+        })
+        .collect();
+    let bytes: Vec<Vec<u8>> = envelopes.iter().map(|e| e.to_bytes().unwrap()).collect();
+    let refs: Vec<&ReplyEnvelope> = envelopes.iter().collect();
+    let mut group = c.benchmark_group("reply");
+    group.bench_function("sign_and_encode", |b| {
+        let reply: Reply = serde_json::from_str(envelopes[0].reply.get()).unwrap();
+        let key = SigningKey::from_bytes(&[100; 32]);
+        let credentials = Credentials {
+            key,
+            token: envelopes[0].token.clone().unwrap(),
+        };
+        b.iter(|| {
+            ReplyEnvelope::signed(&reply, &credentials)
+                .unwrap()
+                .to_bytes()
+                .unwrap()
+        })
+    });
+    group.bench_function("decode", |b| {
+        b.iter(|| ReplyEnvelope::decode(&bytes[0]).unwrap().reply().unwrap())
+    });
+    group.throughput(Throughput::Elements(NODES as u64));
+    group.bench_function("verify_64_cold_tokens_one_by_one", |b| {
+        b.iter(|| {
+            for e in &envelopes {
+                e.verify(&trust, now).unwrap();
+            }
+        })
+    });
+    group.bench_function("verify_64_cold_tokens_batch", |b| {
+        b.iter_batched(
+            TokenCache::default,
+            |cache| cache.verify_replies(&refs, &trust, now),
+            BatchSize::SmallInput,
+        )
+    });
+    let warm = TokenCache::default();
+    warm.verify_replies(&refs, &trust, now);
+    group.bench_function("verify_64_warm_tokens_batch", |b| {
+        b.iter(|| warm.verify_replies(&refs, &trust, now))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, filters, encoding, signatures, replies);
 criterion_main!(benches);

@@ -256,11 +256,17 @@ async fn read_events(replies: &mut Replies, batches: usize) -> Vec<Reply> {
         let _ = writeln!(std::io::stderr(), "{line}");
     };
     let hard_stop = std::sync::Arc::new(tokio::sync::Notify::new());
-    let watcher = (batches > 1).then(|| {
+    // The handler is installed here, before the first slice can finish: `ctrl_c()` would
+    // install it only when the spawned task first runs, and an interrupt right after a fast
+    // first slice would then kill mco instead of stopping the batches.
+    let interrupts = (batches > 1)
+        .then(|| tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok())
+        .flatten();
+    let watcher = interrupts.map(|mut interrupts| {
         let stopper = replies.stopper();
         let hard_stop = hard_stop.clone();
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_err() {
+            if interrupts.recv().await.is_none() {
                 return;
             }
             stopper.stop();
@@ -268,7 +274,7 @@ async fn read_events(replies: &mut Replies, batches: usize) -> Vec<Reply> {
                 std::io::stderr(),
                 "Interrupted: no further batches will be sent; waiting for this batch's replies (Ctrl-C again to stop now)"
             );
-            if tokio::signal::ctrl_c().await.is_ok() {
+            if interrupts.recv().await.is_some() {
                 hard_stop.notify_one();
             }
         })

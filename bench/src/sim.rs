@@ -1,0 +1,331 @@
+//! The fleet simulator: many node identities in one process, each with its own facts,
+//! classes, signing key and server token, its own replay memory and counters, and its own
+//! NATS subscriptions (the broadcast subject of every agent it serves and its direct subject,
+//! in every collective), answering through the same request pipeline as `mcod`
+//! ([`mco_server::Node::handle`]: verification, collective/TTL/replay checks, filters,
+//! policies, DDL validation, the built-in agents, signed replies).
+//!
+//! It is a load generator for benchmarks and scale tests, not a node: what it shares between
+//! identities is what a fleet would not share, on purpose, to fit 10,000 identities on one
+//! machine:
+//!
+//! - a few NATS connections (identities are spread over them); the broker still delivers a
+//!   broadcast once per identity, because each identity has its own subscription;
+//! - the agent registry (the built-in `discovery` and `rpcutil` agents, which hold no
+//!   per-node state);
+//! - one tokio runtime.
+//!
+//! Direct requests arrive on the plain direct subject (`<collective>.node.<identity>`), not
+//! through the JetStream work queue: 10,000 durable consumers are broker state, not node
+//! work, and the benchmark measures the queue against a real `mcod` instead. Clients talking
+//! to the simulator use `direct_queue = false`. There is no audit log, no replay journal on
+//! disk and no fact files: facts are generated (see [`facts_for`]).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::{SelectAll, StreamExt};
+use mco_agents::Agent;
+use mco_server::config::{parse, Settings};
+use mco_server::facts::FactStore;
+use mco_server::pipeline::Route;
+use mco_server::policy::PolicySet;
+use mco_server::security::Security;
+use mco_server::Node;
+use mco_spec::security::{Credentials, Trust};
+use serde_json::{json, Value};
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+use crate::keys::{derived_key, Issuer};
+
+/// Why a simulated fleet could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SimError {
+    /// The generated configuration of an identity was refused (a bad prefix or collective).
+    #[error("identity {identity}: {reason}")]
+    Config {
+        /// The identity.
+        identity: String,
+        /// Why.
+        reason: String,
+    },
+    /// The policy directory could not be loaded.
+    #[error(transparent)]
+    Policy(#[from] mco_server::policy::PolicyError),
+    /// The broker could not be reached.
+    #[error("cannot connect to {broker}: {reason}")]
+    Connect {
+        /// The broker URL.
+        broker: String,
+        /// Why.
+        reason: String,
+    },
+    /// A subscription could not be made.
+    #[error("cannot subscribe to {subject}: {reason}")]
+    Subscribe {
+        /// The subject.
+        subject: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What fleet to simulate.
+#[derive(Debug, Clone)]
+pub struct FleetSpec {
+    /// How many identities.
+    pub count: usize,
+    /// Identities are `<prefix>-<index>` with the index zero-padded to five digits.
+    pub prefix: String,
+    /// Collectives every identity belongs to (the first is the main one).
+    pub collectives: Vec<String>,
+    /// How many NATS connections the identities share.
+    pub connections: usize,
+    /// Sign replies and verify requests with tokens from this issuer; `None` runs insecure
+    /// (a benchmark-only setting: unsigned requests accepted, replies unsigned).
+    pub issuer: Option<Issuer>,
+    /// Action policies every identity applies (`mcod`'s `policy_dir`).
+    pub policy_dir: Option<PathBuf>,
+}
+
+impl FleetSpec {
+    /// `count` identities `sim-00000…` in collective `mco` over 4 connections, signed by
+    /// `issuer` (or insecure without one).
+    pub fn new(count: usize, issuer: Option<Issuer>) -> FleetSpec {
+        FleetSpec {
+            count,
+            prefix: "sim".into(),
+            collectives: vec!["mco".into()],
+            connections: 4,
+            issuer,
+            policy_dir: None,
+        }
+    }
+
+    /// The identity with this index.
+    pub fn identity(&self, index: usize) -> String {
+        format!("{}-{index:05}", self.prefix)
+    }
+
+    /// Every identity, in index order.
+    pub fn identities(&self) -> Vec<String> {
+        (0..self.count).map(|i| self.identity(i)).collect()
+    }
+}
+
+/// The facts of identity number `index`: a few shapes filters can select on, spread over
+/// the fleet (`country` cycles uk/de/fr/us, `role` web/db, `rack` groups of 40).
+pub fn facts_for(index: usize) -> Value {
+    const COUNTRIES: [&str; 4] = ["uk", "de", "fr", "us"];
+    json!({
+        "country": COUNTRIES[index % COUNTRIES.len()],
+        "role": if index % 2 == 0 { "web" } else { "db" },
+        "index": index,
+        "rack": index / 40,
+        "os": {"family": "debian", "release": "12"},
+        "simulated": true,
+    })
+}
+
+/// The classes of identity number `index`.
+fn classes_for(index: usize) -> Vec<String> {
+    let role = if index % 2 == 0 {
+        "role::web"
+    } else {
+        "role::db"
+    };
+    vec![role.to_string(), "profile::base".to_string()]
+}
+
+/// Builds the nodes of `spec` (no broker involved): settings, facts, keys and tokens.
+pub fn build_nodes(spec: &FleetSpec, broker: &str) -> Result<Vec<Arc<Node>>, SimError> {
+    let agents: Vec<Arc<dyn Agent>> = mco_agents::registry::builtin_agents();
+    let policies = match &spec.policy_dir {
+        Some(dir) => Some(PolicySet::load_dir(dir, false)?),
+        None => None,
+    };
+    let collectives: Vec<String> = spec.collectives.iter().map(|c| format!("{c:?}")).collect();
+    // The key and token paths are placeholders: the simulator makes keys in memory.
+    let security_lines = if spec.issuer.is_some() {
+        "issuer_keys = [\"(simulated)\"]\nkey_file = \"(simulated)\"\ntoken_file = \"(simulated)\"\n"
+    } else {
+        "insecure = true\n"
+    };
+    let base = format!(
+        "identity = \"placeholder\"\nbrokers = [{broker:?}]\ncollectives = [{}]\n{security_lines}",
+        collectives.join(", ")
+    );
+    let config = parse(&base, "(simulated)").map_err(|e| SimError::Config {
+        identity: spec.prefix.clone(),
+        reason: e.to_string(),
+    })?;
+    let mut nodes = Vec::with_capacity(spec.count);
+    for index in 0..spec.count {
+        let identity = spec.identity(index);
+        let mut config = config.clone();
+        config.identity = Some(identity.clone());
+        let settings =
+            Settings::resolve(config, Path::new("/"), None, "(simulated)").map_err(|e| {
+                SimError::Config {
+                    identity: identity.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
+        let mut security =
+            Security::insecure(settings.replay_cache_size, settings.clock_skew_seconds);
+        if let Some(issuer) = &spec.issuer {
+            security.trust = Some(Trust {
+                issuers: vec![issuer.public()],
+                clock_skew_secs: settings.clock_skew_seconds,
+            });
+            security.credentials =
+                Some(issuer.server(&identity, &derived_key(issuer, "node", identity.as_bytes())));
+        }
+        security.policies = policies.clone();
+        let facts = FactStore::fixed(facts_for(index), classes_for(index));
+        let node = Node::new(settings, facts, agents.clone()).with_security(security);
+        nodes.push(Arc::new(node));
+    }
+    Ok(nodes)
+}
+
+/// A running simulated fleet. Dropping it stops every identity.
+pub struct Fleet {
+    spec: FleetSpec,
+    nodes: Vec<Arc<Node>>,
+    tasks: Vec<JoinHandle<()>>,
+    connections: Vec<async_nats::Client>,
+}
+
+impl Fleet {
+    /// Builds the nodes of `spec`, connects to `broker`, subscribes every identity and
+    /// returns once the broker has every subscription (a request sent afterwards reaches
+    /// every identity).
+    pub async fn start(spec: FleetSpec, broker: &str) -> Result<Fleet, SimError> {
+        let nodes = build_nodes(&spec, broker)?;
+        let mut connections = Vec::new();
+        for n in 0..spec.connections.max(1) {
+            let client = async_nats::ConnectOptions::new()
+                .name(format!("mco-sim {} #{n}", spec.prefix))
+                // Replies are small and many: keep the connection's write buffer from
+                // flushing after every message.
+                .connect(broker)
+                .await
+                .map_err(|e| SimError::Connect {
+                    broker: broker.to_string(),
+                    reason: e.to_string(),
+                })?;
+            connections.push(client);
+        }
+        let mut tasks = Vec::with_capacity(nodes.len());
+        for (index, node) in nodes.iter().enumerate() {
+            let client = connections[index % connections.len()].clone();
+            tasks.push(serve(node.clone(), client).await?);
+        }
+        for client in &connections {
+            client.flush().await.map_err(|e| SimError::Connect {
+                broker: broker.to_string(),
+                reason: e.to_string(),
+            })?;
+        }
+        Ok(Fleet {
+            spec,
+            nodes,
+            tasks,
+            connections,
+        })
+    }
+
+    /// What was simulated.
+    pub fn spec(&self) -> &FleetSpec {
+        &self.spec
+    }
+
+    /// The simulated nodes (their counters are in [`Node::stats`]).
+    pub fn nodes(&self) -> &[Arc<Node>] {
+        &self.nodes
+    }
+
+    /// Every identity, in index order.
+    pub fn identities(&self) -> Vec<String> {
+        self.spec.identities()
+    }
+
+    /// Stops every identity and flushes the replies already handed to the connections.
+    pub async fn stop(mut self) {
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+        for client in &self.connections {
+            let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;
+        }
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Subscribes `node` as `mcod` does (every served agent's broadcast subject and the direct
+/// subject, in every collective) and starts the task that answers: each message is handled
+/// in its own task, bounded by `max_concurrent_actions`, as in the daemon.
+async fn serve(node: Arc<Node>, client: async_nats::Client) -> Result<JoinHandle<()>, SimError> {
+    let mut subscriptions = SelectAll::new();
+    for collective in &node.settings.collectives {
+        let mut subjects: Vec<(String, Route)> = node
+            .subscribed_agents()
+            .map(|agent| {
+                (
+                    mco_spec::subjects::broadcast(collective, agent),
+                    Route::Broadcast,
+                )
+            })
+            .collect();
+        subjects.push((
+            mco_spec::subjects::direct(collective, &node.settings.identity),
+            Route::Direct,
+        ));
+        for (subject, route) in subjects {
+            let subscriber =
+                client
+                    .subscribe(subject.clone())
+                    .await
+                    .map_err(|e| SimError::Subscribe {
+                        subject: subject.clone(),
+                        reason: e.to_string(),
+                    })?;
+            let collective: Arc<str> = Arc::from(collective.as_str());
+            subscriptions.push(subscriber.map(move |m| (collective.clone(), route, m)));
+        }
+    }
+    let slots = Arc::new(Semaphore::new(node.settings.max_concurrent_actions));
+    Ok(tokio::spawn(async move {
+        while let Some((collective, route, message)) = subscriptions.next().await {
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            let node = node.clone();
+            let client = client.clone();
+            tokio::spawn(async move {
+                if let Some(out) = node.handle(&collective, route, &message.payload).await {
+                    if let Err(e) = client.publish(out.subject, out.payload.into()).await {
+                        tracing::warn!("could not publish a reply: {e}");
+                    }
+                }
+                drop(permit);
+            });
+        }
+    }))
+}
+
+/// Client credentials from the same issuer as a fleet, for the caller `name`.
+pub fn client_credentials(issuer: &Issuer, name: &str) -> Credentials {
+    issuer.client(name, &derived_key(issuer, "client", name.as_bytes()))
+}
