@@ -362,6 +362,9 @@ struct Inner {
     tokens: mco_spec::security::TokenCache,
 }
 
+/// How many discovery replies that have already arrived are verified in one batch.
+const DISCOVERY_VERIFY_BATCH: usize = 256;
+
 /// A connection to the fleet; cheap to clone and share between tasks.
 #[derive(Clone)]
 pub struct Client {
@@ -527,16 +530,23 @@ impl Client {
         .await?;
         self.flush().await?;
         let id = request.id.clone();
-        let senders = subscriber.filter_map(move |m| {
-            let id = id.clone();
-            async move {
-                let reply = mco_spec::ReplyEnvelope::decode(&m.payload)
-                    .ok()?
-                    .reply()
-                    .ok()?;
-                (reply.request_id == id).then_some(reply.sender)
-            }
-        });
+        // Discovery replies are checked like call replies (in batches of what has already
+        // arrived): an impostor must not be able to add names to the node list that the
+        // following direct requests go to.
+        let client = self.clone();
+        let senders = subscriber
+            .ready_chunks(DISCOVERY_VERIFY_BATCH)
+            .flat_map(move |messages| {
+                let payloads: Vec<&[u8]> = messages.iter().map(|m| m.payload.as_ref()).collect();
+                let accepted: Vec<String> = client
+                    .accept_replies(&payloads)
+                    .into_iter()
+                    .filter_map(|reply| reply.ok())
+                    .filter(|reply| reply.request_id == id)
+                    .map(|reply| reply.sender)
+                    .collect();
+                futures::stream::iter(accepted)
+            });
         let window = Window::new(timeout.unwrap_or(o.discovery_timeout), o.discovery_window);
         Ok(mco_discovery::collect(senders, window).await)
     }

@@ -290,7 +290,13 @@ fn forged_replies_are_rejected_by_the_client() {
             token: Token::issue(&claims, &SigningKey::from_bytes(&[4; 32])),
         };
         let nats = async_nats::connect(fleet.nats.url()).await.unwrap();
-        let mut requests = nats.subscribe("mco.node.ghost").await.unwrap();
+        // The impostor answers direct requests to ghost and discovery broadcasts alike.
+        let direct = nats.subscribe("mco.node.ghost").await.unwrap();
+        let discovery = nats
+            .subscribe(subjects::broadcast("mco", subjects::DISCOVERY_AGENT))
+            .await
+            .unwrap();
+        let mut requests = futures::stream::select(direct, discovery);
         let impostor = nats.clone();
         tokio::spawn(async move {
             while let Some(message) = requests.next().await {
@@ -324,6 +330,11 @@ fn forged_replies_are_rejected_by_the_client() {
         nats.flush().await.unwrap();
 
         let client = crate::signed_client(&fleet, Client::builder()).await;
+        let found = client
+            .discover(&Filter::default(), None, Some(Duration::from_secs(1)))
+            .await
+            .unwrap();
+        assert_eq!(found, ["real1"], "forged discovery replies add no node");
         let result = client
             .call(
                 Call::new("rpcutil", "ping")
