@@ -177,29 +177,7 @@ pub async fn broadcast_round(
         .publish_with_reply(subject.to_string(), inbox, payload)
         .await
         .map_err(|e| e.to_string())?;
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut got = 0;
-    while got < n {
-        let first = match tokio::time::timeout_at(deadline, replies.next()).await {
-            Ok(Some(m)) => m,
-            Ok(None) => return Err(format!("the reply subscription ended after {got} of {n}")),
-            Err(_) => return Err(format!("{got} of {n} replies within {timeout:?}")),
-        };
-        let mut batch = vec![first.payload];
-        // Whatever else has arrived already goes into the same batch.
-        while batch.len() < VERIFY_BATCH {
-            match replies.next().now_or_never() {
-                Some(Some(m)) => batch.push(m.payload),
-                _ => break,
-            }
-        }
-        if let Some(keys) = verify {
-            if !verify_replies(keys, &batch) {
-                return Err(format!("a batch of {} replies did not verify", batch.len()));
-            }
-        }
-        got += batch.len();
-    }
+    await_replies(&mut replies, n, verify, timeout).await?;
     Ok(started.elapsed())
 }
 
@@ -223,8 +201,19 @@ pub async fn fan_out_round(
             .await
             .map_err(|e| e.to_string())?;
     }
+    await_replies(&mut replies, targets.len(), verify, timeout).await?;
+    Ok(started.elapsed())
+}
+
+/// Waits for `n` replies on `replies`, verifying what has already arrived in batches (as the
+/// client does) when `verify` is set.
+async fn await_replies(
+    replies: &mut async_nats::Subscriber,
+    n: usize,
+    verify: Option<&[VerifyingKey]>,
+    timeout: Duration,
+) -> Result<(), String> {
     let deadline = tokio::time::Instant::now() + timeout;
-    let n = targets.len();
     let mut got = 0;
     while got < n {
         let first = match tokio::time::timeout_at(deadline, replies.next()).await {
@@ -233,6 +222,7 @@ pub async fn fan_out_round(
             Err(_) => return Err(format!("{got} of {n} replies within {timeout:?}")),
         };
         let mut batch = vec![first.payload];
+        // Whatever else has arrived already goes into the same batch.
         while batch.len() < VERIFY_BATCH {
             match replies.next().now_or_never() {
                 Some(Some(m)) => batch.push(m.payload),
@@ -246,7 +236,7 @@ pub async fn fan_out_round(
         }
         got += batch.len();
     }
-    Ok(started.elapsed())
+    Ok(())
 }
 
 /// One request/reply round trip to `subject`, verifying the reply when `verify` is set.
