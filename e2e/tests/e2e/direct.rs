@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use mco_client::{Call, Client, NodeOutcome};
 use mco_testsupport::{finish, mco_command, Fleet, Mcod, NatsServer, NodeSpec};
+
+use crate::wait_until;
 use serde_json::{json, Value};
 
 fn agents_dir() -> PathBuf {
@@ -57,14 +59,6 @@ fn decisions(node: &Mcod, request_id: &str) -> Vec<(String, String)> {
             )
         })
         .collect()
-}
-
-fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// `mco rpc ... --nr`: the request id it prints.

@@ -138,3 +138,16 @@ pub fn twice_at_once(fleet: &Fleet, call: mco_client::Call) -> (mco_spec::Reply,
         (second, first)
     }
 }
+
+/// Polls `done` every 100 ms until it holds; fails the test after `limit`. For effects that
+/// land asynchronously (a daemon handles each message in its own task), never for timing.
+pub fn wait_until(what: &str, limit: std::time::Duration, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

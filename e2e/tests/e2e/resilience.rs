@@ -80,10 +80,16 @@ fn malformed_messages_are_counted_and_ignored() {
             .unwrap();
         nats.flush().await.unwrap();
     });
-    let stats = fleet.mco(&["rpc", "rpcutil", "daemon_stats", "-I", "n1", "-j"]);
-    assert_eq!(stats.code, Some(0), "{stats:?}");
-    let data = &stats.json()[0]["data"];
-    assert!(data["unvalidated"].as_u64().unwrap() >= 11, "{data}");
+    // The daemon handles each message in its own task, so the stats request can overtake the
+    // last junk messages: ask until all eleven are counted, then check none was counted twice.
+    let mut data = serde_json::Value::Null;
+    crate::wait_until("11 unvalidated messages", Duration::from_secs(20), || {
+        let stats = fleet.mco(&["rpc", "rpcutil", "daemon_stats", "-I", "n1", "-j"]);
+        assert_eq!(stats.code, Some(0), "{stats:?}");
+        data = stats.json()[0]["data"].clone();
+        data["unvalidated"].as_u64().unwrap_or(0) >= 11
+    });
+    assert_eq!(data["unvalidated"], 11, "{data}");
     assert!(
         fleet.nodes[0].log().contains("dropping a message"),
         "{}",
