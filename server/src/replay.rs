@@ -14,18 +14,63 @@
 //! survives the daemon dying, not the machine losing power, which would cost a disk flush per
 //! request. It is compacted when it holds many expired ids.
 //!
+//! Ids are remembered as 128-bit digests (SHA-256, truncated), not as strings: a node
+//! admits one id per request it gets, and a fleet-wide broadcast storm must not turn into
+//! two string allocations per request on every node. A digest collision could only make a
+//! fresh request look replayed (a refusal, never an acceptance), and at 128 bits it does not
+//! happen. Appended journal lines carry the id itself (`<expiry> <id>`); lines rewritten by
+//! compaction carry the digest (`<expiry> #<32 hex digits>`). Both load.
+//!
 //! Not for: deciding whether a request is inside its time window (the pipeline does that).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+/// A request id's digest: what the guard remembers.
+type IdDigest = u128;
+
+fn digest(id: &str) -> IdDigest {
+    let hash = Sha256::digest(id.as_bytes());
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&hash[..16]);
+    u128::from_be_bytes(first)
+}
+
+/// Digests are uniformly distributed already; hashing them again would be wasted work.
+#[derive(Default)]
+struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u128 keys are hashed (through write_u128); this keeps the hasher total.
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(word);
+        }
+    }
+
+    fn write_u128(&mut self, value: u128) {
+        self.0 = value as u64;
+    }
+}
+
+type DigestMap<V> = HashMap<IdDigest, V, BuildHasherDefault<DigestHasher>>;
 
 /// Remembers recently accepted request ids until they expire.
 #[derive(Debug)]
 pub struct ReplayGuard {
-    expiry_by_id: HashMap<String, u64>,
-    ids_by_expiry: BTreeMap<u64, Vec<String>>,
+    expiry_by_id: DigestMap<u64>,
+    ids_by_expiry: BTreeMap<u64, Vec<IdDigest>>,
     capacity: usize,
     journal: Option<Journal>,
 }
@@ -66,7 +111,7 @@ impl ReplayGuard {
     /// A guard remembering at most `capacity` unexpired ids, in memory only.
     pub fn new(capacity: usize) -> ReplayGuard {
         ReplayGuard {
-            expiry_by_id: HashMap::new(),
+            expiry_by_id: DigestMap::default(),
             ids_by_expiry: BTreeMap::new(),
             capacity,
             journal: None,
@@ -95,8 +140,16 @@ impl ReplayGuard {
                     let Ok(expires) = expires.parse::<u64>() else {
                         continue;
                     };
-                    if expires >= now_ms && !id.is_empty() && guard.len() < capacity {
-                        guard.remember(id, expires);
+                    let key = match id.strip_prefix('#') {
+                        Some(hex) if hex.len() == 32 => match u128::from_str_radix(hex, 16) {
+                            Ok(key) => key,
+                            Err(_) => continue,
+                        },
+                        _ if !id.is_empty() => digest(id),
+                        _ => continue,
+                    };
+                    if expires >= now_ms && guard.len() < capacity {
+                        guard.remember(key, expires);
                     }
                 }
             }
@@ -115,20 +168,23 @@ impl ReplayGuard {
     /// Admits `id` (whose request is acceptable until `expires_ms`) if it has not been seen.
     pub fn admit(&mut self, id: &str, expires_ms: u64, now_ms: u64) -> Result<(), ReplayError> {
         self.forget_expired(now_ms);
-        if self.expiry_by_id.contains_key(id) {
+        let key = digest(id);
+        if self.expiry_by_id.contains_key(&key) {
             return Err(ReplayError::Replayed);
         }
         if self.expiry_by_id.len() >= self.capacity {
             return Err(ReplayError::Full);
         }
-        self.remember(id, expires_ms);
+        self.remember(key, expires_ms);
         self.journal_append(id, expires_ms);
         Ok(())
     }
 
     /// Whether `id` is remembered (and not expired at `now_ms`).
     pub fn contains(&self, id: &str, now_ms: u64) -> bool {
-        self.expiry_by_id.get(id).is_some_and(|&e| e >= now_ms)
+        self.expiry_by_id
+            .get(&digest(id))
+            .is_some_and(|&e| e >= now_ms)
     }
 
     /// How many ids are remembered.
@@ -141,12 +197,9 @@ impl ReplayGuard {
         self.expiry_by_id.is_empty()
     }
 
-    fn remember(&mut self, id: &str, expires_ms: u64) {
-        self.expiry_by_id.insert(id.to_string(), expires_ms);
-        self.ids_by_expiry
-            .entry(expires_ms)
-            .or_default()
-            .push(id.to_string());
+    fn remember(&mut self, key: IdDigest, expires_ms: u64) {
+        self.expiry_by_id.insert(key, expires_ms);
+        self.ids_by_expiry.entry(expires_ms).or_default().push(key);
     }
 
     fn journal_append(&mut self, id: &str, expires_ms: u64) {
@@ -185,8 +238,8 @@ impl ReplayGuard {
             if *entry.key() >= now_ms {
                 break;
             }
-            for id in entry.remove() {
-                self.expiry_by_id.remove(&id);
+            for key in entry.remove() {
+                self.expiry_by_id.remove(&key);
             }
         }
     }
@@ -194,12 +247,12 @@ impl ReplayGuard {
 
 /// Writes the live ids to a new file and puts it in place of `path` atomically; returns it
 /// opened for appending.
-fn rewrite(path: &Path, ids: &HashMap<String, u64>) -> std::io::Result<File> {
+fn rewrite(path: &Path, ids: &DigestMap<u64>) -> std::io::Result<File> {
     let tmp = path.with_extension("tmp");
     {
         let mut out = std::io::BufWriter::new(File::create(&tmp)?);
-        for (id, expires) in ids {
-            writeln!(out, "{expires} {id}")?;
+        for (key, expires) in ids {
+            writeln!(out, "{expires} #{key:032x}")?;
         }
         out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     }
