@@ -176,10 +176,10 @@ pub(crate) fn shipped_ddl(name: &str) -> AgentDdl {
     }
 }
 
-/// Loads an embedded DDL. Built-in DDLs are compiled in and covered by tests, so a failure
-/// here is a build defect.
+/// Loads an embedded DDL. Built-in DDLs are compiled in and checked against the DDL schema
+/// by the tests, so a failure here is a build defect.
 pub(crate) fn builtin_ddl(json: &str, file: &str) -> AgentDdl {
-    match AgentDdl::from_json(json, file) {
+    match AgentDdl::from_embedded_json(json, file) {
         Ok(ddl) => ddl,
         Err(e) => panic!("built-in DDL {file} is invalid: {e}"),
     }

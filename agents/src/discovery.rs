@@ -46,3 +46,14 @@ impl Agent for Discovery {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_embedded_ddl_matches_the_ddl_schema() {
+        let json = include_str!("../ddl/discovery.json");
+        let checked = mco_ddl::AgentDdl::from_json(json, "discovery.json").unwrap();
+        use crate::Agent;
+        assert_eq!(&checked, super::Discovery::new().ddl());
+    }
+}

@@ -19,8 +19,9 @@ pub fn names() -> impl Iterator<Item = &'static str> {
 /// The built-in DDL of `agent`, if mco ships one.
 pub fn ddl(agent: &str) -> Option<AgentDdl> {
     let (_, json) = BUILTIN.iter().find(|(n, _)| *n == agent)?;
-    // The files are compiled in and loaded by the tests; failing here is a build defect.
-    match AgentDdl::from_json(json, &format!("builtin {agent}.json")) {
+    // The files are compiled in and checked against the schema by the tests; failing here
+    // is a build defect.
+    match AgentDdl::from_embedded_json(json, &format!("builtin {agent}.json")) {
         Ok(ddl) => Some(ddl),
         Err(e) => panic!("built-in DDL {agent} is invalid: {e}"),
     }
@@ -71,9 +72,11 @@ pub fn all_names(dirs: &[std::path::PathBuf]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn every_builtin_loads() {
-        for name in super::names() {
+    fn every_builtin_loads_and_matches_the_schema() {
+        for (name, json) in super::BUILTIN {
             assert_eq!(super::ddl(name).unwrap().metadata.name, name);
+            let checked = crate::AgentDdl::from_json(json, name).unwrap();
+            assert_eq!(checked, super::ddl(name).unwrap());
         }
         assert!(super::ddl("nope").is_none());
     }

@@ -106,25 +106,44 @@ impl AgentDdl {
             file: file.to_string(),
             reason: e.to_string(),
         })?;
-        let problems: Vec<String> = schema()
-            .iter_errors(&value)
-            .map(|e| {
-                let at = e.instance_path().to_string();
-                format!("{}: {e}", if at.is_empty() { "/" } else { at.as_str() })
-            })
-            .collect();
-        if !problems.is_empty() {
-            return Err(DdlError::Schema {
-                file: file.to_string(),
-                problems,
-            });
-        }
+        check_schema(&value, file)?;
         let ddl: AgentDdl = serde_json::from_value(value).map_err(|e| DdlError::Parse {
             file: file.to_string(),
             reason: e.to_string(),
         })?;
         check(&ddl, file)?;
         Ok(ddl)
+    }
+
+    /// Parses a DDL compiled into the binary without checking it: each such DDL goes
+    /// through [`Self::from_json`] (schema and semantic checks) in the tests of the crate
+    /// that embeds it, which also compare the two results. Skipping the checks at run time
+    /// keeps the schema validator (a fifth of mcod's code) and the regular-expression
+    /// compiler out of the start of a daemon that loads only compiled-in DDLs, so that code
+    /// is never paged in; validation regexes compile on first use instead.
+    pub fn from_embedded_json(text: &str, file: &str) -> Result<AgentDdl, DdlError> {
+        serde_json::from_str(text).map_err(|e| DdlError::Parse {
+            file: file.to_string(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+fn check_schema(value: &Value, file: &str) -> Result<(), DdlError> {
+    let problems: Vec<String> = schema()
+        .iter_errors(value)
+        .map(|e| {
+            let at = e.instance_path().to_string();
+            format!("{}: {e}", if at.is_empty() { "/" } else { at.as_str() })
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(DdlError::Schema {
+            file: file.to_string(),
+            problems,
+        })
     }
 }
 
