@@ -336,6 +336,10 @@ pub struct Replies {
     contacted: BTreeSet<String>,
     /// Nodes of the slice being waited for.
     current: BTreeSet<String>,
+    /// How many of `current` have not answered yet: checked before every event, so it is
+    /// kept as a count rather than recomputed over the slice (which is quadratic in the
+    /// fleet size over a broadcast's replies).
+    current_unanswered: usize,
     pending: VecDeque<Vec<String>>,
     batch_sleep: Duration,
     batches: usize,
@@ -366,6 +370,7 @@ impl Replies {
             expected: BTreeSet::new(),
             contacted: BTreeSet::new(),
             current: BTreeSet::new(),
+            current_unanswered: 0,
             pending: VecDeque::new(),
             batch_sleep: Duration::ZERO,
             batches: 0,
@@ -405,7 +410,7 @@ impl Replies {
                 }
                 continue;
             }
-            let slice_done = self.current.iter().all(|n| self.seen.contains(n));
+            let slice_done = self.current_unanswered == 0;
             if slice_done || tokio::time::Instant::now() >= self.deadline {
                 if self.pending.is_empty() || self.stopper.is_stopped() {
                     return self.finish();
@@ -472,6 +477,9 @@ impl Replies {
             self.stats.dropped += 1;
             return None;
         }
+        if self.current.contains(&reply.sender) {
+            self.current_unanswered = self.current_unanswered.saturating_sub(1);
+        }
         self.stats.responded += 1;
         if reply.statuscode.is_ok() {
             self.stats.ok += 1;
@@ -499,6 +507,11 @@ impl Replies {
         self.stats.batches += 1;
         self.contacted.extend(slice.iter().cloned());
         self.current = slice.iter().cloned().collect();
+        self.current_unanswered = self
+            .current
+            .iter()
+            .filter(|n| !self.seen.contains(*n))
+            .count();
         self.deadline = tokio::time::Instant::now() + self.timeout;
         self.events.push_back(Event::BatchSent {
             number: self.stats.batches,
@@ -623,6 +636,7 @@ impl Client {
             expected: plan.nodes.iter().cloned().collect(),
             contacted: BTreeSet::new(),
             current: BTreeSet::new(),
+            current_unanswered: 0,
             pending: std::mem::take(&mut plan.slices),
             batch_sleep: call.batch.map(|b| b.sleep).unwrap_or_default(),
             batches,
@@ -647,6 +661,7 @@ impl Client {
                 replies.stats.batches = 1;
                 replies.contacted = replies.expected.clone();
                 replies.current = replies.expected.clone();
+                replies.current_unanswered = replies.current.len();
             }
             Mode::Direct => {
                 replies.send_next_slice().await?;
