@@ -159,15 +159,7 @@ pub async fn serve(
         );
         None
     } else {
-        let issuers = settings
-            .issuer_keys
-            .iter()
-            .map(|p| mco_keys::read_public_key(p))
-            .collect::<Result<Vec<_>, _>>()?;
-        Some(Trust {
-            issuers,
-            clock_skew_secs: settings.clock_skew_seconds,
-        })
+        Some(crate::security::trust_from(settings)?)
     };
     let db = options.db.clone();
     let expire_after = options.expire_after;

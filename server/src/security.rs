@@ -85,11 +85,7 @@ impl Security {
                  anyone who can publish to the broker can run any action on this node"
             );
         } else {
-            let issuers = settings
-                .issuer_keys
-                .iter()
-                .map(|p| mco_keys::read_public_key(p))
-                .collect::<Result<Vec<_>, _>>()?;
+            let trust = trust_from(settings)?;
             let (Some(key), Some(token)) = (&settings.key_file, &settings.token_file) else {
                 return Err(SecurityError::Token(
                     "key_file and token_file are required".into(),
@@ -112,10 +108,7 @@ impl Security {
                     "the token is for another key than key_file".into(),
                 ));
             }
-            security.trust = Some(Trust {
-                issuers,
-                clock_skew_secs: settings.clock_skew_seconds,
-            });
+            security.trust = Some(trust);
             security.credentials = Some(credentials);
         }
         if let Some(dir) = &settings.policy_dir {
@@ -134,6 +127,20 @@ impl Security {
         }
         Ok(security)
     }
+}
+
+/// The issuers `settings` trust (their `issuer_keys` files) and the allowed clock skew:
+/// what a node checks requests with and the registry service checks registrations with.
+pub(crate) fn trust_from(settings: &Settings) -> Result<Trust, mco_keys::KeyFileError> {
+    let issuers = settings
+        .issuer_keys
+        .iter()
+        .map(|p| mco_keys::read_public_key(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Trust {
+        issuers,
+        clock_skew_secs: settings.clock_skew_seconds,
+    })
 }
 
 /// The replay memory, kept in `<state_dir>/replay.journal` so it survives restarts.
