@@ -88,18 +88,9 @@ impl Figure {
     /// A figure from timing samples, in milliseconds.
     pub fn timing(name: &str, n: usize, samples: &Samples) -> Figure {
         Figure {
-            name: name.to_string(),
-            n,
-            unit: "ms".into(),
-            p50: samples.p50(),
             p99: samples.p99(),
             samples: samples.len(),
-            incomplete: 0,
-            baseline_p50: None,
-            baseline: None,
-            ratio: None,
-            target: None,
-            met: None,
+            ..Figure::value(name, n, "ms", samples.p50())
         }
     }
 

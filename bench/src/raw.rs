@@ -167,11 +167,7 @@ pub async fn broadcast_round(
     verify: Option<&[VerifyingKey]>,
     timeout: Duration,
 ) -> Result<Duration, String> {
-    let inbox = client.new_inbox();
-    let mut replies = client
-        .subscribe(inbox.clone())
-        .await
-        .map_err(|e| e.to_string())?;
+    let (inbox, mut replies) = subscribe_inbox(client).await?;
     let started = Instant::now();
     client
         .publish_with_reply(subject.to_string(), inbox, payload)
@@ -189,11 +185,7 @@ pub async fn fan_out_round(
     verify: Option<&[VerifyingKey]>,
     timeout: Duration,
 ) -> Result<Duration, String> {
-    let inbox = client.new_inbox();
-    let mut replies = client
-        .subscribe(inbox.clone())
-        .await
-        .map_err(|e| e.to_string())?;
+    let (inbox, mut replies) = subscribe_inbox(client).await?;
     let started = Instant::now();
     for t in targets {
         client
@@ -203,6 +195,18 @@ pub async fn fan_out_round(
     }
     await_replies(&mut replies, targets.len(), verify, timeout).await?;
     Ok(started.elapsed())
+}
+
+/// A fresh inbox and the subscription to it, for one round's replies.
+async fn subscribe_inbox(
+    client: &async_nats::Client,
+) -> Result<(String, async_nats::Subscriber), String> {
+    let inbox = client.new_inbox();
+    let replies = client
+        .subscribe(inbox.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((inbox, replies))
 }
 
 /// Waits for `n` replies on `replies`, verifying what has already arrived in batches (as the

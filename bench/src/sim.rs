@@ -140,6 +140,9 @@ fn classes_for(index: usize) -> Vec<String> {
     vec![role.to_string(), "profile::base".to_string()]
 }
 
+/// Request ids each identity remembers (mcod's `replay_cache_size`).
+pub const SIM_REPLAY_CACHE: usize = 1_000_000;
+
 /// Builds the nodes of `spec` (no broker involved): settings, facts, keys and tokens.
 pub fn build_nodes(spec: &FleetSpec, broker: &str) -> Result<Vec<Arc<Node>>, SimError> {
     let agents: Vec<Arc<dyn Agent>> = mco_agents::registry::builtin_agents();
@@ -154,8 +157,11 @@ pub fn build_nodes(spec: &FleetSpec, broker: &str) -> Result<Vec<Arc<Node>>, Sim
     } else {
         "insecure = true\n"
     };
+    // A load phase sends one identity over 100,000 requests (mcod's default replay memory)
+    // within their TTL; a full replay memory refuses requests, which would measure the
+    // guard, not the pipeline.
     let base = format!(
-        "identity = \"placeholder\"\nbrokers = [{broker:?}]\ncollectives = [{}]\n{security_lines}",
+        "identity = \"placeholder\"\nbrokers = [{broker:?}]\ncollectives = [{}]\nreplay_cache_size = {SIM_REPLAY_CACHE}\n{security_lines}",
         collectives.join(", ")
     );
     let config = parse(&base, "(simulated)").map_err(|e| SimError::Config {
@@ -323,6 +329,27 @@ async fn serve(node: Arc<Node>, client: async_nats::Client) -> Result<JoinHandle
             });
         }
     }))
+}
+
+/// An `rpcutil ping` to every node of `collective` as the client builds it (caller
+/// `bench`), replying to `reply_to`, with a fresh id.
+pub fn ping_request(collective: &str, reply_to: impl Into<String>) -> mco_spec::Request {
+    mco_spec::Request {
+        reply_to: reply_to.into(),
+        id: mco_spec::message::new_request_id(),
+        collective: collective.to_string(),
+        agent: "rpcutil".into(),
+        action: "ping".into(),
+        data: Default::default(),
+        filter: mco_spec::Filter {
+            agent: vec!["rpcutil".into()],
+            ..mco_spec::Filter::default()
+        },
+        caller: "bench".into(),
+        sender: "bench-client".into(),
+        time: mco_spec::message::now_millis(),
+        ttl: 60,
+    }
 }
 
 /// Client credentials from the same issuer as a fleet, for the caller `name`.

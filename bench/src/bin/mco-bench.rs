@@ -15,11 +15,11 @@ use ed25519_dalek::{Signer, SigningKey};
 use mco_bench::keys::{derived_key, Issuer};
 use mco_bench::measure::{memory_mb, rounds_for, table, Figure, Samples};
 use mco_bench::raw::{self, RawFleet, Work};
-use mco_bench::sim::{client_credentials, Fleet, FleetSpec};
+use mco_bench::sim::{client_credentials, ping_request, Fleet, FleetSpec};
 use mco_client::{Call, Client, Size};
 use mco_spec::message::{new_request_id, now_millis};
 use mco_spec::security::Credentials;
-use mco_spec::{subjects, Filter, Reply, ReplyEnvelope, Request, RequestEnvelope, StatusCode};
+use mco_spec::{subjects, Reply, ReplyEnvelope, RequestEnvelope, StatusCode};
 
 /// Measure mco against raw NATS on this machine.
 #[derive(Debug, Parser)]
@@ -52,6 +52,22 @@ struct Cli {
     /// Skip the figures that run the real mcod and mco binaries.
     #[arg(long)]
     skip_processes: bool,
+    /// Measure only these parts (for iterating on one figure); every part by default.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Part>,
+}
+
+/// The parts of a run, for `--only`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Part {
+    /// Broadcast ping to every `--sizes` fleet, with the direct-to-many figures at 1,000.
+    Broadcast,
+    /// Direct requests to one node: round trip and rate.
+    Direct,
+    /// The client's signed-reply throughput.
+    Client,
+    /// The real `mcod` (memory, queued round trip) and `mco --version`.
+    Processes,
 }
 
 fn main() -> ExitCode {
@@ -159,13 +175,25 @@ async fn measure(cli: Cli, broker: String) -> anyhow::Result<()> {
         costs.batch_us,
     ));
 
-    let sizes = bench.cli.sizes.clone();
-    for n in sizes {
-        broadcast(&mut bench, n).await?;
+    let wanted = |part: Part| bench.cli.only.is_empty() || bench.cli.only.contains(&part);
+    let (run_broadcast, run_direct, run_client) = (
+        wanted(Part::Broadcast),
+        wanted(Part::Direct),
+        wanted(Part::Client),
+    );
+    let run_processes = wanted(Part::Processes) && !bench.cli.skip_processes;
+    if run_broadcast {
+        for n in bench.cli.sizes.clone() {
+            broadcast(&mut bench, n).await?;
+        }
     }
-    direct(&mut bench).await?;
-    client_throughput(&mut bench).await?;
-    if !bench.cli.skip_processes {
+    if run_direct {
+        direct(&mut bench).await?;
+    }
+    if run_client {
+        client_throughput(&mut bench).await?;
+    }
+    if run_processes {
         processes(&mut bench).await?;
     }
 
@@ -230,25 +258,10 @@ fn signature_costs() -> Costs {
 
 /// A ping request and reply as mco sends them, for the raw floor's message sizes.
 fn message_sizes(caller: Option<&Credentials>, issuer: &Issuer) -> (usize, usize) {
-    let id = new_request_id();
-    let request = Request {
-        reply_to: subjects::reply("bench", "bench", &id),
-        id: id.clone(),
-        collective: "bench".into(),
-        agent: "rpcutil".into(),
-        action: "ping".into(),
-        data: Default::default(),
-        filter: Filter {
-            agent: vec!["rpcutil".into()],
-            ..Filter::default()
-        },
-        caller: "bench".into(),
-        sender: "bench-client".into(),
-        time: now_millis(),
-        ttl: 60,
-    };
+    let mut request = ping_request("bench", "");
+    request.reply_to = subjects::reply("bench", "bench", &request.id);
     let reply = Reply {
-        request_id: id,
+        request_id: request.id.clone(),
         sender: "sim-00000".into(),
         agent: "rpcutil".into(),
         action: "ping".into(),
@@ -361,8 +374,8 @@ async fn broadcast(bench: &mut Bench, n: usize) -> anyhow::Result<()> {
     };
     let floor_sig = floor_sig.named("raw NATS + signature work, broadcast", n);
 
-    let signed = mco_broadcast(bench, n, true, rounds).await?;
-    let unsigned = mco_broadcast(bench, n, false, rounds).await?;
+    let (signed, _) = mco_broadcast(bench, n, true, rounds).await?;
+    let (unsigned, nodes_only) = mco_broadcast(bench, n, false, rounds).await?;
     let mut signed = signed.against(&floor_sig, "raw+sig");
     if n == 1000 {
         let ok = signed.ratio.is_some_and(|r| r <= 1.5);
@@ -377,7 +390,12 @@ async fn broadcast(bench: &mut Bench, n: usize) -> anyhow::Result<()> {
         let ok = unsigned.ratio.is_some_and(|r| r <= 1.5);
         unsigned = unsigned.target("<= 1.5x raw", ok);
     }
-    bench.figures.extend([floor, floor_sig, signed, unsigned]);
+    let nodes_only = nodes_only.map(|f| f.against(&floor, "raw"));
+    bench.figures.extend(
+        [floor, floor_sig, signed, unsigned]
+            .into_iter()
+            .chain(nodes_only),
+    );
     Ok(())
 }
 
@@ -468,7 +486,7 @@ async fn mco_broadcast(
     n: usize,
     signed: bool,
     rounds: usize,
-) -> anyhow::Result<Figure> {
+) -> anyhow::Result<(Figure, Option<Figure>)> {
     let collective = format!("b{n}{}", if signed { "s" } else { "u" });
     let fleet = bench.fleet(n, &collective, signed).await?;
     let client = bench.client(&collective, signed).await?;
@@ -497,13 +515,66 @@ async fn mco_broadcast(
     if signed && n == 1000 {
         direct_to_many(bench, &client, &fleet).await?;
     }
+    let nodes_only = if signed {
+        None
+    } else {
+        Some(nodes_only_rounds(bench, n, &collective, rounds).await?)
+    };
     fleet.stop().await;
     let name = if signed {
         "mco broadcast ping, signed"
     } else {
         "mco broadcast ping, unsigned"
     };
-    Ok(Figure::timing(name, n, &samples).incomplete(incomplete))
+    Ok((
+        Figure::timing(name, n, &samples).incomplete(incomplete),
+        nodes_only,
+    ))
+}
+
+/// The nodes' share of an unsigned broadcast: the raw caller publishes an encoded mco
+/// request to the simulated fleet and counts replies without decoding them (no client
+/// library), so the difference to the raw floor is what the nodes add.
+async fn nodes_only_rounds(
+    bench: &Bench,
+    n: usize,
+    collective: &str,
+    rounds: usize,
+) -> anyhow::Result<Figure> {
+    let caller = &bench.raw_caller;
+    let mut samples = Samples::new();
+    let mut incomplete = 0;
+    for round in 0..=rounds * 2 {
+        let inbox = caller.new_inbox();
+        let request = ping_request(collective, inbox.clone());
+        let payload = RequestEnvelope::unsigned(&request).and_then(|e| e.to_bytes())?;
+        let mut replies = caller.subscribe(inbox).await?;
+        caller.flush().await?;
+        let started = Instant::now();
+        caller
+            .publish(subjects::broadcast(collective, "rpcutil"), payload.into())
+            .await?;
+        let deadline = tokio::time::Instant::now() + ROUND_TIMEOUT;
+        let mut got = 0;
+        while got < n {
+            match tokio::time::timeout_at(deadline, futures::StreamExt::next(&mut replies)).await {
+                Ok(Some(_)) => got += 1,
+                _ => break,
+            }
+        }
+        if got < n {
+            incomplete += 1;
+        } else if round > 0 {
+            samples.push(started.elapsed());
+        }
+        if samples.len() == rounds {
+            break;
+        }
+    }
+    Ok(
+        Figure::timing("nodes' share: raw caller, simulated nodes", n, &samples)
+            .incomplete(incomplete),
+    )
 }
 
 /// One direct request to each of the fleet's nodes, at once and in batches of 100.
@@ -674,50 +745,48 @@ async fn raw_rate(
     payload: Bytes,
     key: Option<ed25519_dalek::VerifyingKey>,
 ) -> f64 {
-    let until = Instant::now() + Duration::from_secs(bench.cli.load_seconds);
-    let tasks: Vec<_> = (0..bench.cli.in_flight)
-        .map(|_| {
-            let client = bench.raw_caller.clone();
-            let subject = subject.to_string();
-            let payload = payload.clone();
-            tokio::spawn(async move {
-                let mut done = 0u64;
-                while Instant::now() < until {
-                    if raw::request_once(&client, &subject, payload.clone(), key.as_ref())
-                        .await
-                        .is_some()
-                    {
-                        done += 1;
-                    }
-                }
-                done
-            })
-        })
-        .collect();
-    let started = Instant::now();
-    let mut total = 0;
-    for t in tasks {
-        total += t.await.unwrap_or(0);
-    }
-    total as f64 / started.elapsed().as_secs_f64()
+    let client = bench.raw_caller.clone();
+    let subject = subject.to_string();
+    load_rate(bench, move || {
+        let (client, subject, payload) = (client.clone(), subject.clone(), payload.clone());
+        async move {
+            let answered = raw::request_once(&client, &subject, payload, key.as_ref()).await;
+            u64::from(answered.is_some())
+        }
+    })
+    .await
 }
 
 async fn mco_rate(bench: &Bench, client: &Client, nodes: &[String]) -> f64 {
+    let client = client.clone();
+    let nodes = nodes.to_vec();
+    load_rate(bench, move || {
+        let (client, nodes) = (client.clone(), nodes.clone());
+        async move {
+            match client.call(Call::new("rpcutil", "ping").nodes(nodes)).await {
+                Ok(replies) => replies.collect().await.stats.ok as u64,
+                Err(_) => 0,
+            }
+        }
+    })
+    .await
+}
+
+/// Requests per second: `--in-flight` callers, each running `one` (which returns how many
+/// requests it got answered) in a loop for `--load-seconds`.
+async fn load_rate<F, Fut>(bench: &Bench, one: F) -> f64
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = u64> + Send,
+{
     let until = Instant::now() + Duration::from_secs(bench.cli.load_seconds);
     let tasks: Vec<_> = (0..bench.cli.in_flight)
         .map(|_| {
-            let client = client.clone();
-            let nodes = nodes.to_vec();
+            let one = one.clone();
             tokio::spawn(async move {
                 let mut done = 0u64;
                 while Instant::now() < until {
-                    let Ok(replies) = client
-                        .call(Call::new("rpcutil", "ping").nodes(nodes.clone()))
-                        .await
-                    else {
-                        continue;
-                    };
-                    done += replies.collect().await.stats.ok as u64;
+                    done += one().await;
                 }
                 done
             })
