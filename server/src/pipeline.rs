@@ -17,8 +17,9 @@ use std::time::Duration;
 use mco_agents::data::NodeData;
 use mco_agents::{ActionContext, NodeInfo, Outcome};
 use mco_spec::message::now_millis;
+use mco_spec::message::ReplyFields;
 use mco_spec::security::check_request_authority;
-use mco_spec::{NodeView, Reply, ReplyEnvelope, Request, RequestEnvelope, StatusCode};
+use mco_spec::{NodeView, ReplyEnvelope, Request, RequestEnvelope, StatusCode};
 use serde_json::Map;
 
 use crate::audit::{AuditDecision, AuditRecord};
@@ -46,8 +47,6 @@ pub struct Outgoing {
     pub subject: String,
     /// The encoded reply envelope.
     pub payload: Vec<u8>,
-    /// The reply, for logs and tests.
-    pub reply: Reply,
 }
 
 impl Node {
@@ -305,21 +304,23 @@ impl Node {
     }
 
     fn reply(&self, request: &Request, outcome: Outcome) -> Option<Outgoing> {
-        let reply = Reply {
-            request_id: request.id.clone(),
-            sender: self.identity().to_string(),
-            agent: request.agent.clone(),
-            action: request.action.clone(),
+        // Encoded straight from the request's and outcome's fields, without copying them
+        // into a `Reply` first: a broadcast makes every node do this at once.
+        let fields = ReplyFields {
+            request_id: &request.id,
+            sender: self.identity(),
+            agent: &request.agent,
+            action: &request.action,
             time: now_millis(),
             statuscode: outcome.statuscode,
-            statusmsg: outcome.statusmsg,
-            data: serde_json::Value::Object(outcome.data),
+            statusmsg: &outcome.statusmsg,
+            data: &outcome.data,
         };
-        let envelope = match &self.security.credentials {
-            Some(credentials) => ReplyEnvelope::signed(&reply, credentials),
-            None => ReplyEnvelope::unsigned(&reply),
+        let encoded = match &self.security.credentials {
+            Some(credentials) => ReplyEnvelope::encode_signed(&fields, credentials),
+            None => fields.encode_envelope(None),
         };
-        let payload = match envelope.and_then(|e| e.to_bytes()) {
+        let payload = match encoded {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(id = %request.id, "could not encode a reply: {e}");
@@ -334,17 +335,16 @@ impl Node {
             );
         }
         Stats::bump(&self.stats.replies);
-        if !reply.statuscode.is_ok() {
+        if !outcome.statuscode.is_ok() {
             Stats::bump(&self.stats.failed);
         }
         tracing::info!(
-            id = %request.id, caller = %request.caller, status = reply.statuscode.code(),
+            id = %request.id, caller = %request.caller, status = outcome.statuscode.code(),
             "{}#{} from {}", request.agent, request.action, request.sender
         );
         Some(Outgoing {
             subject: request.reply_to.clone(),
             payload,
-            reply,
         })
     }
 }

@@ -398,6 +398,85 @@ fn empty_object() -> Value {
     Value::Object(Map::new())
 }
 
+/// Signs a reply's bytes: returns the signature and the token to send with it.
+pub type ReplySigner<'t> = dyn Fn(&[u8]) -> (String, &'t str) + 't;
+
+/// A reply's fields, borrowed: what a node encodes without first copying the request's
+/// strings into a [`Reply`]. Serialises exactly as the [`Reply`] with the same values.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ReplyFields<'a> {
+    /// The id of the request this answers.
+    pub request_id: &'a str,
+    /// The identity of the node that answered.
+    pub sender: &'a str,
+    /// The agent that was called.
+    pub agent: &'a str,
+    /// The action that was called.
+    pub action: &'a str,
+    /// When the reply was made, Unix milliseconds.
+    pub time: u64,
+    /// The outcome.
+    pub statuscode: StatusCode,
+    /// A human-readable outcome.
+    pub statusmsg: &'a str,
+    /// The action's outputs.
+    pub data: &'a Map<String, Value>,
+}
+
+impl ReplyFields<'_> {
+    /// The reply envelope as bytes to publish, built in one buffer: the reply is serialised
+    /// in place, `sign` (if any) is given exactly those bytes and returns the signature and
+    /// token to add. Byte for byte what [`ReplyEnvelope::to_bytes`] makes of the same reply.
+    pub fn encode_envelope<'t>(
+        &self,
+        sign: Option<&ReplySigner<'t>>,
+    ) -> Result<Vec<u8>, serde_json::Error> {
+        // Room for the envelope, the fields and small outputs (and a signature and token),
+        // so that a typical reply is written without growing the buffer.
+        let room = if sign.is_some() { 1024 } else { 384 };
+        let mut out = Vec::with_capacity(room + self.statusmsg.len());
+        // The protocol name needs no JSON escaping.
+        out.extend_from_slice(b"{\"protocol\":\"");
+        out.extend_from_slice(REPLY_PROTOCOL.as_bytes());
+        out.extend_from_slice(b"\",\"reply\":");
+        let start = out.len();
+        serde_json::to_writer(&mut out, self)?;
+        match sign {
+            None => out.extend_from_slice(b",\"signature\":null,\"token\":null}"),
+            Some(sign) => {
+                let (signature, token) = sign(&out[start..]);
+                out.extend_from_slice(b",\"signature\":");
+                serde_json::to_writer(&mut out, &signature)?;
+                out.extend_from_slice(b",\"token\":");
+                serde_json::to_writer(&mut out, token)?;
+                out.push(b'}');
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Reply {
+    /// This reply's fields, borrowed (`data` must be an object, as [`ReplyEnvelope::reply`]
+    /// guarantees; any other value is encoded as `{}`).
+    pub fn fields(&self) -> ReplyFields<'_> {
+        static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
+        ReplyFields {
+            request_id: &self.request_id,
+            sender: &self.sender,
+            agent: &self.agent,
+            action: &self.action,
+            time: self.time,
+            statuscode: self.statuscode,
+            statusmsg: &self.statusmsg,
+            data: self
+                .data
+                .as_object()
+                .unwrap_or_else(|| EMPTY.get_or_init(Map::new)),
+        }
+    }
+}
+
 /// The envelope a reply travels in; the same shape as [`RequestEnvelope`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReplyEnvelope {
@@ -533,6 +612,24 @@ mod tests {
         assert_eq!(parsed, reply);
         let raw: Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(raw["reply"]["statuscode"], json!(4));
+    }
+
+    #[test]
+    fn reply_fields_encode_exactly_as_the_reply_envelope() {
+        let reply = Reply {
+            request_id: "abc".into(),
+            sender: "web1".into(),
+            agent: "rpcutil".into(),
+            action: "ping".into(),
+            time: 1_763_856_000_140,
+            statuscode: StatusCode::Aborted,
+            statusmsg: "quote \" and \u{e9}".into(),
+            data: json!({"pong": 1, "nested": {"a": [1, "b"]}}),
+        };
+        let expected = ReplyEnvelope::unsigned(&reply).unwrap().to_bytes().unwrap();
+        assert_eq!(reply.fields().encode_envelope(None).unwrap(), expected);
+        let round = ReplyEnvelope::decode(&expected).unwrap().reply().unwrap();
+        assert_eq!(round, reply);
     }
 
     #[test]

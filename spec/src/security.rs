@@ -29,7 +29,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 use crate::message::{
-    Reply, ReplyEnvelope, Request, RequestEnvelope, REPLY_PROTOCOL, REQUEST_PROTOCOL,
+    Reply, ReplyEnvelope, ReplyFields, Request, RequestEnvelope, REPLY_PROTOCOL, REQUEST_PROTOCOL,
 };
 
 /// The prefix of every token string; the version of the token format.
@@ -327,6 +327,17 @@ impl ReplyEnvelope {
             signature: Some(signature),
             token: Some(credentials.token.clone()),
         })
+    }
+
+    /// The envelope of `fields` signed with the node's credentials, as bytes to publish
+    /// (what [`Self::signed`] then [`ReplyEnvelope::to_bytes`] make, in one buffer).
+    pub fn encode_signed(
+        fields: &ReplyFields<'_>,
+        credentials: &Credentials,
+    ) -> Result<Vec<u8>, serde_json::Error> {
+        fields.encode_envelope(Some(&|bytes: &[u8]| {
+            (sign(&credentials.key, bytes), credentials.token.as_str())
+        }))
     }
 
     /// Verifies the node's token and the signature over the reply bytes; returns the token.
@@ -766,6 +777,34 @@ mod tests {
         ] {
             assert!(Token::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_reply_encoded_in_one_buffer_is_the_signed_envelope_byte_for_byte() {
+        let node = key(4);
+        let credentials = Credentials {
+            key: node.clone(),
+            token: Token::issue(&claims(TokenRole::Server, "web1", &node), &key(1)),
+        };
+        let reply = Reply {
+            request_id: "abc".into(),
+            sender: "web1".into(),
+            agent: "rpcutil".into(),
+            action: "ping".into(),
+            time: 5,
+            statuscode: StatusCode::Ok,
+            statusmsg: "OK".into(),
+            data: serde_json::json!({"pong": 5}),
+        };
+        let expected = ReplyEnvelope::signed(&reply, &credentials)
+            .unwrap()
+            .to_bytes()
+            .unwrap();
+        let encoded = ReplyEnvelope::encode_signed(&reply.fields(), &credentials).unwrap();
+        assert_eq!(
+            String::from_utf8(encoded).unwrap(),
+            String::from_utf8(expected).unwrap()
+        );
     }
 
     #[test]
