@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::stream::{SelectAll, StreamExt};
+use futures::stream::StreamExt;
 use mco_agents::Agent;
 use mco_server::config::{parse, Settings};
 use mco_server::facts::FactStore;
@@ -35,7 +35,6 @@ use mco_server::security::Security;
 use mco_server::Node;
 use mco_spec::security::{Credentials, Trust};
 use serde_json::{json, Value};
-use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use crate::keys::{derived_key, Issuer};
@@ -229,7 +228,7 @@ impl Fleet {
         let mut tasks = Vec::with_capacity(nodes.len());
         for (index, node) in nodes.iter().enumerate() {
             let client = connections[index % connections.len()].clone();
-            tasks.push(serve(node.clone(), client).await?);
+            tasks.extend(serve(node.clone(), client).await?);
         }
         for client in &connections {
             client.flush().await.map_err(|e| SimError::Connect {
@@ -280,10 +279,18 @@ impl Drop for Fleet {
 }
 
 /// Subscribes `node` as `mcod` does (every served agent's broadcast subject and the direct
-/// subject, in every collective) and starts the task that answers: each message is handled
-/// in its own task, bounded by `max_concurrent_actions`, as in the daemon.
-async fn serve(node: Arc<Node>, client: async_nats::Client) -> Result<JoinHandle<()>, SimError> {
-    let mut subscriptions = SelectAll::new();
+/// subject, in every collective) and starts one task per subscription that answers its
+/// messages in turn through [`Node::handle`].
+///
+/// Unlike `mcod`, which hands each message to a task of its own so that a slow action does
+/// not hold up the next request, the simulator handles a subscription's messages inline: its
+/// agents (`rpcutil`, `discovery`) answer at once, and at 10,000 identities a task and a
+/// cross-thread wake-up per message would be the simulator's own cost, not the pipeline's.
+async fn serve(
+    node: Arc<Node>,
+    client: async_nats::Client,
+) -> Result<Vec<JoinHandle<()>>, SimError> {
+    let mut tasks = Vec::new();
     for collective in &node.settings.collectives {
         let mut subjects: Vec<(String, Route)> = node
             .subscribed_agents()
@@ -299,7 +306,7 @@ async fn serve(node: Arc<Node>, client: async_nats::Client) -> Result<JoinHandle
             Route::Direct,
         ));
         for (subject, route) in subjects {
-            let subscriber =
+            let mut subscriber =
                 client
                     .subscribe(subject.clone())
                     .await
@@ -307,28 +314,21 @@ async fn serve(node: Arc<Node>, client: async_nats::Client) -> Result<JoinHandle
                         subject: subject.clone(),
                         reason: e.to_string(),
                     })?;
-            let collective: Arc<str> = Arc::from(collective.as_str());
-            subscriptions.push(subscriber.map(move |m| (collective.clone(), route, m)));
-        }
-    }
-    let slots = Arc::new(Semaphore::new(node.settings.max_concurrent_actions));
-    Ok(tokio::spawn(async move {
-        while let Some((collective, route, message)) = subscriptions.next().await {
-            let Ok(permit) = slots.clone().acquire_owned().await else {
-                return;
-            };
+            let collective = collective.clone();
             let node = node.clone();
             let client = client.clone();
-            tokio::spawn(async move {
-                if let Some(out) = node.handle(&collective, route, &message.payload).await {
-                    if let Err(e) = client.publish(out.subject, out.payload.into()).await {
-                        tracing::warn!("could not publish a reply: {e}");
+            tasks.push(tokio::spawn(async move {
+                while let Some(message) = subscriber.next().await {
+                    if let Some(out) = node.handle(&collective, route, &message.payload).await {
+                        if let Err(e) = client.publish(out.subject, out.payload.into()).await {
+                            tracing::warn!("could not publish a reply: {e}");
+                        }
                     }
                 }
-                drop(permit);
-            });
+            }));
         }
-    }))
+    }
+    Ok(tasks)
 }
 
 /// An `rpcutil ping` to every node of `collective` as the client builds it (caller
