@@ -331,11 +331,14 @@ pub struct Replies {
     collective: String,
     payload: Bytes,
     /// Every node the call is for.
-    expected: BTreeSet<String>,
+    ///
+    /// The three sets are shared: a broadcast contacts every expected node in one slice, and
+    /// copying a fleet's names twice per call was a measurable part of a large call.
+    expected: Arc<BTreeSet<String>>,
     /// Nodes sent the request so far.
-    contacted: BTreeSet<String>,
+    contacted: Arc<BTreeSet<String>>,
     /// Nodes of the slice being waited for.
-    current: BTreeSet<String>,
+    current: Arc<BTreeSet<String>>,
     /// How many of `current` have not answered yet: checked before every event, so it is
     /// kept as a count rather than recomputed over the slice (which is quadratic in the
     /// fleet size over a broadcast's replies).
@@ -367,9 +370,9 @@ impl Replies {
             request_id: String::new(),
             collective: String::new(),
             payload: Bytes::new(),
-            expected: BTreeSet::new(),
-            contacted: BTreeSet::new(),
-            current: BTreeSet::new(),
+            expected: Arc::default(),
+            contacted: Arc::default(),
+            current: Arc::default(),
             current_unanswered: 0,
             pending: VecDeque::new(),
             batch_sleep: Duration::ZERO,
@@ -505,8 +508,8 @@ impl Replies {
             .await?;
         self.stats.send_failures.extend(sent.failed);
         self.stats.batches += 1;
-        self.contacted.extend(slice.iter().cloned());
-        self.current = slice.iter().cloned().collect();
+        Arc::make_mut(&mut self.contacted).extend(slice.iter().cloned());
+        self.current = Arc::new(slice.iter().cloned().collect());
         self.current_unanswered = self
             .current
             .iter()
@@ -575,7 +578,10 @@ impl Replies {
         }
         CallResult {
             replies,
-            nodes: self.expected.into_iter().collect(),
+            nodes: Arc::try_unwrap(self.expected)
+                .unwrap_or_else(|shared| (*shared).clone())
+                .into_iter()
+                .collect(),
             stats: self.stats,
         }
     }
@@ -633,9 +639,9 @@ impl Client {
             request_id: plan.request_id,
             collective: plan.collective.clone(),
             payload: plan.payload.clone(),
-            expected: plan.nodes.iter().cloned().collect(),
-            contacted: BTreeSet::new(),
-            current: BTreeSet::new(),
+            expected: Arc::new(std::mem::take(&mut plan.nodes).into_iter().collect()),
+            contacted: Arc::default(),
+            current: Arc::default(),
             current_unanswered: 0,
             pending: std::mem::take(&mut plan.slices),
             batch_sleep: call.batch.map(|b| b.sleep).unwrap_or_default(),
@@ -659,8 +665,8 @@ impl Client {
                 .await?;
                 self.flush().await?;
                 replies.stats.batches = 1;
-                replies.contacted = replies.expected.clone();
-                replies.current = replies.expected.clone();
+                replies.contacted = Arc::clone(&replies.expected);
+                replies.current = Arc::clone(&replies.expected);
                 replies.current_unanswered = replies.current.len();
             }
             Mode::Direct => {
