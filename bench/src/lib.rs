@@ -8,6 +8,7 @@
 //!   request and its replies cannot avoid.
 //! - [`keys`]: an issuer and the credentials it signs, in memory.
 //! - [`measure`]: samples, percentiles, process memory, the figures table.
+//! - [`broker`]: waiting until the broker has processed a connection's subscriptions.
 //!
 //! The benchmark binary `mco-bench` starts its own `nats-server`, runs mco and the raw floor
 //! in the same run and prints their ratios; `bench/README.md` records the command and the
@@ -17,6 +18,7 @@
 //! Not for production use: the simulator shares connections and agents between identities
 //! and keeps its keys in memory.
 
+pub mod broker;
 pub mod keys;
 pub mod measure;
 pub mod raw;

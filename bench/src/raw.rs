@@ -32,6 +32,17 @@ pub enum Work {
     },
 }
 
+/// Why a raw fleet could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RawFleetError {
+    /// A subscription was refused.
+    #[error(transparent)]
+    Subscribe(#[from] async_nats::SubscribeError),
+    /// The broker did not confirm the subscriptions.
+    #[error(transparent)]
+    RoundTrip(#[from] crate::broker::RoundTripError),
+}
+
 /// N raw subscribers.
 pub struct RawFleet {
     tasks: Vec<JoinHandle<()>>,
@@ -45,14 +56,14 @@ pub struct RawFleet {
 impl RawFleet {
     /// Starts `n` subscribers on `connections` (shared, as the simulator does) under
     /// subjects `<prefix>.broadcast` and `<prefix>.node.<index>`, answering with
-    /// `reply_size` bytes.
+    /// `reply_size` bytes. Returns once the broker has every subscription.
     pub async fn start(
         connections: &[async_nats::Client],
         prefix: &str,
         n: usize,
         reply_size: usize,
         work: Work,
-    ) -> Result<RawFleet, async_nats::SubscribeError> {
+    ) -> Result<RawFleet, RawFleetError> {
         let broadcast = format!("{prefix}.broadcast");
         let keys: Vec<SigningKey> = (0..n)
             .map(|i| {
@@ -90,7 +101,7 @@ impl RawFleet {
             }));
         }
         for c in connections {
-            let _ = c.flush().await;
+            crate::broker::round_trip(c, Duration::from_secs(30)).await?;
         }
         Ok(RawFleet {
             tasks,

@@ -231,10 +231,12 @@ impl Fleet {
             tasks.extend(serve(node.clone(), client).await?);
         }
         for client in &connections {
-            client.flush().await.map_err(|e| SimError::Connect {
-                broker: broker.to_string(),
-                reason: e.to_string(),
-            })?;
+            crate::broker::round_trip(client, Duration::from_secs(30))
+                .await
+                .map_err(|e| SimError::Connect {
+                    broker: broker.to_string(),
+                    reason: e.to_string(),
+                })?;
         }
         Ok(Fleet {
             spec,
