@@ -306,15 +306,21 @@ impl Node {
     fn reply(&self, request: &Request, outcome: Outcome) -> Option<Outgoing> {
         // Encoded straight from the request's and outcome's fields, without copying them
         // into a `Reply` first: a broadcast makes every node do this at once.
+        let Outcome {
+            statuscode,
+            statusmsg,
+            data,
+        } = outcome;
+        let data = serde_json::Value::Object(data);
         let fields = ReplyFields {
             request_id: &request.id,
             sender: self.identity(),
             agent: &request.agent,
             action: &request.action,
             time: now_millis(),
-            statuscode: outcome.statuscode,
-            statusmsg: &outcome.statusmsg,
-            data: &outcome.data,
+            statuscode,
+            statusmsg: &statusmsg,
+            data: &data,
         };
         let encoded = match &self.security.credentials {
             Some(credentials) => ReplyEnvelope::encode_signed(&fields, credentials),
@@ -335,11 +341,11 @@ impl Node {
             );
         }
         Stats::bump(&self.stats.replies);
-        if !outcome.statuscode.is_ok() {
+        if !statuscode.is_ok() {
             Stats::bump(&self.stats.failed);
         }
         tracing::info!(
-            id = %request.id, caller = %request.caller, status = outcome.statuscode.code(),
+            id = %request.id, caller = %request.caller, status = statuscode.code(),
             "{}#{} from {}", request.agent, request.action, request.sender
         );
         Some(Outgoing {

@@ -419,8 +419,8 @@ pub struct ReplyFields<'a> {
     pub statuscode: StatusCode,
     /// A human-readable outcome.
     pub statusmsg: &'a str,
-    /// The action's outputs.
-    pub data: &'a Map<String, Value>,
+    /// The action's outputs (a JSON object).
+    pub data: &'a Value,
 }
 
 impl ReplyFields<'_> {
@@ -457,10 +457,8 @@ impl ReplyFields<'_> {
 }
 
 impl Reply {
-    /// This reply's fields, borrowed (`data` must be an object, as [`ReplyEnvelope::reply`]
-    /// guarantees; any other value is encoded as `{}`).
+    /// This reply's fields, borrowed.
     pub fn fields(&self) -> ReplyFields<'_> {
-        static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
         ReplyFields {
             request_id: &self.request_id,
             sender: &self.sender,
@@ -469,10 +467,7 @@ impl Reply {
             time: self.time,
             statuscode: self.statuscode,
             statusmsg: &self.statusmsg,
-            data: self
-                .data
-                .as_object()
-                .unwrap_or_else(|| EMPTY.get_or_init(Map::new)),
+            data: &self.data,
         }
     }
 }

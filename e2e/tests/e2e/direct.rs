@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use mco_client::{Call, Client, NodeOutcome};
 use mco_testsupport::{finish, mco_command, Fleet, Mcod, NatsServer, NodeSpec};
+use serde_json::{json, Value};
 
 use crate::wait_until;
-use serde_json::{json, Value};
 
 fn agents_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/agents")
