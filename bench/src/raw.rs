@@ -209,7 +209,7 @@ pub async fn fan_out_round(
 }
 
 /// A fresh inbox and the subscription to it, for one round's replies.
-async fn subscribe_inbox(
+pub async fn subscribe_inbox(
     client: &async_nats::Client,
 ) -> Result<(String, async_nats::Subscriber), String> {
     let inbox = client.new_inbox();
@@ -222,7 +222,7 @@ async fn subscribe_inbox(
 
 /// Waits for `n` replies on `replies`, verifying what has already arrived in batches (as the
 /// client does) when `verify` is set.
-async fn await_replies(
+pub async fn await_replies(
     replies: &mut async_nats::Subscriber,
     n: usize,
     verify: Option<&[VerifyingKey]>,

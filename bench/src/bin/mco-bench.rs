@@ -545,27 +545,19 @@ async fn nodes_only_rounds(
     let mut samples = Samples::new();
     let mut incomplete = 0;
     for round in 0..=rounds * 2 {
-        let inbox = caller.new_inbox();
-        let request = ping_request(collective, inbox.clone());
+        let (inbox, mut replies) = raw::subscribe_inbox(caller)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let request = ping_request(collective, inbox);
         let payload = RequestEnvelope::unsigned(&request).and_then(|e| e.to_bytes())?;
-        let mut replies = caller.subscribe(inbox).await?;
-        caller.flush().await?;
         let started = Instant::now();
         caller
             .publish(subjects::broadcast(collective, "rpcutil"), payload.into())
             .await?;
-        let deadline = tokio::time::Instant::now() + ROUND_TIMEOUT;
-        let mut got = 0;
-        while got < n {
-            match tokio::time::timeout_at(deadline, futures::StreamExt::next(&mut replies)).await {
-                Ok(Some(_)) => got += 1,
-                _ => break,
-            }
-        }
-        if got < n {
-            incomplete += 1;
-        } else if round > 0 {
-            samples.push(started.elapsed());
+        match raw::await_replies(&mut replies, n, None, ROUND_TIMEOUT).await {
+            Err(_) => incomplete += 1,
+            Ok(()) if round > 0 => samples.push(started.elapsed()),
+            Ok(()) => {}
         }
         if samples.len() == rounds {
             break;
