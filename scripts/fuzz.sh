@@ -11,7 +11,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install --quiet --locked cargo-fuzz
 fi
 export RUSTC_BOOTSTRAP=1
-for target in decode_request parse_token parse_filter load_ddl; do
+for target in decode_request parse_token parse_filter parse_policy load_ddl; do
   echo "==> fuzz $target for ${seconds}s"
   log=$(mktemp -t mco-fuzz.XXXXXX)
   if cargo fuzz run "$target" -- -max_total_time="$seconds" >"$log" 2>&1; then

@@ -6,7 +6,7 @@
 //! own through [`crate::Agent::data_query`]; the node ([`NodeInfo::data`]) tries the built-in
 //! plugins first, then the agent of that name.
 
-use mco_spec::compound::DataSource;
+use mco_spec::compound::{DataError, DataSource};
 use mco_spec::filter::lookup;
 use serde_json::{json, Value};
 
@@ -54,7 +54,10 @@ pub fn query(plugin: &str, query: Option<&str>, node: &dyn NodeInfo) -> Result<V
 pub struct NodeData<'a>(pub &'a dyn NodeInfo);
 
 impl DataSource for NodeData<'_> {
-    fn query(&self, plugin: &str, q: Option<&str>) -> Option<Value> {
-        self.0.data(plugin, q).ok()
+    fn query(&self, plugin: &str, q: Option<&str>) -> Result<Value, DataError> {
+        self.0.data(plugin, q).map_err(|reason| DataError {
+            plugin: plugin.to_string(),
+            reason,
+        })
     }
 }

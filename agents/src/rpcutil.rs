@@ -163,6 +163,7 @@ mod tests {
             sender: "admin".into(),
             time: 0,
             ttl: 60,
+            targets: None,
             reply_to: "x".into(),
         };
         let ctx = ActionContext {

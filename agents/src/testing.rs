@@ -55,6 +55,7 @@ pub async fn call(agent: &dyn Agent, node: &dyn NodeInfo, action: &str, data: Va
         sender: "admin".into(),
         time: 0,
         ttl: 60,
+        targets: None,
         reply_to: "x".into(),
     };
     let Some(declared) = agent.ddl().action(action) else {

@@ -8,12 +8,11 @@ use mco_bench::keys::Issuer;
 use mco_bench::sim::{build_nodes, client_credentials, ping_request, FleetSpec};
 use mco_server::pipeline::Route;
 use mco_spec::security::Credentials;
-use mco_spec::{subjects, Filter, RequestEnvelope};
+use mco_spec::{Filter, RequestEnvelope};
 
 /// A fresh encoded request (new id, so the replay memory admits it) for every iteration.
 fn encoded(filter: &Filter, credentials: Option<&Credentials>) -> Vec<u8> {
-    let mut request = ping_request("mco", "");
-    request.reply_to = subjects::reply("mco", "bench", &request.id);
+    let mut request = ping_request("mco");
     request.filter = filter.clone();
     request.ttl = 600;
     let envelope = match credentials {

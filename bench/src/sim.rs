@@ -179,8 +179,7 @@ pub fn build_nodes(spec: &FleetSpec, broker: &str) -> Result<Vec<Arc<Node>>, Sim
                     reason: e.to_string(),
                 }
             })?;
-        let mut security =
-            Security::insecure(settings.replay_cache_size, settings.clock_skew_seconds);
+        let mut security = Security::insecure(&settings);
         if let Some(issuer) = &spec.issuer {
             security.trust = Some(Trust {
                 issuers: vec![issuer.public()],
@@ -333,12 +332,16 @@ async fn serve(
     Ok(tasks)
 }
 
+/// The caller name of the benchmark's requests.
+pub const BENCH_CALLER: &str = "bench";
+
 /// An `rpcutil ping` to every node of `collective` as the client builds it (caller
-/// `bench`), replying to `reply_to`, with a fresh id.
-pub fn ping_request(collective: &str, reply_to: impl Into<String>) -> mco_spec::Request {
+/// [`BENCH_CALLER`]), with a fresh id and its reply subject under the caller's prefix.
+pub fn ping_request(collective: &str) -> mco_spec::Request {
+    let id = mco_spec::message::new_request_id();
     mco_spec::Request {
-        reply_to: reply_to.into(),
-        id: mco_spec::message::new_request_id(),
+        reply_to: mco_spec::subjects::reply(collective, BENCH_CALLER, &id),
+        id,
         collective: collective.to_string(),
         agent: "rpcutil".into(),
         action: "ping".into(),
@@ -347,10 +350,11 @@ pub fn ping_request(collective: &str, reply_to: impl Into<String>) -> mco_spec::
             agent: vec!["rpcutil".into()],
             ..mco_spec::Filter::default()
         },
-        caller: "bench".into(),
+        caller: BENCH_CALLER.into(),
         sender: "bench-client".into(),
         time: mco_spec::message::now_millis(),
         ttl: 60,
+        targets: None,
     }
 }
 

@@ -18,11 +18,11 @@ use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use mco_discovery::limit::{choose, slices, Size};
 use mco_discovery::method::MethodKind;
-use mco_spec::{subjects, Filter, Reply};
+use mco_spec::{subjects, Filter, Reply, TargetSet};
 use serde_json::{Map, Value};
 
 use crate::client::{Client, ClientError, ReplyRejected};
-use crate::direct::QueueUse;
+use crate::direct::{DirectRequest, QueueUse};
 use crate::discovery::Discovery;
 
 /// How a call reached its nodes.
@@ -79,8 +79,13 @@ pub struct Call {
     pub limit: Option<Limit>,
     /// Send in slices.
     pub batch: Option<Batch>,
-    /// Where nodes send their replies (a subject of the client's own by default).
+    /// Where nodes send their replies (a subject of the client's own by default); always
+    /// under this caller's reply prefix ([`Client::reply_subject`]).
     pub reply_to: Option<String>,
+    /// The request id (a fresh one by default): set it when a reader started before the call
+    /// must know which replies are this call's ([`Client::listen`]). Ids must not repeat:
+    /// nodes refuse an id they have run as a replay.
+    pub request_id: Option<String>,
 }
 
 impl Call {
@@ -100,6 +105,7 @@ impl Call {
             limit: None,
             batch: None,
             reply_to: None,
+            request_id: None,
         }
     }
 
@@ -172,6 +178,12 @@ impl Call {
     /// Has replies sent to `subject`.
     pub fn reply_to(mut self, subject: impl Into<String>) -> Call {
         self.reply_to = Some(subject.into());
+        self
+    }
+
+    /// Sends the request with id `id` instead of a fresh one.
+    pub fn request_id(mut self, id: impl Into<String>) -> Call {
+        self.request_id = Some(id.into());
         self
     }
 }
@@ -329,7 +341,8 @@ pub struct Replies {
     subscriber: Option<async_nats::Subscriber>,
     request_id: String,
     collective: String,
-    payload: Bytes,
+    /// The signed request each slice's nodes get a copy of (none for a broadcast).
+    direct: Option<Arc<DirectRequest>>,
     /// Every node the call is for.
     ///
     /// The three sets are shared: a broadcast contacts every expected node in one slice, and
@@ -369,7 +382,7 @@ impl Replies {
             subscriber: None,
             request_id: String::new(),
             collective: String::new(),
-            payload: Bytes::new(),
+            direct: None,
             expected: Arc::default(),
             contacted: Arc::default(),
             current: Arc::default(),
@@ -500,11 +513,11 @@ impl Replies {
         let Some(slice) = self.pending.pop_front() else {
             return Ok(());
         };
-        let Some(client) = self.client.clone() else {
+        let (Some(client), Some(direct)) = (self.client.clone(), self.direct.clone()) else {
             return Ok(());
         };
         let sent = client
-            .send_direct(&self.collective, &slice, self.payload.clone())
+            .send_direct(&self.collective, &slice, &direct)
             .await?;
         self.stats.send_failures.extend(sent.failed);
         self.stats.batches += 1;
@@ -614,7 +627,10 @@ struct Plan {
     nodes: Vec<String>,
     request_id: String,
     reply_to: String,
+    /// The encoded request: the broadcast's payload, or the base of every direct copy.
     payload: Bytes,
+    /// For direct mode: the signed request and the targets it is bound to.
+    direct: Option<Arc<DirectRequest>>,
     slices: VecDeque<Vec<String>>,
     stats: Stats,
 }
@@ -638,7 +654,7 @@ impl Client {
             subscriber: Some(subscriber),
             request_id: plan.request_id,
             collective: plan.collective.clone(),
-            payload: plan.payload.clone(),
+            direct: plan.direct.clone(),
             expected: Arc::new(std::mem::take(&mut plan.nodes).into_iter().collect()),
             contacted: Arc::default(),
             current: Arc::default(),
@@ -702,10 +718,12 @@ impl Client {
                     self.flush().await?;
                 }
                 Mode::Direct => {
-                    let sent = self
-                        .send_direct(&plan.collective, &plan.nodes, plan.payload.clone())
-                        .await?;
-                    plan.stats.send_failures = sent.failed;
+                    if let Some(direct) = &plan.direct {
+                        let sent = self
+                            .send_direct(&plan.collective, &plan.nodes, direct)
+                            .await?;
+                        plan.stats.send_failures = sent.failed;
+                    }
                 }
             }
             plan.stats.batches = 1;
@@ -728,17 +746,8 @@ impl Client {
             )));
         }
         if let Some(subject) = &call.reply_to {
-            if subject.is_empty()
-                || subject.len() > 256
-                || subject
-                    .chars()
-                    .any(|c| c.is_whitespace() || c == '*' || c == '>')
-                || subject.split('.').any(str::is_empty)
-            {
-                return Err(ClientError::InvalidInput(format!(
-                    "{subject:?} is not a NATS subject replies can be sent to (no wildcards, spaces or empty tokens)"
-                )));
-            }
+            subjects::check_reply_to(&collective, &self.options().caller, subject)
+                .map_err(|e| ClientError::InvalidInput(e.to_string()))?;
         }
         let mut filter = call.filter.clone();
         if !filter.agent.contains(&call.agent) {
@@ -862,10 +871,30 @@ impl Client {
             request_filter,
             ttl,
         );
+        if let Some(id) = &call.request_id {
+            request.reply_to = subjects::reply(&collective, &request.caller, id);
+            request.id = id.clone();
+        }
         if let Some(subject) = &call.reply_to {
             request.reply_to = subject.clone();
         }
+        request
+            .validate()
+            .map_err(|e| ClientError::InvalidInput(format!("the request: {e}")))?;
+        // A direct request names its nodes in the signed bytes, so a copy read off one node's
+        // subject cannot be run on another: every slice's nodes are among one target set.
+        let targets = match mode {
+            Mode::Direct => TargetSet::new(nodes.iter().cloned()),
+            Mode::Broadcast => None,
+        };
+        request.targets = targets.as_ref().map(TargetSet::targets);
         let payload = self.encode(&request)?;
+        let direct = targets.map(|targets| {
+            Arc::new(DirectRequest {
+                envelope: payload.clone(),
+                targets,
+            })
+        });
         Ok(Plan {
             collective,
             mode,
@@ -873,6 +902,7 @@ impl Client {
             request_id: request.id,
             reply_to: request.reply_to,
             payload,
+            direct,
             slices,
             stats,
         })
@@ -918,13 +948,13 @@ fn ttl_for(
     }
 }
 
-/// Replies arriving on a subject, read by a process other than the one that sent the
-/// request (`mco replies`, a web application's worker).
+/// Replies to one request arriving on a subject, read by a process other than the one that
+/// sent the request (`mco replies`, a web application's worker).
 pub struct Listener {
     client: Client,
     subscriber: async_nats::Subscriber,
-    request_id: Option<String>,
-    seen: HashSet<(String, String)>,
+    request_id: String,
+    seen: HashSet<String>,
     /// Messages that were not acceptable replies.
     pub dropped: usize,
     /// Replies whose signature did not verify.
@@ -932,20 +962,17 @@ pub struct Listener {
 }
 
 impl Client {
-    /// Subscribes to `subject` for replies; with `request_id`, only that request's.
+    /// Subscribes to `subject` for the replies to request `request_id`; signed replies to
+    /// anything else (another request, an old one replayed onto the subject) are dropped.
     /// Subscribe before sending, or replies that arrive first are missed.
-    pub async fn listen(
-        &self,
-        subject: &str,
-        request_id: Option<&str>,
-    ) -> Result<Listener, ClientError> {
+    pub async fn listen(&self, subject: &str, request_id: &str) -> Result<Listener, ClientError> {
         let subscriber = self.subscribe(subject).await?;
         // The subscription must be in place on the broker before anyone sends.
         self.flush().await?;
         Ok(Listener {
             client: self.clone(),
             subscriber,
-            request_id: request_id.map(str::to_string),
+            request_id: request_id.to_string(),
             seen: HashSet::new(),
             dropped: 0,
             forged: 0,
@@ -962,18 +989,11 @@ impl Listener {
                 .ok()??;
             match self.client.accept_reply(&message.payload) {
                 Ok(reply) => {
-                    if self
-                        .request_id
-                        .as_ref()
-                        .is_some_and(|id| *id != reply.request_id)
-                    {
+                    if reply.request_id != self.request_id {
                         self.dropped += 1;
                         continue;
                     }
-                    if !self
-                        .seen
-                        .insert((reply.request_id.clone(), reply.sender.clone()))
-                    {
+                    if !self.seen.insert(reply.sender.clone()) {
                         self.dropped += 1;
                         continue;
                     }

@@ -432,7 +432,30 @@ impl Client {
             sender: o.sender.clone(),
             time: now_millis(),
             ttl,
+            targets: None,
         }
+    }
+
+    /// The reply subject `name` stands for in `collective` (the main one if `None`): a full
+    /// subject under this caller's reply prefix as it is, anything else as a name under that
+    /// prefix (`--reply-to web-42` is `<collective>.reply.<caller-hash>.web-42`). Nodes send
+    /// replies only under the caller's own prefix, so that is the only place a caller can ask
+    /// for them.
+    pub fn reply_subject(
+        &self,
+        collective: Option<&str>,
+        name: &str,
+    ) -> Result<String, ClientError> {
+        let collective = self.collective(collective)?;
+        let caller = &self.inner.options.caller;
+        let subject = if name.starts_with(&format!("{collective}.reply.")) {
+            name.to_string()
+        } else {
+            format!("{}.{name}", subjects::reply_prefix(&collective, caller))
+        };
+        subjects::check_reply_to(&collective, caller, &subject)
+            .map_err(|e| ClientError::InvalidInput(e.to_string()))?;
+        Ok(subject)
     }
 
     pub(crate) async fn subscribe(
@@ -560,7 +583,7 @@ impl Client {
             Some(trust) => Some(
                 self.inner
                     .tokens
-                    .verify_reply(&envelope, trust, mco_spec::message::now_millis() / 1000)
+                    .verify(&envelope, trust, mco_spec::message::now_millis() / 1000)
                     .map_err(|e| ReplyRejected::Forged(e.to_string()))?,
             ),
             None => None,
@@ -593,7 +616,7 @@ impl Client {
         let mut verified = self
             .inner
             .tokens
-            .verify_replies(&envelopes, trust, mco_spec::message::now_millis() / 1000)
+            .verify_many(&envelopes, trust, mco_spec::message::now_millis() / 1000)
             .into_iter();
         decoded
             .iter()
@@ -633,7 +656,7 @@ fn check_sender(
     token: Option<&mco_spec::security::Token>,
 ) -> Result<mco_spec::Reply, ReplyRejected> {
     let reply = envelope
-        .reply()
+        .body()
         .map_err(|e| ReplyRejected::Malformed(e.to_string()))?;
     if let Some(token) = token {
         if token.claims().name != reply.sender {

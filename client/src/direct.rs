@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use futures::future::join_all;
-use mco_spec::subjects;
+use mco_spec::{subjects, RequestEnvelope, TargetSet};
 
 use crate::client::{Client, ClientError};
 
@@ -31,6 +31,28 @@ pub enum QueueUse {
 #[derive(Debug, Default)]
 pub struct QueueCache {
     by_collective: tokio::sync::Mutex<HashMap<String, QueueUse>>,
+}
+
+/// A signed direct request and the set of nodes it is bound to. Each node gets its own copy:
+/// the same signed envelope plus the proof that it is one of the targets.
+#[derive(Debug)]
+pub(crate) struct DirectRequest {
+    /// The encoded envelope, without a target proof.
+    pub(crate) envelope: Bytes,
+    /// The nodes the signed request names.
+    pub(crate) targets: TargetSet,
+}
+
+impl DirectRequest {
+    /// The copy for `node`.
+    fn copy_for(&self, node: &str) -> Result<Bytes, ClientError> {
+        let proof = self.targets.proof(node).ok_or_else(|| {
+            ClientError::InvalidInput(format!("{node} is not one of the request's targets"))
+        })?;
+        RequestEnvelope::append_target(&self.envelope, &proof)
+            .map(Bytes::from)
+            .map_err(|e| ClientError::InvalidInput(format!("cannot encode the request: {e}")))
+    }
 }
 
 /// The outcome of sending one request to several nodes directly.
@@ -70,7 +92,8 @@ impl Client {
         found
     }
 
-    /// Sends `payload` to each of `nodes` on its direct subject in `collective`.
+    /// Sends `request` to each of `nodes` (which must be among its targets) on its direct
+    /// subject in `collective`, each node its own copy.
     ///
     /// Queued requests are published together and their acknowledgements awaited together,
     /// so queuing costs about one broker round trip however many nodes there are, and it
@@ -79,7 +102,7 @@ impl Client {
         &self,
         collective: &str,
         nodes: &[String],
-        payload: Bytes,
+        request: &DirectRequest,
     ) -> Result<DirectSend, ClientError> {
         let queue = self.direct_queue_use(collective).await;
         let mut failed = Vec::new();
@@ -87,9 +110,10 @@ impl Client {
             QueueUse::Queued => {
                 let mut pending = Vec::with_capacity(nodes.len());
                 for node in nodes {
+                    let payload = request.copy_for(node)?;
                     match self
                         .jetstream()
-                        .publish(subjects::direct(collective, node), payload.clone())
+                        .publish(subjects::direct(collective, node), payload)
                         .await
                     {
                         Ok(ack) => pending.push((node, ack)),
@@ -116,7 +140,7 @@ impl Client {
             }
             QueueUse::NotQueued(_) => {
                 for node in nodes {
-                    self.publish_bytes(subjects::direct(collective, node), payload.clone())
+                    self.publish_bytes(subjects::direct(collective, node), request.copy_for(node)?)
                         .await?;
                 }
             }

@@ -67,6 +67,22 @@ pub struct Config {
     /// Most request ids remembered for replay protection.
     #[serde(default = "default_replay_cache")]
     pub replay_cache_size: usize,
+    /// Most of them one caller may hold (default: a quarter of `replay_cache_size`), so one
+    /// caller's flood cannot fill the memory and lock everyone else out.
+    #[serde(default)]
+    pub replay_caller_share: Option<usize>,
+    /// The longest TTL this node honours, seconds: a request is treated as expiring at most
+    /// this long after it was made, whatever TTL it asks for, and its id is kept no longer.
+    #[serde(default = "default_max_ttl")]
+    pub max_ttl_seconds: u64,
+    /// How long a filter's or policy's data-plugin calls (`fstat(...)`, `service(...)`) may
+    /// take on this node, seconds; they run off the daemon's async threads.
+    #[serde(default = "default_data_timeout")]
+    pub data_timeout_seconds: u64,
+    /// Most data-plugin evaluations running at once; a request that would need another waits
+    /// for one within `data_timeout_seconds`, else its data-plugin calls count as failed.
+    #[serde(default = "default_max_data_queries")]
+    pub max_concurrent_data_queries: usize,
     /// Directory of action policies (`<agent>.policy`, `default.policy`, `groups`).
     #[serde(default)]
     pub policy_dir: Option<PathBuf>,
@@ -76,6 +92,14 @@ pub struct Config {
     /// Where to append the audit log (one JSON line per decision).
     #[serde(default)]
     pub audit_file: Option<PathBuf>,
+    /// Most refusals audited (and logged as warnings) per second; beyond it refusals are
+    /// counted and summarised in one line, so junk cannot fill the disk.
+    #[serde(default = "default_audit_refusals")]
+    pub audit_refusals_per_second: u32,
+    /// Inputs whose values the audit log never shows: a name matches when it contains one
+    /// of these, ignoring case.
+    #[serde(default = "default_audit_redact")]
+    pub audit_redact: Vec<String>,
     /// How to authenticate to the broker (TLS, user/password, token, creds, nkey).
     #[serde(default)]
     pub broker_auth: mco_keys::BrokerAuth,
@@ -198,6 +222,31 @@ fn default_clock_skew() -> u64 {
 fn default_replay_cache() -> usize {
     100_000
 }
+fn default_max_ttl() -> u64 {
+    86_400
+}
+fn default_data_timeout() -> u64 {
+    5
+}
+fn default_max_data_queries() -> usize {
+    4
+}
+fn default_audit_refusals() -> u32 {
+    20
+}
+fn default_audit_redact() -> Vec<String> {
+    [
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "credential",
+        "private_key",
+        "api_key",
+    ]
+    .map(String::from)
+    .to_vec()
+}
 
 impl Default for Config {
     fn default() -> Self {
@@ -281,12 +330,24 @@ pub struct Settings {
     pub clock_skew_seconds: u64,
     /// Replay memory bound.
     pub replay_cache_size: usize,
+    /// Most replay memory one caller may hold.
+    pub replay_caller_share: usize,
+    /// The longest TTL honoured, seconds.
+    pub max_ttl_seconds: u64,
+    /// Time limit of data-plugin calls in filters and policies, seconds.
+    pub data_timeout_seconds: u64,
+    /// Data-plugin evaluations running at once.
+    pub max_concurrent_data_queries: usize,
     /// Action policy directory (absolute).
     pub policy_dir: Option<PathBuf>,
     /// Allow agents without a policy file.
     pub allow_unconfigured: bool,
     /// Audit log file (absolute).
     pub audit_file: Option<PathBuf>,
+    /// Refusals audited per second.
+    pub audit_refusals_per_second: u32,
+    /// Input names redacted in the audit log (lower case).
+    pub audit_redact: Vec<String>,
     /// Broker authentication, paths absolute.
     pub broker_auth: mco_keys::BrokerAuth,
     /// The state directory (absolute).
@@ -415,6 +476,44 @@ impl Settings {
         if config.replay_cache_size == 0 {
             return Err(invalid("replay_cache_size", "must be at least 1".into()));
         }
+        let replay_caller_share = config
+            .replay_caller_share
+            .unwrap_or((config.replay_cache_size / 4).max(1));
+        if replay_caller_share == 0 || replay_caller_share > config.replay_cache_size {
+            return Err(invalid(
+                "replay_caller_share",
+                format!(
+                    "must be between 1 and replay_cache_size ({})",
+                    config.replay_cache_size
+                ),
+            ));
+        }
+        if config.max_ttl_seconds == 0
+            || config.max_ttl_seconds > mco_spec::message::MAX_TTL_SECONDS
+        {
+            return Err(invalid(
+                "max_ttl_seconds",
+                format!(
+                    "must be between 1 and {} (7 days)",
+                    mco_spec::message::MAX_TTL_SECONDS
+                ),
+            ));
+        }
+        if config.data_timeout_seconds == 0 {
+            return Err(invalid("data_timeout_seconds", "must be at least 1".into()));
+        }
+        if config.max_concurrent_data_queries == 0 {
+            return Err(invalid(
+                "max_concurrent_data_queries",
+                "must be at least 1".into(),
+            ));
+        }
+        if config.audit_refusals_per_second == 0 {
+            return Err(invalid(
+                "audit_refusals_per_second",
+                "must be at least 1".into(),
+            ));
+        }
         config
             .direct_queue
             .settings
@@ -463,9 +562,19 @@ impl Settings {
             token_file: config.token_file.as_ref().map(absolute),
             clock_skew_seconds: config.clock_skew_seconds,
             replay_cache_size: config.replay_cache_size,
+            replay_caller_share,
+            max_ttl_seconds: config.max_ttl_seconds,
+            data_timeout_seconds: config.data_timeout_seconds,
+            max_concurrent_data_queries: config.max_concurrent_data_queries,
             policy_dir: config.policy_dir.as_ref().map(absolute),
             allow_unconfigured: config.allow_unconfigured,
             audit_file: config.audit_file.as_ref().map(absolute),
+            audit_refusals_per_second: config.audit_refusals_per_second,
+            audit_redact: config
+                .audit_redact
+                .iter()
+                .map(|n| n.to_ascii_lowercase())
+                .collect(),
             broker_auth: config.broker_auth.resolved(base),
             state_dir: config
                 .state_dir

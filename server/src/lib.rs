@@ -26,12 +26,15 @@ pub mod direct;
 pub mod facts;
 pub mod node;
 pub mod pipeline;
-pub mod policy;
 pub mod registration;
 pub mod registry;
+pub mod rejection;
 pub mod replay;
 pub mod security;
 pub mod stats;
+
+/// Action policies (the `mco-policy` crate), as the pipeline applies them.
+pub use mco_policy as policy;
 
 pub use config::{Config, ConfigError, Settings};
 pub use daemon::{run, DaemonError};

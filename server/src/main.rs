@@ -110,7 +110,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .map_err(anyhow::Error::from)
         });
     }
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let facts = FactStore::new(
             builtin_facts(),
             settings.facts_files.clone(),
@@ -145,7 +145,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         mco_server::run(node, shutdown_signal())
             .await
             .map_err(anyhow::Error::from)
-    })
+    });
+    // A data-plugin call stuck in a blocking read (it was given up on at its time limit)
+    // must not keep the daemon from exiting: dropping the runtime would wait for it.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }
 
 /// Completes on SIGTERM or SIGINT.

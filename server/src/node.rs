@@ -26,6 +26,8 @@ pub struct Node {
     agents: BTreeMap<String, Arc<dyn Agent>>,
     /// Agent names for filters and inventories, discovery excluded.
     agent_names: Vec<String>,
+    /// One permit per data-plugin evaluation allowed at once (`max_concurrent_data_queries`).
+    pub(crate) data_slots: Arc<tokio::sync::Semaphore>,
     started: u64,
 }
 
@@ -45,11 +47,12 @@ impl Node {
             .filter(|n| *n != mco_spec::subjects::DISCOVERY_AGENT)
             .cloned()
             .collect();
-        let security = crate::security::Security::insecure(
-            settings.replay_cache_size,
-            settings.clock_skew_seconds,
-        );
+        let security = crate::security::Security::insecure(&settings);
+        let data_slots = Arc::new(tokio::sync::Semaphore::new(
+            settings.max_concurrent_data_queries,
+        ));
         Node {
+            data_slots,
             settings,
             facts,
             stats: Stats::default(),

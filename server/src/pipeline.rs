@@ -1,42 +1,55 @@
-//! What happens to one message, from bytes to a reply, with no broker involved:
+//! What happens to one message, from bytes to a reply, with no broker involved.
+//!
+//! [`Node::handle`] is two steps. **Admission** ([`Node::admit`]) decides whether to act:
 //!
 //! decode (size, JSON, protocol) → verify the caller's token and the signature over the
-//! exact request bytes, and that the token speaks for the request's caller, agent and
-//! collective → collective check → time window (not from the future beyond the clock skew,
-//! TTL not passed) → replay check → filter (the one evaluator; broadcast only) → action
-//! policy → agent and action known? → DDL input validation → the action, bounded by the DDL
-//! timeout → output defaults → signed reply → audit line.
+//! exact request bytes → parse → the token speaks for the request's caller, agent and
+//! collective → collective check → time window (not from the future beyond the clock skew;
+//! neither its TTL nor the node's `max_ttl_seconds` passed) → **targets**: a direct request
+//! names its nodes in its signed bytes, and its copy must prove this node is one of them;
+//! a request without targets is selected by its **filter** alone, whichever subject it
+//! arrived on → action policy → agent, action and DDL input validation → **replay**: the id
+//! enters the replay memory, within the caller's share, only now that the request will run.
 //!
-//! Every stage that refuses a message counts it in [`crate::stats::Stats`], logs why, and (when
-//! an audit log is configured) writes a rejected audit line; a broadcast that does not match
-//! the filter is ignored silently. Nothing in a message can make this panic: every failure is a
-//! counted drop or a reply with a status code.
+//! Every refusal is a [`Rejection`], counted, logged and audited in one place
+//! ([`Node::refuse`]); a broadcast that does not select this node is ignored silently.
+//! **Acting** runs the action bounded by the DDL timeout, applies output defaults, audits the
+//! acceptance (with the policy rule that allowed it) and encodes the signed reply.
+//!
+//! Filters and policies that call data plugins (`fstat(...)`, `service(...)`) are evaluated
+//! on a blocking thread, at most `max_concurrent_data_queries` at once and each within
+//! `data_timeout_seconds`; a call that fails or runs out of time is *unknown*, so the filter
+//! does not match and a policy fails closed. Nothing in a message can make this panic or
+//! block the daemon's async threads.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use mco_agents::data::NodeData;
 use mco_agents::{ActionContext, NodeInfo, Outcome};
-use mco_spec::message::now_millis;
-use mco_spec::message::ReplyFields;
+use mco_spec::compound::DataSource;
+use mco_spec::message::{now_millis, ReplyFields};
 use mco_spec::security::check_request_authority;
-use mco_spec::{NodeView, ReplyEnvelope, Request, RequestEnvelope, StatusCode};
-use serde_json::Map;
+use mco_spec::{CompiledFilter, NodeView, ReplyEnvelope, Request, RequestEnvelope, StatusCode};
+use serde_json::{Map, Value};
 
-use crate::audit::{AuditDecision, AuditRecord};
+use crate::audit::{Accepted, AuditDecision};
 use crate::node::Node;
 use crate::policy::{Decision, PolicyRequest};
+use crate::rejection::{ClaimedFields, Rejection, RejectionKind};
 use crate::replay::ReplayError;
 use crate::stats::Stats;
 
 /// The reply a caller gets when a policy denies it (MCollective's wording).
 pub const NOT_AUTHORIZED: &str = "You are not authorized to call this agent or action.";
 
-/// How a message arrived.
+/// How a message arrived. It decides nothing (a request is selected by its targets or its
+/// filter, whatever the subject); it is for logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
-    /// On `<collective>.broadcast.agent.<agent>`: the filter decides whether to act.
+    /// On `<collective>.broadcast.agent.<agent>`.
     Broadcast,
-    /// On `<collective>.node.<identity>`: addressed to this node, the filter is not applied.
+    /// On `<collective>.node.<identity>` (or from its JetStream queue).
     Direct,
 }
 
@@ -49,77 +62,152 @@ pub struct Outgoing {
     pub payload: Vec<u8>,
 }
 
+/// A request that passed admission: it will run.
+struct Admitted {
+    request: Request,
+    /// Its inputs, converted and checked against the DDL.
+    data: Map<String, Value>,
+    /// The policy rule (or the reason no policy applied) that allowed it.
+    rule: String,
+}
+
+/// What admission decided: run it, refuse it, or answer it without running (unknown agent or
+/// action, invalid inputs: the caller hears why, and nothing enters the replay memory).
+enum Admission {
+    Run(Box<Admitted>),
+    Refuse(Rejection),
+    Answer(Box<Request>, Outcome),
+}
+
 impl Node {
     /// Handles one message received in `collective`; returns the reply to publish, if any.
-    pub async fn handle(&self, collective: &str, route: Route, payload: &[u8]) -> Option<Outgoing> {
+    pub async fn handle(
+        self: &Arc<Self>,
+        collective: &str,
+        route: Route,
+        payload: &[u8],
+    ) -> Option<Outgoing> {
         Stats::bump(&self.stats.total);
+        match self.admit(collective, route, payload).await {
+            Admission::Refuse(rejection) => self.refuse(rejection, collective, payload.len()),
+            Admission::Answer(request, outcome) => self.reply(&request, outcome),
+            Admission::Run(admitted) => self.act(*admitted).await,
+        }
+    }
+
+    async fn admit(self: &Arc<Self>, collective: &str, route: Route, payload: &[u8]) -> Admission {
+        use RejectionKind::*;
         let envelope = match RequestEnvelope::decode(payload) {
             Ok(e) => e,
             Err(e) => {
-                Stats::bump(&self.stats.unvalidated);
-                tracing::warn!("dropping a message in {collective}: {e}");
-                return None;
+                return Admission::Refuse(Rejection::unparsed(
+                    Malformed,
+                    ClaimedFields::default(),
+                    format!("malformed message: {e}"),
+                ))
             }
         };
         let now = now_millis();
         let verified = match &self.security.trust {
             None => None,
-            Some(trust) => match self
-                .security
-                .tokens
-                .verify_request(&envelope, trust, now / 1000)
-            {
+            Some(trust) => match self.security.tokens.verify(&envelope, trust, now / 1000) {
                 Ok(token) => Some(token),
                 Err(e) => {
-                    Stats::bump(&self.stats.unvalidated);
-                    self.reject_unparsed(&envelope, &format!("unverified: {e}"));
-                    return None;
+                    return Admission::Refuse(Rejection::unparsed(
+                        Unverified,
+                        ClaimedFields::read(envelope.body.get()),
+                        format!("unverified: {e}"),
+                    ))
                 }
             },
         };
-        let request = match envelope.request() {
+        let request = match envelope.body() {
             Ok(r) => r,
             Err(e) => {
-                Stats::bump(&self.stats.unvalidated);
-                tracing::warn!("dropping a message in {collective}: {e}");
-                return None;
+                return Admission::Refuse(Rejection::unparsed(
+                    Malformed,
+                    ClaimedFields::read(envelope.body.get()),
+                    format!("malformed request: {e}"),
+                ))
             }
         };
         if let Some(token) = &verified {
             if let Err(e) = check_request_authority(token, &request) {
-                Stats::bump(&self.stats.unvalidated);
-                self.audit_rejected(&request, &format!("unauthorized: {e}"));
-                return None;
+                return Admission::Refuse(Rejection::of(
+                    Unauthorized,
+                    request,
+                    format!("unauthorized: {e}"),
+                ));
             }
         }
-        Stats::bump(&self.stats.validated);
         if request.collective != collective {
-            Stats::bump(&self.stats.unvalidated);
-            self.audit_rejected(
-                &request,
-                &format!(
-                    "sent for collective {} but received in {collective}",
-                    request.collective
-                ),
+            let reason = format!(
+                "sent for collective {} but received in {collective}",
+                request.collective
             );
-            return None;
+            return Admission::Refuse(Rejection::of(WrongCollective, request, reason));
         }
         if request.time > now.saturating_add(self.security.clock_skew_ms) {
-            Stats::bump(&self.stats.unvalidated);
-            self.audit_rejected(
-                &request,
+            return Admission::Refuse(Rejection::of(
+                FromTheFuture,
+                request,
                 "request time is in the future beyond the allowed clock skew",
-            );
-            return None;
+            ));
         }
-        if request.is_expired(now) {
-            Stats::bump(&self.stats.ttlexpired);
-            self.audit_rejected(
-                &request,
-                &format!("expired: its TTL of {} s has passed", request.ttl),
-            );
-            return None;
+        let expires_at = self.security.expires_at(&request);
+        if now > expires_at {
+            let reason = if expires_at < request.expires_at() {
+                format!(
+                    "expired: older than this node's max_ttl_seconds ({} s; it asked for {} s)",
+                    self.security.max_ttl_ms / 1000,
+                    request.ttl
+                )
+            } else {
+                format!("expired: its TTL of {} s has passed", request.ttl)
+            };
+            return Admission::Refuse(Rejection::of(Expired, request, reason));
         }
+        // Bound to its targets, or selected by its filter: never neither.
+        let filter = match &request.targets {
+            Some(targets) => {
+                let proven = envelope
+                    .target
+                    .as_ref()
+                    .is_some_and(|proof| targets.contains(self.identity(), proof));
+                if !proven {
+                    let reason = format!(
+                        "not addressed to this node: the request is for {} named node(s) and its copy{} does not prove {} is one of them",
+                        targets.count,
+                        if route == Route::Broadcast { ", sent as a broadcast," } else { "" },
+                        self.identity()
+                    );
+                    return Admission::Refuse(Rejection::of(NotTargeted, request, reason));
+                }
+                None
+            }
+            None => match request.filter.compile() {
+                Ok(filter) => Some(filter),
+                Err(e) => {
+                    let reason = format!("refused a filter this node does not evaluate: {e}");
+                    return Admission::Refuse(Rejection::of(BadFilter, request, reason));
+                }
+            },
+        };
+        Stats::bump(&self.stats.validated);
+        if let Some(filter) = filter {
+            if let Err(reason) = self.selected_by(filter, &request).await {
+                return Admission::Refuse(Rejection::of(NotSelected, request, reason));
+            }
+        }
+        Stats::bump(&self.stats.passed);
+        let rule = match self.authorize(&request).await {
+            Ok(rule) => rule,
+            Err(reason) => return Admission::Refuse(Rejection::of(Denied, request, reason)),
+        };
+        let data = match self.checked_inputs(&request) {
+            Ok(data) => data,
+            Err(outcome) => return Admission::Answer(Box::new(request), outcome),
+        };
         let admitted = self
             .security
             .replay
@@ -127,158 +215,196 @@ impl Node {
             .unwrap_or_else(|p| p.into_inner())
             .admit(
                 &request.id,
-                request
-                    .expires_at()
-                    .saturating_add(self.security.clock_skew_ms),
+                &request.caller,
+                expires_at.saturating_add(self.security.clock_skew_ms),
                 now,
             );
         match admitted {
-            Ok(()) => {}
-            Err(ReplayError::Replayed) => {
-                Stats::bump(&self.stats.replayed);
-                self.audit_rejected(&request, "replayed: this request id was seen before");
-                return None;
+            Ok(()) => Admission::Run(Box::new(Admitted {
+                request,
+                data,
+                rule,
+            })),
+            Err(ReplayError::Replayed) => Admission::Refuse(Rejection::of(
+                Replayed,
+                request,
+                "replayed: this request id was seen before",
+            )),
+            Err(ReplayError::CallerShareFull) => {
+                let reason = format!(
+                    "throttled: this node holds {} recent request ids of {} (its replay_caller_share); try again when they expire",
+                    self.security.replay.lock().unwrap_or_else(|p| p.into_inner()).held_by(&request.caller),
+                    request.caller
+                );
+                Admission::Refuse(Rejection::of(Throttled, request, reason))
             }
-            Err(ReplayError::Full) => {
-                Stats::bump(&self.stats.unvalidated);
-                self.audit_rejected(&request, "replay memory is full; refusing until ids expire");
-                return None;
-            }
+            Err(ReplayError::Full) => Admission::Refuse(Rejection::of(
+                Throttled,
+                request,
+                "throttled: this node's replay memory is full; try again when ids expire",
+            )),
         }
-        if route == Route::Broadcast && !self.selected_by(&request) {
-            return None;
-        }
-        Stats::bump(&self.stats.passed);
-        if let Some(reason) = self.denied_by_policy(&request) {
-            Stats::bump(&self.stats.denied);
-            self.audit_rejected(&request, &reason);
-            return self.reply(&request, Outcome::aborted(NOT_AUTHORIZED));
-        }
-        self.audit(&request, AuditDecision::Accepted, "accepted");
-        let outcome = self.run_action(&request).await;
-        self.reply(&request, outcome)
     }
 
-    fn denied_by_policy(&self, request: &Request) -> Option<String> {
-        let policies = self.security.policies.as_ref()?;
+    /// Runs `decide` with the node's data plugins. Inline when `needs_data` is false (no
+    /// data-plugin call can happen); otherwise on a blocking thread, holding one of the
+    /// node's data slots, within the data time limit. `None` when the slot or the answer did
+    /// not come in time (the blocking work, if it started, keeps its slot until it ends).
+    async fn with_data<T: Send + 'static>(
+        self: &Arc<Self>,
+        needs_data: bool,
+        decide: impl FnOnce(&Node, &dyn DataSource) -> T + Send + 'static,
+    ) -> Option<T> {
+        if !needs_data {
+            return Some(decide(self, &NodeData(self.as_ref())));
+        }
+        let limit = Duration::from_secs(self.settings.data_timeout_seconds);
+        let deadline = tokio::time::Instant::now() + limit;
+        let slot = tokio::time::timeout_at(deadline, self.data_slots.clone().acquire_owned())
+            .await
+            .ok()?
+            .ok()?;
+        let node = Arc::clone(self);
+        let work = tokio::task::spawn_blocking(move || {
+            let answer = decide(&node, &NodeData(node.as_ref()));
+            drop(slot);
+            answer
+        });
+        tokio::time::timeout_at(deadline, work).await.ok()?.ok()
+    }
+
+    /// Whether the request's filter selects this node: `Err` says why not.
+    async fn selected_by(
+        self: &Arc<Self>,
+        filter: CompiledFilter,
+        request: &Request,
+    ) -> Result<(), String> {
+        let needs_data = filter.uses_data_plugins();
+        let decided = self
+            .with_data(needs_data, move |node, data| {
+                filter.evaluate(&node.view(&node.facts(), &node.classes()), data)
+            })
+            .await;
+        match decided {
+            Some(Ok(true)) => Ok(()),
+            Some(Ok(false)) => Err(format!("{}: not selected by the filter", request.id)),
+            Some(Err(e)) => {
+                tracing::info!(id = %request.id, "not selected: the filter needs {e}");
+                Err(format!(
+                    "{}: the filter could not be decided: {e}",
+                    request.id
+                ))
+            }
+            None => {
+                tracing::warn!(id = %request.id, "not selected: the filter's data-plugin calls took more than {} s", self.settings.data_timeout_seconds);
+                Err(format!(
+                    "{}: the filter's data-plugin calls timed out",
+                    request.id
+                ))
+            }
+        }
+    }
+
+    /// The policy rule that allows `request`, or why it is denied.
+    async fn authorize(self: &Arc<Self>, request: &Request) -> Result<String, String> {
+        let Some(policies) = &self.security.policies else {
+            return Ok("no policy_dir: every verified caller".into());
+        };
         // Discovery only tells a verified caller that this node matches its filter; like
         // MCollective's discovery agent it is not subject to action policies, so callers can
         // find the nodes their policies then allow or deny.
         if request.agent == mco_spec::subjects::DISCOVERY_AGENT {
-            return None;
+            return Ok("discovery is not subject to action policies".into());
         }
-        let facts = self.facts.facts();
-        let classes = self.facts.classes();
-        let node = NodeView {
-            identity: &self.settings.identity,
-            facts: &facts,
-            classes: &classes,
-            agents: self.agent_names(),
-        };
-        let verdict = policies.decide(
-            &request.agent,
-            &PolicyRequest {
-                caller: &request.caller,
-                action: &request.action,
-                node,
-            },
+        let needs_data = policies.uses_data_plugins(&request.agent);
+        let (agent, caller, action) = (
+            request.agent.clone(),
+            request.caller.clone(),
+            request.action.clone(),
         );
-        match verdict.decision {
-            Decision::Allow => None,
-            Decision::Deny => Some(format!("denied by policy ({})", verdict.reason)),
+        let verdict = self
+            .with_data(needs_data, move |node, data| {
+                let Some(policies) = &node.security.policies else {
+                    return None;
+                };
+                let (facts, classes) = (node.facts(), node.classes());
+                Some(policies.decide(
+                    &agent,
+                    &PolicyRequest {
+                        caller: &caller,
+                        action: &action,
+                        node: node.view(&facts, &classes),
+                        data,
+                    },
+                ))
+            })
+            .await
+            .flatten();
+        match verdict {
+            Some(v) if v.decision == Decision::Allow => Ok(v.reason),
+            Some(v) => Err(format!("denied by policy ({})", v.reason)),
+            None => Err(format!(
+                "denied: the policy's data-plugin calls took more than {} s",
+                self.settings.data_timeout_seconds
+            )),
         }
     }
 
-    fn audit(&self, request: &Request, decision: AuditDecision, reason: &str) {
-        let Some(audit) = &self.security.audit else {
-            return;
-        };
-        let record = AuditRecord {
-            time: now_millis(),
-            request_id: &request.id,
-            caller: &request.caller,
-            sender: &request.sender,
-            agent: &request.agent,
-            action: &request.action,
-            data: &request.data,
-            decision,
-            reason,
-        };
-        if let Err(e) = audit.write(&record) {
-            tracing::error!("cannot write the audit log {}: {e}", audit.path().display());
-        }
-    }
-
-    fn audit_rejected(&self, request: &Request, reason: &str) {
-        tracing::warn!(id = %request.id, caller = %request.caller, "refused {}#{} from {}: {reason}", request.agent, request.action, request.sender);
-        self.audit(request, AuditDecision::Rejected, reason);
-    }
-
-    /// Audits a request whose signature failed: its fields are the sender's claims, parsed
-    /// leniently for the record only.
-    fn reject_unparsed(&self, envelope: &RequestEnvelope, reason: &str) {
-        match serde_json::from_str::<Request>(envelope.request.get()) {
-            Ok(claimed) => self.audit_rejected(&claimed, reason),
-            Err(_) => {
-                tracing::warn!("refused an unparseable request: {reason}");
-                let empty = Map::new();
-                if let Some(audit) = &self.security.audit {
-                    let _ = audit.write(&AuditRecord {
-                        time: now_millis(),
-                        request_id: "",
-                        caller: "",
-                        sender: "",
-                        agent: "",
-                        action: "",
-                        data: &empty,
-                        decision: AuditDecision::Rejected,
-                        reason,
-                    });
-                }
-            }
-        }
-    }
-
-    fn selected_by(&self, request: &Request) -> bool {
-        let filter = match request.filter.compile() {
-            Ok(f) => f,
-            Err(e) => {
-                Stats::bump(&self.stats.unvalidated);
-                tracing::warn!(id = %request.id, "dropping a request with an invalid filter: {e}");
-                return false;
-            }
-        };
-        let facts = self.facts.facts();
-        let classes = self.facts.classes();
-        let view = NodeView {
-            identity: &self.settings.identity,
-            facts: &facts,
-            classes: &classes,
-            agents: self.agent_names(),
-        };
-        if filter.matches_with(&view, &NodeData(self)) {
-            true
-        } else {
-            Stats::bump(&self.stats.filtered);
-            tracing::debug!(id = %request.id, "not selected by the filter");
-            false
-        }
-    }
-
-    async fn run_action(&self, request: &Request) -> Outcome {
+    /// The request's inputs checked against its action's DDL, or the outcome that says why
+    /// the action cannot run (unknown agent or action, missing or invalid inputs).
+    fn checked_inputs(&self, request: &Request) -> Result<Map<String, Value>, Outcome> {
         let Some(agent) = self.agent(&request.agent) else {
-            return Outcome::fail(
+            return Err(Outcome::fail(
                 StatusCode::UnknownAction,
                 format!("Unknown agent '{}'", request.agent),
-            );
+            ));
+        };
+        let Some(action) = agent.ddl().action(&request.action) else {
+            return Err(Outcome::unknown_action(&request.agent, &request.action));
+        };
+        let mut data = request.data.clone();
+        action
+            .validate_inputs(&mut data)
+            .map_err(|e| Outcome::fail(e.status(), e.to_string()))?;
+        Ok(data)
+    }
+
+    /// Runs an admitted request's action and encodes the reply.
+    async fn act(&self, admitted: Admitted) -> Option<Outgoing> {
+        let Admitted {
+            request,
+            data,
+            rule,
+        } = admitted;
+        if let Some(audit) = &self.security.audit {
+            let record = Accepted {
+                time: now_millis(),
+                request_id: &request.id,
+                caller: &request.caller,
+                sender: &request.sender,
+                agent: &request.agent,
+                action: &request.action,
+                data: self.security.redaction.apply(&data),
+                decision: AuditDecision::Accepted,
+                rule: &rule,
+                reason: format!("allowed by {rule}"),
+            };
+            if let Err(e) = audit.accepted(&record) {
+                tracing::error!("cannot write the audit log {}: {e}", audit.path().display());
+            }
+        }
+        let outcome = self.run_action(&request, &data).await;
+        self.reply(&request, outcome)
+    }
+
+    async fn run_action(&self, request: &Request, data: &Map<String, Value>) -> Outcome {
+        // Admission checked both; a request only gets here when they exist.
+        let Some(agent) = self.agent(&request.agent) else {
+            return Outcome::fail(StatusCode::UnknownAction, "unknown agent");
         };
         let Some(action) = agent.ddl().action(&request.action) else {
             return Outcome::unknown_action(&request.agent, &request.action);
         };
-        let mut data = request.data.clone();
-        if let Err(e) = action.validate_inputs(&mut data) {
-            return Outcome::fail(e.status(), e.to_string());
-        }
         let timeout = Duration::from_secs(agent.ddl().metadata.timeout);
         let ctx = ActionContext {
             request,
@@ -286,7 +412,7 @@ impl Node {
         };
         let mut outcome = match tokio::time::timeout(
             timeout,
-            agent.call(&ctx, &request.action, &data),
+            agent.call(&ctx, &request.action, data),
         )
         .await
         {
@@ -303,7 +429,17 @@ impl Node {
         outcome
     }
 
-    fn reply(&self, request: &Request, outcome: Outcome) -> Option<Outgoing> {
+    /// This node as the filter evaluator sees it, over a snapshot of its facts and classes.
+    pub(crate) fn view<'a>(&'a self, facts: &'a Value, classes: &'a [String]) -> NodeView<'a> {
+        NodeView {
+            identity: &self.settings.identity,
+            facts,
+            classes,
+            agents: self.agent_names(),
+        }
+    }
+
+    pub(crate) fn reply(&self, request: &Request, outcome: Outcome) -> Option<Outgoing> {
         // Encoded straight from the request's and outcome's fields, without copying them
         // into a `Reply` first: a broadcast makes every node do this at once.
         let Outcome {
@@ -311,7 +447,7 @@ impl Node {
             statusmsg,
             data,
         } = outcome;
-        let data = serde_json::Value::Object(data);
+        let data = Value::Object(data);
         let fields = ReplyFields {
             request_id: &request.id,
             sender: self.identity(),

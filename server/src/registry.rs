@@ -20,7 +20,7 @@ use futures::stream::{SelectAll, StreamExt};
 use mco_discovery::registry::{Registry, RegistryError};
 use mco_spec::message::now_millis;
 use mco_spec::registration::{Registration, RegistrationEnvelope};
-use mco_spec::security::Trust;
+use mco_spec::security::{TokenCache, Trust};
 
 use crate::config::Settings;
 use crate::daemon::DaemonError;
@@ -79,24 +79,26 @@ pub struct RegistryStats {
 }
 
 /// Decides whether a registration that arrived in `collective` is believable; returns it,
-/// or why not. `trust` is `None` on an insecure fleet (unsigned registrations accepted).
+/// or why not. `trust` is `None` on an insecure fleet (unsigned registrations accepted);
+/// `tokens` remembers the node tokens already verified.
 pub fn check(
     payload: &[u8],
     collective: &str,
     trust: Option<&Trust>,
+    tokens: &TokenCache,
     expire_after: Duration,
     now_ms: u64,
 ) -> Result<Registration, String> {
     let envelope = RegistrationEnvelope::decode(payload).map_err(|e| e.to_string())?;
     let token = match trust {
         Some(trust) => Some(
-            envelope
-                .verify(trust, now_ms / 1000)
+            tokens
+                .verify(&envelope, trust, now_ms / 1000)
                 .map_err(|e| format!("not verified: {e}"))?,
         ),
         None => None,
     };
-    let registration = envelope.registration().map_err(|e| e.to_string())?;
+    let registration = envelope.body().map_err(|e| e.to_string())?;
     let who = &registration.identity;
     if let Some(token) = &token {
         let claims = token.claims();
@@ -212,6 +214,7 @@ async fn listen(
     let mut purge = tokio::time::interval(
         (expire_after / 2).clamp(Duration::from_secs(1), Duration::from_secs(60)),
     );
+    let tokens = TokenCache::default();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -230,7 +233,7 @@ async fn listen(
             message = subscriptions.next() => {
                 let Some((collective, message)) = message else { break };
                 stats.received.fetch_add(1, Ordering::Relaxed);
-                let registration = match check(&message.payload, &collective, trust.as_ref(), expire_after, now_millis()) {
+                let registration = match check(&message.payload, &collective, trust.as_ref(), &tokens, expire_after, now_millis()) {
                     Ok(r) => r,
                     Err(why) => {
                         let n = stats.rejected.fetch_add(1, Ordering::Relaxed) + 1;
@@ -324,7 +327,15 @@ mod tests {
         let web1 = credentials(&issuer, "web1", &[]);
         let minute = Duration::from_secs(60);
         let good = signed(&registration("web1", NOW - 1000), &web1);
-        assert!(check(&good, "uk", Some(&trust), minute, NOW).is_ok());
+        assert!(check(
+            &good,
+            "uk",
+            Some(&trust),
+            &TokenCache::default(),
+            minute,
+            NOW
+        )
+        .is_ok());
 
         let stranger = credentials(&SigningKey::from_bytes(&[2; 32]), "web1", &[]);
         let unsigned = RegistrationEnvelope::unsigned(&registration("web1", NOW))
@@ -365,11 +376,19 @@ mod tests {
             ),
         ];
         for (payload, collective, want) in table {
-            let why = check(&payload, collective, Some(&trust), minute, NOW).unwrap_err();
+            let why = check(
+                &payload,
+                collective,
+                Some(&trust),
+                &TokenCache::default(),
+                minute,
+                NOW,
+            )
+            .unwrap_err();
             assert!(why.contains(want), "{want:?} not in {why:?}");
         }
         // An insecure registry takes unsigned registrations, and still checks the rest.
-        assert!(check(&unsigned, "mco", None, minute, NOW).is_ok());
-        assert!(check(&unsigned, "eu", None, minute, NOW).is_err());
+        assert!(check(&unsigned, "mco", None, &TokenCache::default(), minute, NOW).is_ok());
+        assert!(check(&unsigned, "eu", None, &TokenCache::default(), minute, NOW).is_err());
     }
 }

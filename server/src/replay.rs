@@ -4,7 +4,10 @@
 //! Memory is bounded by the window: an id is remembered until its request expires (after
 //! which the time check refuses it anyway), and at most `capacity` ids are kept; when full,
 //! new ids are refused rather than old ones forgotten, so a flood cannot make the guard
-//! forget and accept a replay.
+//! forget and accept a replay. Each caller may hold at most `caller_share` of them, so a
+//! flood from one caller fills only its own share and every other caller keeps being served
+//! (the pipeline also admits an id only for a request that is about to run, and caps the TTL
+//! an id is kept for).
 //!
 //! With a journal file ([`ReplayGuard::with_journal`]) the memory survives a restart: every
 //! admitted id is appended (one `write` per id, before the action runs) and read back at
@@ -18,8 +21,12 @@
 //! admits one id per request it gets, and a fleet-wide broadcast storm must not turn into
 //! two string allocations per request on every node. A digest collision could only make a
 //! fresh request look replayed (a refusal, never an acceptance), and at 128 bits it does not
-//! happen. Appended journal lines carry the id itself (`<expiry> <id>`); lines rewritten by
-//! compaction carry the digest (`<expiry> #<32 hex digits>`). Both load.
+//! happen. Journal lines are `<expiry> #<id digest, 32 hex digits> <caller digest, 16 hex
+//! digits>`; lines an earlier version wrote (`<expiry> <id>` or `<expiry> #<digest>`) load
+//! too, counted against no caller's share. The journal is private to mcod (mode 0600). When
+//! it cannot be rewritten at start (a full disk), the daemon still starts: it keeps
+//! appending to the old journal, or, if even that fails, keeps the ids in memory only and
+//! says so.
 //!
 //! Expiry is tracked per second, not per millisecond: an id is forgotten in the sweep after
 //! the second in which it expires (so up to a second late, never early), and the sweep runs
@@ -42,11 +49,32 @@ use sha2::{Digest, Sha256};
 /// A request id's digest: what the guard remembers.
 type IdDigest = u128;
 
+/// A caller's digest: whose share an id counts against.
+type CallerDigest = u64;
+
+/// The share of ids that no caller owns (journal lines of an earlier version).
+const NO_CALLER: CallerDigest = 0;
+
 fn digest(id: &str) -> IdDigest {
     let hash = Sha256::digest(id.as_bytes());
     let mut first = [0u8; 16];
     first.copy_from_slice(&hash[..16]);
     u128::from_be_bytes(first)
+}
+
+fn caller_digest(caller: &str) -> CallerDigest {
+    let hash = Sha256::digest(caller.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&hash[..8]);
+    // Never NO_CALLER, so a real caller never shares the legacy bucket.
+    u64::from_be_bytes(first).max(1)
+}
+
+/// What the guard keeps per id.
+#[derive(Debug, Clone, Copy)]
+struct Remembered {
+    expires_ms: u64,
+    caller: CallerDigest,
 }
 
 /// Digests are uniformly distributed already; hashing them again would be wasted work.
@@ -77,13 +105,16 @@ type DigestMap<V> = HashMap<IdDigest, V, BuildHasherDefault<DigestHasher>>;
 /// Remembers recently accepted request ids until they expire.
 #[derive(Debug)]
 pub struct ReplayGuard {
-    /// Each remembered id's expiry, Unix milliseconds.
-    expiry_by_id: DigestMap<u64>,
+    /// Each remembered id's expiry (Unix milliseconds) and caller.
+    expiry_by_id: DigestMap<Remembered>,
     /// The ids by the second they expire in (rounded up), for the sweep.
     ids_by_second: BTreeMap<u64, Vec<IdDigest>>,
+    /// How many ids each caller holds.
+    ids_by_caller: HashMap<CallerDigest, usize>,
     /// Nothing is due to be forgotten before this Unix millisecond.
     next_sweep_ms: u64,
     capacity: usize,
+    caller_share: usize,
     journal: Option<Journal>,
 }
 
@@ -100,6 +131,8 @@ pub enum ReplayError {
     Replayed,
     /// The guard is full of unexpired ids.
     Full,
+    /// The caller holds its whole share of the guard.
+    CallerShareFull,
 }
 
 /// Why the journal could not be opened.
@@ -125,22 +158,55 @@ struct Journal {
 /// Compact when the journal holds this many lines more than twice the live ids.
 const COMPACT_SLACK: usize = 10_000;
 
+/// One journal line: `<expiry> #<id digest> <caller digest>`, or an earlier version's
+/// `<expiry> #<id digest>` or `<expiry> <id>`. `None` for a malformed line.
+fn parse_journal_line(line: &str) -> Option<(IdDigest, Remembered)> {
+    let mut fields = line.split(' ');
+    let expires_ms = fields.next()?.parse::<u64>().ok()?;
+    let id = fields.next()?;
+    let key = match id.strip_prefix('#') {
+        Some(hex) if hex.len() == 32 => u128::from_str_radix(hex, 16).ok()?,
+        Some(_) => return None,
+        None if !id.is_empty() => digest(id),
+        None => return None,
+    };
+    let caller = match fields.next() {
+        Some(hex) if hex.len() == 16 => u64::from_str_radix(hex, 16).ok()?,
+        Some(_) => return None,
+        None => NO_CALLER,
+    };
+    if fields.next().is_some() {
+        return None;
+    }
+    Some((key, Remembered { expires_ms, caller }))
+}
+
+fn journal_line(key: IdDigest, entry: Remembered) -> String {
+    format!("{} #{key:032x} {:016x}\n", entry.expires_ms, entry.caller)
+}
+
 impl ReplayGuard {
-    /// A guard remembering at most `capacity` unexpired ids, in memory only.
-    pub fn new(capacity: usize) -> ReplayGuard {
+    /// A guard remembering at most `capacity` unexpired ids, at most `caller_share` of them
+    /// for any one caller, in memory only.
+    pub fn new(capacity: usize, caller_share: usize) -> ReplayGuard {
         ReplayGuard {
             expiry_by_id: DigestMap::default(),
             ids_by_second: BTreeMap::new(),
+            ids_by_caller: HashMap::new(),
             next_sweep_ms: u64::MAX,
             capacity,
+            caller_share: caller_share.clamp(1, capacity.max(1)),
             journal: None,
         }
     }
 
     /// A guard that also keeps its ids in `path`, loading the unexpired ones written by an
-    /// earlier run. Malformed lines (a write cut short by a crash) are skipped.
+    /// earlier run. Malformed lines (a write cut short by a crash) are skipped. A journal
+    /// that cannot be compacted (a full disk) is appended to as it is; one that cannot be
+    /// written at all leaves the guard in memory only: the node still starts, and says why.
     pub fn with_journal(
         capacity: usize,
+        caller_share: usize,
         path: &Path,
         now_ms: u64,
     ) -> Result<ReplayGuard, JournalError> {
@@ -148,54 +214,75 @@ impl ReplayGuard {
             path: path.display().to_string(),
             source,
         };
-        let mut guard = ReplayGuard::new(capacity);
+        let mut guard = ReplayGuard::new(capacity, caller_share);
+        let mut lines = 0;
         match File::open(path) {
             Ok(file) => {
                 for line in BufReader::new(file).lines() {
                     let line = line.map_err(error)?;
-                    let Some((expires, id)) = line.split_once(' ') else {
+                    lines += 1;
+                    let Some((key, entry)) = parse_journal_line(&line) else {
                         continue;
                     };
-                    let Ok(expires) = expires.parse::<u64>() else {
-                        continue;
-                    };
-                    let key = match id.strip_prefix('#') {
-                        Some(hex) if hex.len() == 32 => match u128::from_str_radix(hex, 16) {
-                            Ok(key) => key,
-                            Err(_) => continue,
-                        },
-                        _ if !id.is_empty() => digest(id),
-                        _ => continue,
-                    };
-                    if expires >= now_ms && guard.len() < capacity {
-                        guard.remember(key, expires);
+                    if entry.expires_ms >= now_ms && guard.len() < capacity {
+                        guard.remember(key, entry);
                     }
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(error(e)),
         }
-        let file = rewrite(path, &guard.expiry_by_id).map_err(error)?;
-        guard.journal = Some(Journal {
+        let (file, lines) = match rewrite(path, &guard.expiry_by_id) {
+            Ok(file) => (Some(file), guard.len()),
+            Err(e) => {
+                tracing::error!(
+                    "cannot rewrite the replay journal {} ({e}); appending to it as it is",
+                    path.display()
+                );
+                match open_journal(path) {
+                    Ok(file) => (Some(file), lines),
+                    Err(e) => {
+                        tracing::error!(
+                            "cannot write the replay journal {} ({e}): request ids are kept in memory only until it can be, so a restart forgets them",
+                            path.display()
+                        );
+                        (None, lines)
+                    }
+                }
+            }
+        };
+        guard.journal = file.map(|file| Journal {
             path: path.to_path_buf(),
             file,
-            lines: guard.len(),
+            lines,
         });
         Ok(guard)
     }
 
-    /// Admits `id` (whose request is acceptable until `expires_ms`) if it has not been seen.
-    pub fn admit(&mut self, id: &str, expires_ms: u64, now_ms: u64) -> Result<(), ReplayError> {
+    /// Admits `id` from `caller` (whose request is acceptable until `expires_ms`) if it has
+    /// not been seen and there is room for it, in the guard and in the caller's share.
+    pub fn admit(
+        &mut self,
+        id: &str,
+        caller: &str,
+        expires_ms: u64,
+        now_ms: u64,
+    ) -> Result<(), ReplayError> {
         self.forget_expired(now_ms);
         let key = digest(id);
         if self.expiry_by_id.contains_key(&key) {
             return Err(ReplayError::Replayed);
         }
+        let caller = caller_digest(caller);
+        if self.ids_by_caller.get(&caller).copied().unwrap_or(0) >= self.caller_share {
+            return Err(ReplayError::CallerShareFull);
+        }
         if self.expiry_by_id.len() >= self.capacity {
             return Err(ReplayError::Full);
         }
-        self.remember(key, expires_ms);
-        self.journal_append(id, expires_ms);
+        let entry = Remembered { expires_ms, caller };
+        self.remember(key, entry);
+        self.journal_append(key, entry);
         Ok(())
     }
 
@@ -203,7 +290,15 @@ impl ReplayGuard {
     pub fn contains(&self, id: &str, now_ms: u64) -> bool {
         self.expiry_by_id
             .get(&digest(id))
-            .is_some_and(|&e| e >= now_ms)
+            .is_some_and(|e| e.expires_ms >= now_ms)
+    }
+
+    /// How many ids `caller` holds.
+    pub fn held_by(&self, caller: &str) -> usize {
+        self.ids_by_caller
+            .get(&caller_digest(caller))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// How many ids are remembered.
@@ -216,21 +311,37 @@ impl ReplayGuard {
         self.expiry_by_id.is_empty()
     }
 
-    fn remember(&mut self, key: IdDigest, expires_ms: u64) {
-        self.expiry_by_id.insert(key, expires_ms);
-        let second = expiry_second(expires_ms);
+    fn remember(&mut self, key: IdDigest, entry: Remembered) {
+        // A journal can list an id twice; only its latest entry counts, once.
+        if let Some(old) = self.expiry_by_id.insert(key, entry) {
+            self.release(old.caller);
+        }
+        *self.ids_by_caller.entry(entry.caller).or_default() += 1;
+        let second = expiry_second(entry.expires_ms);
         self.ids_by_second.entry(second).or_default().push(key);
         self.next_sweep_ms = self.next_sweep_ms.min(second.saturating_mul(1000));
     }
 
-    fn journal_append(&mut self, id: &str, expires_ms: u64) {
+    /// Takes one id off `caller`'s count.
+    fn release(&mut self, caller: CallerDigest) {
+        if let std::collections::hash_map::Entry::Occupied(mut held) =
+            self.ids_by_caller.entry(caller)
+        {
+            *held.get_mut() -= 1;
+            if *held.get() == 0 {
+                held.remove();
+            }
+        }
+    }
+
+    fn journal_append(&mut self, key: IdDigest, entry: Remembered) {
         let live = self.expiry_by_id.len();
         let Some(journal) = &mut self.journal else {
             return;
         };
         // One write per line, so a killed daemon leaves whole lines (or a cut last line,
         // which loading skips).
-        let line = format!("{expires_ms} {id}\n");
+        let line = journal_line(key, entry);
         if let Err(e) = journal.file.write_all(line.as_bytes()) {
             // The id is still remembered in memory; only a restart would forget it.
             tracing::error!(
@@ -264,10 +375,11 @@ impl ReplayGuard {
                 break;
             }
             for key in entry.remove() {
-                // A journal can list an id twice; only its latest expiry counts.
+                // An id listed twice is forgotten with its latest expiry only.
                 if let Entry::Occupied(id) = self.expiry_by_id.entry(key) {
-                    if expiry_second(*id.get()) <= second {
-                        id.remove();
+                    if expiry_second(id.get().expires_ms) <= second {
+                        let caller = id.remove().caller;
+                        self.release(caller);
                     }
                 }
             }
@@ -279,19 +391,47 @@ impl ReplayGuard {
     }
 }
 
-/// Writes the live ids to a new file and puts it in place of `path` atomically; returns it
-/// opened for appending.
-fn rewrite(path: &Path, ids: &DigestMap<u64>) -> std::io::Result<File> {
+/// Creates (mode 0600) or opens `path` for appending, tightening an existing file that
+/// others could read: the journal says when each caller was active.
+fn open_journal(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    let mode = file.metadata()?.permissions().mode();
+    if mode & 0o077 != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(mode & 0o700))?;
+    }
+    Ok(file)
+}
+
+/// Writes the live ids to a new file (mode 0600) and puts it in place of `path`
+/// atomically; returns it opened for appending.
+fn rewrite(path: &Path, ids: &DigestMap<Remembered>) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
-    {
-        let mut out = std::io::BufWriter::new(File::create(&tmp)?);
-        for (key, expires) in ids {
-            writeln!(out, "{expires} #{key:032x}")?;
+    let written = (|| {
+        let file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        let mut out = std::io::BufWriter::new(file);
+        for (key, entry) in ids {
+            out.write_all(journal_line(*key, *entry).as_bytes())?;
         }
         out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        // A half-written copy must not be left for the next start to trip over.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
     }
-    std::fs::rename(&tmp, path)?;
-    OpenOptions::new().append(true).open(path)
+    open_journal(path)
 }
 
 #[cfg(test)]
@@ -300,28 +440,34 @@ mod tests {
 
     #[test]
     fn replays_are_refused_until_expiry_and_memory_is_bounded() {
-        let mut guard = ReplayGuard::new(3);
-        assert_eq!(guard.admit("a", 10_000, 0), Ok(()));
-        assert_eq!(guard.admit("a", 10_000, 5_000), Err(ReplayError::Replayed));
-        assert_eq!(guard.admit("b", 20_000, 5_000), Ok(()));
-        assert_eq!(guard.admit("c", 30_000, 5_000), Ok(()));
-        assert_eq!(guard.admit("d", 30_000, 5_000), Err(ReplayError::Full));
+        let mut guard = ReplayGuard::new(3, 3);
+        assert_eq!(guard.admit("a", "a", 10_000, 0), Ok(()));
+        assert_eq!(
+            guard.admit("a", "a", 10_000, 5_000),
+            Err(ReplayError::Replayed)
+        );
+        assert_eq!(guard.admit("b", "b", 20_000, 5_000), Ok(()));
+        assert_eq!(guard.admit("c", "c", 30_000, 5_000), Ok(()));
+        assert_eq!(guard.admit("d", "d", 30_000, 5_000), Err(ReplayError::Full));
         // After a's expiry it is forgotten (the time window refuses it anyway) and there is room.
-        assert_eq!(guard.admit("d", 30_000, 10_001), Ok(()));
+        assert_eq!(guard.admit("d", "d", 30_000, 10_001), Ok(()));
         assert_eq!(guard.len(), 3);
-        assert_eq!(guard.admit("x", 100_000, 40_000), Ok(()));
+        assert_eq!(guard.admit("x", "x", 100_000, 40_000), Ok(()));
         assert_eq!(guard.len(), 1);
     }
 
     #[test]
     fn an_id_is_forgotten_within_the_second_after_it_expires_never_before() {
-        let mut guard = ReplayGuard::new(10);
-        assert_eq!(guard.admit("a", 10_400, 0), Ok(()));
+        let mut guard = ReplayGuard::new(10, 10);
+        assert_eq!(guard.admit("a", "alice", 10_400, 0), Ok(()));
         // Expired (the pipeline's time check refuses it) but still within its second.
-        assert_eq!(guard.admit("b", 20_000, 10_500), Ok(()));
+        assert_eq!(guard.admit("b", "alice", 20_000, 10_500), Ok(()));
         assert_eq!(guard.len(), 2);
-        assert_eq!(guard.admit("a", 20_000, 10_999), Err(ReplayError::Replayed));
-        assert_eq!(guard.admit("c", 20_000, 11_001), Ok(()));
+        assert_eq!(
+            guard.admit("a", "alice", 20_000, 10_999),
+            Err(ReplayError::Replayed)
+        );
+        assert_eq!(guard.admit("c", "alice", 20_000, 11_001), Ok(()));
         assert!(!guard.contains("a", 0), "forgotten after its second");
         assert!(guard.contains("b", 11_001));
     }
@@ -330,40 +476,112 @@ mod tests {
     fn a_journal_remembers_ids_across_restarts_until_they_expire() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("replay.journal");
-        let mut guard = ReplayGuard::with_journal(10, &path, 0).unwrap();
-        assert_eq!(guard.admit("early", 100, 0), Ok(()));
-        assert_eq!(guard.admit("late", 1000, 0), Ok(()));
+        let mut guard = ReplayGuard::with_journal(10, 10, &path, 0).unwrap();
+        assert_eq!(guard.admit("early", "alice", 100, 0), Ok(()));
+        assert_eq!(guard.admit("late", "alice", 1000, 0), Ok(()));
         drop(guard);
         // A crash can cut the last line short; it is skipped.
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(b"12").unwrap();
         drop(f);
 
-        let mut guard = ReplayGuard::with_journal(10, &path, 500).unwrap();
+        let mut guard = ReplayGuard::with_journal(10, 10, &path, 500).unwrap();
         assert_eq!(guard.len(), 1, "only the unexpired id is loaded");
         assert!(guard.contains("late", 500));
-        assert_eq!(guard.admit("late", 1000, 500), Err(ReplayError::Replayed));
-        assert_eq!(guard.admit("early", 1000, 500), Ok(()));
+        assert_eq!(
+            guard.admit("late", "alice", 1000, 500),
+            Err(ReplayError::Replayed)
+        );
+        assert_eq!(guard.admit("early", "alice", 1000, 500), Ok(()));
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 2, "compacted at start: {text}");
+    }
+
+    #[test]
+    fn one_caller_fills_only_its_own_share() {
+        let mut guard = ReplayGuard::new(10, 3);
+        for i in 0..3 {
+            assert_eq!(guard.admit(&format!("m{i}"), "mallory", 60_000, 0), Ok(()));
+        }
+        assert_eq!(
+            guard.admit("m3", "mallory", 60_000, 0),
+            Err(ReplayError::CallerShareFull)
+        );
+        assert_eq!(guard.held_by("mallory"), 3);
+        // Everyone else is still served, up to the guard's capacity.
+        for i in 0..7 {
+            assert_eq!(
+                guard.admit(&format!("a{i}"), &format!("c{i}"), 60_000, 0),
+                Ok(())
+            );
+        }
+        assert_eq!(guard.admit("z", "zed", 60_000, 0), Err(ReplayError::Full));
+        // Expiry gives the share back.
+        assert_eq!(guard.admit("m4", "mallory", 200_000, 61_001), Ok(()));
+        assert_eq!(guard.held_by("mallory"), 1);
+    }
+
+    #[test]
+    fn shares_survive_a_restart_and_old_journal_lines_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("replay.journal");
+        let old_style = format!("5000 plain-id\n5000 #{:032x}\n", 7u128);
+        std::fs::write(&path, old_style).unwrap();
+        let mut guard = ReplayGuard::with_journal(10, 2, &path, 0).unwrap();
+        assert!(guard.contains("plain-id", 0));
+        assert_eq!(
+            guard.admit("plain-id", "alice", 5000, 0),
+            Err(ReplayError::Replayed)
+        );
+        assert_eq!(guard.admit("m1", "mallory", 5000, 0), Ok(()));
+        assert_eq!(guard.admit("m2", "mallory", 5000, 0), Ok(()));
+        drop(guard);
+        let mut guard = ReplayGuard::with_journal(10, 2, &path, 0).unwrap();
+        assert_eq!(guard.len(), 4);
+        assert_eq!(
+            guard.admit("m3", "mallory", 5000, 0),
+            Err(ReplayError::CallerShareFull)
+        );
+        assert_eq!(guard.admit("a1", "alice", 5000, 0), Ok(()));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
+
+    #[test]
+    fn a_journal_that_cannot_be_rewritten_does_not_stop_the_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("replay.journal");
+        std::fs::write(&path, format!("9000 #{:032x} {:016x}\n", 1u128, 5u64)).unwrap();
+        // The compaction's temporary file cannot be created: the journal is appended to.
+        std::fs::create_dir(path.with_extension("tmp")).unwrap();
+        let mut guard = ReplayGuard::with_journal(10, 10, &path, 0).unwrap();
+        assert_eq!(guard.len(), 1);
+        assert_eq!(guard.admit("new", "alice", 9000, 0), Ok(()));
+        drop(guard);
+        let reloaded = ReplayGuard::with_journal(10, 10, &path, 0).unwrap();
+        assert!(
+            reloaded.contains("new", 0),
+            "appended despite the failed rewrite"
+        );
     }
 
     #[test]
     fn the_journal_is_compacted_when_it_holds_mostly_expired_ids() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("replay.journal");
-        let mut guard = ReplayGuard::with_journal(100, &path, 0).unwrap();
+        let mut guard = ReplayGuard::with_journal(100, 100, &path, 0).unwrap();
         for i in 0..(COMPACT_SLACK as u64 + 10) {
             // Each id expires before the next is admitted, so at most two are remembered
             // (the last one's second may not have passed yet).
             assert_eq!(
-                guard.admit(&format!("id{i}"), i * 1000 + 500, i * 1000),
+                guard.admit(&format!("id{i}"), "alice", i * 1000 + 500, i * 1000),
                 Ok(())
             );
         }
         let lines = std::fs::read_to_string(&path).unwrap().lines().count();
         assert!(lines < COMPACT_SLACK, "{lines} lines");
-        let reloaded = ReplayGuard::with_journal(100, &path, 0).unwrap();
+        let reloaded = ReplayGuard::with_journal(100, 100, &path, 0).unwrap();
         assert!(reloaded.contains(&format!("id{}", COMPACT_SLACK + 9), 0));
     }
 }

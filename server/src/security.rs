@@ -1,12 +1,13 @@
 //! What a node trusts and enforces: the issuers whose tokens it accepts, its own signing
-//! credentials, replay memory, action policies and the audit log. Loaded once at start from
-//! [`Settings`]; the pipeline consults it at each security stage.
+//! credentials, replay memory, the longest TTL it honours, action policies, the audit log
+//! and the rate limit on refusals. Loaded once at start from [`Settings`]; the pipeline
+//! consults it at each security stage.
 
 use std::sync::Mutex;
 
 use mco_spec::security::{Credentials, TokenCache, Trust};
 
-use crate::audit::AuditLog;
+use crate::audit::{AuditLog, Redaction, RefusalGate};
 use crate::config::Settings;
 use crate::policy::PolicySet;
 use crate::replay::ReplayGuard;
@@ -49,36 +50,57 @@ pub struct Security {
     pub trust: Option<Trust>,
     /// The node's own key and token, for signing replies; `None` when insecure.
     pub credentials: Option<Credentials>,
-    /// Request ids seen within their validity window.
+    /// Request ids of requests that ran, within their validity window.
     pub replay: Mutex<ReplayGuard>,
     /// Tolerated clock difference, milliseconds.
     pub clock_skew_ms: u64,
+    /// The longest TTL honoured, milliseconds: a request expires at most this long after
+    /// it was made, whatever it asks for.
+    pub max_ttl_ms: u64,
     /// Action policies, when a policy directory is configured.
     pub policies: Option<PolicySet>,
     /// The audit log, when configured.
     pub audit: Option<AuditLog>,
+    /// Which inputs the audit log never shows.
+    pub redaction: Redaction,
+    /// The rate limit on audited and logged refusals.
+    pub refusals: Mutex<RefusalGate>,
     /// Caller tokens already verified, so each request costs one signature check.
     pub tokens: TokenCache,
 }
 
 impl Security {
-    /// Unsigned operation with no policies or audit (tests, and `insecure = true`).
-    pub fn insecure(replay_cache_size: usize, clock_skew_seconds: u64) -> Security {
+    /// Unsigned operation with no policies or audit (tests, and `insecure = true`), with
+    /// the replay memory, TTL cap and refusal limit `settings` give.
+    pub fn insecure(settings: &Settings) -> Security {
         Security {
             trust: None,
             credentials: None,
-            replay: Mutex::new(ReplayGuard::new(replay_cache_size)),
-            clock_skew_ms: clock_skew_seconds.saturating_mul(1000),
+            replay: Mutex::new(ReplayGuard::new(
+                settings.replay_cache_size,
+                settings.replay_caller_share,
+            )),
+            clock_skew_ms: settings.clock_skew_seconds.saturating_mul(1000),
+            max_ttl_ms: settings.max_ttl_seconds.saturating_mul(1000),
             policies: None,
             audit: None,
+            redaction: Redaction::new(&settings.audit_redact),
+            refusals: Mutex::new(RefusalGate::new(settings.audit_refusals_per_second)),
             tokens: TokenCache::default(),
         }
     }
 
+    /// When `request` stops being acceptable here: its own expiry or the node's TTL cap,
+    /// whichever comes first (Unix milliseconds).
+    pub fn expires_at(&self, request: &mco_spec::Request) -> u64 {
+        request
+            .expires_at()
+            .min(request.time.saturating_add(self.max_ttl_ms))
+    }
+
     /// Loads keys, token, policies and the audit log as `settings` say.
     pub fn load(settings: &Settings) -> Result<Security, SecurityError> {
-        let mut security =
-            Security::insecure(settings.replay_cache_size, settings.clock_skew_seconds);
+        let mut security = Security::insecure(settings);
         if settings.insecure {
             tracing::warn!(
                 "INSECURE: insecure = true, so requests are NOT verified and replies are NOT signed; \
@@ -158,6 +180,7 @@ fn open_replay_journal(settings: &Settings) -> Result<ReplayGuard, SecurityError
     let path = dir.join("replay.journal");
     ReplayGuard::with_journal(
         settings.replay_cache_size,
+        settings.replay_caller_share,
         &path,
         mco_spec::message::now_millis(),
     )

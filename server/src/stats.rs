@@ -26,6 +26,9 @@ pub struct Stats {
     pub replayed: AtomicU64,
     /// Requests refused by an action policy.
     pub denied: AtomicU64,
+    /// Requests refused because the replay memory had no room for them (the caller's share
+    /// of it, or all of it).
+    pub throttled: AtomicU64,
 }
 
 impl Stats {
@@ -35,7 +38,7 @@ impl Stats {
     }
 
     /// The counters by name.
-    pub fn snapshot(&self) -> [(&'static str, u64); 10] {
+    pub fn snapshot(&self) -> [(&'static str, u64); 11] {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("total", get(&self.total)),
@@ -48,6 +51,7 @@ impl Stats {
             ("failed", get(&self.failed)),
             ("replayed", get(&self.replayed)),
             ("denied", get(&self.denied)),
+            ("throttled", get(&self.throttled)),
         ]
     }
 }

@@ -3,16 +3,17 @@
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use mco_server::config::{parse, Settings};
 use mco_server::facts::FactStore;
 use mco_server::pipeline::Route;
 use mco_server::Node;
 use mco_spec::message::{new_request_id, now_millis};
-use mco_spec::{subjects, Filter, ReplyEnvelope, Request, RequestEnvelope, StatusCode};
+use mco_spec::{subjects, Filter, ReplyEnvelope, Request, RequestEnvelope, StatusCode, TargetSet};
 use serde_json::{json, Map, Value};
 
-fn node(extra: &str) -> Node {
+fn node(extra: &str) -> Arc<Node> {
     let config = parse(
         &format!("insecure = true\nidentity = \"web1\"\ncollectives = [\"mco\", \"uk\"]\n{extra}"),
         "t",
@@ -24,7 +25,11 @@ fn node(extra: &str) -> Node {
         vec![],
         None,
     );
-    Node::new(settings, facts, mco_agents::registry::builtin_agents())
+    Arc::new(Node::new(
+        settings,
+        facts,
+        mco_agents::registry::builtin_agents(),
+    ))
 }
 
 fn request(agent: &str, action: &str, data: Value, filter: Filter) -> Request {
@@ -41,6 +46,7 @@ fn request(agent: &str, action: &str, data: Value, filter: Filter) -> Request {
         sender: "admin".into(),
         time: now_millis(),
         ttl: 60,
+        targets: None,
     }
 }
 
@@ -51,17 +57,28 @@ fn bytes(request: &Request) -> Vec<u8> {
         .unwrap()
 }
 
-async fn send(node: &Node, route: Route, request: &Request) -> Option<mco_spec::Reply> {
-    let out = node
-        .handle(&request.collective, route, &bytes(request))
-        .await?;
+/// `request` bound to `targets`, and the copy of it that carries the proof for `copy_for`.
+fn targeted(mut request: Request, targets: &[&str], copy_for: &str) -> (Request, Vec<u8>) {
+    let set = TargetSet::new(targets.iter().copied()).unwrap();
+    request.targets = Some(set.targets());
+    let proof = set.proof(copy_for).unwrap();
+    let copy = RequestEnvelope::append_target(&bytes(&request), &proof).unwrap();
+    (request, copy)
+}
+
+async fn send_bytes(
+    node: &Arc<Node>,
+    route: Route,
+    request: &Request,
+    bytes: &[u8],
+) -> Option<mco_spec::Reply> {
+    let out = node.handle(&request.collective, route, bytes).await?;
     assert_eq!(out.subject, request.reply_to);
-    Some(
-        ReplyEnvelope::decode(&out.payload)
-            .unwrap()
-            .reply()
-            .unwrap(),
-    )
+    Some(ReplyEnvelope::decode(&out.payload).unwrap().body().unwrap())
+}
+
+async fn send(node: &Arc<Node>, route: Route, request: &Request) -> Option<mco_spec::Reply> {
+    send_bytes(node, route, request, &bytes(request)).await
 }
 
 fn count(node: &Node, name: &str) -> u64 {
@@ -106,14 +123,16 @@ async fn non_matching_broadcasts_are_ignored_and_counted() {
     .await
     .is_none());
     assert_eq!(count(&node, "filtered"), 1);
-    // A direct request is addressed to the node: the filter does not apply.
+    // The same broadcast re-sent on the node's direct subject is filtered all the same: a
+    // request without targets is selected by its filter, whatever subject it came on.
     assert!(send(
         &node,
         Route::Direct,
         &request("rpcutil", "ping", json!({}), filter)
     )
     .await
-    .is_some());
+    .is_none());
+    assert_eq!(count(&node, "filtered"), 2);
     // A compound filter is decided with the node's data plugins.
     let mut compound = Filter::default();
     compound
@@ -245,6 +264,7 @@ async fn sub_collectives_and_disabled_agents() {
     let node = self::node("");
     let mut r = request("discovery", "ping", json!({}), Filter::default());
     r.collective = "uk".into();
+    r.reply_to = subjects::reply("uk", "alice", &r.id);
     let reply = send(&node, Route::Broadcast, &r).await.unwrap();
     assert!(reply.data["pong"].as_u64().is_some());
     let stats = send(
@@ -301,7 +321,7 @@ async fn agents_provide_data_plugins_for_filters_and_get_data() {
     let facts = FactStore::new(json!({}), vec![], None);
     let mut agents = mco_agents::registry::builtin_agents();
     agents.push(std::sync::Arc::new(Widget { ddl }));
-    let node = Node::new(settings, facts, agents);
+    let node = Arc::new(Node::new(settings, facts, agents));
 
     let mut hit = Filter::default();
     hit.add_compound("widget('abc').size=3 and fstat('/').present=true")
@@ -354,4 +374,140 @@ async fn agents_provide_data_plugins_for_filters_and_get_data() {
         "{}",
         none.statusmsg
     );
+}
+
+#[tokio::test]
+async fn a_targeted_request_runs_only_on_the_nodes_it_names() {
+    let node = node("");
+    // Addressed to web1 (this node) among others: its copy proves it, it runs.
+    let (r, copy) = targeted(
+        request("rpcutil", "ping", json!({}), Filter::default()),
+        &["web1", "web2", "db1"],
+        "web1",
+    );
+    let reply = send_bytes(&node, Route::Direct, &r, &copy).await.unwrap();
+    assert_eq!(reply.statuscode, StatusCode::Ok);
+
+    // Another node's copy of a request that does not name web1, republished to web1.
+    let (r, copy) = targeted(
+        request("rpcutil", "ping", json!({}), Filter::default()),
+        &["web2", "db1"],
+        "web2",
+    );
+    assert!(send_bytes(&node, Route::Direct, &r, &copy).await.is_none());
+    // Without any proof, on either subject.
+    assert!(send(&node, Route::Direct, &r).await.is_none());
+    assert!(send(&node, Route::Broadcast, &r).await.is_none());
+    assert_eq!(count(&node, "unvalidated"), 3);
+    assert_eq!(count(&node, "replies"), 1);
+}
+
+#[tokio::test]
+async fn only_requests_that_run_enter_the_replay_memory() {
+    let node = node("replay_cache_size = 10\nreplay_caller_share = 3");
+    // A broadcast that does not select this node leaves no trace: the same id may still run.
+    let mut miss = Filter::default();
+    miss.add_fact("country=de").unwrap();
+    let mut r = request("rpcutil", "ping", json!({}), miss);
+    assert!(send(&node, Route::Broadcast, &r).await.is_none());
+    r.filter = Filter::default();
+    assert!(send(&node, Route::Broadcast, &r).await.is_some());
+    assert!(
+        send(&node, Route::Broadcast, &r).await.is_none(),
+        "a replay"
+    );
+    assert_eq!(count(&node, "replayed"), 1);
+    // Invalid inputs are answered, but do not take an id either.
+    let mut bad = request("rpcutil", "get_fact", json!({}), Filter::default());
+    let reply = send(&node, Route::Broadcast, &bad).await.unwrap();
+    assert_eq!(reply.statuscode, StatusCode::MissingData);
+    bad.data.insert("fact".into(), json!("country"));
+    let reply = send(&node, Route::Broadcast, &bad).await.unwrap();
+    assert_eq!(reply.statuscode, StatusCode::Ok);
+}
+
+#[tokio::test]
+async fn one_caller_cannot_take_the_replay_memory_from_the_others() {
+    let node = node("replay_cache_size = 10\nreplay_caller_share = 3");
+    let from = |caller: &str| {
+        let mut r = request("rpcutil", "ping", json!({}), Filter::default());
+        r.caller = caller.into();
+        r.reply_to = subjects::reply("mco", caller, &r.id);
+        r.ttl = 3600;
+        r
+    };
+    for _ in 0..3 {
+        let reply = send(&node, Route::Broadcast, &from("mallory"))
+            .await
+            .unwrap();
+        assert_eq!(reply.statuscode, StatusCode::Ok);
+    }
+    let refused = send(&node, Route::Broadcast, &from("mallory"))
+        .await
+        .unwrap();
+    assert_eq!(refused.statuscode, StatusCode::Aborted);
+    assert!(
+        refused.statusmsg.contains("replay_caller_share"),
+        "{}",
+        refused.statusmsg
+    );
+    assert_eq!(count(&node, "throttled"), 1);
+    for caller in ["alice", "bob", "carol"] {
+        let reply = send(&node, Route::Broadcast, &from(caller)).await.unwrap();
+        assert_eq!(reply.statuscode, StatusCode::Ok, "{caller}");
+    }
+}
+
+#[tokio::test]
+async fn the_node_caps_the_ttl_it_honours() {
+    let node = node("max_ttl_seconds = 60");
+    let mut r = request("rpcutil", "ping", json!({}), Filter::default());
+    r.ttl = 7 * 24 * 3600;
+    r.time = now_millis() - 120_000;
+    assert!(send(&node, Route::Direct, &r).await.is_none());
+    assert_eq!(count(&node, "ttlexpired"), 1);
+    let mut fresh = request("rpcutil", "ping", json!({}), Filter::default());
+    fresh.ttl = 7 * 24 * 3600;
+    assert!(send(&node, Route::Direct, &fresh).await.is_some());
+}
+
+#[tokio::test]
+async fn hostile_filters_are_refused_without_harm() {
+    let node = node("");
+    let mut deep = request("rpcutil", "ping", json!({}), Filter::default());
+    deep.filter
+        .compound
+        .push("(".repeat(20_000) + "a=1" + &")".repeat(20_000));
+    assert!(send(&node, Route::Broadcast, &deep).await.is_none());
+    let mut regexes = request("rpcutil", "ping", json!({}), Filter::default());
+    regexes.filter.class = vec![r"/\w{200}/".to_string(); 40];
+    assert!(send(&node, Route::Broadcast, &regexes).await.is_none());
+    let mut one_huge = request("rpcutil", "ping", json!({}), Filter::default());
+    one_huge.filter.class = vec![r"/\w{200}/".to_string()];
+    assert!(send(&node, Route::Broadcast, &one_huge).await.is_none());
+    assert_eq!(count(&node, "unvalidated"), 3);
+    // The node still answers.
+    assert!(send(
+        &node,
+        Route::Broadcast,
+        &request("rpcutil", "ping", json!({}), Filter::default())
+    )
+    .await
+    .is_some());
+}
+
+#[tokio::test]
+async fn replies_go_only_under_the_callers_own_prefix() {
+    let node = node("");
+    for subject in [
+        "$JS.API.STREAM.PURGE.MCO_DIRECT_mco".to_string(),
+        subjects::reply("mco", "bob", "x"),
+        "mco.broadcast.agent.rpcutil".to_string(),
+    ] {
+        let mut r = request("rpcutil", "ping", json!({}), Filter::default());
+        r.reply_to = subject.clone();
+        let out = node.handle("mco", Route::Broadcast, &bytes(&r)).await;
+        assert!(out.is_none(), "{subject}");
+    }
+    assert_eq!(count(&node, "unvalidated"), 3);
 }

@@ -10,6 +10,7 @@ use mco_spec::security::{
 };
 use mco_spec::{
     subjects, Filter, NodeView, Reply, ReplyEnvelope, Request, RequestEnvelope, StatusCode,
+    TargetSet,
 };
 use serde_json::json;
 
@@ -27,6 +28,7 @@ fn request(filter: Filter) -> Request {
         sender: "admin1.example.net".into(),
         time: now_millis(),
         ttl: 60,
+        targets: None,
     }
 }
 
@@ -88,7 +90,7 @@ fn encoding(c: &mut Criterion) {
         b.iter(|| RequestEnvelope::unsigned(&req).unwrap().to_bytes().unwrap())
     });
     group.bench_function("decode", |b| {
-        b.iter(|| RequestEnvelope::decode(&bytes).unwrap().request().unwrap())
+        b.iter(|| RequestEnvelope::decode(&bytes).unwrap().body().unwrap())
     });
     group.finish();
 }
@@ -123,7 +125,11 @@ fn signatures(c: &mut Criterion) {
         b.iter(|| RequestEnvelope::signed(&req, &credentials).unwrap())
     });
     group.bench_function("verify_request_with_token", |b| {
-        b.iter(|| signed.verify(&trust, now).unwrap())
+        b.iter(|| TokenCache::default().verify(&signed, &trust, now).unwrap())
+    });
+    let warm = TokenCache::default();
+    group.bench_function("verify_request_cached_token", |b| {
+        b.iter(|| warm.verify(&signed, &trust, now).unwrap())
     });
 
     // The client verifying many replies: one by one against in a batch.
@@ -203,7 +209,7 @@ fn replies(c: &mut Criterion) {
     let refs: Vec<&ReplyEnvelope> = envelopes.iter().collect();
     let mut group = c.benchmark_group("reply");
     group.bench_function("sign_and_encode", |b| {
-        let reply: Reply = serde_json::from_str(envelopes[0].reply.get()).unwrap();
+        let reply: Reply = serde_json::from_str(envelopes[0].body.get()).unwrap();
         let key = SigningKey::from_bytes(&[100; 32]);
         let credentials = Credentials {
             key,
@@ -217,30 +223,57 @@ fn replies(c: &mut Criterion) {
         })
     });
     group.bench_function("decode", |b| {
-        b.iter(|| ReplyEnvelope::decode(&bytes[0]).unwrap().reply().unwrap())
+        b.iter(|| ReplyEnvelope::decode(&bytes[0]).unwrap().body().unwrap())
     });
     group.throughput(Throughput::Elements(NODES as u64));
     group.bench_function("verify_64_cold_tokens_one_by_one", |b| {
         b.iter(|| {
             for e in &envelopes {
-                e.verify(&trust, now).unwrap();
+                TokenCache::default().verify(e, &trust, now).unwrap();
             }
         })
     });
     group.bench_function("verify_64_cold_tokens_batch", |b| {
         b.iter_batched(
             TokenCache::default,
-            |cache| cache.verify_replies(&refs, &trust, now),
+            |cache| cache.verify_many(&refs, &trust, now),
             BatchSize::SmallInput,
         )
     });
     let warm = TokenCache::default();
-    warm.verify_replies(&refs, &trust, now);
+    warm.verify_many(&refs, &trust, now);
     group.bench_function("verify_64_warm_tokens_batch", |b| {
-        b.iter(|| warm.verify_replies(&refs, &trust, now))
+        b.iter(|| warm.verify_many(&refs, &trust, now))
     });
     group.finish();
 }
 
-criterion_group!(benches, filters, encoding, signatures, replies);
+/// Binding a direct request to its targets: building the tree for a call to 10,000 nodes
+/// (once per call, on the client) and checking one node's proof (once per request, on the
+/// node).
+fn targets(c: &mut Criterion) {
+    let names: Vec<String> = (0..10_000)
+        .map(|i| format!("node{i:05}.example.net"))
+        .collect();
+    let mut group = c.benchmark_group("targets");
+    group.bench_function("target_set_of_10000", |b| {
+        b.iter(|| TargetSet::new(names.iter().cloned()).unwrap())
+    });
+    let set = TargetSet::new(names.iter().cloned()).unwrap();
+    let targets = set.targets();
+    group.bench_function("all_10000_proofs", |b| {
+        b.iter(|| {
+            (0..names.len())
+                .map(|i| set.proof_at(i))
+                .collect::<Vec<_>>()
+        })
+    });
+    let proof = set.proof("node04321.example.net").unwrap();
+    group.bench_function("verify_one_proof_of_10000", |b| {
+        b.iter(|| assert!(targets.contains("node04321.example.net", &proof)))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, filters, encoding, signatures, replies, targets);
 criterion_main!(benches);

@@ -19,31 +19,64 @@
 //!
 //! Fact comparisons mean exactly what `-F` means (they are compiled into the same fact test),
 //! so `-S "cpus>=4"` and `-F cpus>=4` cannot disagree. Data-plugin calls are answered by a
-//! [`DataSource`] supplied by whoever evaluates (the node); a plugin the source does not know
-//! makes the statement false there, and clients check plugin names before sending so an
-//! operator's typo is an error, not an empty result. Syntax errors carry the position.
+//! [`DataSource`] supplied by whoever evaluates (the node); a call the source cannot answer
+//! (an unknown plugin, a refused or failed query) is *unknown*, not false, and unknowns
+//! follow Kleene's logic ([`Expr::evaluate`]), so `not fstat('/x').present` is not made true
+//! by a failure. Clients check plugin names before sending so an operator's typo is an error,
+//! not an empty result. Syntax errors carry the position.
+//!
+//! Every node parses the expressions of every broadcast, so an expression is bounded before
+//! it is parsed: at most [`MAX_COMPOUND_BYTES`] long, [`MAX_COMPOUND_DEPTH`] nested
+//! parentheses and `not`s, [`MAX_COMPOUND_TERMS`] statements (which also bounds the depth of
+//! `and`/`or` chains), and the filter's share of [`crate::filter::MAX_FILTER_REGEXES`]. The
+//! evaluator's recursion is bounded by the same numbers.
 
 use std::fmt;
 
 use regex::Regex;
 use serde_json::Value;
 
-use crate::filter::{CompiledFact, FactFilter, FactOperator, FilterError, NodeView};
+use crate::filter::{
+    compile_regex, CompiledFact, FactFilter, FactOperator, FilterError, NodeView,
+    MAX_FILTER_REGEXES,
+};
+
+/// The longest compound expression accepted, in bytes.
+pub const MAX_COMPOUND_BYTES: usize = 4096;
+
+/// The deepest nesting of parentheses and `not` in one expression.
+pub const MAX_COMPOUND_DEPTH: usize = 32;
+
+/// The most statements (fact comparisons, classes, data-plugin calls) in one expression.
+pub const MAX_COMPOUND_TERMS: usize = 128;
+
+/// Why a data-plugin call could not be answered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("data plugin {plugin}: {reason}")]
+pub struct DataError {
+    /// The plugin called.
+    pub plugin: String,
+    /// Why it gave no answer.
+    pub reason: String,
+}
 
 /// Answers data-plugin calls such as `fstat('/etc/hosts')` during evaluation.
 pub trait DataSource {
-    /// The result of plugin `plugin` called with `query` (a JSON object of outputs), or `None`
-    /// when the plugin is unknown or failed.
-    fn query(&self, plugin: &str, query: Option<&str>) -> Option<Value>;
+    /// The result of plugin `plugin` called with `query` (a JSON object of outputs), or why
+    /// there is none (unknown plugin, refused query, failure, time limit).
+    fn query(&self, plugin: &str, query: Option<&str>) -> Result<Value, DataError>;
 }
 
-/// A [`DataSource`] that knows no plugins: every data-plugin statement is false.
+/// A [`DataSource`] that knows no plugins: every data-plugin statement is unknown.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoData;
 
 impl DataSource for NoData {
-    fn query(&self, _plugin: &str, _query: Option<&str>) -> Option<Value> {
-        None
+    fn query(&self, plugin: &str, _query: Option<&str>) -> Result<Value, DataError> {
+        Err(DataError {
+            plugin: plugin.to_string(),
+            reason: "data plugins cannot be answered here".into(),
+        })
     }
 }
 
@@ -90,13 +123,33 @@ pub struct DataCall {
 }
 
 impl Expr {
-    /// Parses one compound expression.
+    /// Parses one compound expression (with at most [`MAX_FILTER_REGEXES`] regexes).
     pub fn parse(expression: &str) -> Result<Expr, CompoundError> {
+        let mut budget = MAX_FILTER_REGEXES;
+        Expr::parse_within(expression, &mut budget)
+    }
+
+    /// Parses one compound expression that may compile at most `regex_budget` regexes, and
+    /// takes the ones it compiles off the budget (a filter's expressions share one budget).
+    pub fn parse_within(expression: &str, regex_budget: &mut usize) -> Result<Expr, CompoundError> {
+        if expression.len() > MAX_COMPOUND_BYTES {
+            return Err(CompoundError {
+                expression: expression.chars().take(64).collect::<String>() + "...",
+                position: MAX_COMPOUND_BYTES,
+                message: format!(
+                    "the expression is {} bytes long, more than the {MAX_COMPOUND_BYTES} allowed",
+                    expression.len()
+                ),
+            });
+        }
         let tokens = tokenize(expression)?;
         let mut parser = Parser {
             expression,
             tokens,
             next: 0,
+            depth: 0,
+            terms: 0,
+            regex_budget,
         };
         let expr = parser.or()?;
         if let Some(token) = parser.peek() {
@@ -128,22 +181,44 @@ impl Expr {
         }
     }
 
-    /// Evaluates the expression for a node.
+    /// Whether the expression holds for a node; an expression whose value depends on a
+    /// data-plugin call that could not be answered does not hold.
     pub fn matches(&self, node: &NodeView<'_>, data: &dyn DataSource) -> bool {
+        self.evaluate(node, data).unwrap_or(false)
+    }
+
+    /// The expression's value for a node, or the failed data-plugin call it depends on.
+    /// Unknowns follow Kleene's logic: `false and unknown` is false, `true or unknown` is
+    /// true, anything else with an unknown is unknown (including `not unknown`).
+    pub fn evaluate(&self, node: &NodeView<'_>, data: &dyn DataSource) -> Result<bool, DataError> {
         match self {
-            Expr::And(a, b) => a.matches(node, data) && b.matches(node, data),
-            Expr::Or(a, b) => a.matches(node, data) || b.matches(node, data),
-            Expr::Not(inner) => !inner.matches(node, data),
-            Expr::Fact(fact) => fact.matches(node.facts),
-            Expr::Class(name) => node.classes.iter().any(|c| c == name),
-            Expr::ClassRegex(re) => node.classes.iter().any(|c| re.is_match(c)),
-            Expr::Data(call) => match data.query(&call.plugin, call.query.as_deref()) {
-                None => false,
-                Some(result) => match &call.test {
-                    Some(test) => test.matches(&result),
-                    None => !matches!(result, Value::Null | Value::Bool(false)),
+            Expr::And(a, b) => match a.evaluate(node, data) {
+                Ok(false) => Ok(false),
+                Ok(true) => b.evaluate(node, data),
+                Err(e) => match b.evaluate(node, data) {
+                    Ok(false) => Ok(false),
+                    _ => Err(e),
                 },
             },
+            Expr::Or(a, b) => match a.evaluate(node, data) {
+                Ok(true) => Ok(true),
+                Ok(false) => b.evaluate(node, data),
+                Err(e) => match b.evaluate(node, data) {
+                    Ok(true) => Ok(true),
+                    _ => Err(e),
+                },
+            },
+            Expr::Not(inner) => inner.evaluate(node, data).map(|v| !v),
+            Expr::Fact(fact) => Ok(fact.matches(node.facts)),
+            Expr::Class(name) => Ok(node.classes.iter().any(|c| c == name)),
+            Expr::ClassRegex(re) => Ok(node.classes.iter().any(|c| re.is_match(c))),
+            Expr::Data(call) => {
+                let result = data.query(&call.plugin, call.query.as_deref())?;
+                Ok(match &call.test {
+                    Some(test) => test.matches(&result),
+                    None => !matches!(result, Value::Null | Value::Bool(false)),
+                })
+            }
         }
     }
 }
@@ -357,6 +432,12 @@ struct Parser<'a> {
     expression: &'a str,
     tokens: Vec<Token>,
     next: usize,
+    /// Parentheses and `not`s open around the current position.
+    depth: usize,
+    /// Statements read so far.
+    terms: usize,
+    /// Regexes this expression may still compile.
+    regex_budget: &'a mut usize,
 }
 
 impl Parser<'_> {
@@ -414,14 +495,57 @@ impl Parser<'_> {
         Ok(left)
     }
 
+    /// Enters a parenthesis or `not` at `position`, refusing nesting beyond the limit.
+    fn nest(&mut self, position: usize) -> Result<(), CompoundError> {
+        self.depth += 1;
+        if self.depth > MAX_COMPOUND_DEPTH {
+            return Err(self.error(
+                position,
+                format!("nested more than {MAX_COMPOUND_DEPTH} levels deep"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Counts a statement at `position`, refusing more than the limit.
+    fn term(&mut self, position: usize) -> Result<(), CompoundError> {
+        self.terms += 1;
+        if self.terms > MAX_COMPOUND_TERMS {
+            return Err(self.error(
+                position,
+                format!("more than {MAX_COMPOUND_TERMS} statements in one expression"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Compiles a regex at `position` if the filter's regex budget allows one more.
+    fn regex(&mut self, source: &str, position: usize) -> Result<Regex, CompoundError> {
+        if *self.regex_budget == 0 {
+            return Err(self.error(
+                position,
+                format!("more than {MAX_FILTER_REGEXES} regular expressions in one filter"),
+            ));
+        }
+        *self.regex_budget -= 1;
+        compile_regex(source).map_err(|e| self.error(position, format!("invalid regex: {e}")))
+    }
+
     fn unary(&mut self) -> Result<Expr, CompoundError> {
         let Some(token) = self.bump() else {
             return Err(self.error(self.end_position(), "expected a statement".into()));
         };
         match token.kind {
-            TokenKind::Not => Ok(Expr::Not(Box::new(self.unary()?))),
+            TokenKind::Not => {
+                self.nest(token.position)?;
+                let inner = self.unary()?;
+                self.depth -= 1;
+                Ok(Expr::Not(Box::new(inner)))
+            }
             TokenKind::Open => {
+                self.nest(token.position)?;
                 let inner = self.or()?;
+                self.depth -= 1;
                 match self.bump() {
                     Some(Token {
                         kind: TokenKind::Close,
@@ -435,16 +559,18 @@ impl Parser<'_> {
                 }
             }
             TokenKind::Regex(pattern, insensitive) => {
+                self.term(token.position)?;
                 let source = if insensitive {
                     format!("(?i){pattern}")
                 } else {
                     pattern
                 };
-                Regex::new(&source)
-                    .map(Expr::ClassRegex)
-                    .map_err(|e| self.error(token.position, format!("invalid regex: {e}")))
+                self.regex(&source, token.position).map(Expr::ClassRegex)
             }
-            TokenKind::Word(word) => self.statement(word, token.position),
+            TokenKind::Word(word) => {
+                self.term(token.position)?;
+                self.statement(word, token.position)
+            }
             other => Err(self.error(
                 token.position,
                 format!("expected a statement, found {other}"),
@@ -512,6 +638,15 @@ impl Parser<'_> {
                     pattern.to_string()
                 };
             }
+        }
+        if filter.operator == FactOperator::Match {
+            if *self.regex_budget == 0 {
+                return Err(self.error(
+                    position,
+                    format!("more than {MAX_FILTER_REGEXES} regular expressions in one filter"),
+                ));
+            }
+            *self.regex_budget -= 1;
         }
         filter
             .compile_fact()
@@ -592,15 +727,18 @@ mod tests {
     struct Plugins;
 
     impl DataSource for Plugins {
-        fn query(&self, plugin: &str, query: Option<&str>) -> Option<Value> {
+        fn query(&self, plugin: &str, query: Option<&str>) -> Result<Value, DataError> {
             match (plugin, query) {
                 ("fstat", Some("/etc/hosts")) => {
-                    Some(json!({"present": true, "size": 200, "type": "file"}))
+                    Ok(json!({"present": true, "size": 200, "type": "file"}))
                 }
-                ("fstat", Some(_)) => Some(json!({"present": false, "size": 0})),
-                ("service", Some("nginx")) => Some(json!({"status": "running"})),
-                ("service", Some(_)) => Some(json!({"status": "stopped"})),
-                _ => None,
+                ("fstat", Some(_)) => Ok(json!({"present": false, "size": 0})),
+                ("service", Some("nginx")) => Ok(json!({"status": "running"})),
+                ("service", Some(_)) => Ok(json!({"status": "stopped"})),
+                _ => Err(DataError {
+                    plugin: plugin.into(),
+                    reason: "unknown".into(),
+                }),
             }
         }
     }
@@ -650,7 +788,11 @@ mod tests {
             ("service(\"nginx\").status=running and country=uk", true),
             ("service('apache').status=running", false),
             ("unknown('x').a=1", false),
-            ("not unknown('x').a=1", true),
+            // An unanswerable call is unknown, not false: negating it does not select.
+            ("not unknown('x').a=1", false),
+            ("unknown('x').a=1 or country=uk", true),
+            ("not (unknown('x').a=1 and country=de)", true),
+            ("not (unknown('x').a=1 or country=de)", false),
             ("country = uk", true),
             ("country='uk'", true),
         ];
@@ -680,6 +822,42 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn hostile_expressions_are_refused_before_they_cost_anything() {
+        let deep = "(".repeat(20_000) + "a=1" + &")".repeat(20_000);
+        assert!(Expr::parse(&deep)
+            .unwrap_err()
+            .message
+            .contains("more than"));
+        let nested = "(".repeat(MAX_COMPOUND_DEPTH + 1) + "a" + &")".repeat(MAX_COMPOUND_DEPTH + 1);
+        assert!(Expr::parse(&nested).unwrap_err().message.contains("nested"));
+        let ok = "(".repeat(MAX_COMPOUND_DEPTH) + "a" + &")".repeat(MAX_COMPOUND_DEPTH);
+        assert!(Expr::parse(&ok).is_ok());
+        let nots = "not ".repeat(MAX_COMPOUND_DEPTH + 1) + "a";
+        assert!(Expr::parse(&nots).unwrap_err().message.contains("nested"));
+        let long_chain = vec!["a"; MAX_COMPOUND_TERMS + 1].join(" and ");
+        assert!(Expr::parse(&long_chain)
+            .unwrap_err()
+            .message
+            .contains("statements"));
+        let regexes = vec!["/a/"; MAX_FILTER_REGEXES + 1].join(" or ");
+        assert!(Expr::parse(&regexes)
+            .unwrap_err()
+            .message
+            .contains("regular expressions"));
+        let huge = [r"/\w{200}/"; 2].join(" or ");
+        assert!(Expr::parse(&huge).unwrap_err().message.contains("limit"));
+        let facts = vec!["x=~a"; MAX_FILTER_REGEXES + 1].join(" or ");
+        assert!(Expr::parse(&facts)
+            .unwrap_err()
+            .message
+            .contains("regular expressions"));
+        assert!(Expr::parse(&"a".repeat(MAX_COMPOUND_BYTES + 1))
+            .unwrap_err()
+            .message
+            .contains("bytes"));
     }
 
     #[test]

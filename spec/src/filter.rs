@@ -35,11 +35,52 @@
 use std::cmp::Ordering;
 use std::fmt;
 
-use regex::Regex;
+use regex::{Regex, RegexBuilder};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::compound::{CompoundError, DataSource, Expr, NoData};
+use crate::compound::{CompoundError, DataError, DataSource, Expr, NoData};
+
+/// The most entries (facts, classes, identities, agents and compound expressions together)
+/// one filter may have. A filter travels in every broadcast and is compiled by every node,
+/// so what it may cost is bounded: these limits, [`MAX_FILTER_REGEXES`], the compound
+/// limits in [`crate::compound`] and the compiled size of each regex.
+pub const MAX_FILTER_ENTRIES: usize = 1024;
+
+/// The most regular expressions one filter may hold, in all its parts.
+pub const MAX_FILTER_REGEXES: usize = 32;
+
+/// The longest regular expression accepted, in bytes.
+pub const MAX_REGEX_BYTES: usize = 1024;
+
+/// The most memory one compiled regex may take (the `regex` crate's `size_limit`); a
+/// pattern that needs more, such as `\w{200}` (which is 200 copies of Unicode's word
+/// class), is refused rather than built.
+pub const REGEX_SIZE_LIMIT: usize = 256 * 1024;
+
+/// The most memory one regex's lazy DFA may cache (the `regex` crate's `dfa_size_limit`).
+pub const REGEX_DFA_SIZE_LIMIT: usize = 256 * 1024;
+
+/// Compiles `pattern` within the bounds above: the one way mco builds a regex from a filter
+/// or a policy, so that no message can make a node build a huge automaton.
+pub fn compile_regex(pattern: &str) -> Result<Regex, String> {
+    if pattern.len() > MAX_REGEX_BYTES {
+        return Err(format!(
+            "longer than {MAX_REGEX_BYTES} bytes ({} bytes)",
+            pattern.len()
+        ));
+    }
+    RegexBuilder::new(pattern)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(REGEX_DFA_SIZE_LIMIT)
+        .build()
+        .map_err(|e| match e {
+            regex::Error::CompiledTooBig(limit) => format!(
+                "the compiled regex would exceed the limit of {limit} bytes; use a smaller pattern"
+            ),
+            other => other.to_string(),
+        })
+}
 
 /// Why a filter could not be parsed or compiled.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -71,6 +112,14 @@ pub enum FilterError {
     Empty {
         /// Which filter category it is in.
         kind: &'static str,
+    },
+    /// The filter is larger than a node evaluates.
+    #[error("filter too large: {what} (at most {limit})")]
+    TooLarge {
+        /// What is too large or too many.
+        what: String,
+        /// The limit.
+        limit: usize,
     },
 }
 
@@ -201,10 +250,12 @@ impl FactFilter {
         }
         let test = match self.operator {
             FactOperator::Match => {
-                FactTest::Regex(Regex::new(&self.value).map_err(|e| FilterError::Regex {
-                    kind: "fact",
-                    pattern: self.value.clone(),
-                    reason: e.to_string(),
+                FactTest::Regex(compile_regex(&self.value).map_err(|reason| {
+                    FilterError::Regex {
+                        kind: "fact",
+                        pattern: self.value.clone(),
+                        reason,
+                    }
                 })?)
             }
             op => FactTest::Compare {
@@ -325,14 +376,50 @@ impl Filter {
         Ok(())
     }
 
-    /// Compiles the filter for evaluation; fails on bad regexes and compound syntax errors.
+    /// How many entries the filter has in all its parts.
+    pub fn entries(&self) -> usize {
+        self.fact.len()
+            + self.class.len()
+            + self.identity.len()
+            + self.agent.len()
+            + self.compound.len()
+    }
+
+    /// Compiles the filter for evaluation; fails on bad regexes, compound syntax errors and
+    /// filters over the limits ([`MAX_FILTER_ENTRIES`], [`MAX_FILTER_REGEXES`], the compound
+    /// limits), which are checked before anything is compiled.
     pub fn compile(&self) -> Result<CompiledFilter, FilterError> {
-        Ok(CompiledFilter {
-            compound: self
-                .compound
+        if self.entries() > MAX_FILTER_ENTRIES {
+            return Err(FilterError::TooLarge {
+                what: format!("{} entries", self.entries()),
+                limit: MAX_FILTER_ENTRIES,
+            });
+        }
+        let plain_regexes = self
+            .fact
+            .iter()
+            .filter(|f| f.operator == FactOperator::Match)
+            .count()
+            + [&self.class, &self.identity, &self.agent]
                 .iter()
-                .map(|e| Expr::parse(e))
-                .collect::<Result<_, _>>()?,
+                .flat_map(|list| list.iter())
+                .filter(|m| slash_regex(m).is_some())
+                .count();
+        let too_many_regexes = |count: usize| FilterError::TooLarge {
+            what: format!("{count} or more regular expressions"),
+            limit: MAX_FILTER_REGEXES,
+        };
+        if plain_regexes > MAX_FILTER_REGEXES {
+            return Err(too_many_regexes(plain_regexes));
+        }
+        let mut regex_budget = MAX_FILTER_REGEXES - plain_regexes;
+        let compound = self
+            .compound
+            .iter()
+            .map(|e| Expr::parse_within(e, &mut regex_budget))
+            .collect::<Result<_, _>>()?;
+        Ok(CompiledFilter {
+            compound,
             facts: self
                 .fact
                 .iter()
@@ -369,16 +456,29 @@ pub struct CompiledFilter {
 }
 
 impl CompiledFilter {
-    /// Whether `node` is selected by this filter, where data-plugin calls are all unknown
-    /// (false). Use [`Self::matches_with`] where data plugins can be answered.
+    /// Whether `node` is selected by this filter, where no data plugin can be answered. Use
+    /// [`Self::matches_with`] where data plugins can be answered.
     pub fn matches(&self, node: &NodeView<'_>) -> bool {
         self.matches_with(node, &NoData)
     }
 
     /// Whether `node` is selected by this filter, answering data-plugin calls from `data`.
-    /// This is the only filter evaluator in mco.
+    /// A filter whose outcome depends on a data-plugin call that failed does not match: a
+    /// filter is never widened by what a node could not find out.
     pub fn matches_with(&self, node: &NodeView<'_>, data: &dyn DataSource) -> bool {
-        (self.identities.is_empty() || self.identities.iter().any(|m| m.is_match(node.identity)))
+        self.evaluate(node, data).unwrap_or(false)
+    }
+
+    /// The filter's value for `node`, or the data-plugin failure it depends on. This is
+    /// the only filter evaluator in mco: [`Self::matches_with`] reads a failure as "no
+    /// match"; an action policy reads it as "deny".
+    ///
+    /// Logic with unknowns is Kleene's: `false and unknown` is false, `true or unknown`
+    /// true, `not unknown` unknown, so a failure only matters where it could change the
+    /// answer.
+    pub fn evaluate(&self, node: &NodeView<'_>, data: &dyn DataSource) -> Result<bool, DataError> {
+        let simple = (self.identities.is_empty()
+            || self.identities.iter().any(|m| m.is_match(node.identity)))
             && self
                 .agents
                 .iter()
@@ -387,8 +487,22 @@ impl CompiledFilter {
                 .classes
                 .iter()
                 .all(|m| node.classes.iter().any(|c| m.is_match(c)))
-            && self.facts.iter().all(|f| f.matches(node.facts))
-            && self.compound.iter().all(|e| e.matches(node, data))
+            && self.facts.iter().all(|f| f.matches(node.facts));
+        if !simple {
+            return Ok(false);
+        }
+        let mut unknown = None;
+        for expr in &self.compound {
+            match expr.evaluate(node, data) {
+                Ok(true) => {}
+                Ok(false) => return Ok(false),
+                Err(e) => unknown = unknown.or(Some(e)),
+            }
+        }
+        match unknown {
+            Some(e) => Err(e),
+            None => Ok(true),
+        }
     }
 
     /// The data plugins the compound expressions call, so a client can refuse unknown ones.
@@ -431,12 +545,12 @@ fn compile_matcher(kind: &'static str, input: &str) -> Result<Matcher, FilterErr
             } else {
                 pattern.to_string()
             };
-            Regex::new(&source)
+            compile_regex(&source)
                 .map(Matcher::Regex)
-                .map_err(|e| FilterError::Regex {
+                .map_err(|reason| FilterError::Regex {
                     kind,
                     pattern: pattern.to_string(),
-                    reason: e.to_string(),
+                    reason,
                 })
         }
         None => Ok(Matcher::Exact(input.to_string())),

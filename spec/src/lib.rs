@@ -4,7 +4,9 @@
 //! is meant for it:
 //!
 //! - [`subjects`]: the NATS subject names for broadcast, direct, reply and registration traffic.
-//! - [`message`]: the request and reply types, their signed envelopes, and status codes.
+//! - [`envelope`]: the one signed envelope requests, replies and registrations travel in.
+//! - [`message`]: the request and reply types and status codes.
+//! - [`targets`]: the compact, signed set of nodes a direct request is for.
 //! - [`security`]: keys, issuer-signed tokens, and request/reply signatures.
 //! - [`filter`]: the filter model (`-F`, `-C`, `-I`, `-A`, `-W`), its parser and the one
 //!   evaluator that every component uses to decide a match.
@@ -31,13 +33,15 @@
 #![warn(missing_docs)]
 
 pub mod compound;
+pub mod envelope;
 pub mod filter;
 pub mod message;
 pub mod registration;
 pub mod security;
 pub mod subjects;
+pub mod targets;
 
+pub use envelope::{Envelope, RegistrationEnvelope, ReplyEnvelope, RequestEnvelope};
 pub use filter::{CompiledFilter, FactFilter, FactOperator, Filter, FilterError, NodeView};
-pub use message::{
-    DecodeError, Reply, ReplyEnvelope, Request, RequestEnvelope, StatusCode, MAX_MESSAGE_BYTES,
-};
+pub use message::{DecodeError, Reply, Request, StatusCode, MAX_MESSAGE_BYTES};
+pub use targets::{TargetProof, TargetSet, Targets};

@@ -1,53 +1,40 @@
-//! Requests, replies, their envelopes and status codes.
-//!
-//! A message on the wire is an *envelope* around the request or reply. The envelope holds the
-//! inner message as raw JSON (not re-encoded), so that a signature can cover the exact bytes
-//! the receiver parses, plus optional `signature` and `token` fields. Unsigned fleets send
-//! them as `null`; the security layer fills them without changing the format.
+//! Requests, replies and status codes: what is inside an envelope ([`crate::envelope`]).
 //!
 //! # Wire format
 //!
-//! A request envelope:
+//! A request (the `request` of a `mco.request.v1` envelope):
 //!
 //! ```json
 //! {
-//!   "protocol": "mco.request.v1",
-//!   "request": {
-//!     "id": "5d3c8f0a9b2e4c1d8e7f6a5b4c3d2e1f",
-//!     "collective": "mco",
-//!     "agent": "rpcutil",
-//!     "action": "ping",
-//!     "data": {},
-//!     "filter": {"fact": [{"fact": "country", "operator": "==", "value": "uk"}],
-//!                "class": [], "identity": [], "agent": ["rpcutil"], "compound": []},
-//!     "caller": "user=alice",
-//!     "sender": "admin1.example.net",
-//!     "time": 1763856000123,
-//!     "ttl": 60,
-//!     "reply_to": "mco.reply.0f1e2d3c4b5a69788796a5b4c3d2e1f0.5d3c8f0a9b2e4c1d8e7f6a5b4c3d2e1f"
-//!   },
-//!   "signature": null,
-//!   "token": null
+//!   "id": "5d3c8f0a9b2e4c1d8e7f6a5b4c3d2e1f",
+//!   "collective": "mco",
+//!   "agent": "rpcutil",
+//!   "action": "ping",
+//!   "data": {},
+//!   "filter": {"fact": [{"fact": "country", "operator": "==", "value": "uk"}],
+//!              "class": [], "identity": [], "agent": ["rpcutil"], "compound": []},
+//!   "caller": "user=alice",
+//!   "sender": "admin1.example.net",
+//!   "time": 1763856000123,
+//!   "ttl": 60,
+//!   "reply_to": "mco.reply.0f1e2d3c4b5a69788796a5b4c3d2e1f0.5d3c8f0a9b2e4c1d8e7f6a5b4c3d2e1f"
 //! }
 //! ```
 //!
-//! A reply envelope:
+//! A direct request also has `"targets": {"root": "<64 hex>", "count": N}` ([`crate::targets`]).
+//!
+//! A reply (the `reply` of a `mco.reply.v1` envelope):
 //!
 //! ```json
 //! {
-//!   "protocol": "mco.reply.v1",
-//!   "reply": {
-//!     "request_id": "5d3c8f0a9b2e4c1d8e7f6a5b4c3d2e1f",
-//!     "sender": "web1.example.net",
-//!     "agent": "rpcutil",
-//!     "action": "ping",
-//!     "time": 1763856000140,
-//!     "statuscode": 0,
-//!     "statusmsg": "OK",
-//!     "data": {"pong": 1763856000}
-//!   },
-//!   "signature": null,
-//!   "token": null
+//!   "request_id": "5d3c8f0a9b2e4c1d8e7f6a5b4c3d2e1f",
+//!   "sender": "web1.example.net",
+//!   "agent": "rpcutil",
+//!   "action": "ping",
+//!   "time": 1763856000140,
+//!   "statuscode": 0,
+//!   "statusmsg": "OK",
+//!   "data": {"pong": 1763856000}
 //! }
 //! ```
 //!
@@ -58,16 +45,17 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use crate::envelope::{Kind, ReplyKind, RequestKind};
 use crate::filter::Filter;
-use crate::subjects::{is_valid_identity, is_valid_token};
+use crate::subjects::{check_reply_to, is_valid_identity, is_valid_token};
+use crate::targets::{Targets, MAX_TARGETS};
 
 /// The `protocol` value of a request envelope.
-pub const REQUEST_PROTOCOL: &str = "mco.request.v1";
+pub const REQUEST_PROTOCOL: &str = <RequestKind as Kind>::PROTOCOL;
 /// The `protocol` value of a reply envelope.
-pub const REPLY_PROTOCOL: &str = "mco.reply.v1";
+pub const REPLY_PROTOCOL: &str = <ReplyKind as Kind>::PROTOCOL;
 
 /// The largest message a node or client accepts, in bytes.
 ///
@@ -235,8 +223,14 @@ pub struct Request {
     pub time: u64,
     /// How long after `time` the request may still be acted on, in seconds.
     pub ttl: u64,
-    /// The subject replies go to.
+    /// The subject replies go to: always under the caller's own reply prefix
+    /// ([`crate::subjects::check_reply_to`]).
     pub reply_to: String,
+    /// The nodes a direct request is for ([`crate::targets`]); `None` on a broadcast, which
+    /// its filter alone selects. A node acts on a targeted request only when its copy proves
+    /// the node is a target, whatever subject it arrived on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<Targets>,
 }
 
 impl Request {
@@ -250,7 +244,7 @@ impl Request {
         self.time.saturating_add(self.ttl.saturating_mul(1000))
     }
 
-    /// Checks the fields a node relies on; [`RequestEnvelope::request`] calls it.
+    /// Checks the fields a node relies on; [`crate::envelope::Envelope::body`] calls it.
     pub fn validate(&self) -> Result<(), DecodeError> {
         fn invalid(field: &'static str, reason: impl Into<String>) -> DecodeError {
             DecodeError::Invalid {
@@ -300,73 +294,18 @@ impl Request {
                 format!("must be between 1 and {MAX_TTL_SECONDS} seconds"),
             ));
         }
-        if self.reply_to.is_empty()
-            || self.reply_to.len() > 256
-            || self
-                .reply_to
-                .chars()
-                .any(|c| c.is_whitespace() || c == '*' || c == '>')
-        {
-            return Err(invalid(
-                "reply_to",
-                "must be a NATS subject without wildcards",
-            ));
+        if let Err(e) = check_reply_to(&self.collective, &self.caller, &self.reply_to) {
+            return Err(invalid("reply_to", e.to_string()));
+        }
+        if let Some(targets) = &self.targets {
+            if targets.count == 0 || targets.count > MAX_TARGETS || targets.root.len() != 64 {
+                return Err(invalid(
+                    "targets",
+                    "must name 1 or more nodes by a 64-digit root",
+                ));
+            }
         }
         Ok(())
-    }
-}
-
-/// The envelope a request travels in. The inner request is kept as raw JSON bytes.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RequestEnvelope {
-    /// Always [`REQUEST_PROTOCOL`].
-    pub protocol: String,
-    /// The request, exactly as the sender serialised it. Signatures cover these bytes.
-    pub request: Box<RawValue>,
-    /// Base64 signature over `request` by the caller's key; `null` when unsigned.
-    #[serde(default)]
-    pub signature: Option<String>,
-    /// The caller's token; `null` when unsigned.
-    #[serde(default)]
-    pub token: Option<String>,
-}
-
-impl RequestEnvelope {
-    /// Wraps a request without signature or token.
-    pub fn unsigned(request: &Request) -> Result<Self, serde_json::Error> {
-        Ok(RequestEnvelope {
-            protocol: REQUEST_PROTOCOL.to_string(),
-            request: serde_json::value::to_raw_value(request)?,
-            signature: None,
-            token: None,
-        })
-    }
-
-    /// Parses an envelope from bytes, refusing oversized input and unknown protocols. The inner
-    /// request is not parsed yet: verify [`Self::request_bytes`] first, then call
-    /// [`Self::request`].
-    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        check_size(bytes)?;
-        let envelope: RequestEnvelope = serde_json::from_slice(bytes)?;
-        check_protocol(&envelope.protocol, REQUEST_PROTOCOL)?;
-        Ok(envelope)
-    }
-
-    /// The exact bytes of the inner request: what a signature covers.
-    pub fn request_bytes(&self) -> &[u8] {
-        self.request.get().as_bytes()
-    }
-
-    /// Parses and validates the inner request from [`Self::request_bytes`].
-    pub fn request(&self) -> Result<Request, DecodeError> {
-        let request: Request = serde_json::from_str(self.request.get())?;
-        request.validate()?;
-        Ok(request)
-    }
-
-    /// The envelope as bytes to publish.
-    pub fn to_bytes(&self) -> Result<Vec<u8>, serde_json::Error> {
-        serde_json::to_vec(self)
     }
 }
 
@@ -426,7 +365,7 @@ pub struct ReplyFields<'a> {
 impl ReplyFields<'_> {
     /// The reply envelope as bytes to publish, built in one buffer: the reply is serialised
     /// in place, `sign` (if any) is given exactly those bytes and returns the signature and
-    /// token to add. Byte for byte what [`ReplyEnvelope::to_bytes`] makes of the same reply.
+    /// token to add. Byte for byte what [`crate::ReplyEnvelope::to_bytes`] makes of the same reply.
     pub fn encode_envelope<'t>(
         &self,
         sign: Option<&ReplySigner<'t>>,
@@ -472,86 +411,10 @@ impl Reply {
     }
 }
 
-/// The envelope a reply travels in; the same shape as [`RequestEnvelope`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ReplyEnvelope {
-    /// Always [`REPLY_PROTOCOL`].
-    pub protocol: String,
-    /// The reply, exactly as the node serialised it. Signatures cover these bytes.
-    pub reply: Box<RawValue>,
-    /// Base64 signature over `reply` by the node's key; `null` when unsigned.
-    #[serde(default)]
-    pub signature: Option<String>,
-    /// The node's token; `null` when unsigned.
-    #[serde(default)]
-    pub token: Option<String>,
-}
-
-impl ReplyEnvelope {
-    /// Wraps a reply without signature or token.
-    pub fn unsigned(reply: &Reply) -> Result<Self, serde_json::Error> {
-        Ok(ReplyEnvelope {
-            protocol: REPLY_PROTOCOL.to_string(),
-            reply: serde_json::value::to_raw_value(reply)?,
-            signature: None,
-            token: None,
-        })
-    }
-
-    /// Parses an envelope from bytes, refusing oversized input and unknown protocols.
-    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        check_size(bytes)?;
-        let envelope: ReplyEnvelope = serde_json::from_slice(bytes)?;
-        check_protocol(&envelope.protocol, REPLY_PROTOCOL)?;
-        Ok(envelope)
-    }
-
-    /// The exact bytes of the inner reply: what a signature covers.
-    pub fn reply_bytes(&self) -> &[u8] {
-        self.reply.get().as_bytes()
-    }
-
-    /// Parses the inner reply.
-    pub fn reply(&self) -> Result<Reply, DecodeError> {
-        let reply: Reply = serde_json::from_str(self.reply.get())?;
-        if !reply.data.is_object() {
-            return Err(DecodeError::Invalid {
-                field: "data",
-                reason: "must be a JSON object".into(),
-            });
-        }
-        Ok(reply)
-    }
-
-    /// The envelope as bytes to publish.
-    pub fn to_bytes(&self) -> Result<Vec<u8>, serde_json::Error> {
-        serde_json::to_vec(self)
-    }
-}
-
-pub(crate) fn check_size(bytes: &[u8]) -> Result<(), DecodeError> {
-    if bytes.len() > MAX_MESSAGE_BYTES {
-        return Err(DecodeError::TooLarge {
-            size: bytes.len(),
-            limit: MAX_MESSAGE_BYTES,
-        });
-    }
-    Ok(())
-}
-
-pub(crate) fn check_protocol(found: &str, expected: &'static str) -> Result<(), DecodeError> {
-    if found != expected {
-        return Err(DecodeError::Protocol {
-            found: found.to_string(),
-            expected,
-        });
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::envelope::{ReplyEnvelope, RequestEnvelope};
     use serde_json::json;
 
     pub(crate) fn sample_request() -> Request {
@@ -570,6 +433,7 @@ mod tests {
             time: 1_763_856_000_123,
             ttl: 60,
             reply_to: crate::subjects::reply("mco", "user=alice", "x"),
+            targets: None,
         }
     }
 
@@ -581,13 +445,10 @@ mod tests {
             .to_bytes()
             .unwrap();
         let envelope = RequestEnvelope::decode(&bytes).unwrap();
-        assert_eq!(envelope.request().unwrap(), request);
+        assert_eq!(envelope.body().unwrap(), request);
         assert!(envelope.signature.is_none());
         // The signed bytes are the request's own serialisation, untouched.
-        assert_eq!(
-            envelope.request_bytes(),
-            serde_json::to_vec(&request).unwrap()
-        );
+        assert_eq!(envelope.body_bytes(), serde_json::to_vec(&request).unwrap());
     }
 
     #[test]
@@ -603,7 +464,7 @@ mod tests {
             data: json!({"x": 1}),
         };
         let bytes = ReplyEnvelope::unsigned(&reply).unwrap().to_bytes().unwrap();
-        let parsed = ReplyEnvelope::decode(&bytes).unwrap().reply().unwrap();
+        let parsed = ReplyEnvelope::decode(&bytes).unwrap().body().unwrap();
         assert_eq!(parsed, reply);
         let raw: Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(raw["reply"]["statuscode"], json!(4));
@@ -623,7 +484,7 @@ mod tests {
         };
         let expected = ReplyEnvelope::unsigned(&reply).unwrap().to_bytes().unwrap();
         assert_eq!(reply.fields().encode_envelope(None).unwrap(), expected);
-        let round = ReplyEnvelope::decode(&expected).unwrap().reply().unwrap();
+        let round = ReplyEnvelope::decode(&expected).unwrap().body().unwrap();
         assert_eq!(round, reply);
     }
 
@@ -649,7 +510,7 @@ mod tests {
         ));
         let bad_status = br#"{"protocol":"mco.reply.v1","reply":{"request_id":"a","sender":"b","agent":"c","action":"d","time":1,"statuscode":9,"statusmsg":"","data":{}}}"#;
         let envelope = ReplyEnvelope::decode(bad_status).unwrap();
-        assert!(envelope.reply().is_err());
+        assert!(envelope.body().is_err());
     }
 
     #[test]

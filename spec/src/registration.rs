@@ -28,15 +28,15 @@
 //! Not for: publishing (mcod does) or storing (the discovery crate's registry does).
 
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use serde_json::Value;
 
+pub use crate::envelope::RegistrationEnvelope;
+use crate::envelope::{Kind, RegistrationKind};
 use crate::message::DecodeError;
-use crate::security::{sign, verify_envelope, Credentials, SecurityError, Token, TokenRole, Trust};
 use crate::subjects::{is_valid_identity, is_valid_token};
 
 /// The `protocol` value of a registration envelope.
-pub const REGISTRATION_PROTOCOL: &str = "mco.registration.v1";
+pub const REGISTRATION_PROTOCOL: &str = <RegistrationKind as Kind>::PROTOCOL;
 
 /// What a node says about itself.
 ///
@@ -58,7 +58,7 @@ pub struct Registration {
 }
 
 impl Registration {
-    /// Checks the fields a registry relies on; [`RegistrationEnvelope::registration`] calls it.
+    /// Checks the fields a registry relies on; [`RegistrationEnvelope::body`] calls it.
     pub fn validate(&self) -> Result<(), DecodeError> {
         let invalid = |field: &'static str, reason: String| DecodeError::Invalid { field, reason };
         if !is_valid_identity(&self.identity) {
@@ -83,91 +83,12 @@ impl Registration {
     }
 }
 
-/// The envelope a registration travels in; the same shape as a reply envelope.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RegistrationEnvelope {
-    /// Always [`REGISTRATION_PROTOCOL`].
-    pub protocol: String,
-    /// The registration, exactly as the node serialised it. Signatures cover these bytes.
-    pub registration: Box<RawValue>,
-    /// Base64 signature over `registration` by the node's key; `null` when unsigned.
-    #[serde(default)]
-    pub signature: Option<String>,
-    /// The node's token; `null` when unsigned.
-    #[serde(default)]
-    pub token: Option<String>,
-}
-
-impl RegistrationEnvelope {
-    /// Wraps a registration without signature or token (insecure fleets).
-    pub fn unsigned(registration: &Registration) -> Result<Self, serde_json::Error> {
-        Ok(RegistrationEnvelope {
-            protocol: REGISTRATION_PROTOCOL.to_string(),
-            registration: serde_json::value::to_raw_value(registration)?,
-            signature: None,
-            token: None,
-        })
-    }
-
-    /// Wraps a registration signed with the node's credentials, exactly as replies are.
-    pub fn signed(
-        registration: &Registration,
-        credentials: &Credentials,
-    ) -> Result<Self, serde_json::Error> {
-        let registration = serde_json::value::to_raw_value(registration)?;
-        let signature = sign(&credentials.key, registration.get().as_bytes());
-        Ok(RegistrationEnvelope {
-            protocol: REGISTRATION_PROTOCOL.to_string(),
-            registration,
-            signature: Some(signature),
-            token: Some(credentials.token.clone()),
-        })
-    }
-
-    /// Parses an envelope from bytes, refusing oversized input and unknown protocols.
-    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        crate::message::check_size(bytes)?;
-        let envelope: RegistrationEnvelope = serde_json::from_slice(bytes)?;
-        crate::message::check_protocol(&envelope.protocol, REGISTRATION_PROTOCOL)?;
-        Ok(envelope)
-    }
-
-    /// The exact bytes of the inner registration: what a signature covers.
-    pub fn registration_bytes(&self) -> &[u8] {
-        self.registration.get().as_bytes()
-    }
-
-    /// Parses and checks the inner registration.
-    pub fn registration(&self) -> Result<Registration, DecodeError> {
-        let registration: Registration = serde_json::from_str(self.registration.get())?;
-        registration.validate()?;
-        Ok(registration)
-    }
-
-    /// Verifies the node's (server) token and the signature over the registration bytes;
-    /// returns the token. Check afterwards that the registration's `identity` is the token's
-    /// name, so one node cannot register as another.
-    pub fn verify(&self, trust: &Trust, now_secs: u64) -> Result<Token, SecurityError> {
-        verify_envelope(
-            self.token.as_deref(),
-            self.signature.as_deref(),
-            self.registration_bytes(),
-            trust,
-            TokenRole::Server,
-            now_secs,
-        )
-    }
-
-    /// The envelope as bytes to publish.
-    pub fn to_bytes(&self) -> Result<Vec<u8>, serde_json::Error> {
-        serde_json::to_vec(self)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::security::{Token, TokenClaims};
+    use crate::security::{
+        Credentials, SecurityError, Token, TokenCache, TokenClaims, TokenRole, Trust,
+    };
     use ed25519_dalek::SigningKey;
     use serde_json::json;
 
@@ -213,8 +134,9 @@ mod tests {
         )
         .unwrap();
         let decoded = RegistrationEnvelope::decode(&envelope.to_bytes().unwrap()).unwrap();
-        assert_eq!(decoded.registration().unwrap(), registration());
-        let token = decoded.verify(&trust, 1_763_856_000).unwrap();
+        assert_eq!(decoded.body().unwrap(), registration());
+        let cache = TokenCache::default();
+        let token = cache.verify(&decoded, &trust, 1_763_856_000).unwrap();
         assert_eq!(token.claims().name, "web1");
 
         // Tampering with the bytes breaks the signature; unsigned and client-signed
@@ -222,10 +144,10 @@ mod tests {
         let text = String::from_utf8(envelope.to_bytes().unwrap()).unwrap();
         let forged =
             RegistrationEnvelope::decode(text.replace("\"uk\"}", "\"de\"}").as_bytes()).unwrap();
-        assert!(forged.verify(&trust, 1_763_856_000).is_err());
+        assert!(cache.verify(&forged, &trust, 1_763_856_000).is_err());
         let unsigned = RegistrationEnvelope::unsigned(&registration()).unwrap();
         assert!(matches!(
-            unsigned.verify(&trust, 1_763_856_000),
+            cache.verify(&unsigned, &trust, 1_763_856_000),
             Err(SecurityError::Unsigned)
         ));
         let by_client = RegistrationEnvelope::signed(
@@ -233,7 +155,7 @@ mod tests {
             &credentials(&issuer, TokenRole::Client, "web1"),
         )
         .unwrap();
-        assert!(by_client.verify(&trust, 1_763_856_000).is_err());
+        assert!(cache.verify(&by_client, &trust, 1_763_856_000).is_err());
     }
 
     #[test]
@@ -256,7 +178,7 @@ mod tests {
             let mut r = registration();
             spoil(&mut r);
             let envelope = RegistrationEnvelope::unsigned(&r).unwrap();
-            let message = envelope.registration().unwrap_err().to_string();
+            let message = envelope.body().unwrap_err().to_string();
             assert!(message.contains(field), "{field}: {message}");
         }
         let huge = vec![b' '; crate::message::MAX_MESSAGE_BYTES + 1];

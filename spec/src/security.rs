@@ -28,9 +28,8 @@ use base64::Engine;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
-use crate::message::{
-    Reply, ReplyEnvelope, ReplyFields, Request, RequestEnvelope, REPLY_PROTOCOL, REQUEST_PROTOCOL,
-};
+use crate::envelope::{Envelope, Kind, ReplyEnvelope};
+use crate::message::{ReplyFields, Request};
 
 /// The prefix of every token string; the version of the token format.
 pub const TOKEN_PREFIX: &str = "mco1";
@@ -143,8 +142,15 @@ pub struct TokenClaims {
 
 impl TokenClaims {
     /// Whether the token's limits allow calling `agent` in `collective`.
+    ///
+    /// Discovery ([`crate::subjects::DISCOVERY_AGENT`]) is allowed to every client token
+    /// whose collectives allow: a caller must be able to find the nodes it may act on, and a
+    /// discovery ping tells it no more than a filtered broadcast of an agent it may call
+    /// (whether a node matches a filter).
     pub fn allows(&self, agent: &str, collective: &str) -> bool {
-        (self.agents.is_empty() || self.agents.iter().any(|a| a == agent))
+        (self.agents.is_empty()
+            || agent == crate::subjects::DISCOVERY_AGENT
+            || self.agents.iter().any(|a| a == agent))
             && (self.collectives.is_empty() || self.collectives.iter().any(|c| c == collective))
     }
 }
@@ -288,49 +294,9 @@ pub struct Credentials {
     pub token: String,
 }
 
-impl RequestEnvelope {
-    /// Wraps a request signed with the caller's credentials.
-    pub fn signed(request: &Request, credentials: &Credentials) -> Result<Self, serde_json::Error> {
-        let request = serde_json::value::to_raw_value(request)?;
-        let signature = sign(&credentials.key, request.get().as_bytes());
-        Ok(RequestEnvelope {
-            protocol: REQUEST_PROTOCOL.to_string(),
-            request,
-            signature: Some(signature),
-            token: Some(credentials.token.clone()),
-        })
-    }
-
-    /// Verifies the caller's token and the signature over the request bytes; returns the
-    /// verified token. The request itself is parsed afterwards and checked with
-    /// [`check_request_authority`].
-    pub fn verify(&self, trust: &Trust, now_secs: u64) -> Result<Token, SecurityError> {
-        verify_envelope(
-            self.token.as_deref(),
-            self.signature.as_deref(),
-            self.request_bytes(),
-            trust,
-            TokenRole::Client,
-            now_secs,
-        )
-    }
-}
-
 impl ReplyEnvelope {
-    /// Wraps a reply signed with the node's credentials.
-    pub fn signed(reply: &Reply, credentials: &Credentials) -> Result<Self, serde_json::Error> {
-        let reply = serde_json::value::to_raw_value(reply)?;
-        let signature = sign(&credentials.key, reply.get().as_bytes());
-        Ok(ReplyEnvelope {
-            protocol: REPLY_PROTOCOL.to_string(),
-            reply,
-            signature: Some(signature),
-            token: Some(credentials.token.clone()),
-        })
-    }
-
     /// The envelope of `fields` signed with the node's credentials, as bytes to publish
-    /// (what [`Self::signed`] then [`ReplyEnvelope::to_bytes`] make, in one buffer).
+    /// (what [`Envelope::signed`] then [`Envelope::to_bytes`] make, in one buffer).
     pub fn encode_signed(
         fields: &ReplyFields<'_>,
         credentials: &Credentials,
@@ -339,36 +305,6 @@ impl ReplyEnvelope {
             (sign(&credentials.key, bytes), credentials.token.as_str())
         }))
     }
-
-    /// Verifies the node's token and the signature over the reply bytes; returns the token.
-    /// Check afterwards that the reply's `sender` is the token's name.
-    pub fn verify(&self, trust: &Trust, now_secs: u64) -> Result<Token, SecurityError> {
-        verify_envelope(
-            self.token.as_deref(),
-            self.signature.as_deref(),
-            self.reply_bytes(),
-            trust,
-            TokenRole::Server,
-            now_secs,
-        )
-    }
-}
-
-pub(crate) fn verify_envelope(
-    token: Option<&str>,
-    signature: Option<&str>,
-    bytes: &[u8],
-    trust: &Trust,
-    role: TokenRole,
-    now_secs: u64,
-) -> Result<Token, SecurityError> {
-    let (Some(token), Some(signature)) = (token, signature) else {
-        return Err(SecurityError::Unsigned);
-    };
-    let token = Token::parse(token)?;
-    token.verify(&trust.issuers, role, now_secs, trust.clock_skew_secs)?;
-    verify(token.holder_key(), bytes, signature)?;
-    Ok(token)
 }
 
 /// Tokens whose issuer signature has been verified, by their text, so that a receiver
@@ -418,7 +354,7 @@ impl TokenCache {
 
     /// The token `text`, verified against `trust` for `role` at `now_secs`: its issuer
     /// signature is verified only the first time.
-    pub fn verify(
+    pub fn verify_token(
         &self,
         text: &str,
         trust: &Trust,
@@ -436,62 +372,32 @@ impl TokenCache {
         Ok(token)
     }
 
-    /// Verifies an envelope's token (through the cache) and its signature over `bytes`.
-    fn verify_envelope(
+    /// The one verification of an envelope of any kind: its token is trusted for the kind's
+    /// signing role (issuer signature through the cache, role and validity window every time)
+    /// and its signature over the exact message bytes verifies with the token's key. Returns
+    /// the token; what the token may speak for is the caller's to check next
+    /// ([`check_request_authority`], or the sender of a reply or registration).
+    pub fn verify<K: Kind>(
         &self,
-        token: Option<&str>,
-        signature: Option<&str>,
-        bytes: &[u8],
+        envelope: &Envelope<K>,
         trust: &Trust,
-        role: TokenRole,
         now_secs: u64,
     ) -> Result<std::sync::Arc<Token>, SecurityError> {
-        let (Some(token), Some(signature)) = (token, signature) else {
+        let (Some(token), Some(signature)) =
+            (envelope.token.as_deref(), envelope.signature.as_deref())
+        else {
             return Err(SecurityError::Unsigned);
         };
-        let token = self.verify(token, trust, role, now_secs)?;
-        verify(token.holder_key(), bytes, signature)?;
+        let token = self.verify_token(token, trust, K::SIGNER, now_secs)?;
+        verify(token.holder_key(), envelope.body_bytes(), signature)?;
         Ok(token)
     }
 
-    /// [`RequestEnvelope::verify`] with this cache.
-    pub fn verify_request(
-        &self,
-        envelope: &RequestEnvelope,
-        trust: &Trust,
-        now_secs: u64,
-    ) -> Result<std::sync::Arc<Token>, SecurityError> {
-        self.verify_envelope(
-            envelope.token.as_deref(),
-            envelope.signature.as_deref(),
-            envelope.request_bytes(),
-            trust,
-            TokenRole::Client,
-            now_secs,
-        )
-    }
-
-    /// [`ReplyEnvelope::verify`] with this cache.
-    pub fn verify_reply(
-        &self,
-        envelope: &ReplyEnvelope,
-        trust: &Trust,
-        now_secs: u64,
-    ) -> Result<std::sync::Arc<Token>, SecurityError> {
-        self.verify_envelope(
-            envelope.token.as_deref(),
-            envelope.signature.as_deref(),
-            envelope.reply_bytes(),
-            trust,
-            TokenRole::Server,
-            now_secs,
-        )
-    }
-
-    /// Verifies many replies at once: every signature still to check (each reply's, and
-    /// the issuer's on tokens not in the cache) goes into one ed25519 batch verification,
-    /// which costs about 40% of checking them one by one. When the batch fails, each reply
-    /// is checked on its own, so one forgery cannot make good replies fail.
+    /// [`Self::verify`] for many envelopes at once (a client's replies): every signature
+    /// still to check (each message's, and the issuer's on tokens not in the cache) goes into
+    /// one ed25519 batch verification, which costs about 40% of checking them one by one.
+    /// When the batch fails, each envelope is checked on its own, so one forgery cannot make
+    /// good replies fail.
     ///
     /// Batch verification accepts exactly the signatures that verify under the cofactored
     /// equation; strict verification, used one by one, additionally refuses weak keys and
@@ -499,9 +405,9 @@ impl TokenCache {
     /// a message it signed (malleability), never sign for someone else, and replies are
     /// recognised by request id and sender, not by signature bytes. Weak holder keys are
     /// sent to the strict path all the same.
-    pub fn verify_replies(
+    pub fn verify_many<K: Kind>(
         &self,
-        envelopes: &[&ReplyEnvelope],
+        envelopes: &[&Envelope<K>],
         trust: &Trust,
         now_secs: u64,
     ) -> Vec<Result<std::sync::Arc<Token>, SecurityError>> {
@@ -514,7 +420,7 @@ impl TokenCache {
                 .as_deref()
                 .is_some_and(|text| self.get(text).is_some())
             {
-                return vec![self.verify_reply(envelope, trust, now_secs)];
+                return vec![self.verify(envelope, trust, now_secs)];
             }
         }
         // First each reply on its own (cheap checks), then every signature in one batch.
@@ -548,7 +454,7 @@ impl TokenCache {
                         (std::sync::Arc::new(token), Some(issuer))
                     }
                 };
-                token.check_claims(TokenRole::Server, now_secs, trust.clock_skew_secs)?;
+                token.check_claims(K::SIGNER, now_secs, trust.clock_skew_secs)?;
                 if token.holder_key.is_weak() {
                     return Err(SecurityError::BadSignature);
                 }
@@ -569,7 +475,7 @@ impl TokenCache {
                 signatures.push(p.token.signature);
                 keys.push(issuer);
             }
-            messages.push(envelope.reply_bytes());
+            messages.push(envelope.body_bytes());
             signatures.push(p.signature);
             keys.push(p.token.holder_key);
         }
@@ -578,7 +484,7 @@ impl TokenCache {
         {
             return envelopes
                 .iter()
-                .map(|e| self.verify_reply(e, trust, now_secs))
+                .map(|e| self.verify(e, trust, now_secs))
                 .collect();
         }
         envelopes
@@ -678,7 +584,8 @@ pub fn decode_private_key(text: &str) -> Result<SigningKey, SecurityError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::{new_request_id, now_millis};
+    use crate::envelope::RequestEnvelope;
+    use crate::message::{new_request_id, now_millis, Reply};
     use crate::{subjects, Filter, StatusCode};
 
     fn key(n: u8) -> SigningKey {
@@ -712,6 +619,7 @@ mod tests {
             sender: "admin1".into(),
             time: now_millis(),
             ttl: 60,
+            targets: None,
         }
     }
 
@@ -826,9 +734,10 @@ mod tests {
         let envelope = RequestEnvelope::signed(&request(), &credentials).unwrap();
         let bytes = envelope.to_bytes().unwrap();
         let decoded = RequestEnvelope::decode(&bytes).unwrap();
-        let token = decoded.verify(&trust, now).unwrap();
+        let cache = TokenCache::default();
+        let token = cache.verify(&decoded, &trust, now).unwrap();
         assert_eq!(
-            check_request_authority(&token, &decoded.request().unwrap()),
+            check_request_authority(&token, &decoded.body().unwrap()),
             Ok(())
         );
 
@@ -838,7 +747,7 @@ mod tests {
         assert_ne!(tampered, text);
         let decoded = RequestEnvelope::decode(tampered.as_bytes()).unwrap();
         assert_eq!(
-            decoded.verify(&trust, now).unwrap_err(),
+            cache.verify(&decoded, &trust, now).unwrap_err(),
             SecurityError::BadSignature
         );
 
@@ -849,12 +758,12 @@ mod tests {
         };
         let forged = RequestEnvelope::signed(&request(), &mallory).unwrap();
         assert_eq!(
-            forged.verify(&trust, now).unwrap_err(),
+            cache.verify(&forged, &trust, now).unwrap_err(),
             SecurityError::BadSignature
         );
         let unsigned = RequestEnvelope::unsigned(&request()).unwrap();
         assert_eq!(
-            unsigned.verify(&trust, now).unwrap_err(),
+            cache.verify(&unsigned, &trust, now).unwrap_err(),
             SecurityError::Unsigned
         );
 
@@ -869,6 +778,16 @@ mod tests {
             check_request_authority(&limited, &request()),
             Err(SecurityError::NotAllowed { .. })
         ));
+        // Discovery is open to every client token: it is how a limited caller finds nodes.
+        let mut discovery = request();
+        discovery.agent = subjects::DISCOVERY_AGENT.into();
+        assert_eq!(check_request_authority(&limited, &discovery), Ok(()));
+        discovery.collective = "other".into();
+        let mut one_collective = c.clone();
+        one_collective.agents = vec!["service".into()];
+        one_collective.collectives = vec!["mco".into()];
+        let one_collective = Token::parse(&Token::issue(&one_collective, &issuer)).unwrap();
+        assert!(check_request_authority(&one_collective, &discovery).is_err());
     }
 
     #[test]
@@ -896,7 +815,11 @@ mod tests {
             issuers: vec![issuer.verifying_key()],
             clock_skew_secs: 0,
         };
-        assert_eq!(envelope.verify(&trust, 1500).unwrap().claims().name, "web1");
+        let cache = TokenCache::default();
+        assert_eq!(
+            cache.verify(&envelope, &trust, 1500).unwrap().claims().name,
+            "web1"
+        );
         // A client token cannot sign replies.
         let client = Credentials {
             key: key(3),
@@ -904,7 +827,7 @@ mod tests {
         };
         let envelope = ReplyEnvelope::signed(&reply, &client).unwrap();
         assert!(matches!(
-            envelope.verify(&trust, 1500),
+            cache.verify(&envelope, &trust, 1500),
             Err(SecurityError::WrongRole { .. })
         ));
     }
@@ -938,14 +861,16 @@ mod tests {
         };
         let text = Token::issue(&claims(TokenRole::Client, "alice", &key(3)), &issuer);
         let cache = TokenCache::new(4);
-        assert!(cache.verify(&text, &trust, TokenRole::Client, 1500).is_ok());
+        assert!(cache
+            .verify_token(&text, &trust, TokenRole::Client, 1500)
+            .is_ok());
         assert!(cache.get(&text).is_some());
         assert!(matches!(
-            cache.verify(&text, &trust, TokenRole::Client, 2001),
+            cache.verify_token(&text, &trust, TokenRole::Client, 2001),
             Err(SecurityError::Expired { .. })
         ));
         assert!(matches!(
-            cache.verify(&text, &trust, TokenRole::Server, 1500),
+            cache.verify_token(&text, &trust, TokenRole::Server, 1500),
             Err(SecurityError::WrongRole { .. })
         ));
         let other = Trust {
@@ -954,7 +879,7 @@ mod tests {
         };
         let fresh = TokenCache::new(4);
         assert!(matches!(
-            fresh.verify(&text, &other, TokenRole::Client, 1500),
+            fresh.verify_token(&text, &other, TokenRole::Client, 1500),
             Err(SecurityError::UntrustedIssuer { .. })
         ));
         assert!(fresh.get(&text).is_none(), "refused tokens are not cached");
@@ -980,7 +905,7 @@ mod tests {
                 key: client.clone(),
                 token: Token::issue(&claims(TokenRole::Client, "n7", &client), &issuer),
             };
-            let reply: Reply = serde_json::from_str(good[0].reply.get()).unwrap();
+            let reply: Reply = serde_json::from_str(good[0].body.get()).unwrap();
             ReplyEnvelope::signed(&reply, &credentials).unwrap()
         };
         let untrusted = signed_reply("n6", &key(26), &key(2));
@@ -988,7 +913,7 @@ mod tests {
         for round in 0..2 {
             let mut all: Vec<&ReplyEnvelope> = good.iter().collect();
             all.extend([&forged, &unsigned, &by_client, &untrusted]);
-            let results = cache.verify_replies(&all, &trust, 1500);
+            let results = cache.verify_many(&all, &trust, 1500);
             for (i, r) in results[..5].iter().enumerate() {
                 assert_eq!(
                     r.as_ref().unwrap().claims().name,
@@ -1007,19 +932,19 @@ mod tests {
                 Err(SecurityError::UntrustedIssuer { .. })
             ));
             // Without the bad ones the batch passes as a whole.
-            let results = cache.verify_replies(&good.iter().collect::<Vec<_>>(), &trust, 1500);
+            let results = cache.verify_many(&good.iter().collect::<Vec<_>>(), &trust, 1500);
             assert!(results.iter().all(Result::is_ok));
         }
         assert!(matches!(
-            cache.verify_replies(&[&good[0]], &trust, 500)[0],
+            cache.verify_many(&[&good[0]], &trust, 500)[0],
             Err(SecurityError::NotYetValid { .. })
         ));
         // A lone reply whose token is cached takes the one-by-one path: still checked.
-        assert!(cache.verify_replies(&[&good[1]], &trust, 1500)[0].is_ok());
+        assert!(cache.verify_many(&[&good[1]], &trust, 1500)[0].is_ok());
         let mut lone_forgery = signed_reply("n1", &key(21), &issuer);
         lone_forgery.signature = good[2].signature.clone();
         assert_eq!(
-            cache.verify_replies(&[&lone_forgery], &trust, 1500)[0]
+            cache.verify_many(&[&lone_forgery], &trust, 1500)[0]
                 .as_ref()
                 .unwrap_err(),
             &SecurityError::BadSignature

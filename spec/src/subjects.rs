@@ -36,6 +36,66 @@ pub fn reply_prefix(collective: &str, caller: &str) -> String {
     format!("{collective}.reply.{}", hex::encode(&digest[..16]))
 }
 
+/// The longest reply subject accepted, in bytes.
+pub const MAX_REPLY_SUBJECT_BYTES: usize = 256;
+
+/// Why a reply subject is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplySubjectError {
+    /// Not a subject one can publish to: empty, too long, an empty token, whitespace or a
+    /// wildcard.
+    #[error("{subject:?} is not a NATS subject replies can be sent to (1 to {MAX_REPLY_SUBJECT_BYTES} bytes, no wildcards, spaces or empty tokens)")]
+    Malformed {
+        /// The subject.
+        subject: String,
+    },
+    /// A valid subject, but not under the caller's own reply prefix.
+    #[error("{subject:?} is not under the caller's reply prefix {prefix}.")]
+    NotOwnPrefix {
+        /// The subject.
+        subject: String,
+        /// The prefix it must start with.
+        prefix: String,
+    },
+}
+
+/// Whether `subject` is a concrete NATS subject: 1 to [`MAX_REPLY_SUBJECT_BYTES`] bytes, no
+/// empty token, no whitespace or control characters, no wildcard.
+pub fn is_concrete_subject(subject: &str) -> bool {
+    !subject.is_empty()
+        && subject.len() <= MAX_REPLY_SUBJECT_BYTES
+        && !subject
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '*' || c == '>')
+        && subject.split('.').all(|t| !t.is_empty())
+}
+
+/// The one rule for where a node may send replies: a concrete subject under the calling
+/// caller's own reply prefix ([`reply_prefix`]) in the request's collective. Nodes refuse
+/// any other `reply_to`, so a signed request cannot make them publish elsewhere (another
+/// caller's replies, `$JS.API.>`, a broadcast subject), and a broker can grant each caller
+/// exactly its own prefix.
+pub fn check_reply_to(
+    collective: &str,
+    caller: &str,
+    subject: &str,
+) -> Result<(), ReplySubjectError> {
+    if !is_concrete_subject(subject) {
+        return Err(ReplySubjectError::Malformed {
+            subject: subject.to_string(),
+        });
+    }
+    let prefix = reply_prefix(collective, caller);
+    match subject.strip_prefix(prefix.as_str()) {
+        Some(rest) if rest.len() > 1 && rest.starts_with('.') => Ok(()),
+        _ => Err(ReplySubjectError::NotOwnPrefix {
+            subject: subject.to_string(),
+            prefix,
+        }),
+    }
+}
+
 /// `<collective>.broadcast.agent.registration`.
 pub fn registration(collective: &str) -> String {
     broadcast(collective, REGISTRATION_AGENT)
@@ -83,6 +143,38 @@ mod tests {
         assert!(r.ends_with(".abc"));
         assert_eq!(r.split('.').count(), 4);
         assert_ne!(reply("mco", "a", "x"), reply("mco", "b", "x"));
+    }
+
+    #[test]
+    fn replies_go_only_under_the_callers_own_prefix() {
+        let own = reply("mco", "alice", "abc");
+        assert_eq!(check_reply_to("mco", "alice", &own), Ok(()));
+        let deeper = format!("{}.web.42", reply_prefix("mco", "alice"));
+        assert_eq!(check_reply_to("mco", "alice", &deeper), Ok(()));
+        let table: &[(&str, &str)] = &[
+            ("mco", "$JS.API.STREAM.PURGE.MCO_DIRECT_mco"),
+            ("mco", "mco.broadcast.agent.rpcutil"),
+            ("mco", &reply("mco", "bob", "abc")),
+            ("uk", &own),
+            ("mco", &reply_prefix("mco", "alice")),
+            ("mco", &format!("{}.", reply_prefix("mco", "alice"))),
+            ("mco", &format!("{}x", reply_prefix("mco", "alice"))),
+            ("mco", &format!("{}.a..b", reply_prefix("mco", "alice"))),
+            ("mco", &format!("{}.>", reply_prefix("mco", "alice"))),
+            ("mco", &format!("{}.*", reply_prefix("mco", "alice"))),
+            ("mco", &format!("{}.a b", reply_prefix("mco", "alice"))),
+            (
+                "mco",
+                &format!("{}.{}", reply_prefix("mco", "alice"), "x".repeat(300)),
+            ),
+            ("mco", ""),
+        ];
+        for (collective, subject) in table {
+            assert!(
+                check_reply_to(collective, "alice", subject).is_err(),
+                "{collective} {subject}"
+            );
+        }
     }
 
     #[test]

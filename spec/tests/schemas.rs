@@ -2,8 +2,8 @@
 //! schemas reject what the types would reject, so the prose, the schemas and the code cannot
 //! drift apart.
 
-use mco_spec::message::{new_request_id, Reply, ReplyEnvelope, Request, RequestEnvelope};
-use mco_spec::{subjects, Filter, StatusCode};
+use mco_spec::message::{new_request_id, Reply, Request};
+use mco_spec::{subjects, Filter, ReplyEnvelope, RequestEnvelope, StatusCode, TargetSet};
 use serde_json::{json, Map, Value};
 
 fn schema(name: &str) -> jsonschema::Validator {
@@ -32,25 +32,31 @@ fn requests() -> Vec<Request> {
     let mut data = Map::new();
     data.insert("fact".into(), json!("os.family"));
     data.insert("nested".into(), json!({"list": [1, 2.5, true, null]}));
-    [Filter::default(), full]
-        .into_iter()
-        .map(|filter| {
-            let id = new_request_id();
-            Request {
-                reply_to: subjects::reply("mco", "user=alice", &id),
-                id,
-                collective: "mco".into(),
-                agent: "rpcutil".into(),
-                action: "get_fact".into(),
-                data: data.clone(),
-                filter,
-                caller: "user=alice".into(),
-                sender: "admin1.example.net".into(),
-                time: mco_spec::message::now_millis(),
-                ttl: 60,
-            }
-        })
-        .collect()
+    let targets = TargetSet::new(["web1", "web2", "db1"]).map(|set| set.targets());
+    [
+        (Filter::default(), None),
+        (full, None),
+        (Filter::default(), targets),
+    ]
+    .into_iter()
+    .map(|(filter, targets)| {
+        let id = new_request_id();
+        Request {
+            reply_to: subjects::reply("mco", "user=alice", &id),
+            id,
+            collective: "mco".into(),
+            agent: "rpcutil".into(),
+            action: "get_fact".into(),
+            data: data.clone(),
+            filter,
+            caller: "user=alice".into(),
+            sender: "admin1.example.net".into(),
+            time: mco_spec::message::now_millis(),
+            ttl: 60,
+            targets,
+        }
+    })
+    .collect()
 }
 
 #[test]
@@ -63,6 +69,16 @@ fn encoded_requests_match_the_schema() {
             .unwrap();
         let value: Value = serde_json::from_slice(&bytes).unwrap();
         assert_valid(&validator, &value);
+        // The copy for one target carries its proof.
+        if request.targets.is_some() {
+            let set = TargetSet::new(["web1", "web2", "db1"]).unwrap();
+            let copy = RequestEnvelope::unsigned(&request)
+                .unwrap()
+                .with_target(set.proof("web2"))
+                .to_bytes()
+                .unwrap();
+            assert_valid(&validator, &serde_json::from_slice(&copy).unwrap());
+        }
         // A signed envelope has the same shape.
         let mut signed = value.clone();
         signed["signature"] = json!("c2lnbmF0dXJl");
@@ -124,6 +140,14 @@ fn schema_and_decoder_refuse_the_same_requests() {
             Box::new(|v| v["request"]["reply_to"] = json!("mco.>")),
         ),
         (
+            "reply outside the reply prefix",
+            Box::new(|v| v["request"]["reply_to"] = json!("$JS.API.STREAM.PURGE.MCO_DIRECT_mco")),
+        ),
+        (
+            "targets without a root",
+            Box::new(|v| v["request"]["targets"] = json!({"root": "ab", "count": 1})),
+        ),
+        (
             "bad operator",
             Box::new(|v| v["request"]["filter"]["fact"][0]["operator"] = json!("~~")),
         ),
@@ -141,7 +165,7 @@ fn schema_and_decoder_refuse_the_same_requests() {
         mutate(&mut bad);
         assert!(!validator.is_valid(&bad), "schema accepted: {name}");
         let bytes = serde_json::to_vec(&bad).unwrap();
-        let decoded = RequestEnvelope::decode(&bytes).and_then(|e| e.request());
+        let decoded = RequestEnvelope::decode(&bytes).and_then(|e| e.body());
         assert!(decoded.is_err(), "decoder accepted: {name}");
     }
 }
@@ -159,7 +183,7 @@ fn schema_properties_are_the_serialised_fields() {
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
     };
     let request_schema = read("request.json");
-    let request = serde_json::to_value(&requests()[1]).unwrap();
+    let request = serde_json::to_value(&requests()[2]).unwrap();
     assert_eq!(
         keys(&request_schema["$defs"]["request"]["properties"]),
         keys(&request)
@@ -167,6 +191,17 @@ fn schema_properties_are_the_serialised_fields() {
     assert_eq!(
         keys(&request_schema["$defs"]["filter"]["properties"]),
         keys(&request["filter"])
+    );
+    let proof = serde_json::to_value(
+        TargetSet::new(["web1", "web2"])
+            .unwrap()
+            .proof("web1")
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        keys(&request_schema["properties"]["target"]["properties"]),
+        keys(&proof)
     );
     let reply_schema = read("reply.json");
     let reply = serde_json::to_value(Reply {
@@ -247,7 +282,7 @@ fn registrations_match_the_schema() {
         mutate(&mut bad);
         assert!(!validator.is_valid(&bad), "schema accepted: {name}");
         let bytes = serde_json::to_vec(&bad).unwrap();
-        let decoded = RegistrationEnvelope::decode(&bytes).and_then(|e| e.registration());
+        let decoded = RegistrationEnvelope::decode(&bytes).and_then(|e| e.body());
         assert!(decoded.is_err(), "decoder accepted: {name}");
     }
 

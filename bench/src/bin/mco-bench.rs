@@ -258,8 +258,7 @@ fn signature_costs() -> Costs {
 
 /// A ping request and reply as mco sends them, for the raw floor's message sizes.
 fn message_sizes(caller: Option<&Credentials>, issuer: &Issuer) -> (usize, usize) {
-    let mut request = ping_request("bench", "");
-    request.reply_to = subjects::reply("bench", "bench", &request.id);
+    let request = ping_request("bench");
     let reply = Reply {
         request_id: request.id.clone(),
         sender: "sim-00000".into(),
@@ -545,10 +544,9 @@ async fn nodes_only_rounds(
     let mut samples = Samples::new();
     let mut incomplete = 0;
     for round in 0..=rounds * 2 {
-        let (inbox, mut replies) = raw::subscribe_inbox(caller)
-            .await
-            .map_err(anyhow::Error::msg)?;
-        let request = ping_request(collective, inbox);
+        // Nodes answer only under the caller's own reply prefix, not a raw inbox.
+        let request = ping_request(collective);
+        let mut replies = caller.subscribe(request.reply_to.clone()).await?;
         let payload = RequestEnvelope::unsigned(&request).and_then(|e| e.to_bytes())?;
         let started = Instant::now();
         caller

@@ -37,7 +37,8 @@ enum KeysCommand {
         name: String,
         #[command(flatten)]
         issue: IssueArgs,
-        /// Agents the token may call, comma separated (default: all).
+        /// Agents the token may call, comma separated (default: all). Discovery is always
+        /// allowed, so a limited caller can find the nodes it may act on.
         #[arg(long, value_delimiter = ',')]
         agents: Vec<String>,
         /// Collectives the token may use, comma separated (default: all).

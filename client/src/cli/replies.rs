@@ -1,6 +1,8 @@
-//! `mco replies SUBJECT`: read the replies that nodes send to a subject named with
-//! `mco rpc ... --reply-to SUBJECT`, in this process or another, and print them as `mco rpc`
-//! does. Ends after `--count` replies or at the timeout.
+//! `mco replies NAME --id ID`: read the replies that nodes send to a subject named with
+//! `mco rpc ... --reply-to NAME`, in this process or another, and print them as `mco rpc`
+//! does. Only replies to request `ID` are taken: any other signed reply that reaches the
+//! subject (an old one, one to another request) is dropped. Ends after `--count` replies or
+//! at the timeout.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -13,14 +15,19 @@ use super::{Failure, Printed};
 /// Arguments of `mco replies`.
 #[derive(Debug, Args)]
 pub struct RepliesArgs {
-    /// The subject the replies go to (as given to mco rpc --reply-to).
+    /// The reply subject, as given to mco rpc --reply-to (a name under this caller's reply
+    /// prefix, or the full subject).
     pub subject: String,
     /// Stop after this many replies.
     #[arg(long, value_name = "N")]
     pub count: Option<usize>,
-    /// Only replies to this request id.
-    #[arg(long, value_name = "ID")]
-    pub id: Option<String>,
+    /// The request id (given to or printed by mco rpc --reply-to): only its replies are
+    /// taken.
+    #[arg(long, visible_alias = "request-id", value_name = "ID")]
+    pub id: String,
+    /// The collective the request was sent in (the main one by default).
+    #[arg(short = 'T', long = "target", value_name = "COLLECTIVE")]
+    pub target: Option<String>,
     /// How long to wait, seconds.
     #[arg(short = 't', long, value_name = "SECONDS", default_value_t = 60.0)]
     pub timeout: f64,
@@ -36,28 +43,19 @@ pub struct RepliesArgs {
 }
 
 pub(super) async fn run(args: &RepliesArgs, printed: &mut Printed) -> Result<u8, Failure> {
-    if args.subject.is_empty()
-        || args
-            .subject
-            .chars()
-            .any(|c| c.is_whitespace() || c == '*' || c == '>')
-    {
-        return Err(
-            anyhow::anyhow!("{:?} is not a subject replies are sent to", args.subject).into(),
-        );
-    }
     let timeout = super::seconds("-t", Some(args.timeout))?.unwrap_or_default();
     if args.count == Some(0) {
         return Err(anyhow::anyhow!("--count must be at least 1").into());
     }
     let (_, ddl_dirs, _) = super::load_config(args.config.as_deref())?;
     let client = super::connect(args.config.as_deref(), &args.broker).await?;
-    let mut listener = client.listen(&args.subject, args.id.as_deref()).await?;
+    let subject = client.reply_subject(args.target.as_deref(), &args.subject)?;
+    let mut listener = client.listen(&subject, &args.id).await?;
     // Tell whoever waits for us (a script about to send) that the subscription is in place.
     let _ = writeln!(
         std::io::stderr(),
-        "Listening for replies on {} for {:.0} s",
-        args.subject,
+        "Listening for replies to {} on {subject} for {:.0} s",
+        args.id,
         timeout.as_secs_f64()
     );
     let deadline = tokio::time::Instant::now() + timeout;
@@ -88,7 +86,7 @@ pub(super) async fn run(args: &RepliesArgs, printed: &mut Printed) -> Result<u8,
             "Received {} repl{} on {}\n",
             replies.len(),
             if replies.len() == 1 { "y" } else { "ies" },
-            args.subject
+            subject
         ));
     }
     if listener.forged > 0 {

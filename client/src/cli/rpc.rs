@@ -46,10 +46,16 @@ pub struct RpcArgs {
         requires = "batch"
     )]
     pub batch_sleep: f64,
-    /// Have replies sent to SUBJECT, print the request id and exit; read them with
-    /// `mco replies SUBJECT`.
-    #[arg(long, value_name = "SUBJECT", conflicts_with = "batch")]
+    /// Have replies sent to NAME under this caller's reply prefix
+    /// (`<collective>.reply.<caller-hash>.NAME`, or a full subject under that prefix), print
+    /// the request id and exit; read them with `mco replies NAME --id ID`. Nodes send replies
+    /// nowhere else.
+    #[arg(long, value_name = "NAME", conflicts_with = "batch")]
     pub reply_to: Option<String>,
+    /// Send the request with this id (32 hex digits, e.g. from `uuidgen | tr -d -`) instead of a
+    /// fresh one, so that a `mco replies NAME --id ID` started first knows it.
+    #[arg(long, value_name = "ID")]
+    pub request_id: Option<String>,
     /// Send the request, print its id and exit without waiting for replies.
     #[arg(long = "nr", visible_alias = "no-results", conflicts_with = "batch")]
     pub no_results: bool,
@@ -141,9 +147,12 @@ pub(super) async fn run(args: &RpcArgs, printed: &mut Printed) -> Result<u8, Fai
         call = call.timeout(t);
     }
 
+    if let Some(id) = &args.request_id {
+        call = call.request_id(id);
+    }
     if args.no_results || args.reply_to.is_some() {
-        if let Some(subject) = &args.reply_to {
-            call = call.reply_to(subject);
+        if let Some(name) = &args.reply_to {
+            call = call.reply_to(client.reply_subject(args.common.target.as_deref(), name)?);
         }
         return send_only(args, &client, call, printed).await;
     }

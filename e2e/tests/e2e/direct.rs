@@ -300,11 +300,14 @@ fn an_interrupt_stops_a_batched_run_before_the_next_slice() {
 #[test]
 fn replies_sent_elsewhere_are_read_by_a_second_process() {
     let fleet = crate::five_nodes();
-    let subject = "mco.reply.elsewhere.e2e";
+    let subject = "elsewhere.e2e";
+    let id = mco_spec::message::new_request_id();
     let started = Instant::now();
     let mut listener = mco_command(
         &fleet.client_config(),
-        &["replies", subject, "--count", "3", "-t", "20", "-j"],
+        &[
+            "replies", subject, "--id", &id, "--count", "3", "-t", "20", "-j",
+        ],
     )
     .spawn()
     .unwrap();
@@ -321,15 +324,21 @@ fn replies_sent_elsewhere_are_read_by_a_second_process() {
         "country=uk",
         "--reply-to",
         subject,
+        "--request-id",
+        &id,
     ]);
     assert_eq!(sent.code, Some(0), "{sent:?}");
-    let id = sent
+    let printed = sent
         .stdout
         .trim()
         .strip_prefix("Request sent with id: ")
-        .and_then(|rest| rest.strip_suffix(&format!(" replies to {subject}")))
-        .unwrap_or_else(|| panic!("{sent:?}"))
-        .to_string();
+        .and_then(|rest| rest.split_once(" replies to "))
+        .unwrap_or_else(|| panic!("{sent:?}"));
+    assert_eq!(printed.0, id);
+    assert!(
+        printed.1.starts_with("mco.reply.") && printed.1.ends_with(".elsewhere.e2e"),
+        "{sent:?}"
+    );
 
     let run = finish(listener, started, Duration::from_secs(30));
     assert_eq!(run.code, Some(0), "{run:?}");
@@ -398,16 +407,19 @@ fn the_library_names_every_node_it_was_given() {
         assert_eq!(result.stats.queued, Some(true));
 
         // Sending now and reading the replies in another task, as a web application does.
-        let subject = "mco.reply.webapp.jobs";
-        let mut listener = client.listen(subject, None).await.unwrap();
+        let subject = client.reply_subject(None, "webapp.jobs").unwrap();
+        let id = mco_spec::message::new_request_id();
+        let mut listener = client.listen(&subject, &id).await.unwrap();
         let sent = client
             .send(
                 Call::new("rpcutil", "ping")
                     .nodes(["web2", "web3"])
-                    .reply_to(subject),
+                    .reply_to(&subject)
+                    .request_id(&id),
             )
             .await
             .unwrap();
+        assert_eq!(sent.request_id, id);
         let reader = tokio::spawn(async move {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
             let mut got = Vec::new();

@@ -27,6 +27,7 @@ fn request(caller: &str, agent: &str, action: &str, filter: Filter) -> Request {
         sender: "attacker".into(),
         time: now_millis(),
         ttl: 60,
+        targets: None,
     }
 }
 
@@ -45,7 +46,7 @@ async fn send(
     let message = tokio::time::timeout(Duration::from_millis(1500), sub.next())
         .await
         .ok()??;
-    ReplyEnvelope::decode(&message.payload).ok()?.reply().ok()
+    ReplyEnvelope::decode(&message.payload).ok()?.body().ok()
 }
 
 fn credentials(fleet: &Fleet, role: &str, name: &str, extra: &[&str]) -> Credentials {
@@ -300,8 +301,7 @@ fn forged_replies_are_rejected_by_the_client() {
         let impostor = nats.clone();
         tokio::spawn(async move {
             while let Some(message) = requests.next().await {
-                let Ok(request) =
-                    RequestEnvelope::decode(&message.payload).and_then(|e| e.request())
+                let Ok(request) = RequestEnvelope::decode(&message.payload).and_then(|e| e.body())
                 else {
                     continue;
                 };

@@ -18,16 +18,21 @@
 //! classes (space-separated names or `/regex/`, all of which must be present, or `*`; omitted
 //! when the facts field is a compound expression). The first rule that matches decides; if
 //! none does, the file's default does (deny if it has none). Fact and compound tests are
-//! decided by the one filter evaluator in `mco_spec`.
+//! decided by the one filter evaluator in `mco_spec`, with the node's data plugins
+//! (`fstat('/etc/x').present=true`). A rule whose test depends on a data-plugin call that
+//! failed fails closed: a `deny` rule applies, an `allow` rule does not.
 //!
-//! This module parses and decides; it does not log, audit or read files other than through
-//! [`PolicySet::load_dir`].
+//! This crate parses and decides; it does not log, audit or read files other than through
+//! [`PolicySet::load_dir`]. It is its own crate so that its parser can be fuzzed without
+//! building the daemon.
+
+#![warn(missing_docs)]
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use mco_spec::compound::Expr;
-use mco_spec::filter::{Filter, NodeView};
+use mco_spec::compound::{DataSource, Expr};
+use mco_spec::filter::{compile_regex, Filter, NodeView};
 use mco_spec::CompiledFilter;
 use regex::Regex;
 
@@ -105,7 +110,7 @@ pub struct Policy {
 }
 
 /// What a policy decision is about.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct PolicyRequest<'a> {
     /// The verified caller name.
     pub caller: &'a str,
@@ -113,9 +118,18 @@ pub struct PolicyRequest<'a> {
     pub action: &'a str,
     /// The node the decision is made on.
     pub node: NodeView<'a>,
+    /// Answers the data-plugin calls of rules' tests.
+    pub data: &'a dyn DataSource,
 }
 
 impl Policy {
+    /// Whether any rule's test calls a data plugin (so deciding may block on the node).
+    pub fn uses_data_plugins(&self) -> bool {
+        self.rules
+            .iter()
+            .any(|r| matches!(&r.node, NodeTest::Filter(f) if f.uses_data_plugins()))
+    }
+
     /// Parses policy text; `file` names it in errors and verdicts.
     pub fn parse(text: &str, file: &str) -> Result<Policy, PolicyError> {
         let syntax = |line: usize, reason: String| PolicyError::Syntax {
@@ -198,14 +212,28 @@ impl Policy {
                 .actions
                 .as_ref()
                 .is_none_or(|a| a.iter().any(|x| x == request.action));
-            let node_ok = match &rule.node {
-                NodeTest::Any => true,
-                NodeTest::Filter(f) => f.matches(&request.node),
+            if !(caller_ok && action_ok) {
+                continue;
+            }
+            let (node_ok, failure) = match &rule.node {
+                NodeTest::Any => (true, None),
+                NodeTest::Filter(f) => match f.evaluate(&request.node, request.data) {
+                    Ok(matched) => (matched, None),
+                    // Fail closed: an unknown test makes a deny rule apply and an allow
+                    // rule not apply.
+                    Err(e) => (rule.decision == Decision::Deny, Some(e)),
+                },
             };
-            if caller_ok && action_ok && node_ok {
+            if node_ok {
                 return Verdict {
                     decision: rule.decision,
-                    reason: format!("{}:{}", self.file, rule.line),
+                    reason: match failure {
+                        None => format!("{}:{}", self.file, rule.line),
+                        Some(e) => format!(
+                            "{}:{} (its test could not be decided: {e})",
+                            self.file, rule.line
+                        ),
+                    },
                 };
             }
         }
@@ -224,7 +252,7 @@ fn parse_caller(text: &str) -> Result<CallerMatcher, String> {
         return Ok(CallerMatcher::Group(group.to_string()));
     }
     if let Some(pattern) = text.strip_prefix('/').and_then(|t| t.strip_suffix('/')) {
-        return Regex::new(pattern)
+        return compile_regex(pattern)
             .map(CallerMatcher::Regex)
             .map_err(|e| format!("invalid caller regex {text:?}: {e}"));
     }
@@ -354,9 +382,20 @@ impl PolicySet {
         Ok(set)
     }
 
+    /// The policy that decides for `agent`, if any.
+    fn policy_for(&self, agent: &str) -> Option<&Policy> {
+        self.policies.get(agent).or(self.default.as_ref())
+    }
+
+    /// Whether deciding for `agent` may call data plugins.
+    pub fn uses_data_plugins(&self, agent: &str) -> bool {
+        self.policy_for(agent)
+            .is_some_and(Policy::uses_data_plugins)
+    }
+
     /// Decides whether `request` may run an action of `agent`.
     pub fn decide(&self, agent: &str, request: &PolicyRequest<'_>) -> Verdict {
-        match self.policies.get(agent).or(self.default.as_ref()) {
+        match self.policy_for(agent) {
             Some(policy) => policy.decide(request, &self.groups),
             None if self.allow_unconfigured => Verdict {
                 decision: Decision::Allow,
@@ -376,6 +415,7 @@ impl PolicySet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mco_spec::compound::{DataError, NoData};
     use serde_json::json;
 
     const POLICY: &str = "# service policy\npolicy default deny\n\
@@ -402,6 +442,7 @@ allow\tcarol\t*\tcpus>=4\t*\n";
                     caller,
                     action,
                     node,
+                    data: &NoData,
                 },
                 &groups,
             )
@@ -451,6 +492,7 @@ allow\tcarol\t*\tcpus>=4\t*\n";
             caller: "x",
             action: "a",
             node,
+            data: &NoData,
         };
         let allow = Policy::parse("policy default allow\n", "p").unwrap();
         assert_eq!(
@@ -461,6 +503,62 @@ allow\tcarol\t*\tcpus>=4\t*\n";
         let verdict = none.decide(&request, &Groups::default());
         assert_eq!(verdict.decision, Decision::Deny);
         assert_eq!(verdict.reason, "p: default");
+    }
+
+    /// Answers `fstat('/etc/x')` as present and fails every other call.
+    struct OnlyEtcX;
+
+    impl DataSource for OnlyEtcX {
+        fn query(&self, plugin: &str, query: Option<&str>) -> Result<serde_json::Value, DataError> {
+            match (plugin, query) {
+                ("fstat", Some("/etc/x")) => Ok(json!({"present": true})),
+                _ => Err(DataError {
+                    plugin: plugin.into(),
+                    reason: "refused".into(),
+                }),
+            }
+        }
+    }
+
+    #[test]
+    fn data_plugin_rules_are_evaluated_and_fail_closed() {
+        let facts = json!({"country": "uk"});
+        let node = NodeView {
+            identity: "n",
+            facts: &facts,
+            classes: &[],
+            agents: &[],
+        };
+        let decide = |text: &str, data: &dyn DataSource| {
+            let policy = Policy::parse(text, "p").unwrap();
+            assert!(policy.uses_data_plugins());
+            policy
+                .decide(
+                    &PolicyRequest {
+                        caller: "alice",
+                        action: "stop",
+                        node,
+                        data,
+                    },
+                    &Groups::default(),
+                )
+                .decision
+        };
+        let deny_present = "policy default allow\ndeny\t*\t*\tfstat('/etc/x').present=true\n";
+        assert_eq!(decide(deny_present, &OnlyEtcX), Decision::Deny);
+        // Without an answer the deny rule still applies: never fail open.
+        assert_eq!(decide(deny_present, &NoData), Decision::Deny);
+        let deny_absent = "policy default allow\ndeny\t*\t*\tnot fstat('/etc/y').present=true\n";
+        assert_eq!(decide(deny_absent, &OnlyEtcX), Decision::Deny);
+        let allow_present = "policy default deny\nallow\t*\t*\tfstat('/etc/x').present=true\n";
+        assert_eq!(decide(allow_present, &OnlyEtcX), Decision::Allow);
+        assert_eq!(decide(allow_present, &NoData), Decision::Deny);
+        let allow_not = "policy default deny\nallow\t*\t*\tnot fstat('/etc/y').present=true\n";
+        assert_eq!(decide(allow_not, &OnlyEtcX), Decision::Deny);
+        // Where the failed call cannot change the answer, the rule is decided normally.
+        let either =
+            "policy default allow\ndeny\t*\t*\tcountry=de and fstat('/etc/y').present=true\n";
+        assert_eq!(decide(either, &NoData), Decision::Allow);
     }
 
     #[test]
@@ -500,6 +598,7 @@ allow\tcarol\t*\tcpus>=4\t*\n";
             caller: "alice",
             action: "stop",
             node,
+            data: &NoData,
         };
         let set = PolicySet::load_dir(&dir, false).unwrap();
         assert_eq!(set.decide("service", &alice).decision, Decision::Allow);

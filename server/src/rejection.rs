@@ -1,0 +1,246 @@
+//! Refusals as values: every way the pipeline refuses a message is a [`Rejection`] of a
+//! [`RejectionKind`], and [`Node::refuse`] is the one place that counts it, logs it, audits
+//! it and, where the caller should hear about it, builds the reply.
+//!
+//! Each kind says which `daemon_stats` counter it bumps, how loudly it is logged, whether it
+//! is audited and whether the caller gets a reply. Warnings and audit lines pass the node's
+//! [`crate::audit::RefusalGate`] first, so a flood of junk is counted in full but logged and
+//! audited at a bounded rate, in bounded form.
+//!
+//! Not for: deciding whether to refuse (the pipeline's admission step does).
+
+use std::sync::atomic::AtomicU64;
+
+use mco_agents::Outcome;
+use mco_spec::message::now_millis;
+use mco_spec::Request;
+use serde::Deserialize;
+
+use crate::audit::{Claimed, Gate, Refusal};
+use crate::node::Node;
+use crate::pipeline::{Outgoing, NOT_AUTHORIZED};
+use crate::stats::Stats;
+
+/// Which stage refused a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectionKind {
+    /// Not a well-formed request envelope or request.
+    Malformed,
+    /// The token or the signature does not verify.
+    Unverified,
+    /// The token does not speak for the request's caller, agent or collective.
+    Unauthorized,
+    /// Received in another collective than it names.
+    WrongCollective,
+    /// Made further in the future than the clock skew allows.
+    FromTheFuture,
+    /// Its TTL (or the node's TTL cap) has passed.
+    Expired,
+    /// A targeted request whose copy does not prove this node is a target.
+    NotTargeted,
+    /// A filter this node cannot evaluate (bad syntax, over the limits).
+    BadFilter,
+    /// A broadcast whose filter does not select this node: ignored silently.
+    NotSelected,
+    /// The action policy denies it.
+    Denied,
+    /// Its id was seen before.
+    Replayed,
+    /// The replay memory has no room for it (the caller's share, or all of it).
+    Throttled,
+}
+
+/// How a refusal is logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Loudness {
+    Debug,
+    Info,
+    Warn,
+}
+
+impl RejectionKind {
+    /// The `daemon_stats` counter this kind bumps.
+    fn counter(self, stats: &Stats) -> &AtomicU64 {
+        match self {
+            RejectionKind::Malformed
+            | RejectionKind::Unverified
+            | RejectionKind::Unauthorized
+            | RejectionKind::WrongCollective
+            | RejectionKind::FromTheFuture
+            | RejectionKind::NotTargeted
+            | RejectionKind::BadFilter => &stats.unvalidated,
+            RejectionKind::Expired => &stats.ttlexpired,
+            RejectionKind::NotSelected => &stats.filtered,
+            RejectionKind::Denied => &stats.denied,
+            RejectionKind::Replayed => &stats.replayed,
+            RejectionKind::Throttled => &stats.throttled,
+        }
+    }
+
+    fn loudness(self) -> Loudness {
+        match self {
+            RejectionKind::NotSelected => Loudness::Debug,
+            RejectionKind::Expired => Loudness::Info,
+            _ => Loudness::Warn,
+        }
+    }
+
+    /// Whether the refusal is written to the audit log: everything but a broadcast that
+    /// was simply not for this node.
+    fn audited(self) -> bool {
+        self != RejectionKind::NotSelected
+    }
+}
+
+/// A message the pipeline will not act on, and why.
+#[derive(Debug)]
+pub struct Rejection {
+    /// Which stage refused it.
+    pub kind: RejectionKind,
+    /// Why, in words for the log and the audit line.
+    pub reason: String,
+    /// The request, when it was parsed; otherwise what the message claims.
+    pub subject: Subject,
+}
+
+/// What a rejection is about.
+#[derive(Debug)]
+pub enum Subject {
+    /// A request that parsed (its fields are still the sender's claims unless verified).
+    Request(Box<Request>),
+    /// A message that did not parse as a request: the fields it seems to claim.
+    Unparsed(ClaimedFields),
+}
+
+/// The identifying fields of a message that did not verify or parse, read leniently for the
+/// record only.
+#[derive(Debug, Default, Deserialize)]
+pub struct ClaimedFields {
+    #[serde(default)]
+    id: serde_json::Value,
+    #[serde(default)]
+    caller: serde_json::Value,
+    #[serde(default)]
+    sender: serde_json::Value,
+    #[serde(default)]
+    agent: serde_json::Value,
+    #[serde(default)]
+    action: serde_json::Value,
+}
+
+impl ClaimedFields {
+    /// What the inner message `body` claims, as far as it can be read.
+    pub fn read(body: &str) -> ClaimedFields {
+        serde_json::from_str(body).unwrap_or_default()
+    }
+
+    fn text(value: &serde_json::Value) -> &str {
+        value.as_str().unwrap_or("")
+    }
+}
+
+impl Rejection {
+    /// A rejection of a parsed request.
+    pub fn of(kind: RejectionKind, request: Request, reason: impl Into<String>) -> Rejection {
+        Rejection {
+            kind,
+            reason: reason.into(),
+            subject: Subject::Request(Box::new(request)),
+        }
+    }
+
+    /// A rejection of a message that did not parse as a request.
+    pub fn unparsed(
+        kind: RejectionKind,
+        claimed: ClaimedFields,
+        reason: impl Into<String>,
+    ) -> Rejection {
+        Rejection {
+            kind,
+            reason: reason.into(),
+            subject: Subject::Unparsed(claimed),
+        }
+    }
+
+    fn claimed(&self) -> Claimed<'_> {
+        match &self.subject {
+            Subject::Request(r) => Claimed {
+                request_id: &r.id,
+                caller: &r.caller,
+                sender: &r.sender,
+                agent: &r.agent,
+                action: &r.action,
+            },
+            Subject::Unparsed(c) => Claimed {
+                request_id: ClaimedFields::text(&c.id),
+                caller: ClaimedFields::text(&c.caller),
+                sender: ClaimedFields::text(&c.sender),
+                agent: ClaimedFields::text(&c.agent),
+                action: ClaimedFields::text(&c.action),
+            },
+        }
+    }
+}
+
+impl Node {
+    /// Counts, logs (rate-limited) and audits (rate-limited, bounded) a refusal of a
+    /// message of `size` bytes received in `collective`; returns the reply the caller gets,
+    /// if this kind of refusal gets one.
+    pub fn refuse(&self, rejection: Rejection, collective: &str, size: usize) -> Option<Outgoing> {
+        Stats::bump(rejection.kind.counter(&self.stats));
+        let loudness = rejection.kind.loudness();
+        let claimed = rejection.claimed();
+        if loudness == Loudness::Debug {
+            tracing::debug!(id = %claimed.request_id, "{}", rejection.reason);
+        } else {
+            let now = now_millis();
+            let gate = self
+                .security
+                .refusals
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .check(now);
+            match gate {
+                Gate::Pass { suppressed } => {
+                    let line = Refusal::new(&claimed, size, &rejection.reason, now);
+                    let what = format!(
+                        "refused {}#{} from {} in {collective} (id {}, caller {:?}): {}",
+                        line.agent,
+                        line.action,
+                        line.sender,
+                        line.request_id,
+                        line.caller,
+                        line.reason
+                    );
+                    if loudness == Loudness::Warn {
+                        tracing::warn!("{what}");
+                    } else {
+                        tracing::info!("{what}");
+                    }
+                    if suppressed > 0 {
+                        tracing::warn!("{suppressed} refusals before this one were counted but not logged (audit_refusals_per_second)");
+                    }
+                    if let (true, Some(audit)) = (rejection.kind.audited(), &self.security.audit) {
+                        if let Err(e) = audit.refusal(&line, suppressed) {
+                            tracing::error!(
+                                "cannot write the audit log {}: {e}",
+                                audit.path().display()
+                            );
+                        }
+                    }
+                }
+                Gate::Hold => {
+                    tracing::debug!(id = %claimed.request_id, "refused (not logged: over the rate limit): {}", rejection.reason);
+                }
+            }
+        }
+        let Subject::Request(request) = &rejection.subject else {
+            return None;
+        };
+        match rejection.kind {
+            RejectionKind::Denied => self.reply(request, Outcome::aborted(NOT_AUTHORIZED)),
+            RejectionKind::Throttled => self.reply(request, Outcome::aborted(rejection.reason)),
+            _ => None,
+        }
+    }
+}
