@@ -5,6 +5,7 @@ mod agents_inputs;
 mod agents_package;
 mod agents_puppet;
 mod agents_service;
+mod attacks_agents;
 mod broker_auth;
 mod commands;
 mod direct;
