@@ -9,7 +9,7 @@
 //! symlink (not followed), once its target too was found to be a place fstat may look at.
 //!
 //! The rules, in order ([`fstat`]):
-//! - the path must be absolute; it is resolved (symlinks, `.` and `..`) before any check,
+//! - the path must be absolute (and at most [`MAX_PATH_BYTES`]); it is resolved (symlinks, `.` and `..`) before any check,
 //!   so a link or `..` cannot lead the check astray;
 //! - the resolved place must be under one of the node's `[data] fstat_paths`
 //!   ([`FstatPolicy`]) and never under `/proc`, `/sys` or `/dev`: anything else is refused
@@ -47,6 +47,10 @@ pub const MAX_MD5_BYTES: u64 = 16 * 1024 * 1024;
 /// `md5` is null.
 pub const MD5_TIME_LIMIT: Duration = Duration::from_secs(2);
 
+/// The longest path fstat resolves (Linux's `PATH_MAX`): resolving walks up a missing
+/// path's ancestors, which must stay cheap whatever a caller sends.
+pub const MAX_PATH_BYTES: usize = 4096;
+
 /// Places fstat never looks at, whatever `fstat_paths` says: the kernel's views of
 /// processes, devices and itself.
 pub const NEVER_PERMITTED: [&str; 3] = ["/proc", "/sys", "/dev"];
@@ -83,6 +87,9 @@ pub enum FstatError {
     /// The query is not an absolute path.
     #[error("fstat needs an absolute path, not {0:?}")]
     NotAbsolute(String),
+    /// The query is longer than any path the system can open ([`MAX_PATH_BYTES`]).
+    #[error("fstat was given a path of {0} bytes; paths are at most 4096")]
+    TooLong(usize),
     /// The path leads somewhere this node does not let fstat look.
     #[error("fstat is not permitted to look at {0:?} on this node")]
     NotPermitted(String),
@@ -143,6 +150,9 @@ pub fn is_never_permitted(path: &Path) -> bool {
 /// Describes `path` under `policy`; a permitted path that does not exist (or cannot be
 /// resolved) is `present: false`.
 pub fn fstat(path: &str, policy: &FstatPolicy) -> Result<Value, FstatError> {
+    if path.len() > MAX_PATH_BYTES {
+        return Err(FstatError::TooLong(path.len()));
+    }
     let asked = Path::new(path);
     if !asked.is_absolute() {
         return Err(FstatError::NotAbsolute(path.to_string()));
@@ -447,6 +457,8 @@ mod tests {
             Err(FstatError::NotAbsolute("etc/hosts".into()))
         );
         assert!(fstat("/etc/hosts", &FstatPolicy::nothing()).is_err());
+        let long = "/a".repeat(MAX_PATH_BYTES);
+        assert_eq!(fstat(&long, &policy), Err(FstatError::TooLong(long.len())));
     }
 
     #[test]
