@@ -9,6 +9,9 @@ use mco_spec::{Request, StatusCode};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::data::DataTask;
+use crate::fstat::FstatPolicy;
+
 /// A named set of actions served by a node.
 #[async_trait]
 pub trait Agent: Send + Sync {
@@ -27,8 +30,9 @@ pub trait Agent: Send + Sync {
     ) -> Outcome;
 
     /// The agent's data plugin, named after the agent (`service('nginx').status`): answers a
-    /// query with a JSON object of outputs. Used by `-S` filters and `rpcutil get_data`;
-    /// filters are evaluated synchronously, so an answer must be quick. `None` means the
+    /// query with a JSON object of outputs. Used by `-S` filters and `rpcutil get_data`,
+    /// which call it on a blocking thread; it must still be bounded (a short time limit on
+    /// any command it runs), since a blocking thread cannot be stopped. `None` means the
     /// agent provides no data plugin.
     fn data_query(&self, _query: Option<&str>) -> Option<Result<Value, String>> {
         None
@@ -99,8 +103,18 @@ pub trait NodeInfo: Send + Sync {
     fn stats(&self) -> Map<String, Value>;
     /// A configuration setting by name, if there is one.
     fn config_item(&self, item: &str) -> Option<Value>;
-    /// Answers data plugin `plugin` (built-in or provided by an agent) for `query`.
-    fn data(&self, plugin: &str, query: Option<&str>) -> Result<Value, String>;
+    /// Where the `fstat` data plugin may look (the node's `[data] fstat_paths`).
+    fn fstat_policy(&self) -> Arc<FstatPolicy>;
+    /// Prepares data plugin `plugin` (built-in or provided by an agent) for `query` as a
+    /// task that owns what it needs, so that an async caller can run it off the runtime
+    /// ([`crate::data::run_off_runtime`]): a query may block for as long as its plugin's
+    /// own bound.
+    fn data_task(&self, plugin: &str, query: Option<&str>) -> DataTask;
+    /// Answers data plugin `plugin` for `query` on the calling thread, which it may block
+    /// for as long as the plugin's own bound: call it from blocking threads only.
+    fn data(&self, plugin: &str, query: Option<&str>) -> Result<Value, String> {
+        self.data_task(plugin, query)()
+    }
     /// The daemon's version.
     fn version(&self) -> String {
         env!("CARGO_PKG_VERSION").to_string()

@@ -150,6 +150,20 @@ impl PackageAgent {
         Ok(parse_status(self.provider, package, &out.stdout))
     }
 
+    /// Refuses a name the package manager does not know exactly as a package (see
+    /// [`Provider::knows`]): it would read it as a pattern, a version or an action suffix.
+    async fn known_exactly(&self, package: &str, deadline: Deadline) -> Result<(), Outcome> {
+        let argv = self.provider.known_argv(package, &self.extra_args);
+        let out = self.tool(argv, deadline).await.map_err(Outcome::aborted)?;
+        if self.provider.knows(package, &out.stdout) {
+            return Ok(());
+        }
+        Err(Outcome::invalid(format!(
+            "{package:?} is not a package {} knows: package names are taken literally, never as patterns, versions or with a trailing + or -",
+            self.provider.name()
+        )))
+    }
+
     async fn tool(&self, argv: Vec<String>, deadline: Deadline) -> Result<CommandOutput, String> {
         run_until(&argv, deadline).await.map_err(|e| e.to_string())
     }
@@ -183,6 +197,13 @@ impl PackageAgent {
         };
         if let Some(message) = refusal {
             return Outcome::aborted(message).with_data(before.outputs());
+        }
+        // The other changes act only on a package the status query found installed under
+        // exactly this name; an install must name exactly a package the repositories have.
+        if action == "install" {
+            if let Err(outcome) = self.known_exactly(package, deadline).await {
+                return outcome;
+            }
         }
         let argv = match action {
             "install" => self
@@ -520,6 +541,33 @@ mod tests {
             refused.statusmsg.contains("is not available with the"),
             "{refused:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn an_install_must_name_a_package_exactly() {
+        let agent = agent();
+        let node = TestNode;
+        // Names no machine has, so that even a tool that read them as patterns or suffixes
+        // would change nothing here.
+        for name in [
+            "mco-no-such-package-",
+            "mco-no-such-package+",
+            "mco-no-such.+",
+        ] {
+            let refused = call(&agent, &node, "install", json!({"package": name})).await;
+            assert_eq!(
+                refused.statuscode,
+                StatusCode::InvalidData,
+                "{name}: {refused:?}"
+            );
+            assert!(
+                refused
+                    .statusmsg
+                    .contains("package names are taken literally"),
+                "{name}: {}",
+                refused.statusmsg
+            );
+        }
     }
 
     #[test]

@@ -64,6 +64,7 @@ impl AgentSettings {
     /// Checks values that types cannot; the error names the key (`agents.puppet.manifest`).
     pub fn check(&self) -> Result<(), InvalidSetting> {
         self.package.check()?;
+        self.service.check()?;
         self.puppet.check()
     }
 

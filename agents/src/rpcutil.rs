@@ -9,6 +9,7 @@ use serde_json::{json, Map, Value};
 
 use crate::agent::{outputs, shipped_ddl, ActionContext, Agent, Outcome};
 use crate::data;
+use crate::providers::command::Deadline;
 
 /// The rpcutil agent.
 pub struct Rpcutil {
@@ -95,13 +96,17 @@ impl Agent for Rpcutil {
                 let item = input(data, "item");
                 match node.config_item(item) {
                     Some(value) => Outcome::ok(outputs([("item", json!(item)), ("value", value)])),
-                    None => Outcome::invalid(format!("Unknown config property {item}")),
+                    None => Outcome::invalid(format!(
+                        "{item} is not a configuration item this node shares"
+                    )),
                 }
             }
             "get_data" => {
                 let source = input(data, "source");
                 let query = data.get("query").and_then(Value::as_str);
-                match node.data(source, query) {
+                // Off the runtime, and answered before the node gives up on the action.
+                let limit = Deadline::for_timeout(self.ddl.metadata.timeout).remaining();
+                match data::run_off_runtime(node.data_task(source, query), limit).await {
                     Ok(Value::Object(map)) => Outcome::ok(map),
                     Ok(other) => Outcome::ok(outputs([("value", other)])),
                     Err(reason) => Outcome::aborted(reason),
@@ -146,8 +151,12 @@ mod tests {
         fn config_item(&self, item: &str) -> Option<Value> {
             (item == "identity").then(|| json!("web1"))
         }
-        fn data(&self, plugin: &str, query: Option<&str>) -> Result<Value, String> {
-            data::query(plugin, query, self)
+        fn fstat_policy(&self) -> Arc<crate::fstat::FstatPolicy> {
+            Arc::new(crate::fstat::FstatPolicy::default())
+        }
+        fn data_task(&self, plugin: &str, query: Option<&str>) -> data::DataTask {
+            data::builtin_task(plugin, query, self)
+                .unwrap_or_else(|| data::ready(Err(format!("no data plugin called {plugin:?}"))))
         }
     }
 
@@ -215,6 +224,24 @@ mod tests {
         assert_eq!(data.data["value"], "uk");
         let bad = call("get_data", json!({"source": "nope"})).await;
         assert_eq!(bad.statuscode, StatusCode::Aborted);
+        let pagemap = call(
+            "get_data",
+            json!({"source": "fstat", "query": "/proc/self/pagemap"}),
+        )
+        .await;
+        assert_eq!(
+            (pagemap.statuscode, pagemap.statusmsg.as_str()),
+            (
+                StatusCode::Aborted,
+                "fstat is not permitted to look at \"/proc/self/pagemap\" on this node"
+            )
+        );
+        let hosts = call(
+            "get_data",
+            json!({"source": "fstat", "query": "/etc/hosts"}),
+        )
+        .await;
+        assert_eq!(hosts.data["present"], true, "{hosts:?}");
         assert_eq!(
             call("explode", json!({})).await.statuscode,
             StatusCode::UnknownAction

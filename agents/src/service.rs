@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use globset::{Glob, GlobSet, GlobSetBuilder};
 use mco_ddl::AgentDdl;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -23,9 +24,9 @@ use serde_json::{json, Map, Value};
 use crate::agent::{outputs, shipped_ddl, ActionContext, Agent, Outcome};
 use crate::providers::command::{find_program, run_blocking, run_until, Deadline};
 use crate::providers::service::{
-    check_service_name, ProviderName, ServiceAction, ServiceProvider, ServiceStatus,
+    ProviderName, ServiceAction, ServiceName, ServiceProvider, ServiceStatus,
 };
-use crate::registry::Unavailable;
+use crate::registry::{InvalidSetting, Unavailable};
 
 /// The `[agents.service]` table of mcod's configuration.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,13 +38,72 @@ pub struct ServiceSettings {
     /// Where SysV init scripts are (default `/etc/init.d`).
     #[serde(default)]
     pub init_dir: Option<PathBuf>,
+    /// Glob patterns (`*`, `?`, `[...]`) of the services the agent may act on, matched
+    /// against the name without `.service`; empty: every service not denied.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Glob patterns of services the agent refuses; a name both allowed and denied is denied.
+    #[serde(default)]
+    pub deny: Vec<String>,
+}
+
+impl ServiceSettings {
+    /// Checks values a type cannot: the allow and deny patterns.
+    pub fn check(&self) -> Result<(), InvalidSetting> {
+        ServiceRules::new(self).map(|_| ())
+    }
+}
+
+/// The configured allow and deny lists, compiled.
+struct ServiceRules {
+    /// `None`: every service is allowed (unless denied).
+    allow: Option<GlobSet>,
+    deny: GlobSet,
+}
+
+impl ServiceRules {
+    fn new(settings: &ServiceSettings) -> Result<ServiceRules, InvalidSetting> {
+        let compile = |key: &'static str, patterns: &[String]| {
+            let mut set = GlobSetBuilder::new();
+            for pattern in patterns {
+                let glob = Glob::new(pattern).map_err(|e| {
+                    InvalidSetting::new(key, format!("{pattern:?} is not a glob pattern: {e}"))
+                })?;
+                set.add(glob);
+            }
+            set.build()
+                .map_err(|e| InvalidSetting::new(key, e.to_string()))
+        };
+        let allow = compile("agents.service.allow", &settings.allow)?;
+        Ok(ServiceRules {
+            allow: (!settings.allow.is_empty()).then_some(allow),
+            deny: compile("agents.service.deny", &settings.deny)?,
+        })
+    }
+
+    /// Refuses a service this node's lists do not let the agent act on.
+    fn admit(&self, service: &ServiceName) -> Result<(), String> {
+        let name = &service.name;
+        if self.deny.is_match(name) {
+            return Err(format!(
+                "service {name:?} is denied by this node's [agents.service] deny list"
+            ));
+        }
+        match &self.allow {
+            Some(allow) if !allow.is_match(name) => Err(format!(
+                "service {name:?} is not in this node's [agents.service] allow list"
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The default SysV init script directory.
 pub const DEFAULT_INIT_DIR: &str = "/etc/init.d";
 
-/// How long the data plugin may take: filters wait for it.
-const DATA_PLUGIN_LIMIT: Duration = Duration::from_secs(10);
+/// How long the data plugin's status command may take before it is killed: filters and
+/// `rpcutil get_data` wait for it, on a blocking thread that cannot be stopped otherwise.
+pub const DATA_PLUGIN_LIMIT: Duration = Duration::from_secs(3);
 
 /// How long a service is given to settle after an action before its status is read, as
 /// Choria's agent does.
@@ -53,6 +113,7 @@ const SETTLE: Duration = Duration::from_millis(500);
 pub struct ServiceAgent {
     ddl: AgentDdl,
     provider: ServiceProvider,
+    rules: ServiceRules,
     /// One lock per service name with an action in progress or waiting; entries are removed
     /// when no action holds them, so the map stays as small as the work in flight.
     locks: StdMutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -62,6 +123,7 @@ impl ServiceAgent {
     /// The agent with the configured provider, or systemd when it runs the node, or SysV
     /// when the node has init scripts or `service`; `Err` says why it has none.
     pub fn activate(settings: &ServiceSettings) -> Result<ServiceAgent, Unavailable> {
+        let rules = ServiceRules::new(settings).map_err(|e| Unavailable(e.to_string()))?;
         let init_dir = settings
             .init_dir
             .clone()
@@ -82,6 +144,7 @@ impl ServiceAgent {
         Ok(ServiceAgent {
             ddl: shipped_ddl("service"),
             provider,
+            rules,
             locks: StdMutex::new(HashMap::new()),
         })
     }
@@ -89,6 +152,14 @@ impl ServiceAgent {
     /// The provider in use.
     pub fn provider(&self) -> &ServiceProvider {
         &self.provider
+    }
+
+    /// The service a request names, or why the agent will not act on it: before any
+    /// command runs, every action and the data plugin go through here.
+    fn admit(&self, requested: &str) -> Result<ServiceName, String> {
+        let service = self.provider.service_name(requested)?;
+        self.rules.admit(&service)?;
+        Ok(service)
     }
 
     fn lock_for(&self, service: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -101,8 +172,13 @@ impl ServiceAgent {
         locks.retain(|_, lock| Arc::strong_count(lock) > 1);
     }
 
-    async fn status(&self, service: &str, deadline: Deadline) -> Result<ServiceStatus, String> {
-        let argv = self.provider.argv(ServiceAction::Status, service);
+    async fn status(
+        &self,
+        service: &str,
+        unit: &str,
+        deadline: Deadline,
+    ) -> Result<ServiceStatus, String> {
+        let argv = self.provider.argv(ServiceAction::Status, unit);
         let out = run_until(&argv, deadline)
             .await
             .map_err(|e| format!("Could not determine the status of '{service}': {e}"))?;
@@ -111,10 +187,17 @@ impl ServiceAgent {
             .map_err(|e| format!("Could not determine the status of '{service}': {e}"))
     }
 
-    async fn act(&self, action: ServiceAction, service: &str, deadline: Deadline) -> Outcome {
+    /// `action` on the service requested as `service`, which the provider calls `unit`.
+    async fn act(
+        &self,
+        action: ServiceAction,
+        service: &str,
+        unit: &str,
+        deadline: Deadline,
+    ) -> Outcome {
         let reply = |status: ServiceStatus| outputs([("status", json!(status.as_str()))]);
         if action == ServiceAction::Status {
-            return match self.status(service, deadline).await {
+            return match self.status(service, unit, deadline).await {
                 Ok(status) => Outcome::ok(reply(status)),
                 Err(e) => Outcome::aborted(e),
             };
@@ -125,7 +208,7 @@ impl ServiceAgent {
             _ => None,
         };
         if let Some((state, word)) = already {
-            match self.status(service, deadline).await {
+            match self.status(service, unit, deadline).await {
                 Ok(now) if now == state => {
                     return Outcome::aborted(format!(
                         "Could not {} '{service}': Service is already {word}",
@@ -137,7 +220,7 @@ impl ServiceAgent {
                 Err(e) => return Outcome::aborted(e),
             }
         }
-        let argv = self.provider.argv(action, service);
+        let argv = self.provider.argv(action, unit);
         let out = match run_until(&argv, deadline).await {
             Ok(out) => out,
             Err(e) => {
@@ -145,7 +228,7 @@ impl ServiceAgent {
             }
         };
         tokio::time::sleep(SETTLE.min(deadline.remaining())).await;
-        let after = self.status(service, deadline).await;
+        let after = self.status(service, unit, deadline).await;
         if !out.success() {
             let said = out.combined();
             let why = match said.lines().rev().find(|l| !l.trim().is_empty()) {
@@ -187,12 +270,13 @@ impl Agent for ServiceAgent {
             .get("service")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        if let Err(e) = check_service_name(service) {
-            return Outcome::invalid(e);
-        }
-        let lock = self.lock_for(service);
+        let admitted = match self.admit(service) {
+            Ok(admitted) => admitted,
+            Err(e) => return Outcome::invalid(e),
+        };
+        let lock = self.lock_for(&admitted.name);
         let outcome = match tokio::time::timeout(deadline.remaining(), lock.lock()).await {
-            Ok(_held) => self.act(action, service, deadline).await,
+            Ok(_held) => self.act(action, service, &admitted.unit, deadline).await,
             Err(_) => Outcome::aborted(format!(
                 "another action on service '{service}' did not finish in time; try again later"
             )),
@@ -202,14 +286,13 @@ impl Agent for ServiceAgent {
         outcome
     }
 
-    /// `service('httpd').status` → `{"status": "running"}` or `stopped`. Filters are
-    /// evaluated synchronously, so this runs the status command on the calling thread, for
-    /// at most ten seconds.
+    /// `service('httpd').status` → `{"status": "running"}` or `stopped`. Runs the status
+    /// command on the calling thread (a blocking one), killed after [`DATA_PLUGIN_LIMIT`].
     fn data_query(&self, query: Option<&str>) -> Option<Result<Value, String>> {
         let answer = (|| {
             let service = query.ok_or("the service data plugin needs a service name")?;
-            check_service_name(service)?;
-            let argv = self.provider.argv(ServiceAction::Status, service);
+            let service = self.admit(service)?;
+            let argv = self.provider.argv(ServiceAction::Status, &service.unit);
             let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
             let out = run_blocking(&argv, DATA_PLUGIN_LIMIT, &[]).map_err(|e| e.to_string())?;
             let status = self.provider.parse_status(out.code, &out.combined())?;
@@ -265,6 +348,7 @@ exit 0
             ServiceAgent::activate(&ServiceSettings {
                 provider: Some(ProviderName::Sysv),
                 init_dir: Some(self.dir.path().to_path_buf()),
+                ..Default::default()
             })
             .unwrap()
         }
@@ -396,19 +480,124 @@ exit 0
         assert!(matches!(agent.data_query(None), Some(Err(_))));
     }
 
+    #[tokio::test]
+    async fn non_services_and_denied_services_are_refused_before_any_command() {
+        let svc = TestService::new();
+        // Scripts that would only log, should the agent ever run them.
+        for name in [
+            "halt",
+            "reboot",
+            "reboot.target",
+            "mco-unit-denied",
+            "other",
+        ] {
+            let path = svc.dir.path().join(name);
+            let log = svc.dir.path().join("calls.log");
+            std::fs::write(
+                &path,
+                format!("#!/bin/sh\necho \"{name} $1\" >> {}\n", log.display()),
+            )
+            .unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let agent = ServiceAgent::activate(&ServiceSettings {
+            provider: Some(ProviderName::Sysv),
+            init_dir: Some(svc.dir.path().to_path_buf()),
+            allow: vec!["mco-*".into(), "halt".into()],
+            deny: vec!["mco-unit-denied*".into()],
+        })
+        .unwrap();
+        let node = TestNode;
+        let refusals = [
+            (
+                "halt",
+                "it halts, reboots or is a step of booting or shutting down",
+            ),
+            (
+                "reboot",
+                "it halts, reboots or is a step of booting or shutting down",
+            ),
+            (
+                "reboot.target",
+                "manages .service units only, not .target units",
+            ),
+            (
+                "mco-unit-denied",
+                "is denied by this node's [agents.service] deny list",
+            ),
+            (
+                "mco-unit-denied.service",
+                "is denied by this node's [agents.service] deny list",
+            ),
+            ("other", "is not in this node's [agents.service] allow list"),
+        ];
+        for (name, why) in refusals {
+            for action in ["start", "stop", "restart", "status"] {
+                let refused = call(&agent, &node, action, json!({"service": name})).await;
+                assert_eq!(
+                    refused.statuscode,
+                    StatusCode::InvalidData,
+                    "{action} {name}"
+                );
+                assert!(
+                    refused.statusmsg.contains(why),
+                    "{action} {name}: {}",
+                    refused.statusmsg
+                );
+            }
+            assert!(
+                matches!(agent.data_query(Some(name)), Some(Err(e)) if e.contains(why)),
+                "{name}"
+            );
+        }
+        assert!(svc.calls().is_empty(), "a command ran: {:?}", svc.calls());
+        let allowed = call(
+            &agent,
+            &node,
+            "status",
+            json!({"service": "mco-unit-svc.service"}),
+        )
+        .await;
+        assert_eq!(allowed.data["status"], "stopped", "{allowed:?}");
+    }
+
+    #[test]
+    fn bad_patterns_are_refused_naming_the_key() {
+        let bad = ServiceSettings {
+            deny: vec!["[unclosed".into()],
+            ..Default::default()
+        };
+        assert_eq!(bad.check().unwrap_err().key, "agents.service.deny");
+        assert!(ServiceAgent::activate(&bad).is_err());
+        assert!(ServiceSettings::default().check().is_ok());
+    }
+
+    #[test]
+    fn the_data_plugin_is_bounded() {
+        let svc = TestService::new();
+        let hang = svc.dir.path().join("mco-unit-hang");
+        std::fs::write(&hang, "#!/bin/sh\nsleep 60\n").unwrap();
+        std::fs::set_permissions(&hang, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let answer = svc.agent().data_query(Some("mco-unit-hang"));
+        let Some(Err(e)) = answer else {
+            panic!("{answer:?}")
+        };
+        assert!(e.contains("did not finish within 3s and was killed"), "{e}");
+    }
+
     #[test]
     fn providers_are_chosen_by_config_or_by_the_node() {
         let systemd = ServiceAgent::activate(&ServiceSettings {
             provider: Some(ProviderName::Systemd),
-            init_dir: None,
+            ..Default::default()
         })
         .unwrap();
         assert_eq!(systemd.provider(), &ServiceProvider::Systemd);
         let dir = tempfile::tempdir().unwrap();
         if !ServiceProvider::systemd_running() {
             let found = ServiceAgent::activate(&ServiceSettings {
-                provider: None,
                 init_dir: Some(dir.path().to_path_buf()),
+                ..Default::default()
             })
             .unwrap();
             assert_eq!(found.provider().name(), "sysv");

@@ -35,8 +35,12 @@ impl NodeInfo for TestNode {
     fn config_item(&self, _item: &str) -> Option<Value> {
         None
     }
-    fn data(&self, plugin: &str, query: Option<&str>) -> Result<Value, String> {
-        crate::data::query(plugin, query, self)
+    fn fstat_policy(&self) -> Arc<crate::fstat::FstatPolicy> {
+        Arc::new(crate::fstat::FstatPolicy::default())
+    }
+    fn data_task(&self, plugin: &str, query: Option<&str>) -> crate::data::DataTask {
+        crate::data::builtin_task(plugin, query, self)
+            .unwrap_or_else(|| crate::data::ready(Err(format!("no data plugin called {plugin:?}"))))
     }
 }
 

@@ -75,14 +75,6 @@ pub struct Config {
     /// this long after it was made, whatever TTL it asks for, and its id is kept no longer.
     #[serde(default = "default_max_ttl")]
     pub max_ttl_seconds: u64,
-    /// How long a filter's or policy's data-plugin calls (`fstat(...)`, `service(...)`) may
-    /// take on this node, seconds; they run off the daemon's async threads.
-    #[serde(default = "default_data_timeout")]
-    pub data_timeout_seconds: u64,
-    /// Most data-plugin evaluations running at once; a request that would need another waits
-    /// for one within `data_timeout_seconds`, else its data-plugin calls count as failed.
-    #[serde(default = "default_max_data_queries")]
-    pub max_concurrent_data_queries: usize,
     /// Directory of action policies (`<agent>.policy`, `default.policy`, `groups`).
     #[serde(default)]
     pub policy_dir: Option<PathBuf>,
@@ -106,6 +98,9 @@ pub struct Config {
     /// The package, service and puppet agents' settings (`[agents.package]`, ...).
     #[serde(default)]
     pub agents: mco_agents::registry::AgentSettings,
+    /// What data plugins may look at (`[data] fstat_paths`).
+    #[serde(default)]
+    pub data: mco_agents::data::DataSettings,
     /// Where mcod keeps what must survive a restart (the replay journal). Default:
     /// `/var/lib/mco` for root, else `$XDG_STATE_HOME/mco` or `~/.local/state/mco`.
     #[serde(default)]
@@ -225,12 +220,6 @@ fn default_replay_cache() -> usize {
 fn default_max_ttl() -> u64 {
     86_400
 }
-fn default_data_timeout() -> u64 {
-    5
-}
-fn default_max_data_queries() -> usize {
-    4
-}
 fn default_audit_refusals() -> u32 {
     20
 }
@@ -334,10 +323,6 @@ pub struct Settings {
     pub replay_caller_share: usize,
     /// The longest TTL honoured, seconds.
     pub max_ttl_seconds: u64,
-    /// Time limit of data-plugin calls in filters and policies, seconds.
-    pub data_timeout_seconds: u64,
-    /// Data-plugin evaluations running at once.
-    pub max_concurrent_data_queries: usize,
     /// Action policy directory (absolute).
     pub policy_dir: Option<PathBuf>,
     /// Allow agents without a policy file.
@@ -358,10 +343,10 @@ pub struct Settings {
     pub registration: RegistrationConfig,
     /// The package, service and puppet agents' settings, paths absolute.
     pub agents: mco_agents::registry::AgentSettings,
+    /// What data plugins may look at.
+    pub data: mco_agents::data::DataSettings,
     /// The file the settings came from, if any.
     pub config_file: Option<PathBuf>,
-    /// The configuration as written, for `rpcutil get_config_item`.
-    pub raw: Config,
 }
 
 impl Settings {
@@ -499,15 +484,6 @@ impl Settings {
                 ),
             ));
         }
-        if config.data_timeout_seconds == 0 {
-            return Err(invalid("data_timeout_seconds", "must be at least 1".into()));
-        }
-        if config.max_concurrent_data_queries == 0 {
-            return Err(invalid(
-                "max_concurrent_data_queries",
-                "must be at least 1".into(),
-            ));
-        }
         if config.audit_refusals_per_second == 0 {
             return Err(invalid(
                 "audit_refusals_per_second",
@@ -525,7 +501,7 @@ impl Settings {
                 "ack_wait_seconds must be at least 3".into(),
             ));
         }
-        if let Err(e) = config.agents.check() {
+        if let Err(e) = config.agents.check().and_then(|()| config.data.check()) {
             return Err(invalid(e.key, e.reason));
         }
         let mut collectives = vec![main.clone()];
@@ -564,8 +540,6 @@ impl Settings {
             replay_cache_size: config.replay_cache_size,
             replay_caller_share,
             max_ttl_seconds: config.max_ttl_seconds,
-            data_timeout_seconds: config.data_timeout_seconds,
-            max_concurrent_data_queries: config.max_concurrent_data_queries,
             policy_dir: config.policy_dir.as_ref().map(absolute),
             allow_unconfigured: config.allow_unconfigured,
             audit_file: config.audit_file.as_ref().map(absolute),
@@ -584,26 +558,84 @@ impl Settings {
             direct_queue: config.direct_queue.clone(),
             registration: config.registration.clone(),
             agents: config.agents.resolved(base),
+            data: config.data.clone(),
             config_file,
-            raw: config,
         })
     }
 
-    /// A configuration value by key, for `rpcutil get_config_item`.
+    /// A configuration value by key, for `rpcutil get_config_item`: only the items in
+    /// [`SHARED_ITEMS`], which say how the node runs and hold no secret (broker URLs are
+    /// shown without their user and password). Anything else, the broker credentials, key
+    /// and token files and agent settings among them, is `None`.
     pub fn item(&self, key: &str) -> Option<serde_json::Value> {
-        match key {
-            "identity" => Some(self.identity.clone().into()),
-            "main_collective" => Some(self.main_collective.clone().into()),
-            "collectives" => Some(self.collectives.clone().into()),
-            "config_file" | "configfile" => Some(
-                self.config_file
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default()
-                    .into(),
-            ),
-            _ => serde_json::to_value(&self.raw).ok()?.get(key).cloned(),
-        }
+        use serde_json::json;
+        let path = |p: &Path| p.display().to_string();
+        let value = match key {
+            "identity" => json!(self.identity),
+            "collectives" => json!(self.collectives),
+            "main_collective" => json!(self.main_collective),
+            "config_file" | "configfile" => {
+                json!(self.config_file.as_deref().map(path).unwrap_or_default())
+            }
+            "brokers" => json!(self
+                .brokers
+                .iter()
+                .map(|b| without_userinfo(b))
+                .collect::<Vec<_>>()),
+            "facts_files" => json!(self.facts_files.iter().map(|p| path(p)).collect::<Vec<_>>()),
+            "classes_file" => json!(self.classes_file.as_deref().map(path)),
+            "facts_refresh_seconds" => json!(self.facts_refresh_seconds),
+            "log_level" => json!(self.log_level),
+            "shutdown_grace_seconds" => json!(self.shutdown_grace_seconds),
+            "disabled_agents" => json!(self.disabled_agents),
+            "max_concurrent_actions" => json!(self.max_concurrent_actions),
+            "agent_dirs" => json!(self.agent_dirs.iter().map(|p| path(p)).collect::<Vec<_>>()),
+            "clock_skew_seconds" => json!(self.clock_skew_seconds),
+            "replay_cache_size" => json!(self.replay_cache_size),
+            "registration" => json!(self.registration),
+            _ => return None,
+        };
+        debug_assert!(
+            SHARED_ITEMS.contains(&key),
+            "{key} is shared but not listed"
+        );
+        Some(value)
+    }
+}
+
+/// The configuration items `rpcutil get_config_item` answers (see [`Settings::item`]).
+pub const SHARED_ITEMS: [&str; 17] = [
+    "identity",
+    "collectives",
+    "main_collective",
+    "config_file",
+    "configfile",
+    "brokers",
+    "facts_files",
+    "classes_file",
+    "facts_refresh_seconds",
+    "log_level",
+    "shutdown_grace_seconds",
+    "disabled_agents",
+    "max_concurrent_actions",
+    "agent_dirs",
+    "clock_skew_seconds",
+    "replay_cache_size",
+    "registration",
+];
+
+/// A broker URL without its user information (`nats://user:pass@host:4222` →
+/// `nats://host:4222`): everything up to the last `@` after the scheme goes, so no part of
+/// a password survives, whatever characters it holds.
+pub fn without_userinfo(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, url),
+    };
+    let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    match scheme {
+        Some(scheme) => format!("{scheme}://{host}"),
+        None => host.to_string(),
     }
 }
 
@@ -669,6 +701,9 @@ mod tests {
         assert_eq!(s.item("identity"), Some("web1".into()));
         assert_eq!(s.item("shutdown_grace_seconds"), Some(10.into()));
         assert_eq!(s.item("nope"), None);
+        for item in SHARED_ITEMS {
+            assert!(s.item(item).is_some(), "{item}");
+        }
         let sub =
             resolve("identity = \"a\"\ncollectives = [\"eu\", \"mco\"]\nmain_collective = \"mco\"")
                 .unwrap();
@@ -783,6 +818,72 @@ mod tests {
         }
         let all = serde_json::to_value(Config::default()).unwrap();
         walk("", all.as_object().unwrap(), &documented, &key_documented);
+    }
+
+    #[test]
+    fn config_items_never_include_secrets() {
+        let s = resolve(
+            "identity = \"a\"\nbrokers = [\"nats://mco:s3cret@127.0.0.1:4222\", \"tls://x:p4ss@h:1\"]\nkey_file = \"a.key\"\ntoken_file = \"a.token\"\nissuer_keys = [\"i.pub\"]\n[broker_auth]\nuser = \"mco\"\npassword = \"s3cret\"\ntoken = \"t0ken\"\n[agents.package]\nextra_args = [\"-o\", \"Acquire::http::Proxy=http://u:s3cret@proxy\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            s.item("brokers"),
+            Some(serde_json::json!(["nats://127.0.0.1:4222", "tls://h:1"]))
+        );
+        for secret in [
+            "broker_auth",
+            "password",
+            "token",
+            "key_file",
+            "token_file",
+            "issuer_keys",
+            "agents",
+            "broker_auth.password",
+            "insecure",
+            "audit_file",
+            "raw",
+        ] {
+            assert_eq!(s.item(secret), None, "{secret}");
+        }
+        let shown: Vec<String> = SHARED_ITEMS
+            .iter()
+            .filter_map(|i| s.item(i))
+            .map(|v| v.to_string())
+            .collect();
+        assert!(
+            !shown
+                .iter()
+                .any(|v| v.contains("s3cret") || v.contains("t0ken")),
+            "{shown:?}"
+        );
+    }
+
+    #[test]
+    fn broker_urls_lose_their_user_information() {
+        let table = [
+            ("nats://127.0.0.1:4222", "nats://127.0.0.1:4222"),
+            ("nats://mco:s3cret@127.0.0.1:4222", "nats://127.0.0.1:4222"),
+            ("nats://tok@h:4222", "nats://h:4222"),
+            ("u:p@h:4222", "h:4222"),
+            ("h:4222", "h:4222"),
+            ("tls://u:p@ss@w/rd@[::1]:4222", "tls://[::1]:4222"),
+        ];
+        for (url, want) in table {
+            assert_eq!(without_userinfo(url), want, "{url}");
+        }
+    }
+
+    #[test]
+    fn fstat_paths_default_and_are_checked() {
+        let s = resolve("identity = \"a\"\n").unwrap();
+        assert_eq!(s.data, mco_agents::data::DataSettings::default());
+        let custom = resolve("[data]\nfstat_paths = [\"/opt/app\"]\n").unwrap();
+        assert_eq!(custom.data.fstat_paths, [PathBuf::from("/opt/app")]);
+        let bad = resolve("[data]\nfstat_paths = [\"/proc\"]\n").unwrap_err();
+        assert_eq!(
+            bad.to_string(),
+            "t.toml: data.fstat_paths: \"/proc\" is under /proc, /sys, /dev, where fstat never looks"
+        );
     }
 
     #[test]

@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use mco_agents::data::{self, DataTask};
+use mco_agents::fstat::FstatPolicy;
 use mco_agents::{Agent, AgentSummary, NodeInfo};
 use mco_spec::message::now_millis;
 use serde_json::{json, Map, Value};
@@ -26,8 +28,11 @@ pub struct Node {
     agents: BTreeMap<String, Arc<dyn Agent>>,
     /// Agent names for filters and inventories, discovery excluded.
     agent_names: Vec<String>,
-    /// One permit per data-plugin evaluation allowed at once (`max_concurrent_data_queries`).
+    /// One permit per data-plugin evaluation allowed at once (`[data] max_concurrent`).
     pub(crate) data_slots: Arc<tokio::sync::Semaphore>,
+    /// Where fstat may look, resolved once from `[data] fstat_paths`; shared with the data
+    /// tasks that run off the runtime.
+    fstat_policy: Arc<FstatPolicy>,
     started: u64,
 }
 
@@ -48,11 +53,11 @@ impl Node {
             .cloned()
             .collect();
         let security = crate::security::Security::insecure(&settings);
-        let data_slots = Arc::new(tokio::sync::Semaphore::new(
-            settings.max_concurrent_data_queries,
-        ));
+        let data_slots = Arc::new(tokio::sync::Semaphore::new(settings.data.max_concurrent));
+        let fstat_policy = Arc::new(settings.data.fstat_policy());
         Node {
             data_slots,
+            fstat_policy,
             settings,
             facts,
             stats: Stats::default(),
@@ -145,14 +150,21 @@ impl NodeInfo for Node {
         self.settings.item(item)
     }
 
-    fn data(&self, plugin: &str, query: Option<&str>) -> Result<Value, String> {
-        if mco_agents::data::is_known(plugin) {
-            return mco_agents::data::query(plugin, query, self);
+    fn fstat_policy(&self) -> Arc<FstatPolicy> {
+        self.fstat_policy.clone()
+    }
+
+    fn data_task(&self, plugin: &str, query: Option<&str>) -> DataTask {
+        if let Some(task) = data::builtin_task(plugin, query, self) {
+            return task;
         }
-        match self.agents.get(plugin).and_then(|a| a.data_query(query)) {
-            Some(answer) => answer,
-            None => Err(format!("no data plugin called {plugin:?} on this node")),
-        }
+        let missing = || format!("no data plugin called {plugin:?} on this node");
+        let Some(agent) = self.agents.get(plugin).cloned() else {
+            return data::ready(Err(missing()));
+        };
+        let query = query.map(str::to_string);
+        let missing = missing();
+        Box::new(move || agent.data_query(query.as_deref()).unwrap_or(Err(missing)))
     }
 }
 

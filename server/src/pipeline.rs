@@ -17,8 +17,8 @@
 //! acceptance (with the policy rule that allowed it) and encodes the signed reply.
 //!
 //! Filters and policies that call data plugins (`fstat(...)`, `service(...)`) are evaluated
-//! on a blocking thread, at most `max_concurrent_data_queries` at once and each within
-//! `data_timeout_seconds`; a call that fails or runs out of time is *unknown*, so the filter
+//! on a blocking thread, at most `[data] max_concurrent` at once and each within
+//! `[data] timeout_seconds`; a call that fails or runs out of time is *unknown*, so the filter
 //! does not match and a policy fails closed. Nothing in a message can make this panic or
 //! block the daemon's async threads.
 
@@ -258,7 +258,7 @@ impl Node {
         if !needs_data {
             return Some(decide(self, &NodeData(self.as_ref())));
         }
-        let limit = Duration::from_secs(self.settings.data_timeout_seconds);
+        let limit = Duration::from_secs(self.settings.data.timeout_seconds);
         let deadline = tokio::time::Instant::now() + limit;
         let slot = tokio::time::timeout_at(deadline, self.data_slots.clone().acquire_owned())
             .await
@@ -296,7 +296,7 @@ impl Node {
                 ))
             }
             None => {
-                tracing::warn!(id = %request.id, "not selected: the filter's data-plugin calls took more than {} s", self.settings.data_timeout_seconds);
+                tracing::warn!(id = %request.id, "not selected: the filter's data-plugin calls took more than {} s", self.settings.data.timeout_seconds);
                 Err(format!(
                     "{}: the filter's data-plugin calls timed out",
                     request.id
@@ -345,7 +345,7 @@ impl Node {
             Some(v) => Err(format!("denied by policy ({})", v.reason)),
             None => Err(format!(
                 "denied: the policy's data-plugin calls took more than {} s",
-                self.settings.data_timeout_seconds
+                self.settings.data.timeout_seconds
             )),
         }
     }

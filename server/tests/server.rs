@@ -324,7 +324,7 @@ async fn agents_provide_data_plugins_for_filters_and_get_data() {
     let node = Arc::new(Node::new(settings, facts, agents));
 
     let mut hit = Filter::default();
-    hit.add_compound("widget('abc').size=3 and fstat('/').present=true")
+    hit.add_compound("widget('abc').size=3 and fstat('/etc').present=true")
         .unwrap();
     assert!(send(
         &node,

@@ -60,6 +60,35 @@ impl Provider {
         }
     }
 
+    /// The argv that lists what the package manager's repositories call `package`, for
+    /// [`Self::knows`]. Both tools read their argument as more than a name (apt-cache as a
+    /// prefix, dnf/yum as a pattern or name-version-release), so the answer is compared
+    /// with the name exactly.
+    pub fn known_argv(self, package: &str, extra: &[String]) -> Vec<String> {
+        match self {
+            Provider::Apt => {
+                let mut v = argv(&["apt-cache"]);
+                v.extend(extra.iter().cloned());
+                v.extend(argv(&["pkgnames", package]));
+                v
+            }
+            Provider::Dnf | Provider::Yum => {
+                self.query(extra, &["list", "--showduplicates", package])
+            }
+        }
+    }
+
+    /// Whether [`Self::known_argv`]'s output names `package` exactly. apt-get reads a name it
+    /// does not know as a pattern (`python3.+`) or with an action suffix (`zlib1g-dev-`
+    /// removes, `foo+` installs), and dnf/yum read `foo-1.2` as `foo` at version 1.2 when no
+    /// package is called `foo-1.2`; a name the tool knows exactly is taken as that name.
+    pub fn knows(self, package: &str, stdout: &str) -> bool {
+        match self {
+            Provider::Apt => stdout.lines().any(|line| line.trim() == package),
+            Provider::Dnf | Provider::Yum => parse_yum_list_names(stdout).any(|n| n == package),
+        }
+    }
+
     /// The argv that installs `package`, at `version` when given.
     pub fn install_argv(
         self,
@@ -507,6 +536,19 @@ pub fn parse_checkupdates(provider: Provider, stdout: &str) -> Vec<OutdatedPacka
     }
 }
 
+/// The package names of `yum/dnf list` output (`name.arch  version  repo` lines, headers
+/// and continuation lines skipped).
+fn parse_yum_list_names(stdout: &str) -> impl Iterator<Item = &str> {
+    stdout
+        .lines()
+        .filter(|l| {
+            !l.starts_with(' ') && !l.ends_with("Packages") && !l.starts_with("Last metadata")
+        })
+        .filter(|l| l.split_whitespace().count() >= 2)
+        .filter_map(|l| l.split_whitespace().next())
+        .map(|n| n.rsplit_once('.').map(|(name, _arch)| name).unwrap_or(n))
+}
+
 /// Parses `apt-cache search` / `dnf list available` into package names.
 pub fn parse_search(provider: Provider, stdout: &str) -> Vec<String> {
     let mut names: Vec<String> = match provider {
@@ -516,12 +558,7 @@ pub fn parse_search(provider: Provider, stdout: &str) -> Vec<String> {
             .map(|n| n.trim().to_string())
             .filter(|n| !n.is_empty())
             .collect(),
-        Provider::Dnf | Provider::Yum => stdout
-            .lines()
-            .filter(|l| !l.starts_with("Available") && !l.starts_with(' '))
-            .filter_map(|l| l.split_whitespace().next())
-            .map(|n| n.rsplit_once('.').map(|(a, _)| a).unwrap_or(n).to_string())
-            .collect(),
+        Provider::Dnf | Provider::Yum => parse_yum_list_names(stdout).map(str::to_string).collect(),
     };
     names.sort();
     names.dedup();
@@ -600,6 +637,13 @@ mod tests {
             ("--allow-unauthenticated", false),
             ("two words", false),
             ("a*", false),
+            ("a?", false),
+            ("[ab]c", false),
+            ("foo=1.0", false),
+            ("foo/bookworm", false),
+            ("@development", false),
+            ("perl(Foo)", false),
+            ("/usr/bin/foo", false),
             ("", false),
             ("foo\nbar", false),
         ];
@@ -613,6 +657,54 @@ mod tests {
         assert!(check_search_pattern("^lib.*").is_ok());
         assert!(check_search_pattern("--names-only").is_err());
         assert!(check_search_pattern("a b").is_err());
+    }
+
+    #[test]
+    fn only_names_the_tool_knows_exactly_are_known() {
+        let extra = vec!["-o".to_string(), "Dir::Cache=/tmp/c".to_string()];
+        assert_eq!(
+            Provider::Apt.known_argv("g++", &extra),
+            ["apt-cache", "-o", "Dir::Cache=/tmp/c", "pkgnames", "g++"]
+        );
+        assert_eq!(
+            Provider::Dnf.known_argv("foo-1.2", &[]),
+            ["dnf", "-q", "list", "--showduplicates", "foo-1.2"]
+        );
+        assert_eq!(
+            Provider::Yum.known_argv("bash", &extra),
+            [
+                "yum",
+                "-q",
+                "-o",
+                "Dir::Cache=/tmp/c",
+                "list",
+                "--showduplicates",
+                "bash"
+            ]
+        );
+        // apt-cache pkgnames lists every name that starts with its argument.
+        let pkgnames = "g++-12\ng++\ng++-multilib\n";
+        let table: &[(&str, bool)] = &[
+            ("g++", true),
+            ("g+", false),
+            ("g++-1", false),
+            ("g++-12", true),
+            ("zlib1g-dev-", false),
+        ];
+        for (name, known) in table {
+            assert_eq!(Provider::Apt.knows(name, pkgnames), *known, "{name}");
+        }
+        assert!(!Provider::Apt.knows("python3.+", ""));
+        // dnf list prints name.arch: `foo-1.2` read as foo at 1.2 lists foo, which is not it.
+        let dnf = "Installed Packages\nfoo.x86_64    1.2-1.el9    @baseos\nAvailable Packages\nfoo.x86_64    1.2-1.el9    baseos\nfoo.i686      1.2-1.el9    baseos\npython3.11.x86_64 3.11.5-1.el9 appstream\n";
+        for provider in [Provider::Dnf, Provider::Yum] {
+            assert!(provider.knows("foo", dnf));
+            assert!(!provider.knows("foo-1.2", dnf));
+            assert!(!provider.knows("foo.x86_64", dnf));
+            assert!(provider.knows("python3.11", dnf));
+            assert!(!provider.knows("python3", dnf));
+            assert!(!provider.knows("Installed", dnf));
+        }
     }
 
     #[test]

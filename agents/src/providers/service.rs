@@ -107,7 +107,127 @@ pub fn check_service_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// systemd's unit types other than services: a name with one of these suffixes names a
+/// target, socket, mount... (`reboot.target` reboots when started), never a service.
+pub const NON_SERVICE_UNIT_TYPES: [&str; 10] = [
+    "target",
+    "socket",
+    "mount",
+    "automount",
+    "swap",
+    "timer",
+    "path",
+    "slice",
+    "scope",
+    "device",
+];
+
+/// Names that are never services to start or stop, with either provider: systemd's units
+/// that power off, reboot, suspend, kexec or isolate the machine, and the SysV scripts that
+/// are steps of booting or shutting down (Debian's `initscripts`, `sysvinit`, `cryptsetup`,
+/// `lvm2`, `kmod`, `console-setup`; Red Hat's `initscripts`), whose `start` or `stop`
+/// halts, reboots, kills every process, unmounts or closes disks. Debian also masks most of
+/// them as systemd units of the same name, which this list covers too.
+pub const NEVER_SERVICES: [&str; 49] = [
+    // systemd
+    "systemd-reboot",
+    "systemd-poweroff",
+    "systemd-halt",
+    "systemd-kexec",
+    "systemd-soft-reboot",
+    "systemd-suspend",
+    "systemd-hibernate",
+    "systemd-hybrid-sleep",
+    "systemd-suspend-then-hibernate",
+    "systemd-exit",
+    "rescue",
+    "emergency",
+    "poweroff",
+    "kexec",
+    // SysV shutdown and runlevel steps
+    "halt",
+    "reboot",
+    "sendsigs",
+    "killprocs",
+    "killall",
+    "single",
+    "rc",
+    "rcS",
+    "rc.local",
+    "halt.local",
+    "umountfs",
+    "umountnfs.sh",
+    "umountroot",
+    "netfs",
+    // SysV boot steps
+    "bootlogs",
+    "bootmisc.sh",
+    "brightness",
+    "checkfs.sh",
+    "checkroot.sh",
+    "checkroot-bootclean.sh",
+    "hostname.sh",
+    "hwclock.sh",
+    "motd",
+    "mountall.sh",
+    "mountall-bootclean.sh",
+    "mountdevsubfs.sh",
+    "mountkernfs.sh",
+    "mountnfs.sh",
+    "mountnfs-bootclean.sh",
+    "rmnologin",
+    "urandom",
+    "cryptdisks",
+    "cryptdisks-early",
+    "lvm2",
+    // Not scripts at all: the template of an init script, and Red Hat's shell library.
+    "skeleton",
+];
+
+/// A service name the agent accepted, in the two forms it is used in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceName {
+    /// The name without a `.service` suffix: what allow and deny patterns match, and what
+    /// the agent locks on.
+    pub name: String,
+    /// What the provider is given: `NAME.service` for systemd, `NAME` for SysV.
+    pub unit: String,
+}
+
 impl ServiceProvider {
+    /// Takes a requested name as a service, or says why it is not one: a name that
+    /// [`check_service_name`] refuses, one with another unit type's suffix (`.target`,
+    /// `.socket`, ...), or one of [`NEVER_SERVICES`]. `nginx` and `nginx.service` are the
+    /// same service; systemd is always given the full `nginx.service`, so it never reads a
+    /// name as another kind of unit or as a pattern.
+    pub fn service_name(&self, requested: &str) -> Result<ServiceName, String> {
+        check_service_name(requested)?;
+        let name = requested.strip_suffix(".service").unwrap_or(requested);
+        if name.is_empty() {
+            return Err(format!("{requested:?} is not a valid service name"));
+        }
+        if let Some((_, suffix)) = name.rsplit_once('.') {
+            if NON_SERVICE_UNIT_TYPES.contains(&suffix) {
+                return Err(format!(
+                    "{requested:?} is not a service: the service agent manages .service units only, not .{suffix} units"
+                ));
+            }
+        }
+        if NEVER_SERVICES.contains(&name) {
+            return Err(format!(
+                "{requested:?} is not a service the service agent manages: it halts, reboots or is a step of booting or shutting down"
+            ));
+        }
+        let unit = match self {
+            ServiceProvider::Systemd => format!("{name}.service"),
+            ServiceProvider::Sysv { .. } => name.to_string(),
+        };
+        Ok(ServiceName {
+            name: name.to_string(),
+            unit,
+        })
+    }
+
     /// The provider called `name`, with the init directory for SysV.
     pub fn named(name: ProviderName, init_dir: &Path) -> ServiceProvider {
         match name {
@@ -142,7 +262,7 @@ impl ServiceProvider {
         }
     }
 
-    /// The argv for `action` on `service`, which [`check_service_name`] accepted.
+    /// The argv for `action` on `service`, the `unit` of a [`Self::service_name`].
     pub fn argv(&self, action: ServiceAction, service: &str) -> Vec<String> {
         match self {
             ServiceProvider::Systemd => {
@@ -223,14 +343,20 @@ mod tests {
     #[test]
     fn systemd_commands_and_status() {
         let p = ServiceProvider::Systemd;
+        let unit = |name: &str| p.service_name(name).unwrap().unit;
         assert_eq!(
-            p.argv(ServiceAction::Restart, "nginx"),
-            ["systemctl", "restart", "--", "nginx"]
+            p.argv(ServiceAction::Restart, &unit("nginx")),
+            ["systemctl", "restart", "--", "nginx.service"]
         );
         assert_eq!(
-            p.argv(ServiceAction::Status, "getty@tty1"),
-            ["systemctl", "is-active", "--", "getty@tty1"]
+            p.argv(ServiceAction::Start, &unit("nginx.service")),
+            ["systemctl", "start", "--", "nginx.service"]
         );
+        assert_eq!(
+            p.argv(ServiceAction::Status, &unit("getty@tty1")),
+            ["systemctl", "is-active", "--", "getty@tty1.service"]
+        );
+        assert_eq!(unit("php7.4-fpm"), "php7.4-fpm.service");
         let table: &[(Option<i32>, &str, Result<ServiceStatus, ()>)] = &[
             (Some(0), "active\n", Ok(ServiceStatus::Running)),
             (Some(0), "reloading\n", Ok(ServiceStatus::Running)),
@@ -296,6 +422,49 @@ mod tests {
                 init_dir: dir.path().to_path_buf()
             }
         );
+    }
+
+    #[test]
+    fn only_services_are_services() {
+        let dir = tempfile::tempdir().unwrap();
+        let sysv = ServiceProvider::Sysv {
+            init_dir: dir.path().to_path_buf(),
+        };
+        for p in [&ServiceProvider::Systemd, &sysv] {
+            for unit_type in NON_SERVICE_UNIT_TYPES {
+                let name = format!("reboot.{unit_type}");
+                let err = p.service_name(&name).unwrap_err();
+                assert!(err.contains("manages .service units only"), "{name}: {err}");
+            }
+            for never in [
+                "halt",
+                "reboot",
+                "sendsigs",
+                "umountfs",
+                "umountnfs.sh",
+                "killprocs",
+                "rcS",
+                "systemd-reboot",
+                "systemd-reboot.service",
+                "halt.service",
+                "rescue.service",
+            ] {
+                let err = p.service_name(never).unwrap_err();
+                assert!(err.contains("halts, reboots"), "{never}: {err}");
+            }
+            for bad in [".service", "*.service", "nginx*", "ng?nx", "[n]ginx", "-h"] {
+                assert!(p.service_name(bad).is_err(), "{bad}");
+            }
+            assert_eq!(p.service_name("nginx.service").unwrap().name, "nginx");
+        }
+        assert_eq!(
+            sysv.service_name("nginx.service").unwrap(),
+            ServiceName {
+                name: "nginx".into(),
+                unit: "nginx".into()
+            }
+        );
+        assert_eq!(sysv.service_name("umountnfs").unwrap().unit, "umountnfs");
     }
 
     #[test]

@@ -54,24 +54,35 @@ impl LocalRepo {
         self.dir.path().join(sub)
     }
 
-    /// Builds `PKG` at `version` (with a conffile, so uninstall and purge differ) and
-    /// rewrites the repository's index.
-    fn publish(&self, version: &str) {
-        let root = self.path(&format!("build-{version}"));
-        for sub in ["DEBIAN", "etc", "usr/share/mco-test-pkg"] {
-            std::fs::create_dir_all(root.join(sub)).unwrap();
-        }
-        std::fs::write(
-            root.join("DEBIAN/control"),
+    /// Builds package `name` at `version` with `files` (paths under the package root, and
+    /// their text), of which `conffiles` are configuration files, and rewrites the index.
+    fn publish_package(
+        &self,
+        name: &str,
+        version: &str,
+        files: &[(&str, &str)],
+        conffiles: &[&str],
+    ) {
+        let root = self.path(&format!("build-{name}-{version}"));
+        let mut control = vec![(
+            "DEBIAN/control".to_string(),
             format!(
-                "Package: {PKG}\nVersion: {version}\nArchitecture: all\nMaintainer: mco tests <mco@example.invalid>\nDescription: tiny package for mco's end-to-end tests\n"
+                "Package: {name}\nVersion: {version}\nArchitecture: all\nMaintainer: mco tests <mco@example.invalid>\nDescription: tiny package for mco's end-to-end tests\n"
             ),
-        )
-        .unwrap();
-        std::fs::write(root.join("DEBIAN/conffiles"), format!("{CONFFILE}\n")).unwrap();
-        std::fs::write(root.join("etc/mco-test-pkg.conf"), "setting = 1\n").unwrap();
-        std::fs::write(root.join("usr/share/mco-test-pkg/version"), version).unwrap();
-        let deb = self.path(&format!("repo/{PKG}_{version}_all.deb"));
+        )];
+        if !conffiles.is_empty() {
+            control.push((
+                "DEBIAN/conffiles".into(),
+                format!("{}\n", conffiles.join("\n")),
+            ));
+        }
+        let files = files.iter().map(|(p, t)| (p.to_string(), t.to_string()));
+        for (path, text) in control.into_iter().chain(files) {
+            let path = root.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        let deb = self.path(&format!("repo/{name}_{version}_all.deb"));
         run(Command::new("dpkg-deb")
             .args(["--root-owner-group", "--build"])
             .arg(&root)
@@ -80,6 +91,21 @@ impl LocalRepo {
             .args(["--multiversion", "."])
             .current_dir(self.path("repo")));
         std::fs::write(self.path("repo/Packages"), index).unwrap();
+    }
+
+    /// Builds `PKG` at `version` (with a conffile, so uninstall and purge differ).
+    fn publish(&self, version: &str) {
+        let files = [
+            ("etc/mco-test-pkg.conf", "setting = 1\n"),
+            ("usr/share/mco-test-pkg/version", version),
+        ];
+        self.publish_package(PKG, version, &files, &[CONFFILE]);
+    }
+
+    /// Builds package `name` 1.0 with one file of its own.
+    fn publish_plain(&self, name: &str) {
+        let file = format!("usr/share/{name}/name");
+        self.publish_package(name, "1.0", &[(file.as_str(), name)], &[]);
     }
 
     /// The agent's `extra_args`: apt reads this repository only, and keeps its state here.
@@ -113,23 +139,24 @@ fn run(command: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Purges the test package when created and when dropped, so no run leaves it behind.
-struct Purged;
+/// Purges the test packages when created and when dropped, so no run leaves them behind.
+struct Purged(&'static [&'static str]);
 
 impl Purged {
-    fn new() -> Purged {
-        Purged::purge();
-        Purged
+    fn new(packages: &'static [&'static str]) -> Purged {
+        let purged = Purged(packages);
+        purged.purge();
+        purged
     }
 
-    fn purge() {
-        let _ = Command::new("dpkg").args(["--purge", PKG]).output();
+    fn purge(&self) {
+        let _ = Command::new("dpkg").arg("--purge").args(self.0).output();
     }
 }
 
 impl Drop for Purged {
     fn drop(&mut self) {
-        Purged::purge();
+        self.purge();
     }
 }
 
@@ -159,8 +186,7 @@ fn on_pkg1(fleet: &Fleet, action: &str) -> Value {
     )
 }
 
-#[test]
-fn packages_are_queried_installed_updated_and_removed_through_mco() {
+fn require_apt_tools() {
     for (program, install) in [
         ("dpkg-deb", "apt-get install dpkg"),
         ("dpkg-scanpackages", "apt-get install dpkg-dev"),
@@ -168,9 +194,10 @@ fn packages_are_queried_installed_updated_and_removed_through_mco() {
     ] {
         require_program(program, install);
     }
-    let _machine = MachineLock::acquire("dpkg");
-    let _purged = Purged::new();
-    let repo = LocalRepo::new();
+}
+
+/// Nodes whose apt reads `repo` only.
+fn fleet_on(repo: &LocalRepo, names: &[&str]) -> Fleet {
     let extra: Vec<String> = repo.apt_args().iter().map(|a| format!("{a:?}")).collect();
     let node = |id: &str| {
         let mut spec = NodeSpec::new(id, json!({"os": {"family": "debian"}}), &[]);
@@ -180,7 +207,16 @@ fn packages_are_queried_installed_updated_and_removed_through_mco() {
         );
         spec
     };
-    let fleet = Fleet::start(vec![node("pkg1"), node("pkg2")]);
+    Fleet::start(names.iter().map(|n| node(n)).collect())
+}
+
+#[test]
+fn packages_are_queried_installed_updated_and_removed_through_mco() {
+    require_apt_tools();
+    let _machine = MachineLock::acquire("dpkg");
+    let _purged = Purged::new(&[PKG]);
+    let repo = LocalRepo::new();
+    let fleet = fleet_on(&repo, &["pkg1", "pkg2"]);
 
     // An installed package, over the fleet: per node and summarised.
     let bash = dpkg_version("bash").expect("bash is installed");
@@ -308,4 +344,66 @@ fn packages_are_queried_installed_updated_and_removed_through_mco() {
         "{}",
         again.stdout
     );
+}
+
+/// apt-get reads a name it does not know as a pattern (`mco-atk.+`) or with an action
+/// suffix (`mco-atk-a-` removes mco-atk-a, `mco-atk-b+` installs mco-atk-b): a caller whom a
+/// policy lets install but not uninstall could remove packages, or install many at once.
+/// Every such name is refused before apt runs; names with `+` in them still work.
+#[test]
+fn package_names_are_taken_literally_never_as_apt_patterns_or_suffixes() {
+    const A: &str = "mco-atk-a";
+    const B: &str = "mco-atk-b";
+    const PLUS: &str = "mco-atk-c++";
+    require_apt_tools();
+    let _machine = MachineLock::acquire("dpkg");
+    let _purged = Purged::new(&[A, B, PLUS]);
+    let repo = LocalRepo::new();
+    for name in [A, B, PLUS] {
+        repo.publish_plain(name);
+    }
+    let fleet = fleet_on(&repo, &["pkg1"]);
+    let on_pkg1 = |action: &str, package: &str| {
+        let package = format!("package={package}");
+        single_reply(
+            &fleet,
+            &["rpc", "package", action, &package, "-I", "pkg1", "-j"],
+        )
+    };
+    let refresh = single_reply(&fleet, &["rpc", "package", "refresh", "-I", "pkg1", "-j"]);
+    assert_eq!(refresh["statuscode"], 0, "{refresh}");
+    let install = on_pkg1("install", A);
+    assert_eq!(install["statuscode"], 0, "{install}");
+    let plus = on_pkg1("install", PLUS);
+    assert_eq!(
+        plus["statuscode"], 0,
+        "a name with + in it installs: {plus}"
+    );
+    assert_eq!(dpkg_version(PLUS).as_deref(), Some("1.0"));
+
+    let literally = "package names are taken literally";
+    for (action, package) in [
+        ("install", format!("{A}-")),
+        ("install", "mco-atk.+".to_string()),
+        ("install", format!("{B}+")),
+        ("uninstall", format!("{B}+")),
+        ("purge", format!("{B}+")),
+        ("update", format!("{B}+")),
+    ] {
+        let refused = on_pkg1(action, &package);
+        assert_ne!(refused["statuscode"], 0, "{action} {package}: {refused}");
+        if action == "install" {
+            let message = refused["statusmsg"].as_str().unwrap_or_default();
+            assert!(message.contains(literally), "{action} {package}: {refused}");
+        }
+        assert_eq!(
+            dpkg_version(A).as_deref(),
+            Some("1.0"),
+            "{action} {package} removed {A}"
+        );
+        assert_eq!(dpkg_version(B), None, "{action} {package} installed {B}");
+    }
+    let uninstall = on_pkg1("uninstall", PLUS);
+    assert_eq!(uninstall["statuscode"], 0, "{uninstall}");
+    assert_eq!(dpkg_version(PLUS), None);
 }

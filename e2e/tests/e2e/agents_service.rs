@@ -126,6 +126,110 @@ fn fleet(init: &InitDir) -> Fleet {
     Fleet::start(vec![node("svc1"), node("svc2"), node("svc3")])
 }
 
+/// A script in the test's init directory that only logs that it ran: were a refusal ever
+/// missing, this harmless script would run, never the machine's own `halt`.
+fn decoy(init: &InitDir, name: &str) {
+    let path = init.path().join(name);
+    let log = init.path().join("decoys.log");
+    std::fs::write(
+        &path,
+        format!("#!/bin/sh\necho \"{name} $1\" >> {}\n", log.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn decoys_run(init: &InitDir) -> String {
+    std::fs::read_to_string(init.path().join("decoys.log")).unwrap_or_default()
+}
+
+/// `service start service=reboot.target` rebooted a node: the agent took any unit, and any
+/// init script, for a service. Now only services are, a node's deny list is obeyed, and
+/// the refusal comes before any command runs (SysV here, and systemd's rules too).
+#[test]
+fn only_services_the_node_allows_are_started_or_stopped() {
+    let init = InitDir::new();
+    for name in [
+        "halt",
+        "reboot",
+        "reboot.target",
+        "sendsigs",
+        "mco-e2e-denied",
+    ] {
+        decoy(&init, name);
+    }
+    let sysv = {
+        let mut spec = NodeSpec::new("sysv1", json!({}), &[]);
+        spec.extra_config = format!(
+            "[agents.service]\nprovider = \"sysv\"\ninit_dir = {:?}\ndeny = [\"mco-e2e-denied*\"]\n",
+            init.path().display().to_string()
+        );
+        spec
+    };
+    // systemd's rules apply before systemctl runs; run only where systemd is not the
+    // init, so that a missing refusal could never reach a real systemd.
+    let systemd_runs = Path::new("/run/systemd/system").is_dir();
+    let mut specs = vec![sysv];
+    if !systemd_runs {
+        let mut spec = NodeSpec::new("systemd1", json!({}), &[]);
+        spec.extra_config = "[agents.service]\nprovider = \"systemd\"\n".into();
+        specs.push(spec);
+    }
+    let fleet = Fleet::start(specs);
+    let on = |node: &str, action: &str, service: &str| {
+        let service = format!("service={service}");
+        crate::single_reply(
+            &fleet,
+            &["rpc", "service", action, &service, "-I", node, "-j"],
+        )
+    };
+    let not_a_service = "halts, reboots or is a step of booting or shutting down";
+    let mut attempts = vec![
+        ("sysv1", "start", "halt", not_a_service),
+        ("sysv1", "stop", "reboot", not_a_service),
+        ("sysv1", "restart", "sendsigs", not_a_service),
+        ("sysv1", "start", "halt.service", not_a_service),
+        ("sysv1", "start", "reboot.target", "not .target units"),
+        (
+            "sysv1",
+            "start",
+            "mco-e2e-denied",
+            "is denied by this node's [agents.service] deny list",
+        ),
+    ];
+    if !systemd_runs {
+        attempts.extend([
+            ("systemd1", "start", "reboot.target", "not .target units"),
+            ("systemd1", "start", "poweroff.target", "not .target units"),
+            ("systemd1", "start", "systemd-reboot.service", not_a_service),
+            ("systemd1", "stop", "dbus.socket", "not .socket units"),
+        ]);
+    }
+    for (node, action, service, why) in attempts {
+        let refused = on(node, action, service);
+        assert_eq!(
+            refused["statuscode"], 4,
+            "{node} {action} {service}: {refused}"
+        );
+        let message = refused["statusmsg"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(why),
+            "{node} {action} {service}: {message:?}"
+        );
+    }
+    assert_eq!(decoys_run(&init), "", "a refused script ran");
+
+    // An allowed service still works.
+    let start = on("sysv1", "start", SERVICE);
+    assert_eq!(
+        (&start["statuscode"], &start["data"]["status"]),
+        (&json!(0), &json!("running")),
+        "{start}"
+    );
+    let stop = on("sysv1", "stop", &format!("{SERVICE}.service"));
+    assert_eq!(stop["data"]["status"], "stopped", "{stop}");
+}
+
 fn status_of(fleet: &Fleet, node: &str) -> String {
     let json = fleet
         .mco(&[

@@ -44,7 +44,7 @@ fn every_filter_kind_selects_exactly_the_right_nodes() {
             &["db1"],
         ),
         (
-            &["-S", "fstat('/').type=directory and country=de"],
+            &["-S", "fstat('/etc').type=directory and country=de"],
             &["web3"],
         ),
         (&["-T", "eu"], &["db1", "web3"]),

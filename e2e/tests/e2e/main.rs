@@ -6,6 +6,7 @@ mod agents_package;
 mod agents_puppet;
 mod agents_service;
 mod attacks;
+mod attacks_agents;
 mod broker_auth;
 mod commands;
 mod direct;
