@@ -10,6 +10,7 @@ mod commands;
 mod direct;
 mod discovery;
 mod external;
+mod files;
 mod filters;
 mod library;
 mod registry;
