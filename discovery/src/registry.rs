@@ -19,6 +19,9 @@
 //! Times are the registry's and the client's clocks, which are expected to agree within
 //! seconds, as a fleet's clocks must anyway for signed requests.
 //!
+//! The SQLite file and its `-wal`/`-shm` files are created with mode 0640 (the service's
+//! group may read them, others not), and an existing file is tightened to that.
+//!
 //! The API is synchronous (both drivers are); async callers use `spawn_blocking`.
 //!
 //! Not for: receiving or verifying registrations (the service does that before it records
@@ -45,7 +48,7 @@
 //! assert_eq!(registry.discover(&filter, "mco").unwrap(), ["web1"]);
 //! ```
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -175,6 +178,46 @@ fn redact(url: &str) -> String {
         }
         _ => url.to_string(),
     }
+}
+
+/// The mode of the SQLite registry and its `-wal`/`-shm` files: the service (owner) writes,
+/// its group reads (operators running `mco --dm registry` on the registry host, added to that
+/// group), and other local accounts get nothing: every node's facts are in it.
+const SQLITE_MODE: u32 = 0o640;
+
+/// Creates the registry file with [`SQLITE_MODE`] before SQLite opens it (SQLite would use
+/// 0644 less the umask, and gives its `-wal` and `-shm` files the database file's mode), and
+/// takes away what an existing file and its `-wal`/`-shm` allow beyond that mode, so a
+/// registry written by an older version is tightened, not left readable.
+fn restrict_sqlite_files(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(SQLITE_MODE)
+        .open(path)
+        .map_err(|e| format!("cannot create it: {e}"))?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let file = PathBuf::from(name);
+        let mode = match std::fs::metadata(&file) {
+            Ok(meta) => meta.permissions().mode() & 0o7777,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(format!("{}: {e}", file.display())),
+        };
+        if mode & !SQLITE_MODE != 0 {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode & SQLITE_MODE))
+                .map_err(|e| {
+                    format!(
+                        "{}: cannot take group write and others' access away (mode {mode:04o}): {e}",
+                        file.display()
+                    )
+                })?;
+        }
+    }
+    Ok(())
 }
 
 const SCHEMA: &[&str] = &[
@@ -418,6 +461,7 @@ impl Registry {
                 let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
                 if create {
                     flags |= OpenFlags::SQLITE_OPEN_CREATE;
+                    restrict_sqlite_files(&path).map_err(database)?;
                 }
                 let connection = rusqlite::Connection::open_with_flags(&path, flags)
                     .map_err(|e| database(e.to_string()))?;
@@ -944,6 +988,41 @@ mod tests {
             client.discover(&Filter::default(), "uk").unwrap(),
             ["web1", "web2"]
         );
+    }
+
+    #[test]
+    fn the_sqlite_registry_is_readable_by_its_group_only_even_when_it_was_not() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.sqlite");
+        let mode = |suffix: &str| {
+            let file = format!("{}{suffix}", path.display());
+            std::fs::metadata(file).unwrap().permissions().mode() & 0o7777
+        };
+        let registry = fleet(dir.path());
+        // The service holds it open in WAL mode: all three files exist.
+        for suffix in ["", "-wal", "-shm"] {
+            assert_eq!(mode(suffix), 0o640, "r.sqlite{suffix}");
+        }
+        // Written by an older version with the umask's mode, or opened up by hand: the next
+        // service to open it tightens all three.
+        let table = [
+            ("", 0o666, 0o640),
+            ("-wal", 0o644, 0o640),
+            ("-shm", 0o604, 0o600),
+        ];
+        for (suffix, wide, _) in table {
+            let file = format!("{}{suffix}", path.display());
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(wide)).unwrap();
+        }
+        let again = Registry::open(&path.display().to_string()).unwrap();
+        // Access is only taken away, never added.
+        for (suffix, _, tightened) in table {
+            assert_eq!(mode(suffix), tightened, "r.sqlite{suffix}");
+        }
+        drop(registry);
+        let registry = again;
+        assert_eq!(registry.nodes().unwrap().len(), 3, "the data is intact");
     }
 
     #[test]

@@ -1,17 +1,102 @@
-//! Files that hold secrets, end to end with real `mcod` and `mco`: a broker secret (nkey
-//! seed, creds file, TLS client key) that other accounts can read is refused by both
-//! binaries in one clear line, as a private key is.
+//! Files that hold secrets or the fleet's facts, end to end with real `mcod`, `mcod registry`
+//! and `mco`: the replay journal and the SQLite registry are not readable by other local
+//! accounts, and a broker secret (nkey seed, creds file, TLS client key) that other accounts
+//! can read is refused by both binaries in one clear line, as a private key is.
 
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
-use mco_testsupport::{mco, Fleet, NatsServer, NodeSpec, TestCa};
+use mco_testsupport::{mco, Fleet, NatsServer, NodeSpec, RegistryService, TestCa};
 use serde_json::json;
+
+use crate::registry::{registry_config, wait_for_registry, FAST_REGISTRATION};
+
+/// `nobody`: a local account with no business reading mco's files.
+const NOBODY: u32 = 65534;
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
 
 fn chmod(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+}
+
+/// Whether the account `uid`, in group `gid` only, can read `path` (with the real `cat`).
+fn can_read(uid: u32, gid: u32, path: &Path) -> bool {
+    Command::new("cat")
+        .arg(path)
+        .uid(uid)
+        .gid(gid)
+        .output()
+        .unwrap_or_else(|e| panic!("cat: {e}"))
+        .status
+        .success()
+}
+
+/// The attack: another local account on a node or on the registry host reads what mcod
+/// wrote. The directories are opened up (0755) so that only the files' own modes stand in
+/// the way, as under a state_dir an operator made world-readable.
+#[test]
+fn other_local_users_cannot_read_the_replay_journal_or_the_registry_database() {
+    let mut spec = NodeSpec::new("files1", json!({"location": "vault"}), &[]);
+    spec.extra_config = FAST_REGISTRATION.to_string();
+    let fleet = Fleet::start(vec![spec]);
+    let tmp = tempfile::tempdir().unwrap();
+    chmod(tmp.path(), 0o755);
+    let db = tmp.path().join("registry.sqlite");
+    let config = registry_config(&fleet, tmp.path());
+    let service = RegistryService::start(&config, &db.display().to_string(), 60);
+    wait_for_registry(&fleet, &service, &["files1"]);
+    let rpc = fleet.mco(&["rpc", "rpcutil", "ping", "-I", "files1"]);
+    assert_eq!(rpc.code, Some(0), "{rpc:?}");
+
+    let node = fleet.nodes[0].dir();
+    chmod(node, 0o755);
+    let journal = node.join("state/replay.journal");
+    assert_eq!(
+        mode(&node.join("state")) & 0o005,
+        0o005,
+        "state_dir is open"
+    );
+    assert!(
+        std::fs::read_to_string(&journal).unwrap().lines().count() >= 1,
+        "the journal holds the request"
+    );
+    assert_eq!(mode(&journal), 0o600);
+    assert!(
+        !can_read(NOBODY, NOBODY, &journal),
+        "others read the journal"
+    );
+    assert!(can_read(0, 0, &journal), "the control: its owner reads it");
+
+    // The registry service holds the database open: the -wal and -shm files exist.
+    let registry: Vec<PathBuf> = ["", "-wal", "-shm"]
+        .iter()
+        .map(|s| PathBuf::from(format!("{}{s}", db.display())))
+        .collect();
+    for file in &registry {
+        assert_eq!(mode(file), 0o640, "{}", file.display());
+        assert!(
+            !can_read(NOBODY, NOBODY, file),
+            "others read {}",
+            file.display()
+        );
+        // The group may read it (operators running mco --dm registry on this host).
+        assert!(
+            can_read(NOBODY, 0, file),
+            "the group cannot read {}",
+            file.display()
+        );
+    }
 }
 
 /// A broker with nkey authentication for the user whose seed is returned.
