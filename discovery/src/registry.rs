@@ -20,7 +20,10 @@
 //! seconds, as a fleet's clocks must anyway for signed requests.
 //!
 //! The SQLite file and its `-wal`/`-shm` files are created with mode 0640 (the service's
-//! group may read them, others not), and an existing file is tightened to that.
+//! group may read them, others not), and an existing file is tightened to that. PostgreSQL
+//! connections are encrypted and verified as the URL's `sslmode` and `sslrootcert` say, with
+//! a default that never sends the registry in clear across a network (see README's Registry
+//! section for the modes and the default).
 //!
 //! The API is synchronous (both drivers are); async callers use `spawn_blocking`.
 //!
@@ -66,6 +69,24 @@ pub enum RegistryError {
         "registry URL {0:?}: use a file path, sqlite://PATH, or postgres://USER@HOST/DATABASE"
     )]
     InvalidUrl(String),
+    /// The PostgreSQL URL's options are wrong or do not go together (`sslmode` and
+    /// `sslrootcert`, or an option the driver does not know).
+    #[error("registry {location}: {reason}")]
+    InvalidConnection {
+        /// The database (without password).
+        location: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// TLS refused the connection to PostgreSQL: the server's certificate did not verify, or
+    /// the server offers no TLS where the URL's `sslmode` requires it. Never retried in clear.
+    #[error("registry {location}: cannot connect securely: {reason}")]
+    Tls {
+        /// The database (without password).
+        location: String,
+        /// What failed.
+        reason: String,
+    },
     /// The database (file) does not exist: the registry service has not created it.
     #[error("registry {location} does not exist: run the registry service (mcod registry) with this database, or point --do url=... / registry_url at the one it uses")]
     Missing {
@@ -166,17 +187,32 @@ fn parse_url(url: &str) -> Result<Location, RegistryError> {
     Ok(Location::Sqlite(PathBuf::from(path)))
 }
 
-/// The URL without its password, for messages.
+/// The URL without its password (in the credentials or a `password=` option), for messages.
 fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
+    let (base, query) = crate::pg_tls::split_query(url);
+    let base = match base.split_once("://").and_then(|(scheme, rest)| {
+        let (user, host) = rest.split_once('@')?;
+        let (name, _) = user.split_once(':')?;
+        Some(format!("{scheme}://{name}:***@{host}"))
+    }) {
+        Some(hidden) => hidden,
+        None => base.to_string(),
     };
-    match rest.split_once('@') {
-        Some((user, host)) if user.contains(':') => {
-            let name = user.split(':').next().unwrap_or("");
-            format!("{scheme}://{name}:***@{host}")
+    match query {
+        None => base,
+        Some(query) => {
+            let options: Vec<&str> = query
+                .split('&')
+                .map(|o| {
+                    if o.starts_with("password=") {
+                        "password=***"
+                    } else {
+                        o
+                    }
+                })
+                .collect();
+            format!("{base}?{}", options.join("&"))
         }
-        _ => url.to_string(),
     }
 }
 
@@ -479,21 +515,33 @@ impl Registry {
                 Backend::Sqlite(connection)
             }
             Location::Postgres(url) => {
-                let mut config: postgres::Config = url
-                    .parse()
-                    .map_err(|e: postgres::Error| database(e.to_string()))?;
+                let mut target = crate::pg_tls::Target::parse(&url).map_err(|reason| {
+                    RegistryError::InvalidConnection {
+                        location: shown.clone(),
+                        reason,
+                    }
+                })?;
                 // Unset, the driver waits for the operating system's TCP timeout (minutes).
-                if config.get_connect_timeout().is_none() {
-                    config.connect_timeout(Duration::from_secs(5));
+                if target.config_mut().get_connect_timeout().is_none() {
+                    target.config_mut().connect_timeout(Duration::from_secs(5));
                 }
-                let client = config.connect(postgres::NoTls).map_err(|e| {
-                    match e.as_db_error().map(|d| d.code()) {
-                        Some(&postgres::error::SqlState::INVALID_CATALOG_NAME) => {
-                            RegistryError::Missing {
-                                location: shown.clone(),
+                let client = target.connect().map_err(|e| match e {
+                    crate::pg_tls::ConnectError::Tls(reason) => RegistryError::Tls {
+                        location: shown.clone(),
+                        reason,
+                    },
+                    crate::pg_tls::ConnectError::Driver(e) => {
+                        match e.as_db_error().map(|d| d.code()) {
+                            Some(&postgres::error::SqlState::INVALID_CATALOG_NAME) => {
+                                RegistryError::Missing {
+                                    location: shown.clone(),
+                                }
                             }
+                            _ => database(format!(
+                                "cannot connect: {}",
+                                crate::pg_tls::driver_reason(&e)
+                            )),
                         }
-                        _ => database(format!("cannot connect: {}", pg_connect_reason(&e))),
                     }
                 })?;
                 Backend::Postgres(client)
@@ -765,17 +813,6 @@ impl Registry {
                 })())
             })
             .collect()
-    }
-}
-
-/// The connection error's cause: the driver's top-level message for a refused connection is
-/// only "error connecting to server".
-fn pg_connect_reason(e: &postgres::Error) -> String {
-    use std::error::Error;
-    match (e.as_db_error(), e.source()) {
-        (Some(db), _) => db.message().to_string(),
-        (None, Some(source)) => format!("{e}: {source}"),
-        (None, None) => e.to_string(),
     }
 }
 
@@ -1053,6 +1090,11 @@ mod tests {
             "postgres://mco:***@db:5432/mco"
         );
         assert_eq!(redact("postgres://mco@db/mco"), "postgres://mco@db/mco");
+        assert_eq!(
+            redact("postgres://mco:p?w@db/mco?sslmode=require&password=secret&x=1"),
+            "postgres://mco:***@db/mco?sslmode=require&password=***&x=1"
+        );
+        assert_eq!(redact("sqlite:///r.db"), "sqlite:///r.db");
         let message = Registry::open_existing("postgres://mco:secret@127.0.0.1:1/mco")
             .unwrap_err()
             .to_string();

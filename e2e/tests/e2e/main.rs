@@ -14,6 +14,7 @@ mod files;
 mod filters;
 mod library;
 mod registry;
+mod registry_tls;
 mod resilience;
 mod security;
 
