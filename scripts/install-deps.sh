@@ -48,6 +48,8 @@ debs=()
 command -v jq >/dev/null 2>&1 || debs+=(jq)
 # The registry tests start their own PostgreSQL server from Debian's binaries.
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || debs+=(postgresql)
+# The TLS tests (broker, registry database) make their CA and certificates with openssl.
+command -v openssl >/dev/null 2>&1 || debs+=(openssl)
 if $agents; then
   command -v puppet >/dev/null 2>&1 || debs+=(puppet)
   command -v dpkg-scanpackages >/dev/null 2>&1 || debs+=(dpkg-dev)

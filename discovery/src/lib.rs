@@ -8,7 +8,8 @@
 //!   ([`nodelist::parse`]), narrowed by identity filters ([`method::select_from_list`]);
 //! - external: a program speaking Choria's external discovery protocol ([`external`]);
 //! - registry: the database the registry service fills from node registrations, answering
-//!   every filter with the nodes' own evaluator ([`registry::Registry`]);
+//!   every filter with the nodes' own evaluator ([`registry::Registry`]), over TLS to
+//!   PostgreSQL as libpq's `sslmode`/`sslrootcert` say (the private `pg_tls` module);
 //! - choosing part of the result: `--limit-nodes` and batch slices ([`limit`]).
 //!
 //! A method that cannot serve a filter refuses it ([`DiscoveryError::Unsupported`]).
@@ -30,6 +31,7 @@ pub mod external;
 pub mod limit;
 pub mod method;
 pub mod nodelist;
+mod pg_tls;
 pub mod registry;
 
 use std::collections::HashSet;

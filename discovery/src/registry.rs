@@ -19,6 +19,12 @@
 //! Times are the registry's and the client's clocks, which are expected to agree within
 //! seconds, as a fleet's clocks must anyway for signed requests.
 //!
+//! The SQLite file and its `-wal`/`-shm` files are created with mode 0640 (the service's
+//! group may read them, others not), and an existing file is tightened to that. PostgreSQL
+//! connections are encrypted and verified as the URL's `sslmode` and `sslrootcert` say, with
+//! a default that never sends the registry in clear across a network (see README's Registry
+//! section for the modes and the default).
+//!
 //! The API is synchronous (both drivers are); async callers use `spawn_blocking`.
 //!
 //! Not for: receiving or verifying registrations (the service does that before it records
@@ -45,7 +51,7 @@
 //! assert_eq!(registry.discover(&filter, "mco").unwrap(), ["web1"]);
 //! ```
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -63,6 +69,24 @@ pub enum RegistryError {
         "registry URL {0:?}: use a file path, sqlite://PATH, or postgres://USER@HOST/DATABASE"
     )]
     InvalidUrl(String),
+    /// The PostgreSQL URL's options are wrong or do not go together (`sslmode` and
+    /// `sslrootcert`, or an option the driver does not know).
+    #[error("registry {location}: {reason}")]
+    InvalidConnection {
+        /// The database (without password).
+        location: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// TLS refused the connection to PostgreSQL: the server's certificate did not verify, or
+    /// the server offers no TLS where the URL's `sslmode` requires it. Never retried in clear.
+    #[error("registry {location}: cannot connect securely: {reason}")]
+    Tls {
+        /// The database (without password).
+        location: String,
+        /// What failed.
+        reason: String,
+    },
     /// The database (file) does not exist: the registry service has not created it.
     #[error("registry {location} does not exist: run the registry service (mcod registry) with this database, or point --do url=... / registry_url at the one it uses")]
     Missing {
@@ -163,18 +187,73 @@ fn parse_url(url: &str) -> Result<Location, RegistryError> {
     Ok(Location::Sqlite(PathBuf::from(path)))
 }
 
-/// The URL without its password, for messages.
+/// The URL without its password (in the credentials or a `password=` option), for messages.
 fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
+    let (base, query) = crate::pg_tls::split_query(url);
+    let base = match base.split_once("://").and_then(|(scheme, rest)| {
+        let (user, host) = rest.split_once('@')?;
+        let (name, _) = user.split_once(':')?;
+        Some(format!("{scheme}://{name}:***@{host}"))
+    }) {
+        Some(hidden) => hidden,
+        None => base.to_string(),
     };
-    match rest.split_once('@') {
-        Some((user, host)) if user.contains(':') => {
-            let name = user.split(':').next().unwrap_or("");
-            format!("{scheme}://{name}:***@{host}")
+    match query {
+        None => base,
+        Some(query) => {
+            let options: Vec<&str> = query
+                .split('&')
+                .map(|o| {
+                    if o.starts_with("password=") {
+                        "password=***"
+                    } else {
+                        o
+                    }
+                })
+                .collect();
+            format!("{base}?{}", options.join("&"))
         }
-        _ => url.to_string(),
     }
+}
+
+/// The mode of the SQLite registry and its `-wal`/`-shm` files: the service (owner) writes,
+/// its group reads (operators running `mco --dm registry` on the registry host, added to that
+/// group), and other local accounts get nothing: every node's facts are in it.
+const SQLITE_MODE: u32 = 0o640;
+
+/// Creates the registry file with [`SQLITE_MODE`] before SQLite opens it (SQLite would use
+/// 0644 less the umask, and gives its `-wal` and `-shm` files the database file's mode), and
+/// takes away what an existing file and its `-wal`/`-shm` allow beyond that mode, so a
+/// registry written by an older version is tightened, not left readable.
+fn restrict_sqlite_files(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(SQLITE_MODE)
+        .open(path)
+        .map_err(|e| format!("cannot create it: {e}"))?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let file = PathBuf::from(name);
+        let mode = match std::fs::metadata(&file) {
+            Ok(meta) => meta.permissions().mode() & 0o7777,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(format!("{}: {e}", file.display())),
+        };
+        if mode & !SQLITE_MODE != 0 {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode & SQLITE_MODE))
+                .map_err(|e| {
+                    format!(
+                        "{}: cannot take group write and others' access away (mode {mode:04o}): {e}",
+                        file.display()
+                    )
+                })?;
+        }
+    }
+    Ok(())
 }
 
 const SCHEMA: &[&str] = &[
@@ -418,6 +497,7 @@ impl Registry {
                 let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
                 if create {
                     flags |= OpenFlags::SQLITE_OPEN_CREATE;
+                    restrict_sqlite_files(&path).map_err(database)?;
                 }
                 let connection = rusqlite::Connection::open_with_flags(&path, flags)
                     .map_err(|e| database(e.to_string()))?;
@@ -435,21 +515,33 @@ impl Registry {
                 Backend::Sqlite(connection)
             }
             Location::Postgres(url) => {
-                let mut config: postgres::Config = url
-                    .parse()
-                    .map_err(|e: postgres::Error| database(e.to_string()))?;
+                let mut target = crate::pg_tls::Target::parse(&url).map_err(|reason| {
+                    RegistryError::InvalidConnection {
+                        location: shown.clone(),
+                        reason,
+                    }
+                })?;
                 // Unset, the driver waits for the operating system's TCP timeout (minutes).
-                if config.get_connect_timeout().is_none() {
-                    config.connect_timeout(Duration::from_secs(5));
+                if target.config_mut().get_connect_timeout().is_none() {
+                    target.config_mut().connect_timeout(Duration::from_secs(5));
                 }
-                let client = config.connect(postgres::NoTls).map_err(|e| {
-                    match e.as_db_error().map(|d| d.code()) {
-                        Some(&postgres::error::SqlState::INVALID_CATALOG_NAME) => {
-                            RegistryError::Missing {
-                                location: shown.clone(),
+                let client = target.connect().map_err(|e| match e {
+                    crate::pg_tls::ConnectError::Tls(reason) => RegistryError::Tls {
+                        location: shown.clone(),
+                        reason,
+                    },
+                    crate::pg_tls::ConnectError::Driver(e) => {
+                        match e.as_db_error().map(|d| d.code()) {
+                            Some(&postgres::error::SqlState::INVALID_CATALOG_NAME) => {
+                                RegistryError::Missing {
+                                    location: shown.clone(),
+                                }
                             }
+                            _ => database(format!(
+                                "cannot connect: {}",
+                                crate::pg_tls::driver_reason(&e)
+                            )),
                         }
-                        _ => database(format!("cannot connect: {}", pg_connect_reason(&e))),
                     }
                 })?;
                 Backend::Postgres(client)
@@ -724,17 +816,6 @@ impl Registry {
     }
 }
 
-/// The connection error's cause: the driver's top-level message for a refused connection is
-/// only "error connecting to server".
-fn pg_connect_reason(e: &postgres::Error) -> String {
-    use std::error::Error;
-    match (e.as_db_error(), e.source()) {
-        (Some(db), _) => db.message().to_string(),
-        (None, Some(source)) => format!("{e}: {source}"),
-        (None, None) => e.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -947,6 +1028,41 @@ mod tests {
     }
 
     #[test]
+    fn the_sqlite_registry_is_readable_by_its_group_only_even_when_it_was_not() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.sqlite");
+        let mode = |suffix: &str| {
+            let file = format!("{}{suffix}", path.display());
+            std::fs::metadata(file).unwrap().permissions().mode() & 0o7777
+        };
+        let registry = fleet(dir.path());
+        // The service holds it open in WAL mode: all three files exist.
+        for suffix in ["", "-wal", "-shm"] {
+            assert_eq!(mode(suffix), 0o640, "r.sqlite{suffix}");
+        }
+        // Written by an older version with the umask's mode, or opened up by hand: the next
+        // service to open it tightens all three.
+        let table = [
+            ("", 0o666, 0o640),
+            ("-wal", 0o644, 0o640),
+            ("-shm", 0o604, 0o600),
+        ];
+        for (suffix, wide, _) in table {
+            let file = format!("{}{suffix}", path.display());
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(wide)).unwrap();
+        }
+        let again = Registry::open(&path.display().to_string()).unwrap();
+        // Access is only taken away, never added.
+        for (suffix, _, tightened) in table {
+            assert_eq!(mode(suffix), tightened, "r.sqlite{suffix}");
+        }
+        drop(registry);
+        let registry = again;
+        assert_eq!(registry.nodes().unwrap().len(), 3, "the data is intact");
+    }
+
+    #[test]
     fn urls_pick_the_database_and_hide_passwords() {
         assert_eq!(
             parse_url("/var/lib/mco/r.sqlite").unwrap(),
@@ -974,6 +1090,11 @@ mod tests {
             "postgres://mco:***@db:5432/mco"
         );
         assert_eq!(redact("postgres://mco@db/mco"), "postgres://mco@db/mco");
+        assert_eq!(
+            redact("postgres://mco:p?w@db/mco?sslmode=require&password=secret&x=1"),
+            "postgres://mco:***@db/mco?sslmode=require&password=***&x=1"
+        );
+        assert_eq!(redact("sqlite:///r.db"), "sqlite:///r.db");
         let message = Registry::open_existing("postgres://mco:secret@127.0.0.1:1/mco")
             .unwrap_err()
             .to_string();

@@ -1,5 +1,7 @@
 //! Key and token files on disk, shared by `mco` and `mcod`: private keys are written with
-//! mode 0600 and refused when other users can read them; public keys and tokens are text.
+//! mode 0600, and every file that holds a secret (private keys, and the broker's creds file,
+//! nkey seed and TLS client key) is refused when other users can read it
+//! ([`check_secret_file`]); public keys and tokens are text.
 //! The formats are `mco_spec::security`'s; this crate only adds the file handling and
 //! randomness that `spec` deliberately does not do.
 #![warn(missing_docs)]
@@ -26,13 +28,13 @@ pub enum KeyFileError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// Group or others may read or write the private key.
-    #[error(
-        "{path}: private key is accessible by other users (mode {mode:04o}); run chmod 600 {path}"
-    )]
+    /// Group or others may read or write a file that holds a secret.
+    #[error("{path}: {what} is accessible by other users (mode {mode:04o}); run chmod 600 {path}")]
     InsecurePermissions {
         /// The file.
         path: String,
+        /// What it holds ("private key", "nkey seed", ...).
+        what: &'static str,
         /// Its permission bits.
         mode: u32,
     },
@@ -92,8 +94,11 @@ pub fn write_private_key(path: &Path, key: &SigningKey) -> Result<(), KeyFileErr
         .map_err(io(path))
 }
 
-/// Reads a private key, refusing one that group or others can access.
-pub fn read_private_key(path: &Path) -> Result<SigningKey, KeyFileError> {
+/// Refuses a file holding a secret (`what`: "private key", "nkey seed", ...) that group or
+/// others may read or write: the one permission rule for every secret file either binary
+/// reads. Checked before the secret is read, so a leaked copy is never used. The owner is
+/// not checked: whoever can replace the file owns the account that runs us anyway.
+pub fn check_secret_file(path: &Path, what: &'static str) -> Result<(), KeyFileError> {
     let mode = std::fs::metadata(path)
         .map_err(io(path))?
         .permissions()
@@ -102,9 +107,16 @@ pub fn read_private_key(path: &Path) -> Result<SigningKey, KeyFileError> {
     if mode & 0o077 != 0 {
         return Err(KeyFileError::InsecurePermissions {
             path: path.display().to_string(),
+            what,
             mode,
         });
     }
+    Ok(())
+}
+
+/// Reads a private key, refusing one that group or others can access.
+pub fn read_private_key(path: &Path) -> Result<SigningKey, KeyFileError> {
+    check_secret_file(path, "private key")?;
     let text = std::fs::read_to_string(path).map_err(io(path))?;
     decode_private_key(&text).map_err(|e| KeyFileError::Malformed {
         path: path.display().to_string(),
@@ -155,6 +167,68 @@ mod tests {
         write_public_key(&public, &key.verifying_key()).unwrap();
         assert_eq!(read_public_key(&public).unwrap(), key.verifying_key());
         assert_ne!(generate_key().unwrap().to_bytes(), key.to_bytes());
+    }
+
+    #[tokio::test]
+    async fn broker_secret_files_get_the_private_key_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, mode: u32| {
+            let path = dir.path().join(name);
+            std::fs::write(
+                &path,
+                "SUAIBDPBAUTWCWBKIO6XHQNINK5FWJW4OHLXC3HQ2KFE4PEJUA44CNHTC4\n",
+            )
+            .unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            path
+        };
+        let cert = file("client.pem", 0o644);
+        type Build = fn(std::path::PathBuf, std::path::PathBuf) -> BrokerAuth;
+        let table: &[(&str, &str, Build)] = &[
+            ("nkey seed", "user.nk", |secret, _| BrokerAuth {
+                nkey_seed_file: Some(secret),
+                ..BrokerAuth::default()
+            }),
+            ("NATS credentials file", "user.creds", |secret, _| {
+                BrokerAuth {
+                    creds_file: Some(secret),
+                    ..BrokerAuth::default()
+                }
+            }),
+            ("TLS private key", "client-key.pem", |secret, cert| {
+                BrokerAuth {
+                    tls_cert_file: Some(cert),
+                    tls_key_file: Some(secret),
+                    ..BrokerAuth::default()
+                }
+            }),
+        ];
+        for (what, name, build) in table {
+            for mode in [0o644, 0o640, 0o604, 0o660] {
+                let secret = file(name, mode);
+                let auth = build(secret.clone(), cert.clone());
+                let err = auth
+                    .apply(async_nats::ConnectOptions::new())
+                    .await
+                    .err()
+                    .unwrap_or_else(|| panic!("{what} with mode {mode:o} accepted"));
+                let message = err.to_string();
+                let want = format!(
+                    "broker_auth: {path}: {what} is accessible by other users (mode {mode:04o}); run chmod 600 {path}",
+                    path = secret.display()
+                );
+                assert_eq!(message, want);
+            }
+        }
+        // The owner alone may read them: accepted (the creds file is parsed only when valid,
+        // so it is left out here).
+        for (what, name, build) in [&table[0], &table[2]] {
+            let auth = build(file(name, 0o600), cert.clone());
+            assert!(
+                auth.apply(async_nats::ConnectOptions::new()).await.is_ok(),
+                "{what}"
+            );
+        }
     }
 }
 
@@ -217,6 +291,10 @@ pub enum BrokerAuthError {
     /// Settings that do not go together.
     #[error("broker_auth: {0}")]
     Invalid(String),
+    /// A secret file (creds, nkey seed, TLS key) that other users can read, or cannot stat.
+    // Not a `source`: the message already carries it, and error chains would print it twice.
+    #[error("broker_auth: {0}")]
+    Secret(KeyFileError),
 }
 
 impl BrokerAuth {
@@ -272,12 +350,14 @@ impl BrokerAuth {
             options = options.token(token.clone());
         }
         if let Some(creds) = &self.creds_file {
+            check_secret_file(creds, "NATS credentials file").map_err(BrokerAuthError::Secret)?;
             options = options
                 .credentials_file(creds)
                 .await
                 .map_err(|e| BrokerAuthError::File(format!("{}: {e}", creds.display())))?;
         }
         if let Some(seed) = &self.nkey_seed_file {
+            check_secret_file(seed, "nkey seed").map_err(BrokerAuthError::Secret)?;
             let text = std::fs::read_to_string(seed)
                 .map_err(|e| BrokerAuthError::File(format!("{}: {e}", seed.display())))?;
             options = options.nkey(text.trim().to_string());
@@ -293,6 +373,8 @@ impl BrokerAuth {
         }
         match (&self.tls_cert_file, &self.tls_key_file) {
             (Some(cert), Some(key)) => {
+                // The NATS client reads the key only when it connects; refuse it first.
+                check_secret_file(key, "TLS private key").map_err(BrokerAuthError::Secret)?;
                 options = options
                     .add_client_certificate(cert.clone(), key.clone())
                     .require_tls(true)

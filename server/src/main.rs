@@ -44,8 +44,11 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct RegistryArgs {
-    /// The database: an SQLite file (created if missing; default registry.sqlite in the
-    /// configuration's state_dir) or postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE.
+    /// The database: an SQLite file (created if missing, mode 0640; default registry.sqlite
+    /// in the configuration's state_dir) or
+    /// postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=MODE&sslrootcert=CA.pem]
+    /// (TLS as libpq's sslmode says; without it, required for a server that is not on this
+    /// machine).
     #[arg(long, value_name = "URL")]
     db: Option<String>,
     /// Forget nodes that have not registered for this many seconds. Keep it a few times the

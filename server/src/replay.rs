@@ -15,7 +15,8 @@
 //! killed mid-action is recognised and not run a second time, and a captured request cannot
 //! be replayed against a freshly restarted node. The journal is written without `fsync`: it
 //! survives the daemon dying, not the machine losing power, which would cost a disk flush per
-//! request. It is compacted when it holds many expired ids.
+//! request. It is compacted when it holds many expired ids. It is readable by its owner only
+//! (0600): it is rewritten at every start, which also takes away any wider mode it had.
 //!
 //! Ids are remembered as 128-bit digests (SHA-256, truncated), not as strings: a node
 //! admits one id per request it gets, and a fleet-wide broadcast storm must not turn into
@@ -410,15 +411,18 @@ fn open_journal(path: &Path) -> std::io::Result<File> {
 /// Writes the live ids to a new file (mode 0600) and puts it in place of `path`
 /// atomically; returns it opened for appending.
 fn rewrite(path: &Path, ids: &DigestMap<Remembered>) -> std::io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let tmp = path.with_extension("tmp");
     let written = (|| {
+        // Owner only: the ids say who was sent what, and when. The mode is set on the open
+        // file as well, because a stale temporary file keeps the mode it was created with.
         let file = OpenOptions::new()
             .create(true)
             .write(true)
             .truncate(true)
             .mode(0o600)
             .open(&tmp)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
         let mut out = std::io::BufWriter::new(file);
         for (key, entry) in ids {
             out.write_all(journal_line(*key, *entry).as_bytes())?;
@@ -564,6 +568,26 @@ mod tests {
             reloaded.contains("new", 0),
             "appended despite the failed rewrite"
         );
+    }
+
+    #[test]
+    fn the_journal_is_private_to_its_owner_even_when_it_was_not() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("replay.journal");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let mut guard = ReplayGuard::with_journal(10, 10, &path, 0).unwrap();
+        assert_eq!(mode(&path), 0o600, "a new journal");
+        guard.admit("a", "alice", 100, 0).unwrap();
+        drop(guard);
+        // An older mcod wrote it with the umask's mode; a crash left a readable temporary.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, "").unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let guard = ReplayGuard::with_journal(10, 10, &path, 0).unwrap();
+        assert_eq!(mode(&path), 0o600, "tightened at start");
+        assert!(guard.contains("a", 0));
     }
 
     #[test]

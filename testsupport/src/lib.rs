@@ -7,7 +7,10 @@
 //!   run the real `mco` binary with a time limit.
 //!
 //! - [`Postgres`]: a real PostgreSQL server from the machine's binaries, in a temporary
-//!   directory on a free loopback port.
+//!   directory on a free loopback port, optionally with TLS ([`PostgresTls`]).
+//! - [`TestCa`]: a certificate authority made with the real `openssl`, for TLS tests.
+//! - [`RecordingProxy`]: a TCP proxy that records what crosses it, as someone on the network
+//!   path would see it.
 //! - [`RegistryService`]: a real `mcod registry` process storing a fleet's registrations.
 //!
 //! - [`require_program`]: a tool a test needs, or a panic saying how to install it.
@@ -477,6 +480,16 @@ impl Mcod {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
     }
 
+    /// Waits up to `limit` for the process to exit by itself (a daemon that must refuse to
+    /// start); returns its exit status, or `None` if it is still running.
+    pub fn wait_for_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let status = wait_with_limit(self.child.as_mut()?, limit);
+        if status.is_some() {
+            self.child = None;
+        }
+        status
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         self.child
@@ -580,6 +593,29 @@ pub fn mco(config: &Path, args: &[&str], limit: Duration) -> Run {
     assert!(
         run.code.is_some() || run.elapsed < limit,
         "mco {args:?} did not finish within {limit:?}: {run:?}"
+    );
+    run
+}
+
+/// Runs the real `mcod` with `args` to its end, with a time limit (a hang fails the test):
+/// for daemons that must refuse to start.
+pub fn mcod(args: &[&str], limit: Duration) -> Run {
+    let started = Instant::now();
+    let mut command = Command::new(bin_path("mcod"));
+    command
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    die_with_parent(&mut command);
+    let child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run mcod: {e}"));
+    let run = finish(child, started, limit);
+    assert!(
+        run.code.is_some(),
+        "mcod {args:?} did not finish within {limit:?}: {run:?}"
     );
     run
 }
@@ -786,10 +822,31 @@ pub struct Postgres {
     dir: TempDir,
 }
 
+/// TLS for a test's PostgreSQL server: `ssl = on` with this certificate and key (copied into
+/// the cluster, where the server's user owns them with the modes PostgreSQL insists on).
+#[derive(Debug, Clone)]
+pub struct PostgresTls {
+    /// The server certificate (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+    /// Accept TCP connections over TLS only (`hostssl` lines in `pg_hba.conf`, no `host`).
+    pub hostssl_only: bool,
+}
+
 impl Postgres {
-    /// Creates a cluster and starts the server; panics with the server's log if it does not
-    /// come up.
+    /// Creates a cluster and starts the server without TLS; panics with the server's log if
+    /// it does not come up.
     pub fn start() -> Postgres {
+        Postgres::start_with(None)
+    }
+
+    /// Like [`Postgres::start`], with `ssl = on` as `tls` says.
+    pub fn start_with_tls(tls: &PostgresTls) -> Postgres {
+        Postgres::start_with(Some(tls))
+    }
+
+    fn start_with(tls: Option<&PostgresTls>) -> Postgres {
         let bin = postgres_bin_dir();
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         // SAFETY: geteuid has no preconditions.
@@ -797,17 +854,7 @@ impl Postgres {
             let (uid, gid) = user_ids("postgres").unwrap_or_else(|| {
                 panic!("running as root, and there is no postgres user to run PostgreSQL as: install Debian's postgresql package")
             });
-            let path = std::ffi::CString::new(dir.path().as_os_str().as_encoded_bytes())
-                .unwrap_or_else(|e| panic!("{e}"));
-            // SAFETY: chown(2) on a path we created, with a NUL-terminated string we own.
-            let changed = unsafe { libc::chown(path.as_ptr(), uid, gid) };
-            assert_eq!(
-                changed,
-                0,
-                "chown {}: {}",
-                dir.path().display(),
-                std::io::Error::last_os_error()
-            );
+            chown(dir.path(), uid, gid);
             Some((uid, gid))
         } else {
             None
@@ -844,6 +891,37 @@ impl Postgres {
             String::from_utf8_lossy(&init.stdout),
             String::from_utf8_lossy(&init.stderr)
         );
+        let mut ssl_args: Vec<String> = Vec::new();
+        if let Some(tls) = tls {
+            // PostgreSQL refuses a key that its user does not own or that others can read.
+            let copy = |from: &Path, name: &str, mode: u32| {
+                use std::os::unix::fs::PermissionsExt;
+                let to = dir.path().join(name);
+                std::fs::copy(from, &to).unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
+                std::fs::set_permissions(&to, std::fs::Permissions::from_mode(mode))
+                    .unwrap_or_else(|e| panic!("chmod {}: {e}", to.display()));
+                if let Some((uid, gid)) = owner {
+                    chown(&to, uid, gid);
+                }
+                to
+            };
+            let cert = copy(&tls.cert, "server.crt", 0o644);
+            let key = copy(&tls.key, "server.key", 0o600);
+            ssl_args = vec![
+                "-c".into(),
+                "ssl=on".into(),
+                "-c".into(),
+                format!("ssl_cert_file={}", cert.display()),
+                "-c".into(),
+                format!("ssl_key_file={}", key.display()),
+            ];
+            if tls.hostssl_only {
+                write(
+                    &data.join("pg_hba.conf"),
+                    "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n",
+                );
+            }
+        }
         let port = free_port();
         let log = std::fs::File::create(dir.path().join("postgres.log")).ok();
         let mut command = as_owner("postgres");
@@ -867,6 +945,7 @@ impl Postgres {
                 "-c",
                 "full_page_writes=off",
             ])
+            .args(&ssl_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log.map(Stdio::from).unwrap_or_else(Stdio::null));
@@ -945,6 +1024,21 @@ impl Drop for Postgres {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// chown(2), panicking with the reason when it fails.
+fn chown(path: &Path, uid: u32, gid: u32) {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .unwrap_or_else(|e| panic!("{e}"));
+    // SAFETY: chown(2) with a NUL-terminated string we own.
+    let changed = unsafe { libc::chown(c_path.as_ptr(), uid, gid) };
+    assert_eq!(
+        changed,
+        0,
+        "chown {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
 }
 
 /// The uid and gid of the user called `name`.
@@ -1057,4 +1151,197 @@ impl Drop for RegistryService {
             let _ = child.wait();
         }
     }
+}
+
+/// A certificate authority for one test, made with the real `openssl`: its certificate, and
+/// server certificates it signs for the names a test asks for. Deleted when dropped.
+pub struct TestCa {
+    dir: TempDir,
+}
+
+impl TestCa {
+    /// A new CA whose certificate says `CN=<name>`.
+    pub fn new(name: &str) -> TestCa {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let ca = TestCa { dir };
+        ca.openssl(
+            &[
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
+                "ca.pem", "-days", "2", "-subj",
+            ],
+            &format!("/CN={name}"),
+        );
+        ca
+    }
+
+    /// The CA's certificate (PEM): what a client trusts.
+    pub fn cert(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// A server certificate for `common_name` with the subject alternative names `sans`
+    /// (`"DNS:db.example.net,IP:127.0.0.1"`), signed by this CA; returns its certificate and
+    /// private key files (the key mode 0600).
+    pub fn issue(&self, common_name: &str, sans: &str) -> (PathBuf, PathBuf) {
+        let cert = format!("{common_name}.pem");
+        let key = format!("{common_name}.key");
+        let csr = format!("{common_name}.csr");
+        let ext = format!("{common_name}.ext");
+        write(
+            &self.dir.path().join(&ext),
+            &format!("subjectAltName={sans}\n"),
+        );
+        self.openssl(
+            &[
+                "req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj",
+            ],
+            &format!("/CN={common_name}"),
+        );
+        self.openssl(
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+                "-out",
+            ],
+            &cert,
+        );
+        let key = self.dir.path().join(key);
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+                .unwrap_or_else(|e| panic!("chmod {}: {e}", key.display()));
+        }
+        (self.dir.path().join(cert), key)
+    }
+
+    fn openssl(&self, args: &[&str], last: &str) {
+        let openssl = require_program("openssl", "apt-get install openssl");
+        let out = Command::new(openssl)
+            .args(args)
+            .arg(last)
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run openssl: {e}"));
+        assert!(
+            out.status.success(),
+            "openssl {args:?} {last}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// A TCP proxy on a free loopback port that forwards every connection to `127.0.0.1:<target>`
+/// and records the bytes of both directions: what anyone on the network path between a
+/// client and its server sees. Stops accepting when dropped.
+pub struct RecordingProxy {
+    port: u16,
+    recorded: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    stopping: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl RecordingProxy {
+    /// Starts forwarding to `127.0.0.1:<target>`.
+    pub fn start(target: u16) -> RecordingProxy {
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
+        let port = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("local_addr: {e}"))
+            .port();
+        let proxy = RecordingProxy {
+            port,
+            recorded: Default::default(),
+            stopping: Default::default(),
+        };
+        let recorded = proxy.recorded.clone();
+        let stopping = proxy.stopping.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                for (from, to) in [(&client, &server), (&server, &client)] {
+                    let (Ok(from), Ok(to)) = (from.try_clone(), to.try_clone()) else {
+                        continue;
+                    };
+                    let recorded = recorded.clone();
+                    std::thread::spawn(move || relay(from, to, &recorded));
+                }
+            }
+        });
+        proxy
+    }
+
+    /// The port clients connect to.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Everything recorded so far, both directions of every connection.
+    pub fn recorded(&self) -> Vec<u8> {
+        self.recorded
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Whether the recorded bytes contain `needle` anywhere.
+    pub fn saw(&self, needle: &str) -> bool {
+        let recorded = self.recorded();
+        recorded
+            .windows(needle.len().max(1))
+            .any(|w| w == needle.as_bytes())
+    }
+
+    /// Forgets what was recorded.
+    pub fn clear(&self) {
+        match self.recorded.lock() {
+            Ok(mut r) => r.clear(),
+            Err(p) => p.into_inner().clear(),
+        }
+    }
+}
+
+impl Drop for RecordingProxy {
+    fn drop(&mut self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wakes the accepting thread, which then sees it should stop.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// Copies `from` to `to`, appending every chunk to `recorded`, until either side closes.
+fn relay(mut from: TcpStream, mut to: TcpStream, recorded: &std::sync::Mutex<Vec<u8>>) {
+    use std::io::Write;
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        match recorded.lock() {
+            Ok(mut r) => r.extend_from_slice(&buf[..n]),
+            Err(p) => p.into_inner().extend_from_slice(&buf[..n]),
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Write);
 }

@@ -1,10 +1,7 @@
 //! Broker authentication from configuration, for mcod and mco alike: NATS user/password, and
-//! TLS with a CA the test makes with openssl.
+//! TLS with a CA the test makes with openssl ([`TestCa`]).
 
-use std::path::Path;
-use std::process::Command;
-
-use mco_testsupport::{mco, Fleet, NatsServer, NodeSpec};
+use mco_testsupport::{mco, Fleet, NatsServer, NodeSpec, TestCa};
 use serde_json::json;
 
 fn node_with(auth: &str) -> NodeSpec {
@@ -42,85 +39,18 @@ fn user_and_password() {
     );
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl is needed for the TLS test (apt-get install openssl)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn tls_with_a_private_ca() {
-    let dir = tempfile_dir();
-    let d = dir.as_path();
-    openssl(
-        d,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=mco-test-ca",
-        ],
-    );
-    openssl(
-        d,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=localhost",
-        ],
-    );
-    std::fs::write(d.join("ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
-    openssl(
-        d,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "ext",
-        ],
-    );
+    let ca = TestCa::new("mco-test-ca");
+    let (cert, key) = ca.issue("localhost", "IP:127.0.0.1,DNS:localhost");
     let args: Vec<String> = vec![
         "--tls".into(),
         "--tlscert".into(),
-        d.join("server.pem").display().to_string(),
+        cert.display().to_string(),
         "--tlskey".into(),
-        d.join("server.key").display().to_string(),
+        key.display().to_string(),
     ];
-    let auth = format!("tls_ca_file = {:?}", d.join("ca.pem").display().to_string());
+    let auth = format!("tls_ca_file = {:?}", ca.cert().display().to_string());
     let fleet = Fleet::start_on(
         NatsServer::start_with_args(true, &args),
         vec![node_with(&auth)],
@@ -141,15 +71,4 @@ fn tls_with_a_private_ca() {
         "{}",
         run.stderr
     );
-    std::fs::remove_dir_all(d).unwrap();
-}
-
-fn tempfile_dir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "mco-e2e-tls-{}-{}",
-        std::process::id(),
-        mco_testsupport::free_port()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }

@@ -12,9 +12,11 @@ mod commands;
 mod direct;
 mod discovery;
 mod external;
+mod files;
 mod filters;
 mod library;
 mod registry;
+mod registry_tls;
 mod resilience;
 mod security;
 

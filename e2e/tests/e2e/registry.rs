@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use mco_testsupport::{Fleet, Postgres, RegistryService, Run};
 
 /// Nodes register every second, starting at once.
-const FAST_REGISTRATION: &str = "[registration]\ninterval_seconds = 1\nsplay_seconds = 0\n";
+pub(crate) const FAST_REGISTRATION: &str =
+    "[registration]\ninterval_seconds = 1\nsplay_seconds = 0\n";
 
 const ALL: [&str; 5] = ["db1", "db2", "web1", "web2", "web3"];
 
@@ -40,7 +41,7 @@ const FILTERS: &[&[&str]] = &[
 
 /// A registry service's configuration: the fleet's broker, every collective, the fleet's
 /// issuer, and a server token of its own.
-fn registry_config(fleet: &Fleet, dir: &Path) -> PathBuf {
+pub(crate) fn registry_config(fleet: &Fleet, dir: &Path) -> PathBuf {
     let (key, token) = fleet.keys.issue("server", "registry", &[]);
     let path = dir.join("registry.toml");
     std::fs::write(
@@ -58,19 +59,19 @@ fn registry_config(fleet: &Fleet, dir: &Path) -> PathBuf {
     path
 }
 
-fn find(fleet: &Fleet, url: &str, filter: &[&str]) -> Run {
+pub(crate) fn find(fleet: &Fleet, url: &str, filter: &[&str]) -> Run {
     let do_url = format!("url={url}");
     let mut args = vec!["find", "--dm", "registry", "--do", &do_url];
     args.extend_from_slice(filter);
     fleet.mco(&args)
 }
 
-fn lines(run: &Run) -> Vec<&str> {
+pub(crate) fn lines(run: &Run) -> Vec<&str> {
     run.stdout.lines().collect()
 }
 
 /// Waits until registry discovery finds exactly `want`; panics with the service's log.
-fn wait_for_registry(fleet: &Fleet, service: &RegistryService, want: &[&str]) {
+pub(crate) fn wait_for_registry(fleet: &Fleet, service: &RegistryService, want: &[&str]) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let run = find(fleet, service.db(), &[]);
