@@ -566,3 +566,152 @@ fn a_limited_token_discovers_the_fleet() {
     );
     assert_ne!(run.code, Some(0), "{run:?}");
 }
+
+/// Hole 4 (the daemon's side): a filter's data-plugin calls ran on the daemon's request
+/// threads, so a service manager that hangs (`service('x').status`) made the node deaf to
+/// everyone. They now run on blocking threads within `[data] timeout_seconds`, and a node
+/// with hung calls still stops on SIGTERM.
+#[test]
+fn a_hanging_data_plugin_neither_blocks_nor_wedges_the_node() {
+    use std::os::unix::fs::PermissionsExt;
+    let init = tempfile::tempdir().unwrap();
+    let script = init.path().join("mco-e2e-hang");
+    // A service whose status never answers, as a wedged service manager does.
+    std::fs::write(
+        &script,
+        "#!/bin/sh\ncase \"$1\" in status) sleep 60 ;; *) exit 1 ;; esac\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut spec = NodeSpec::new("n1", json!({}), &[]);
+    spec.extra_config = format!(
+        "[data]\ntimeout_seconds = 2\n[agents.service]\nprovider = \"sysv\"\ninit_dir = {:?}\n",
+        init.path().display().to_string()
+    );
+    let mut fleet = Fleet::start(vec![spec]);
+    let creds = credentials(&fleet, "alice", &[]);
+    let hung = json!({"fact": [], "class": [], "identity": [], "agent": [],
+                      "compound": ["service('mco-e2e-hang').status=running"]});
+    runtime().block_on(async {
+        let nats = async_nats::connect(fleet.nats.url()).await.unwrap();
+        for _ in 0..12 {
+            let r = request("alice", "rpcutil", "ping", hung.clone(), 60);
+            nats.publish("mco.broadcast.agent.rpcutil", signed(&r, &creds).into())
+                .await
+                .unwrap();
+        }
+        nats.flush().await.unwrap();
+    });
+    // While those hang, the node answers everyone else within the usual time.
+    for _ in 0..3 {
+        let run = fleet.mco(&["rpc", "rpcutil", "ping", "-I", "n1", "-t", "3"]);
+        assert_eq!(run.code, Some(0), "{run:?}\n{}", fleet.nodes[0].log());
+    }
+    let run = fleet.mco(&["ping", "--dt", "2", "-j"]);
+    assert_eq!(run.senders(), ["n1"], "{run:?}");
+    // The hung filter selects nothing, and SIGTERM still stops the daemon.
+    let filtered = fleet.mco(&[
+        "rpc",
+        "rpcutil",
+        "ping",
+        "-S",
+        "service('mco-e2e-hang').status=running",
+        "--dt",
+        "4",
+        "-t",
+        "4",
+    ]);
+    assert_eq!(filtered.code, Some(1), "{filtered:?}");
+    let status = fleet.nodes[0].terminate(Duration::from_secs(20));
+    assert!(status.is_some(), "mcod did not stop on SIGTERM");
+}
+
+/// Hole 10: policy rules with data plugins were decided without the node's data, so
+/// `deny * * fstat('/etc/x').present=true` never matched and `not fstat(...)` inverted.
+/// They are now decided with it, and a rule that cannot be decided fails closed. Accepted
+/// requests are audited with the rule that allowed them, their secret inputs redacted.
+#[test]
+fn policies_with_data_plugins_are_decided_and_fail_closed() {
+    let marks = tempfile::tempdir().unwrap();
+    let marker = marks.path().join("maintenance");
+    let node = |id: &str, policy: &str, fstat_paths: &str| {
+        let policies = marks.path().join(format!("policies-{id}"));
+        std::fs::create_dir_all(&policies).unwrap();
+        std::fs::write(policies.join("rpcutil.policy"), policy).unwrap();
+        let mut spec = NodeSpec::new(id, json!({"country": "uk"}), &[]);
+        spec.extra_config = format!(
+            "policy_dir = {:?}\naudit_redact = [\"fact\"]\n[data]\nfstat_paths = {fstat_paths}\n",
+            policies.display().to_string()
+        );
+        spec
+    };
+    let dir = format!("[{:?}]", marks.path().display().to_string());
+    let m = marker.display().to_string();
+    let fleet = Fleet::start(vec![
+        // Allowed unless the node is in maintenance.
+        node(
+            "unless",
+            &format!("policy default deny\nallow\t*\t*\tnot fstat('{m}').present=true\n"),
+            &dir,
+        ),
+        // Denied while in maintenance.
+        node(
+            "deny",
+            &format!("policy default allow\ndeny\t*\tping get_fact\tfstat('{m}').present=true\n"),
+            &dir,
+        ),
+        // The same rule where fstat may not look: it cannot be decided, so it denies.
+        node(
+            "blind",
+            &format!("policy default allow\ndeny\t*\tping get_fact\tfstat('{m}').present=true\n"),
+            "[]",
+        ),
+    ]);
+    let status = |node: &str| -> (i64, String) {
+        let run = fleet.mco(&["rpc", "rpcutil", "ping", "-I", node, "-j"]);
+        let reply = &run.json()[0];
+        (
+            reply["statuscode"].as_i64().unwrap_or(-1),
+            reply["statusmsg"].as_str().unwrap_or("").to_string(),
+        )
+    };
+    assert_eq!(status("unless").0, 0);
+    assert_eq!(status("deny").0, 0);
+    assert_eq!(status("blind").0, 1, "an undecidable deny rule must deny");
+    std::fs::write(&marker, "").unwrap();
+    let (code, message) = status("unless");
+    assert_eq!(code, 1, "maintenance must stop the allow rule: {message}");
+    assert!(message.contains("not authorized"), "{message}");
+    assert_eq!(
+        status("deny").0,
+        1,
+        "maintenance must make the deny rule apply"
+    );
+
+    // Accepted requests name their rule and hide inputs named like secrets.
+    std::fs::remove_file(&marker).unwrap();
+    let run = fleet.mco(&[
+        "rpc",
+        "rpcutil",
+        "get_fact",
+        "fact=country",
+        "-I",
+        "unless",
+        "-j",
+    ]);
+    assert_eq!(run.json()[0]["data"]["value"], "uk", "{run:?}");
+    let lines = fleet.nodes[0].audit();
+    let accepted = lines
+        .iter()
+        .rev()
+        .find(|l| l["decision"] == "accepted" && l["action"] == "get_fact")
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    assert!(
+        accepted["rule"]
+            .as_str()
+            .unwrap_or("")
+            .ends_with("rpcutil.policy:2"),
+        "{accepted}"
+    );
+    assert_eq!(accepted["data"]["fact"], "[redacted]", "{accepted}");
+}
