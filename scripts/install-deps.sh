@@ -36,6 +36,16 @@ if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import mco_agent' 2>/dev/
     || say "could not install py-mco-agent; the external agent tests will say so"
 fi
 
+# The protocol test signs a request with an independent Python client (PROTOCOL.md's
+# worked example), which needs the `cryptography` package.
+if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import cryptography' 2>/dev/null; then
+  say "installing cryptography from PyPI"
+  python3 -m pip install --quiet --user cryptography 2>/dev/null \
+    || python3 -m pip install --quiet cryptography 2>/dev/null \
+    || python3 -m pip install --quiet --user --break-system-packages cryptography \
+    || say "could not install cryptography; the Python protocol test will say so"
+fi
+
 sudo_cmd=()
 if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then sudo_cmd=(sudo); fi
 can_apt() { command -v apt-get >/dev/null 2>&1 && { [ "$(id -u)" -eq 0 ] || [ ${#sudo_cmd[@]} -gt 0 ]; }; }

@@ -715,3 +715,70 @@ fn policies_with_data_plugins_are_decided_and_fail_closed() {
     );
     assert_eq!(accepted["data"]["fact"], "[redacted]", "{accepted}");
 }
+
+/// `spec/PROTOCOL.md` is exact enough for an independent implementation: a Python client
+/// written from it alone signs and targets a request that real nodes accept and run, and
+/// the copy for one node is refused by the other.
+#[test]
+fn a_client_written_from_protocol_md_in_python_is_understood() {
+    let python =
+        mco_testsupport::require_program("python3", "apt-get install python3 python3-cryptography");
+    let fleet = Fleet::start(vec![
+        NodeSpec::new("py1", json!({}), &[]),
+        NodeSpec::new("py2", json!({}), &[]),
+    ]);
+    let (key, token) = fleet.keys.issue("client", "pyclient", &[]);
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/e2e/python/sign_request.py"
+    );
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .arg(&key)
+        .arg(&token)
+        .args(["mco", "rpcutil", "ping", "py1", "py2"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the Python client failed (pip install cryptography?): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let copies: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(copies.len(), 2);
+    runtime().block_on(async {
+        let nats = async_nats::connect(fleet.nats.url()).await.unwrap();
+        let reply_to = copies[0]["reply_to"].as_str().unwrap().to_string();
+        let mut replies = nats.subscribe(reply_to).await.unwrap();
+        nats.flush().await.unwrap();
+        for copy in &copies {
+            let node = copy["node"].as_str().unwrap();
+            let envelope = copy["envelope"].as_str().unwrap().to_string();
+            nats.publish(format!("mco.node.{node}"), envelope.into())
+                .await
+                .unwrap();
+        }
+        // py1's copy, sent to py2, proves nothing for py2.
+        let py1_copy = copies[0]["envelope"].as_str().unwrap().to_string();
+        nats.publish("mco.node.py2", py1_copy.into()).await.unwrap();
+        nats.flush().await.unwrap();
+        let mut senders = Vec::new();
+        while senders.len() < 2 {
+            let message = tokio::time::timeout(Duration::from_secs(10), replies.next())
+                .await
+                .expect("both nodes answer the Python client")
+                .unwrap();
+            let reply: Value = serde_json::from_slice(&message.payload).unwrap();
+            assert_eq!(reply["reply"]["statuscode"], 0, "{reply}");
+            senders.push(reply["reply"]["sender"].as_str().unwrap().to_string());
+        }
+        senders.sort();
+        assert_eq!(senders, ["py1", "py2"]);
+        let extra = tokio::time::timeout(Duration::from_secs(1), replies.next()).await;
+        assert!(extra.is_err(), "py2 answered py1's copy");
+    });
+}
