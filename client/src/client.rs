@@ -36,6 +36,10 @@ pub enum ClientError {
     /// Publishing or subscribing failed (the connection broke).
     #[error("broker error: {0}")]
     Broker(String),
+    /// The broker queued none of a call's direct requests (a full queue); the first node's
+    /// reason.
+    #[error("no request could be queued: {0}")]
+    NotQueued(String),
     /// Discovery could not produce a node list (a method refusing a filter, a bad node list,
     /// a failing external program or registry).
     #[error(transparent)]
@@ -100,6 +104,9 @@ pub struct ClientOptions {
     /// Send direct requests through the JetStream work queue (when the broker has it), so a
     /// node that is down gets them when it starts within their TTL.
     pub direct_queue: bool,
+    /// The settings a collective's stream is created with when this client is the first to
+    /// need it (nodes bring them in line with theirs).
+    pub queue_settings: mco_transport::QueueSettings,
     /// A broadcast discovery that finds at most this many nodes is followed by direct
     /// requests to them (MCollective's `direct_addressing_threshold`); more get one broadcast.
     pub direct_threshold: usize,
@@ -124,6 +131,7 @@ impl Default for ClientOptions {
             insecure: false,
             broker_auth: mco_keys::BrokerAuth::default(),
             direct_queue: true,
+            queue_settings: mco_transport::QueueSettings::default(),
             direct_threshold: 10,
         }
     }
@@ -260,6 +268,12 @@ impl ClientBuilder {
     /// Whether direct requests go through the JetStream work queue (default: yes).
     pub fn direct_queue(mut self, enabled: bool) -> Self {
         self.options.direct_queue = enabled;
+        self
+    }
+
+    /// Sets the settings a missing direct-request stream is created with.
+    pub fn queue_settings(mut self, settings: mco_transport::QueueSettings) -> Self {
+        self.options.queue_settings = settings;
         self
     }
 

@@ -4,9 +4,11 @@
 //! are up now get them.
 //!
 //! Whether a collective's queue can be used is found out once per [`crate::Client`] and
-//! remembered ([`QueueCache`]). The stream is created with default settings when it does not
-//! exist yet (a request to a fleet whose nodes have never started); nodes bring its settings
-//! in line with their configuration.
+//! remembered ([`QueueCache`]), with the stream's limits, so that a request the broker refuses
+//! to queue is reported in words ("the direct queue for web1 is full (1000 waiting)"). The
+//! stream is created with the client's `[direct_queue]` settings when it does not exist yet (a
+//! request to a fleet whose nodes have never started); nodes bring its settings in line with
+//! their configuration.
 //!
 //! Not for: building or signing requests, or reading replies.
 
@@ -27,10 +29,18 @@ pub enum QueueUse {
     NotQueued(String),
 }
 
-/// What [`QueueUse`] each collective has, once found out.
+/// What [`QueueUse`] each collective has, once found out, with its stream's limits.
 #[derive(Debug, Default)]
 pub struct QueueCache {
-    by_collective: tokio::sync::Mutex<HashMap<String, QueueUse>>,
+    by_collective: tokio::sync::Mutex<HashMap<String, (QueueUse, Option<Limits>)>>,
+}
+
+/// The limits of a collective's stream, for saying which one a refused request ran into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Limits {
+    per_node: i64,
+    messages: i64,
+    bytes: i64,
 }
 
 /// The outcome of sending one request to several nodes directly.
@@ -45,8 +55,15 @@ pub struct DirectSend {
 impl Client {
     /// How direct requests travel in `collective` (found out on first use).
     pub async fn direct_queue_use(&self, collective: &str) -> QueueUse {
+        self.direct_queue(collective).await.0
+    }
+
+    async fn direct_queue(&self, collective: &str) -> (QueueUse, Option<Limits>) {
         if !self.options().direct_queue {
-            return QueueUse::NotQueued("direct_queue = false in the client configuration".into());
+            return (
+                QueueUse::NotQueued("direct_queue = false in the client configuration".into()),
+                None,
+            );
         }
         let mut cache = self.queues().by_collective.lock().await;
         if let Some(known) = cache.get(collective) {
@@ -55,15 +72,23 @@ impl Client {
         let found = match mco_transport::ensure_stream(
             self.jetstream(),
             collective,
-            &mco_transport::QueueSettings::default(),
+            &self.options().queue_settings,
             mco_transport::Ownership::UseExisting,
         )
         .await
         {
-            Ok(_) => QueueUse::Queued,
+            Ok(stream) => {
+                let config = &stream.cached_info().config;
+                let limits = Limits {
+                    per_node: config.max_messages_per_subject,
+                    messages: config.max_messages,
+                    bytes: config.max_bytes,
+                };
+                (QueueUse::Queued, Some(limits))
+            }
             Err(e) => {
                 tracing::warn!("direct requests in {collective} are not queued: {e}");
-                QueueUse::NotQueued(e.to_string())
+                (QueueUse::NotQueued(e.to_string()), None)
             }
         };
         cache.insert(collective.to_string(), found.clone());
@@ -81,7 +106,7 @@ impl Client {
         nodes: &[String],
         payload: Bytes,
     ) -> Result<DirectSend, ClientError> {
-        let queue = self.direct_queue_use(collective).await;
+        let (queue, limits) = self.direct_queue(collective).await;
         let mut failed = Vec::new();
         match &queue {
             QueueUse::Queued => {
@@ -93,7 +118,9 @@ impl Client {
                         .await
                     {
                         Ok(ack) => pending.push((node, ack)),
-                        Err(e) => failed.push((node.clone(), e.to_string())),
+                        Err(e) => {
+                            failed.push((node.clone(), self.refusal(collective, node, &e, limits)))
+                        }
                     }
                 }
                 let acks = join_all(
@@ -104,14 +131,11 @@ impl Client {
                 .await;
                 for (node, ack) in acks {
                     if let Err(e) = ack {
-                        failed.push((node.clone(), format!("not queued: {e}")));
+                        failed.push((node.clone(), self.refusal(collective, node, &e, limits)));
                     }
                 }
                 if !nodes.is_empty() && failed.len() == nodes.len() {
-                    let (_, reason) = &failed[0];
-                    return Err(ClientError::Broker(format!(
-                        "no request could be queued: {reason}"
-                    )));
+                    return Err(ClientError::NotQueued(not_queued_summary(&failed)));
                 }
             }
             QueueUse::NotQueued(_) => {
@@ -123,5 +147,50 @@ impl Client {
         }
         self.flush().await?;
         Ok(DirectSend { queue, failed })
+    }
+
+    /// Why the broker did not queue the request for `node`, in words.
+    fn refusal(
+        &self,
+        collective: &str,
+        node: &str,
+        error: &async_nats::jetstream::context::PublishError,
+        limits: Option<Limits>,
+    ) -> String {
+        use mco_transport::Refusal;
+        let subject = subjects::direct(collective, node);
+        match mco_transport::refusal(error) {
+            Refusal::NodeFull => match limits {
+                Some(l) => format!("the direct queue for {node} is full ({} waiting)", l.per_node),
+                None => format!("the direct queue for {node} is full"),
+            },
+            Refusal::QueueFull(why) => match limits {
+                Some(l) => format!(
+                    "the direct queue of collective {collective} is full (at most {} requests, {} bytes): {why}",
+                    l.messages, l.bytes
+                ),
+                None => format!("the direct queue of collective {collective} is full: {why}"),
+            },
+            Refusal::TimedOut => "the broker did not confirm that it queued the request".into(),
+            Refusal::NotCaptured => format!(
+                "no stream takes {subject} (was the stream {} deleted?)",
+                mco_transport::stream_name(collective)
+            ),
+            Refusal::Other(why) => format!("the broker refused to queue it: {why}"),
+            _ => format!("the broker refused to queue it: {error}"),
+        }
+    }
+}
+
+/// One line for "not one request was queued": the first node's reason, and how many more.
+fn not_queued_summary(failed: &[(String, String)]) -> String {
+    match failed {
+        [] => "no request could be queued".into(),
+        [(node, why)] => format!("{node}: {why}"),
+        [(node, why), rest @ ..] => format!(
+            "{node}: {why} (and {} more node{} not queued)",
+            rest.len(),
+            if rest.len() == 1 { "" } else { "s" }
+        ),
     }
 }

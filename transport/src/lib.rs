@@ -6,6 +6,9 @@
 //! ([`stream_name`], [`stream_subject`]) bounded by a maximum age, and each node identity has
 //! one durable pull consumer filtered to its own subject ([`consumer_name`]). A message stays
 //! in the stream until the node acknowledges it, or until it is older than the maximum age.
+//! Each node's share is bounded (`max_msgs_per_subject`, refusing new requests rather than
+//! dropping queued ones), and so is the whole (`max_msgs`, `max_bytes`); why the broker
+//! refused to queue a request is told apart by [`refusal`].
 //!
 //! Whoever needs the stream first creates it with [`ensure_stream`]: a node with its
 //! configured [`QueueSettings`] (and it brings an existing stream's settings in line with its
@@ -89,6 +92,16 @@ pub struct QueueSettings {
     /// sender hears it) rather than queued ones dropped.
     #[serde(default = "default_max_bytes")]
     pub max_bytes: i64,
+    /// Most requests queued in the collective, all nodes together; when full, new direct
+    /// requests are refused like at `max_bytes`.
+    #[serde(default = "default_max_msgs")]
+    pub max_msgs: i64,
+    /// Most requests waiting for any one node. When a node's share is full, new requests for
+    /// it are refused (the sender hears "the direct queue for NODE is full") and nothing
+    /// queued is dropped, so junk published for one name cannot take the queue from the
+    /// others.
+    #[serde(default = "default_max_msgs_per_subject")]
+    pub max_msgs_per_subject: i64,
 }
 
 fn default_max_age() -> u64 {
@@ -100,6 +113,12 @@ fn default_replicas() -> usize {
 fn default_max_bytes() -> i64 {
     1 << 30
 }
+fn default_max_msgs() -> i64 {
+    1_000_000
+}
+fn default_max_msgs_per_subject() -> i64 {
+    1_000
+}
 
 impl Default for QueueSettings {
     fn default() -> Self {
@@ -108,6 +127,8 @@ impl Default for QueueSettings {
             storage: QueueStorage::default(),
             replicas: default_replicas(),
             max_bytes: default_max_bytes(),
+            max_msgs: default_max_msgs(),
+            max_msgs_per_subject: default_max_msgs_per_subject(),
         }
     }
 }
@@ -123,6 +144,12 @@ impl QueueSettings {
         }
         if self.max_bytes < 1024 * 1024 {
             return Err("max_bytes must be at least 1 MiB".into());
+        }
+        if self.max_msgs < 1 {
+            return Err("max_msgs must be at least 1".into());
+        }
+        if self.max_msgs_per_subject < 1 || self.max_msgs_per_subject > self.max_msgs {
+            return Err("max_msgs_per_subject must be between 1 and max_msgs".into());
         }
         Ok(())
     }
@@ -141,7 +168,18 @@ impl QueueSettings {
             },
             num_replicas: self.replicas,
             max_bytes: self.max_bytes,
+            max_messages: self.max_msgs,
+            max_messages_per_subject: self.max_msgs_per_subject,
+            // A full node share refuses the new request instead of dropping its oldest.
+            discard_new_per_subject: true,
             discard: DiscardPolicy::New,
+            // Nothing may purge the queue or delete queued requests through the API. The
+            // broker answers a publish on the reply subject its sender names, and a publish
+            // acknowledgement (`{"stream":..,"seq":N}`) sent to `$JS.API.STREAM.PURGE.<s>`
+            // reads as "purge everything before N": any client that may publish a direct
+            // request could purge everyone's. Once set these cannot be turned off.
+            deny_purge: true,
+            deny_delete: true,
             max_message_size: i32::try_from(mco_spec::MAX_MESSAGE_BYTES).unwrap_or(i32::MAX),
             ..stream::Config::default()
         }
@@ -256,6 +294,11 @@ pub async fn ensure_stream(
                     let mut updated = info.clone();
                     updated.max_age = wanted.max_age;
                     updated.max_bytes = wanted.max_bytes;
+                    updated.max_messages = wanted.max_messages;
+                    updated.max_messages_per_subject = wanted.max_messages_per_subject;
+                    updated.discard_new_per_subject = wanted.discard_new_per_subject;
+                    updated.deny_purge = wanted.deny_purge;
+                    updated.deny_delete = wanted.deny_delete;
                     updated.num_replicas = wanted.num_replicas;
                     updated.discard = wanted.discard;
                     updated.max_message_size = wanted.max_message_size;
@@ -263,9 +306,11 @@ pub async fn ensure_stream(
                         .await
                         .map_err(|e| failed(format!("cannot update its settings: {e}")))?;
                     tracing::info!(
-                        "updated stream {name}: max age {:?}, max bytes {}, replicas {}",
+                        "updated stream {name}: max age {:?}, max bytes {}, max requests {} ({} per node), replicas {}",
                         updated.max_age,
                         updated.max_bytes,
+                        updated.max_messages,
+                        updated.max_messages_per_subject,
                         updated.num_replicas
                     );
                 }
@@ -321,6 +366,11 @@ fn classify_request_failure(
 fn differs(existing: &stream::Config, wanted: &stream::Config) -> bool {
     existing.max_age != wanted.max_age
         || existing.max_bytes != wanted.max_bytes
+        || existing.max_messages != wanted.max_messages
+        || existing.max_messages_per_subject != wanted.max_messages_per_subject
+        || existing.discard_new_per_subject != wanted.discard_new_per_subject
+        || existing.deny_purge != wanted.deny_purge
+        || existing.deny_delete != wanted.deny_delete
         || existing.num_replicas != wanted.num_replicas
         || existing.discard != wanted.discard
         || existing.max_message_size != wanted.max_message_size
@@ -373,6 +423,50 @@ pub async fn node_consumer(
     }
 }
 
+/// Why the broker did not queue one direct request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The node's share of the queue (`max_msgs_per_subject`) is full.
+    NodeFull,
+    /// The collective's queue (`max_msgs` or `max_bytes`) is full.
+    QueueFull(String),
+    /// No stream captures the node's subject (the stream is gone).
+    NotCaptured,
+    /// The broker did not confirm in time.
+    TimedOut,
+    /// Anything else, in the broker's or the client's words.
+    Other(String),
+}
+
+/// What a failed JetStream publish means for the request it carried.
+///
+/// nats-server reports every full limit with the same error code (10077, "store failed"),
+/// so the limit is told apart by the server's description.
+pub fn refusal(error: &jetstream::context::PublishError) -> Refusal {
+    use jetstream::context::PublishErrorKind;
+    match error.kind() {
+        PublishErrorKind::StreamNotFound => Refusal::NotCaptured,
+        PublishErrorKind::TimedOut => Refusal::TimedOut,
+        _ => {
+            let server = std::error::Error::source(error)
+                .and_then(|source| source.downcast_ref::<jetstream::Error>());
+            let description = server
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| error.to_string());
+            if description.contains("maximum messages per subject exceeded") {
+                Refusal::NodeFull
+            } else if description.contains("maximum messages exceeded")
+                || description.contains("maximum bytes exceeded")
+            {
+                Refusal::QueueFull(description)
+            } else {
+                Refusal::Other(description)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -411,6 +505,23 @@ mod tests {
         }
         .validate()
         .is_err());
-        assert!(QueueSettings { max_bytes: 10, ..s }.validate().is_err());
+        assert!(QueueSettings {
+            max_bytes: 10,
+            ..s.clone()
+        }
+        .validate()
+        .is_err());
+        // Each node's share is bounded, refuses rather than drops, and fits in the whole.
+        assert!(config.discard_new_per_subject && config.deny_purge && config.deny_delete);
+        assert_eq!(config.max_messages_per_subject, 1_000);
+        assert_eq!(config.max_messages, 1_000_000);
+        for bad in [(0, 1), (10, 0), (10, 11)] {
+            let settings = QueueSettings {
+                max_msgs: bad.0,
+                max_msgs_per_subject: bad.1,
+                ..s.clone()
+            };
+            assert!(settings.validate().is_err(), "{bad:?}");
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! The direct-request queue against a real nats-server: created by whoever comes first,
-//! updated by nodes, holding requests for a node that has no consumer yet, and a broker
-//! without JetStream recognised as such.
+//! updated by nodes, holding requests for a node that has no consumer yet, a broker
+//! without JetStream recognised as such; each node's bounded share of the queue, and a
+//! publish acknowledgement aimed at the purge API.
 
 use std::time::Duration;
 
@@ -8,8 +9,8 @@ use async_nats::jetstream;
 use futures::StreamExt;
 use mco_testsupport::NatsServer;
 use mco_transport::{
-    consumer_name, ensure_stream, node_consumer, probe, stream_name, Ownership, QueueError,
-    QueueSettings,
+    consumer_name, ensure_stream, node_consumer, probe, refusal, stream_name, Ownership,
+    QueueError, QueueSettings, Refusal,
 };
 
 async fn connect(server: &NatsServer) -> jetstream::Context {
@@ -126,4 +127,83 @@ async fn a_broker_without_jetstream_is_recognised() {
         Err(QueueError::Unavailable(_)) => {}
         other => panic!("expected Unavailable, got {:?}", other.map(|_| ())),
     }
+}
+
+/// Publishes `payload` to `subject` through JetStream; the broker's refusal if any.
+async fn queue(js: &jetstream::Context, subject: &str, payload: &'static str) -> Option<Refusal> {
+    match js.publish(subject.to_string(), payload.into()).await {
+        Ok(ack) => ack.await.err().map(|e| refusal(&e)),
+        Err(e) => Some(refusal(&e)),
+    }
+}
+
+#[tokio::test]
+async fn a_full_node_share_refuses_new_requests_and_drops_none_of_the_others() {
+    let server = NatsServer::start();
+    let js = connect(&server).await;
+    let settings = QueueSettings {
+        max_msgs: 6,
+        max_msgs_per_subject: 2,
+        ..QueueSettings::default()
+    };
+    let mut stream = ensure_stream(&js, "mco", &settings, Ownership::Configure)
+        .await
+        .unwrap();
+    assert_eq!(queue(&js, "mco.node.web2", "junk").await, None);
+    assert_eq!(queue(&js, "mco.node.web2", "junk").await, None);
+    // web2's share is full: the new one is refused, the queued ones stay...
+    assert_eq!(
+        queue(&js, "mco.node.web2", "junk").await,
+        Some(Refusal::NodeFull)
+    );
+    // ...and web1 still gets its requests queued.
+    assert_eq!(queue(&js, "mco.node.web1", "real").await, None);
+    assert_eq!(stream.info().await.unwrap().state.messages, 3);
+    // The collective's total is a bound of its own.
+    for node in ["a", "b", "c"] {
+        let _ = queue(&js, &format!("mco.node.{node}"), "x").await;
+    }
+    match queue(&js, "mco.node.d", "x").await {
+        Some(Refusal::QueueFull(why)) => assert!(why.contains("maximum messages"), "{why}"),
+        other => panic!("expected QueueFull, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_publish_ack_sent_to_the_purge_api_does_not_purge_the_queue() {
+    // The broker sends a publish acknowledgement, {"stream":..,"seq":N}, to whatever reply
+    // subject the publisher names; the purge API reads it as "purge everything before N".
+    async fn purged_by_an_ack(config: async_nats::jetstream::stream::Config) -> u64 {
+        let server = NatsServer::start();
+        let client = async_nats::connect(server.url()).await.unwrap();
+        let js = jetstream::new(client.clone());
+        let mut stream = js.create_stream(config).await.unwrap();
+        for _ in 0..3 {
+            js.publish("mco.node.web1", "queued".into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+        client
+            .publish_with_reply(
+                "mco.node.web2",
+                format!("$JS.API.STREAM.PURGE.{}", stream_name("mco")),
+                "junk".into(),
+            )
+            .await
+            .unwrap();
+        client.flush().await.unwrap();
+        // The purge, if any, is done by the time a later API request is answered.
+        stream.info().await.unwrap();
+        4 - stream.info().await.unwrap().state.messages
+    }
+    let mco = QueueSettings::default().stream_config("mco");
+    let unprotected = async_nats::jetstream::stream::Config {
+        deny_purge: false,
+        deny_delete: false,
+        ..mco.clone()
+    };
+    assert_eq!(purged_by_an_ack(unprotected).await, 3, "the attack works");
+    assert_eq!(purged_by_an_ack(mco).await, 0);
 }
