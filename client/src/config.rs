@@ -61,7 +61,7 @@ pub struct ClientConfig {
 
 /// The `direct_queue` setting: `direct_queue = true|false`, or a `[direct_queue]` table with
 /// `enabled` and the settings of the collective's stream, which this client uses when it
-/// creates the stream (none exists yet).
+/// creates the stream (none exists yet) and `mco broker setup` applies.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DirectQueueConfig {
     /// Queue direct requests in JetStream.

@@ -8,7 +8,8 @@
 //! to queue is reported in words ("the direct queue for web1 is full (1000 waiting)"). The
 //! stream is created with the client's `[direct_queue]` settings when it does not exist yet (a
 //! request to a fleet whose nodes have never started); nodes bring its settings in line with
-//! their configuration.
+//! their configuration. Under the broker permissions of `mco broker config` clients may not
+//! create it: `mco broker setup` does.
 //!
 //! Not for: building or signing requests, or reading replies.
 
@@ -88,7 +89,15 @@ impl Client {
             }
             Err(e) => {
                 tracing::warn!("direct requests in {collective} are not queued: {e}");
-                (QueueUse::NotQueued(e.to_string()), None)
+                let why = match e {
+                    // The broker permissions of `mco broker config` let a client read the
+                    // stream but not create it; a refused create goes unanswered.
+                    mco_transport::QueueError::TimedOut(_) => format!(
+                        "{e}; if the broker runs the permissions of `mco broker config`, run `mco broker setup` to create the stream"
+                    ),
+                    _ => e.to_string(),
+                };
+                (QueueUse::NotQueued(why), None)
             }
         };
         cache.insert(collective.to_string(), found.clone());
@@ -171,9 +180,13 @@ impl Client {
                 ),
                 None => format!("the direct queue of collective {collective} is full: {why}"),
             },
+            // A publish the broker's permissions refuse is dropped without an answer.
+            Refusal::TimedOut if self.denied().refused(&subject) => format!(
+                "the broker does not let this caller send to {subject} ({node} is not a node in the broker permissions of `mco broker config`)"
+            ),
             Refusal::TimedOut => "the broker did not confirm that it queued the request".into(),
             Refusal::NotCaptured => format!(
-                "no stream takes {subject} (was the stream {} deleted?)",
+                "no stream takes {subject} (was the stream {} deleted? `mco broker setup` makes it)",
                 mco_transport::stream_name(collective)
             ),
             Refusal::Other(why) => format!("the broker refused to queue it: {why}"),

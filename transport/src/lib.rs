@@ -1,5 +1,6 @@
 //! The NATS seam shared by `mcod`, `mco` and the fleet simulator: the JetStream work queue
-//! that holds direct requests until their node takes them.
+//! that holds direct requests until their node takes them, and the broker permissions
+//! ([`permissions`]) that confine each connection to its own part.
 //!
 //! A direct request (`<collective>.node.<identity>`) must be able to wait for a node that is
 //! not up yet. Each collective has one work-queue stream over `<collective>.node.>`
@@ -10,10 +11,13 @@
 //! dropping queued ones), and so is the whole (`max_msgs`, `max_bytes`); why the broker
 //! refused to queue a request is told apart by [`refusal`].
 //!
-//! Whoever needs the stream first creates it with [`ensure_stream`]: a node with its
-//! configured [`QueueSettings`] (and it brings an existing stream's settings in line with its
-//! own), a client with its own settings only when the stream does not exist yet. Brokers
-//! without JetStream are detected by [`probe`]; callers then fall back to plain subjects.
+//! On an open broker, whoever needs the stream first creates it with [`ensure_stream`]: a node
+//! with its configured [`QueueSettings`] (and it brings an existing stream's settings in line
+//! with its own), a client with its own settings only when the stream does not exist yet.
+//! Under broker permissions an administrator makes the stream and every node's consumer
+//! ([`setup`]) and nodes only look theirs up ([`existing_consumer`]). Brokers without
+//! JetStream are detected by [`probe`]; callers then fall back to plain subjects. Each
+//! connection reads its inbox under its own prefix ([`inbox_prefix`]).
 //!
 //! Not for: subject names and message formats (those are `mco_spec`), signing, or running
 //! requests. Nothing here decodes a payload.
@@ -26,6 +30,9 @@ use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+pub mod permissions;
+pub use permissions::permissions;
 
 /// The default time a node may hold a queued request without acknowledging it before
 /// JetStream hands it out again. Nodes report progress three times within it while an action
@@ -50,6 +57,12 @@ pub enum QueueError {
         stream: String,
         /// Why.
         reason: String,
+    },
+    /// The stream or this node's consumer does not exist, and this side may not create it.
+    #[error("{what} does not exist; create it with `mco broker setup` (with the broker's admin credentials)")]
+    Missing {
+        /// What is missing.
+        what: String,
     },
     /// The node's consumer could not be created or updated.
     #[error("direct-request consumer {consumer} on {stream}: {reason}")]
@@ -334,6 +347,11 @@ pub async fn ensure_stream(
                             jetstream::context::CreateStreamErrorKind::JetStreamUnavailable => {
                                 QueueError::Unavailable(create_error.to_string())
                             }
+                            // Broker permissions that forbid creating it leave the request
+                            // unanswered.
+                            jetstream::context::CreateStreamErrorKind::TimedOut => {
+                                QueueError::TimedOut(format!("creating stream {name}"))
+                            }
                             _ => failed(create_error.to_string()),
                         })
                 }
@@ -377,10 +395,29 @@ fn differs(existing: &stream::Config, wanted: &stream::Config) -> bool {
         || existing.storage != wanted.storage
 }
 
+/// The configuration of `identity`'s durable consumer: its own direct subject only, at most
+/// `max_ack_pending` requests handed out at once (a backlog waits in the broker, not in the
+/// node), an unacknowledged request handed out again after `ack_wait`.
+pub fn consumer_config(
+    collective: &str,
+    identity: &str,
+    max_ack_pending: usize,
+    ack_wait: Duration,
+) -> pull::Config {
+    pull::Config {
+        durable_name: Some(consumer_name(identity)),
+        description: Some(format!("mco direct requests for {identity}")),
+        filter_subject: mco_spec::subjects::direct(collective, identity),
+        deliver_policy: DeliverPolicy::All,
+        ack_policy: AckPolicy::Explicit,
+        ack_wait,
+        max_ack_pending: i64::try_from(max_ack_pending.max(1)).unwrap_or(i64::MAX),
+        ..pull::Config::default()
+    }
+}
+
 /// The durable consumer through which `identity` takes its requests from `stream`, created
-/// when missing and updated when its settings changed. At most `max_ack_pending` requests
-/// are handed to the node at once, so a backlog waits in the broker, not in the node; an
-/// unacknowledged request is handed out again after `ack_wait`.
+/// when missing and updated when its settings changed ([`consumer_config`]).
 pub async fn node_consumer(
     stream: &stream::Stream,
     collective: &str,
@@ -389,16 +426,7 @@ pub async fn node_consumer(
     ack_wait: Duration,
 ) -> Result<jetstream::consumer::Consumer<pull::Config>, QueueError> {
     let name = consumer_name(identity);
-    let config = pull::Config {
-        durable_name: Some(name.clone()),
-        description: Some(format!("mco direct requests for {identity}")),
-        filter_subject: mco_spec::subjects::direct(collective, identity),
-        deliver_policy: DeliverPolicy::All,
-        ack_policy: AckPolicy::Explicit,
-        ack_wait,
-        max_ack_pending: i64::try_from(max_ack_pending.max(1)).unwrap_or(i64::MAX),
-        ..pull::Config::default()
-    };
+    let config = consumer_config(collective, identity, max_ack_pending, ack_wait);
     let failed = |reason: String| QueueError::Consumer {
         stream: stream_name(collective),
         consumer: name.clone(),
@@ -421,6 +449,140 @@ pub async fn node_consumer(
                 .map_err(|e| failed(e.to_string()))
         }
     }
+}
+
+/// `identity`'s consumer as `mco broker setup` made it, used as it is.
+///
+/// Under the broker permissions that `mco broker config` writes, a node may read its own
+/// consumer (look it up, take messages, acknowledge them) but may not create or change a
+/// stream or a consumer: on nats-server 2.9 a consumer's subject travels in the request body,
+/// so a node allowed to create consumers could make one on another node's subject. This
+/// only looks the consumer up. Settings that differ from `max_ack_pending` and `ack_wait`
+/// are warned about and the consumer's own are used; a consumer that takes another subject
+/// than this node's is refused.
+pub async fn existing_consumer(
+    js: &jetstream::Context,
+    collective: &str,
+    identity: &str,
+    max_ack_pending: usize,
+    ack_wait: Duration,
+) -> Result<jetstream::consumer::Consumer<pull::Config>, QueueError> {
+    let stream = stream_name(collective);
+    let name = consumer_name(identity);
+    let wanted = consumer_config(collective, identity, max_ack_pending, ack_wait);
+    let consumer = js
+        .get_consumer_from_stream::<pull::Config, _, _>(&name, &stream)
+        .await
+        .map_err(|e| classify_consumer_lookup(&stream, &name, &e))?;
+    let have = &consumer.cached_info().config;
+    if have.filter_subject != wanted.filter_subject {
+        return Err(QueueError::Consumer {
+            stream,
+            consumer: name,
+            reason: format!(
+                "it takes {:?}, not this node's {:?}; run `mco broker setup` again",
+                have.filter_subject, wanted.filter_subject
+            ),
+        });
+    }
+    if have.ack_wait != wanted.ack_wait || have.max_ack_pending != wanted.max_ack_pending {
+        tracing::warn!(
+            "consumer {name} on {stream} hands out {} request(s) at once with an ack wait of {:?}; this node's configuration asks for {} and {:?} (`mco broker setup` decides; using the consumer's)",
+            have.max_ack_pending,
+            have.ack_wait,
+            wanted.max_ack_pending,
+            wanted.ack_wait
+        );
+    }
+    Ok(consumer)
+}
+
+fn classify_consumer_lookup(
+    stream: &str,
+    consumer: &str,
+    error: &jetstream::stream::ConsumerError,
+) -> QueueError {
+    use jetstream::stream::ConsumerErrorKind;
+    match error.kind() {
+        ConsumerErrorKind::JetStream(e)
+            if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+        {
+            QueueError::Missing {
+                what: format!("stream {stream}"),
+            }
+        }
+        ConsumerErrorKind::JetStream(e)
+            if e.error_code() == jetstream::ErrorCode::CONSUMER_NOT_FOUND =>
+        {
+            QueueError::Missing {
+                what: format!("consumer {consumer} on stream {stream}"),
+            }
+        }
+        ConsumerErrorKind::TimedOut => QueueError::TimedOut(format!(
+            "looking up consumer {consumer} on {stream} (a broker that does not permit it does not answer either: check that its permissions come from `mco broker config` for this node)"
+        )),
+        ConsumerErrorKind::Request => {
+            let request = std::error::Error::source(error)
+                .and_then(|source| source.downcast_ref::<jetstream::context::RequestError>());
+            match request.map(|r| r.kind()) {
+                Some(jetstream::context::RequestErrorKind::NoResponders) => {
+                    QueueError::Unavailable("no JetStream API answers on this broker".into())
+                }
+                _ => QueueError::Consumer {
+                    stream: stream.to_string(),
+                    consumer: consumer.to_string(),
+                    reason: error.to_string(),
+                },
+            }
+        }
+        _ => QueueError::Consumer {
+            stream: stream.to_string(),
+            consumer: consumer.to_string(),
+            reason: error.to_string(),
+        },
+    }
+}
+
+/// What [`setup`] did for one collective.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetupReport {
+    /// The stream.
+    pub stream: String,
+    /// Whether it was created (else it existed and was brought in line).
+    pub created: bool,
+    /// The consumers made or brought in line, one per node.
+    pub consumers: usize,
+}
+
+/// Creates `collective`'s stream with `settings`, or brings an existing one in line with
+/// them, and creates or updates each of `identities`' consumers ([`consumer_config`]): what
+/// an administrator runs (`mco broker setup`) when broker permissions keep nodes and
+/// clients from doing it themselves. An existing stream keeps its storage type (it cannot
+/// change in place).
+pub async fn setup(
+    js: &jetstream::Context,
+    collective: &str,
+    settings: &QueueSettings,
+    identities: &[String],
+    (max_ack_pending, ack_wait): (usize, Duration),
+) -> Result<SetupReport, QueueError> {
+    let name = stream_name(collective);
+    let created = match js.get_stream(&name).await {
+        Ok(_) => false,
+        Err(e) if matches!(e.kind(), jetstream::context::GetStreamErrorKind::Request) => {
+            return Err(classify_request_failure(&name, &e))
+        }
+        Err(_) => true,
+    };
+    let stream = ensure_stream(js, collective, settings, Ownership::Configure).await?;
+    for identity in identities {
+        node_consumer(&stream, collective, identity, max_ack_pending, ack_wait).await?;
+    }
+    Ok(SetupReport {
+        stream: name,
+        created,
+        consumers: identities.len(),
+    })
 }
 
 /// Why the broker did not queue one direct request.
@@ -465,6 +627,62 @@ pub fn refusal(error: &jetstream::context::PublishError) -> Refusal {
             }
         }
     }
+}
+
+/// Who a broker connection belongs to. Each has its own inbox prefix ([`inbox_prefix`]) and
+/// its own permissions ([`permissions`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BrokerRole {
+    /// A node (`mcod`), named by its identity.
+    Node,
+    /// A caller (`mco`, a web application), named by its caller name (its token's name).
+    Client,
+    /// A registry service (`mcod registry`).
+    Registry,
+    /// An administrator who sets up the direct-request streams (`mco broker setup`).
+    Admin,
+}
+
+impl BrokerRole {
+    /// The role's name in users files and flags: `node`, `client`, `registry`, `admin`.
+    pub fn name(self) -> &'static str {
+        match self {
+            BrokerRole::Node => "node",
+            BrokerRole::Client => "client",
+            BrokerRole::Registry => "registry",
+            BrokerRole::Admin => "admin",
+        }
+    }
+
+    /// The role called `name`.
+    pub fn from_name(name: &str) -> Option<BrokerRole> {
+        [
+            BrokerRole::Node,
+            BrokerRole::Client,
+            BrokerRole::Registry,
+            BrokerRole::Admin,
+        ]
+        .into_iter()
+        .find(|r| r.name() == name)
+    }
+}
+
+impl std::fmt::Display for BrokerRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The inbox prefix of `role` `name`'s connections: `_INBOX_<32 hex digits>`.
+///
+/// NATS's default `_INBOX.` is shared, and JetStream sends publish acknowledgements and pull
+/// deliveries (whole requests) to inboxes, so a connection allowed `_INBOX.>` would read
+/// everyone's. Each connection uses its own prefix (async-nats `custom_inbox_prefix`) and
+/// the broker permits each user exactly its own. The role is part of the hash so that a
+/// caller named like a node does not get the node's inbox.
+pub fn inbox_prefix(role: BrokerRole, name: &str) -> String {
+    let digest = Sha256::digest(format!("{}:{name}", role.name()).as_bytes());
+    format!("_INBOX_{}", hex::encode(&digest[..16]))
 }
 
 #[cfg(test)]

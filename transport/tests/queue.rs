@@ -1,7 +1,8 @@
 //! The direct-request queue against a real nats-server: created by whoever comes first,
 //! updated by nodes, holding requests for a node that has no consumer yet, a broker
-//! without JetStream recognised as such; each node's bounded share of the queue, and a
-//! publish acknowledgement aimed at the purge API.
+//! without JetStream recognised as such; each node's bounded share of the queue, a publish
+//! acknowledgement aimed at the purge API, and the stream and consumers an administrator
+//! sets up for nodes that may only look theirs up.
 
 use std::time::Duration;
 
@@ -9,8 +10,8 @@ use async_nats::jetstream;
 use futures::StreamExt;
 use mco_testsupport::NatsServer;
 use mco_transport::{
-    consumer_name, ensure_stream, node_consumer, probe, refusal, stream_name, Ownership,
-    QueueError, QueueSettings, Refusal,
+    consumer_name, ensure_stream, existing_consumer, node_consumer, probe, refusal, setup,
+    stream_name, Ownership, QueueError, QueueSettings, Refusal,
 };
 
 async fn connect(server: &NatsServer) -> jetstream::Context {
@@ -206,4 +207,72 @@ async fn a_publish_ack_sent_to_the_purge_api_does_not_purge_the_queue() {
     };
     assert_eq!(purged_by_an_ack(unprotected).await, 3, "the attack works");
     assert_eq!(purged_by_an_ack(mco).await, 0);
+}
+
+#[tokio::test]
+async fn an_administrator_sets_up_what_nodes_then_only_look_up() {
+    let server = NatsServer::start();
+    let js = connect(&server).await;
+    let consumer_settings = (8, Duration::from_secs(30));
+    // Before setup: the node says what is missing and what to run.
+    match existing_consumer(&js, "mco", "web1", 8, Duration::from_secs(30)).await {
+        Err(e @ QueueError::Missing { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("stream MCO_DIRECT_mco") && text.contains("mco broker setup"),
+                "{text}"
+            );
+        }
+        other => panic!("expected Missing, got {:?}", other.map(|_| ())),
+    }
+    let nodes = vec!["web1".to_string(), "db1.example.net".to_string()];
+    let report = setup(
+        &js,
+        "mco",
+        &QueueSettings::default(),
+        &nodes,
+        consumer_settings,
+    )
+    .await
+    .unwrap();
+    assert!(report.created);
+    assert_eq!(report.consumers, 2);
+    match existing_consumer(&js, "mco", "web2", 8, Duration::from_secs(30)).await {
+        Err(e @ QueueError::Missing { .. }) => {
+            assert!(e.to_string().contains(&consumer_name("web2")), "{e}")
+        }
+        other => panic!("expected Missing, got {:?}", other.map(|_| ())),
+    }
+    // A node with other consumer settings uses the consumer as it is.
+    let consumer = existing_consumer(&js, "mco", "db1.example.net", 64, Duration::from_secs(3))
+        .await
+        .unwrap();
+    assert_eq!(consumer.cached_info().config.max_ack_pending, 8);
+    js.publish("mco.node.db1.example.net", "queued".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let mut messages = consumer.messages().await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), messages.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(&first.payload[..], b"queued");
+    // A work queue with purges and deletes denied still removes what its node acknowledged.
+    first.double_ack().await.unwrap();
+    let mut stream = js.get_stream(stream_name("mco")).await.unwrap();
+    assert_eq!(stream.info().await.unwrap().state.messages, 0);
+    // Running setup again updates, and is harmless.
+    let again = setup(
+        &js,
+        "mco",
+        &QueueSettings::default(),
+        &nodes,
+        consumer_settings,
+    )
+    .await
+    .unwrap();
+    assert!(!again.created);
 }

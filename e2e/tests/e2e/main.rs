@@ -6,6 +6,7 @@ mod agents_package;
 mod agents_puppet;
 mod agents_service;
 mod broker_auth;
+mod broker_permissions;
 mod commands;
 mod direct;
 mod discovery;
