@@ -36,6 +36,10 @@ pub enum ClientError {
     /// Publishing or subscribing failed (the connection broke).
     #[error("broker error: {0}")]
     Broker(String),
+    /// The broker queued none of a call's direct requests (a full queue, a node the broker
+    /// permissions do not list); the first node's reason.
+    #[error("no request could be queued: {0}")]
+    NotQueued(String),
     /// Discovery could not produce a node list (a method refusing a filter, a bad node list,
     /// a failing external program or registry).
     #[error(transparent)]
@@ -100,6 +104,9 @@ pub struct ClientOptions {
     /// Send direct requests through the JetStream work queue (when the broker has it), so a
     /// node that is down gets them when it starts within their TTL.
     pub direct_queue: bool,
+    /// The settings a collective's stream is created with when this client is the first to
+    /// need it (nodes and `mco broker setup` bring them in line with theirs).
+    pub queue_settings: mco_transport::QueueSettings,
     /// A broadcast discovery that finds at most this many nodes is followed by direct
     /// requests to them (MCollective's `direct_addressing_threshold`); more get one broadcast.
     pub direct_threshold: usize,
@@ -124,6 +131,7 @@ impl Default for ClientOptions {
             insecure: false,
             broker_auth: mco_keys::BrokerAuth::default(),
             direct_queue: true,
+            queue_settings: mco_transport::QueueSettings::default(),
             direct_threshold: 10,
         }
     }
@@ -263,6 +271,12 @@ impl ClientBuilder {
         self
     }
 
+    /// Sets the settings a missing direct-request stream is created with.
+    pub fn queue_settings(mut self, settings: mco_transport::QueueSettings) -> Self {
+        self.options.queue_settings = settings;
+        self
+    }
+
     /// Sets how many nodes a broadcast discovery may find for the request to go to them
     /// directly (default 10).
     pub fn direct_threshold(mut self, nodes: usize) -> Self {
@@ -311,34 +325,16 @@ impl ClientBuilder {
         if o.caller.is_empty() {
             return Err(ClientError::InvalidInput("the caller name is empty".into()));
         }
-        let brokers = o.brokers.join(",");
-        let unavailable = |reason: String| ClientError::BrokerUnavailable {
-            brokers: brokers.clone(),
-            reason,
-        };
-        for b in &o.brokers {
-            b.parse::<async_nats::ServerAddr>()
-                .map_err(|e| ClientError::InvalidInput(format!("{b:?} is not a NATS URL: {e}")))?;
-        }
-        let options = async_nats::ConnectOptions::new()
-            .name(format!("mco {}", o.caller))
-            .connection_timeout(o.connect_timeout);
-        let options = o
-            .broker_auth
-            .apply(options)
-            .await
-            .map_err(|e| ClientError::InvalidInput(e.to_string()))?;
-        let connecting = options.connect(o.brokers.as_slice());
-        let nats = match tokio::time::timeout(o.connect_timeout, connecting).await {
-            Ok(Ok(client)) => client,
-            Ok(Err(e)) => return Err(unavailable(e.to_string())),
-            Err(_) => {
-                return Err(unavailable(format!(
-                    "no answer within {:?}",
-                    o.connect_timeout
-                )))
-            }
-        };
+        let denied = Denials::default();
+        let nats = connect_nats(
+            &o.brokers,
+            &o.broker_auth,
+            mco_transport::BrokerRole::Client,
+            &o.caller,
+            o.connect_timeout,
+            &denied,
+        )
+        .await?;
         Ok(Client {
             inner: Arc::new(Inner {
                 jetstream: async_nats::jetstream::new(nats.clone()),
@@ -346,8 +342,90 @@ impl ClientBuilder {
                 options: o,
                 queues: crate::direct::QueueCache::default(),
                 tokens: mco_spec::security::TokenCache::default(),
+                denied,
             }),
         })
+    }
+}
+
+/// Connects to one of `brokers` with `auth` as `role` `name`, failing within `timeout`.
+///
+/// The connection reads its inbox under its own prefix ([`mco_transport::inbox_prefix`]),
+/// the only one the broker permissions of `mco broker config` let it read, and records the
+/// subjects the broker refuses it in `denied`.
+pub(crate) async fn connect_nats(
+    brokers: &[String],
+    auth: &mco_keys::BrokerAuth,
+    role: mco_transport::BrokerRole,
+    name: &str,
+    timeout: Duration,
+    denied: &Denials,
+) -> Result<async_nats::Client, ClientError> {
+    let joined = brokers.join(",");
+    let unavailable = |reason: String| ClientError::BrokerUnavailable {
+        brokers: joined.clone(),
+        reason,
+    };
+    for b in brokers {
+        b.parse::<async_nats::ServerAddr>()
+            .map_err(|e| ClientError::InvalidInput(format!("{b:?} is not a NATS URL: {e}")))?;
+    }
+    let recorder = denied.clone();
+    let options = async_nats::ConnectOptions::new()
+        .name(format!("mco {name}"))
+        .custom_inbox_prefix(mco_transport::inbox_prefix(role, name))
+        .connection_timeout(timeout)
+        .event_callback(move |event| {
+            let recorder = recorder.clone();
+            async move {
+                if let async_nats::Event::ServerError(async_nats::ServerError::Other(text)) = event
+                {
+                    recorder.record(&text);
+                }
+            }
+        });
+    let options = auth
+        .apply(options)
+        .await
+        .map_err(|e| ClientError::InvalidInput(e.to_string()))?;
+    match tokio::time::timeout(timeout, options.connect(brokers)).await {
+        Ok(Ok(client)) => Ok(client),
+        Ok(Err(e)) => Err(unavailable(e.to_string())),
+        Err(_) => Err(unavailable(format!("no answer within {timeout:?}"))),
+    }
+}
+
+/// The subjects the broker refused this connection to publish to, most recent last (a few
+/// dozen): a publish it refuses is dropped without an answer, so this is how a sender learns
+/// why a request it sent got no acknowledgement.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Denials(Arc<std::sync::Mutex<std::collections::VecDeque<String>>>);
+
+impl Denials {
+    const KEPT: usize = 64;
+
+    /// Notes a server error if it is a publish permission violation.
+    fn record(&self, error: &str) {
+        let Some(subject) = error
+            .strip_prefix("Permissions Violation for Publish to ")
+            .map(|s| s.trim_matches(['"', '\'']).to_string())
+        else {
+            return;
+        };
+        if let Ok(mut list) = self.0.lock() {
+            if list.len() == Self::KEPT {
+                list.pop_front();
+            }
+            list.push_back(subject);
+        }
+    }
+
+    /// Whether the broker refused a publish to `subject`.
+    pub(crate) fn refused(&self, subject: &str) -> bool {
+        self.0
+            .lock()
+            .map(|list| list.iter().any(|s| s == subject))
+            .unwrap_or(false)
     }
 }
 
@@ -360,6 +438,8 @@ struct Inner {
     /// Server tokens already verified: a reply from a node seen before costs one signature
     /// check, not two.
     tokens: mco_spec::security::TokenCache,
+    /// Subjects the broker refused us.
+    denied: Denials,
 }
 
 /// How many discovery replies that have already arrived are verified in one batch.
@@ -515,6 +595,10 @@ impl Client {
 
     pub(crate) fn queues(&self) -> &crate::direct::QueueCache {
         &self.inner.queues
+    }
+
+    pub(crate) fn denied(&self) -> &Denials {
+        &self.inner.denied
     }
 
     pub(crate) async fn flush(&self) -> Result<(), ClientError> {

@@ -52,10 +52,77 @@ pub struct ClientConfig {
     pub external_discovery_command: Option<String>,
     /// The registry database the registry method reads: an SQLite file or `postgres://...`.
     pub registry_url: Option<String>,
-    /// Queue direct requests in JetStream (default true).
-    pub direct_queue: Option<bool>,
+    /// Queue direct requests in JetStream (default true), as `true`/`false` or a
+    /// `[direct_queue]` table that also gives the stream's settings.
+    pub direct_queue: Option<DirectQueueConfig>,
     /// A broadcast discovery that finds at most this many nodes is followed by direct requests.
     pub direct_addressing_threshold: Option<usize>,
+}
+
+/// The `direct_queue` setting: `direct_queue = true|false`, or a `[direct_queue]` table with
+/// `enabled` and the settings of the collective's stream, which this client uses when it
+/// creates the stream (none exists yet) and `mco broker setup` applies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DirectQueueConfig {
+    /// Queue direct requests in JetStream.
+    pub enabled: bool,
+    /// The stream's settings.
+    #[serde(flatten)]
+    pub settings: mco_transport::QueueSettings,
+}
+
+impl Default for DirectQueueConfig {
+    fn default() -> Self {
+        DirectQueueConfig {
+            enabled: true,
+            settings: mco_transport::QueueSettings::default(),
+        }
+    }
+}
+
+/// The table form, as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DirectQueueTable {
+    #[serde(default = "enabled_by_default")]
+    enabled: bool,
+    #[serde(flatten)]
+    settings: mco_transport::QueueSettings,
+}
+
+fn enabled_by_default() -> bool {
+    true
+}
+
+impl<'de> Deserialize<'de> for DirectQueueConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Either;
+        impl<'de> serde::de::Visitor<'de> for Either {
+            type Value = DirectQueueConfig;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("true, false or a [direct_queue] table")
+            }
+            fn visit_bool<E: serde::de::Error>(self, enabled: bool) -> Result<Self::Value, E> {
+                Ok(DirectQueueConfig {
+                    enabled,
+                    ..DirectQueueConfig::default()
+                })
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                map: M,
+            ) -> Result<Self::Value, M::Error> {
+                let table = DirectQueueTable::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(map),
+                )?;
+                Ok(DirectQueueConfig {
+                    enabled: table.enabled,
+                    settings: table.settings,
+                })
+            }
+        }
+        d.deserialize_any(Either)
+    }
 }
 
 /// Why the configuration could not be used.
@@ -153,6 +220,12 @@ impl ClientConfig {
         if config.collectives.as_ref().is_some_and(Vec::is_empty) {
             return Err(invalid("collectives", "must name at least one collective"));
         }
+        if let Some(queue) = &config.direct_queue {
+            queue
+                .settings
+                .validate()
+                .map_err(|reason| invalid("direct_queue", &reason))?;
+        }
         if let Some(method) = &config.default_discovery_method {
             if let Err(e) = mco_discovery::method::MethodKind::from_name(method) {
                 return Err(invalid("default_discovery_method", &e.to_string()));
@@ -237,8 +310,10 @@ impl ClientConfig {
         if let Some(t) = self.connect_timeout {
             builder = builder.connect_timeout(Duration::from_secs_f64(t));
         }
-        if let Some(q) = self.direct_queue {
-            builder = builder.direct_queue(q);
+        if let Some(q) = &self.direct_queue {
+            builder = builder
+                .direct_queue(q.enabled)
+                .queue_settings(q.settings.clone());
         }
         if let Some(n) = self.direct_addressing_threshold {
             builder = builder.direct_threshold(n);
@@ -280,7 +355,7 @@ mod tests {
             default_discovery_method: Some(String::new()),
             external_discovery_command: Some(String::new()),
             registry_url: Some(String::new()),
-            direct_queue: Some(true),
+            direct_queue: Some(DirectQueueConfig::default()),
             direct_addressing_threshold: Some(1),
         };
         for key in serde_json::to_value(all)
@@ -300,6 +375,22 @@ mod tests {
     }
 
     #[test]
+    fn direct_queue_is_a_switch_or_a_table() {
+        let off = ClientConfig::parse("direct_queue = false\n", "c").unwrap();
+        assert_eq!(off.direct_queue.map(|q| q.enabled), Some(false));
+        let table = ClientConfig::parse(
+            "[direct_queue]\nmax_msgs_per_subject = 5\nstorage = \"memory\"\n",
+            "c",
+        )
+        .unwrap()
+        .direct_queue
+        .unwrap();
+        assert!(table.enabled);
+        assert_eq!(table.settings.max_msgs_per_subject, 5);
+        assert_eq!(table.settings.storage, mco_transport::QueueStorage::Memory);
+    }
+
+    #[test]
     fn errors_name_the_key() {
         for (text, want) in [
             ("bogus = 1\n", "c.toml:1: unknown field `bogus`"),
@@ -307,6 +398,12 @@ mod tests {
             ("ttl = 0\n", "c.toml: ttl:"),
             ("brokers = []\n", "brokers: must name"),
             ("timeout = \"x\"\n", "c.toml:1:"),
+            ("[direct_queue]\nmax_msg = 1\n", "unknown field `max_msg`"),
+            ("[direct_queue]\nmax_msgs = 0\n", "direct_queue: max_msgs"),
+            (
+                "direct_queue = 3\n",
+                "true, false or a [direct_queue] table",
+            ),
         ] {
             let e = ClientConfig::parse(text, "c.toml").unwrap_err().to_string();
             assert!(e.contains(want), "{want:?} not in {e:?}");

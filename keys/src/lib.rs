@@ -73,6 +73,24 @@ pub fn generate_key() -> Result<SigningKey, KeyFileError> {
 
 /// Writes a private key with mode 0600, never overwriting an existing file.
 pub fn write_private_key(path: &Path, key: &SigningKey) -> Result<(), KeyFileError> {
+    write_secret(path, &encode_private_key(key))
+}
+
+/// Creates a NATS user nkey, writes its seed (`SU...`) to `path` with mode 0600, never
+/// overwriting an existing file, and returns its public key (`U...`), which goes into the
+/// broker's permissions (`mco broker config`). The seed is the `[broker_auth]
+/// nkey_seed_file` of the node or client that connects with it.
+pub fn write_nkey_seed(path: &Path) -> Result<String, KeyFileError> {
+    let pair = nkeys::KeyPair::new_user();
+    let seed = pair
+        .seed()
+        .map_err(|e| KeyFileError::Random(e.to_string()))?;
+    write_secret(path, &format!("{seed}\n"))?;
+    Ok(pair.public_key())
+}
+
+/// Writes `text` to a new file with mode 0600, never overwriting an existing file.
+fn write_secret(path: &Path, text: &str) -> Result<(), KeyFileError> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -90,8 +108,7 @@ pub fn write_private_key(path: &Path, key: &SigningKey) -> Result<(), KeyFileErr
                 }
             }
         })?;
-    file.write_all(encode_private_key(key).as_bytes())
-        .map_err(io(path))
+    file.write_all(text.as_bytes()).map_err(io(path))
 }
 
 /// Refuses a file holding a secret (`what`: "private key", "nkey seed", ...) that group or
@@ -229,6 +246,25 @@ mod tests {
                 "{what}"
             );
         }
+    }
+
+    #[test]
+    fn an_nkey_seed_is_0600_and_matches_the_public_key_returned() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("web1.nk");
+        let public = write_nkey_seed(&path).unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let seed = std::fs::read_to_string(&path).unwrap();
+        let pair = nkeys::KeyPair::from_seed(seed.trim()).unwrap();
+        assert_eq!(pair.public_key(), public);
+        assert!(public.starts_with('U'), "{public}");
+        assert!(matches!(
+            write_nkey_seed(&path),
+            Err(KeyFileError::Exists { .. })
+        ));
     }
 }
 

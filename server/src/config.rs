@@ -170,6 +170,11 @@ pub struct DirectQueueConfig {
     /// it out again (the node reports progress while an action runs), seconds.
     #[serde(default = "default_ack_wait")]
     pub ack_wait_seconds: u64,
+    /// The stream and this node's consumer were made by `mco broker setup`: use them as they
+    /// are and never create or change them. Needed under the broker permissions that `mco
+    /// broker config` writes, which do not let a node create or change either.
+    #[serde(default)]
+    pub provisioned: bool,
     /// The stream's settings.
     #[serde(flatten)]
     pub settings: mco_transport::QueueSettings,
@@ -180,6 +185,7 @@ impl Default for DirectQueueConfig {
         DirectQueueConfig {
             enabled: true,
             ack_wait_seconds: default_ack_wait(),
+            provisioned: false,
             settings: mco_transport::QueueSettings::default(),
         }
     }

@@ -63,21 +63,27 @@ fn connect_options() -> async_nats::ConnectOptions {
                 async_nats::Event::Disconnected => {
                     tracing::warn!("disconnected from the broker; reconnecting")
                 }
+                // Permission violations among them: a broker configuration that does not
+                // match this node (see `mco broker config`).
+                async_nats::Event::ServerError(e) => tracing::warn!("the broker says: {e}"),
                 other => tracing::info!("broker event: {other}"),
             }
         })
 }
 
-/// Connects to the broker pool as `settings` say (authentication, reconnecting forever),
-/// naming the connection `name` for the broker's monitoring.
+/// Connects to the broker pool as `settings` say (authentication, reconnecting forever), as
+/// `role` (its own inbox prefix, the only one broker permissions let it read), naming the
+/// connection `name` for the broker's monitoring.
 pub(crate) async fn connect(
     settings: &Settings,
+    role: mco_transport::BrokerRole,
     name: String,
 ) -> Result<async_nats::Client, DaemonError> {
     let options = settings
         .broker_auth
         .apply(connect_options())
         .await?
+        .custom_inbox_prefix(mco_transport::inbox_prefix(role, &settings.identity))
         .name(name);
     options
         .connect(settings.brokers.as_slice())
@@ -91,7 +97,12 @@ pub(crate) async fn connect(
 /// Runs a node until `shutdown` completes.
 pub async fn run(node: Arc<Node>, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
     let settings = &node.settings;
-    let client = connect(settings, format!("mcod {}", settings.identity)).await?;
+    let client = connect(
+        settings,
+        mco_transport::BrokerRole::Node,
+        format!("mcod {}", settings.identity),
+    )
+    .await?;
 
     let mut subscriptions = SelectAll::new();
     for collective in &settings.collectives {
@@ -136,7 +147,6 @@ pub async fn run(node: Arc<Node>, shutdown: impl Future<Output = ()>) -> Result<
     let registering = crate::registration::spawn(client.clone(), node.clone());
 
     let slots = Arc::new(Semaphore::new(settings.max_concurrent_actions));
-    let ack_wait = Duration::from_secs(settings.direct_queue.ack_wait_seconds);
     let mut refresh = tokio::time::interval(Duration::from_secs(settings.facts_refresh_seconds));
     refresh.tick().await;
     tokio::pin!(shutdown);
@@ -156,7 +166,7 @@ pub async fn run(node: Arc<Node>, shutdown: impl Future<Output = ()>) -> Result<
                 let node = node.clone();
                 let client = client.clone();
                 tokio::spawn(async move {
-                    let keep_alive = message.keep_alive(ack_wait);
+                    let keep_alive = message.keep_alive();
                     if let Some(out) = node.handle(&collective, route, message.payload()).await {
                         if let Err(e) = client.publish(out.subject, out.payload.into()).await {
                             tracing::warn!("could not publish a reply: {e}");

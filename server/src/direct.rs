@@ -5,7 +5,9 @@
 //! [`direct_requests`] sets this up for one collective and keeps it up: it retries while the
 //! broker is unreachable, falls back to the plain subject (with one warning) when JetStream is
 //! missing, and sets the consumer up again when its message stream ends (a broker restart
-//! with memory storage, a deleted consumer). Messages come out as [`Incoming`], which the
+//! with memory storage, a deleted consumer). With `[direct_queue] provisioned = true` (broker
+//! permissions from `mco broker config`) it only looks up the consumer `mco broker setup`
+//! made, and says to run that when it is missing. Messages come out as [`Incoming`], which the
 //! daemon acknowledges once it has handled them ([`Incoming::acknowledge`]).
 //!
 //! Not for: deciding what to do with a request (the pipeline) or publishing replies (the
@@ -26,7 +28,12 @@ pub enum Incoming {
     Core(async_nats::Message),
     /// From the JetStream work queue: acknowledged after handling, so a node that dies
     /// mid-action gets it again (and recognises it by its id).
-    Queued(Box<jetstream::Message>),
+    Queued {
+        /// The message.
+        message: Box<jetstream::Message>,
+        /// Its consumer's ack wait: how long the node may hold it without reporting progress.
+        ack_wait: Duration,
+    },
 }
 
 impl Incoming {
@@ -34,16 +41,17 @@ impl Incoming {
     pub fn payload(&self) -> &[u8] {
         match self {
             Incoming::Core(m) => &m.payload,
-            Incoming::Queued(m) => &m.payload,
+            Incoming::Queued { message, .. } => &message.payload,
         }
     }
 
     /// Keeps JetStream from handing the message to the node again while a long action runs;
     /// returns a task to abort when the handling is over (none for plain messages).
-    pub fn keep_alive(&self, ack_wait: Duration) -> Option<tokio::task::JoinHandle<()>> {
-        let Incoming::Queued(message) = self else {
+    pub fn keep_alive(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let Incoming::Queued { message, ack_wait } = self else {
             return None;
         };
+        let ack_wait = *ack_wait;
         let reply = message.reply.clone()?;
         let client = message.context.client();
         Some(tokio::spawn(async move {
@@ -61,7 +69,7 @@ impl Incoming {
     /// Tells JetStream the message is done with (handled, refused or dropped alike: every
     /// outcome is final, and a repeat would be refused as a replay anyway).
     pub async fn acknowledge(&self) {
-        if let Incoming::Queued(message) = self {
+        if let Incoming::Queued { message, .. } = self {
             if let Err(e) = message.ack().await {
                 tracing::warn!("could not acknowledge a queued request: {e}");
             }
@@ -71,6 +79,11 @@ impl Incoming {
 
 /// How long to wait before setting the queue up again after a failure.
 const RETRY: Duration = Duration::from_secs(2);
+
+/// How long to wait before looking again for a stream or consumer that an administrator must
+/// make (`mco broker setup`): long enough not to flood the log, short enough that the node
+/// starts taking requests soon after.
+const NOT_SET_UP_RETRY: Duration = Duration::from_secs(10);
 
 /// Starts feeding `collective`'s direct requests for this node into `sink` and returns the
 /// task doing it (abort it to stop).
@@ -84,22 +97,12 @@ pub fn direct_requests(
     let identity = settings.identity.clone();
     let queue = settings.direct_queue.clone();
     let max_pending = settings.max_concurrent_actions;
-    let ack_wait = Duration::from_secs(settings.direct_queue.ack_wait_seconds);
     tokio::spawn(async move {
         let subject = mco_spec::subjects::direct(&collective, &identity);
         if queue.enabled {
             let js = jetstream::new(client.clone());
             loop {
-                match consume_queue(
-                    &js,
-                    &collective,
-                    &identity,
-                    &queue.settings,
-                    (max_pending, ack_wait),
-                    &sink,
-                )
-                .await
-                {
+                match consume_queue(&js, &collective, &identity, &queue, max_pending, &sink).await {
                     QueueEnd::SinkClosed => return,
                     QueueEnd::NoJetStream(reason) => {
                         tracing::warn!(
@@ -113,6 +116,12 @@ pub fn direct_requests(
                         );
                         tokio::time::sleep(RETRY).await;
                     }
+                    QueueEnd::NotSetUp(reason) => {
+                        tracing::error!(
+                            "direct requests in {collective} cannot be taken: {reason}; retrying in {NOT_SET_UP_RETRY:?}"
+                        );
+                        tokio::time::sleep(NOT_SET_UP_RETRY).await;
+                    }
                 }
             }
         }
@@ -124,37 +133,73 @@ enum QueueEnd {
     SinkClosed,
     NoJetStream(String),
     Retry(String),
+    /// An administrator must make the stream or consumer (`mco broker setup`).
+    NotSetUp(String),
+}
+
+impl From<mco_transport::QueueError> for QueueEnd {
+    fn from(e: mco_transport::QueueError) -> Self {
+        match e {
+            mco_transport::QueueError::Unavailable(reason) => QueueEnd::NoJetStream(reason),
+            missing @ mco_transport::QueueError::Missing { .. } => {
+                QueueEnd::NotSetUp(missing.to_string())
+            }
+            other => QueueEnd::Retry(other.to_string()),
+        }
+    }
+}
+
+/// The node's consumer: looked up as `mco broker setup` made it (`provisioned`), or created
+/// with the stream, which is brought in line with this node's settings.
+async fn consumer(
+    js: &jetstream::Context,
+    collective: &str,
+    identity: &str,
+    queue: &crate::config::DirectQueueConfig,
+    max_pending: usize,
+) -> Result<jetstream::consumer::PullConsumer, QueueEnd> {
+    let ack_wait = Duration::from_secs(queue.ack_wait_seconds);
+    if queue.provisioned {
+        return Ok(mco_transport::existing_consumer(
+            js,
+            collective,
+            identity,
+            max_pending,
+            ack_wait,
+        )
+        .await?);
+    }
+    let stream = mco_transport::ensure_stream(
+        js,
+        collective,
+        &queue.settings,
+        mco_transport::Ownership::Configure,
+    )
+    .await
+    .map_err(|e| match QueueEnd::from(e) {
+        // A broker that does not answer stream look-ups may be one whose permissions forbid
+        // them: say what to change.
+        QueueEnd::Retry(reason) => QueueEnd::Retry(format!(
+            "{reason} (under the broker permissions of `mco broker config`, set [direct_queue] provisioned = true and run `mco broker setup`)"
+        )),
+        other => other,
+    })?;
+    Ok(mco_transport::node_consumer(&stream, collective, identity, max_pending, ack_wait).await?)
 }
 
 async fn consume_queue(
     js: &jetstream::Context,
     collective: &str,
     identity: &str,
-    settings: &mco_transport::QueueSettings,
-    (max_pending, ack_wait): (usize, Duration),
+    queue: &crate::config::DirectQueueConfig,
+    max_pending: usize,
     sink: &mpsc::Sender<(String, Incoming)>,
 ) -> QueueEnd {
-    let stream = match mco_transport::ensure_stream(
-        js,
-        collective,
-        settings,
-        mco_transport::Ownership::Configure,
-    )
-    .await
-    {
-        Ok(s) => s,
-        Err(mco_transport::QueueError::Unavailable(reason)) => {
-            return QueueEnd::NoJetStream(reason)
-        }
-        Err(e) => return QueueEnd::Retry(e.to_string()),
+    let consumer = match consumer(js, collective, identity, queue, max_pending).await {
+        Ok(c) => c,
+        Err(end) => return end,
     };
-    let consumer =
-        match mco_transport::node_consumer(&stream, collective, identity, max_pending, ack_wait)
-            .await
-        {
-            Ok(c) => c,
-            Err(e) => return QueueEnd::Retry(e.to_string()),
-        };
+    let ack_wait = consumer.cached_info().config.ack_wait;
     let mut messages = match consumer.messages().await {
         Ok(m) => m,
         Err(e) => return QueueEnd::Retry(format!("cannot read the consumer: {e}")),
@@ -177,7 +222,13 @@ async fn consume_queue(
                     }
                 }
                 if sink
-                    .send((collective.to_string(), Incoming::Queued(Box::new(message))))
+                    .send((
+                        collective.to_string(),
+                        Incoming::Queued {
+                            message: Box::new(message),
+                            ack_wait,
+                        },
+                    ))
                     .await
                     .is_err()
                 {

@@ -186,8 +186,12 @@ async fn listen(
     expire_after: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RegistryServiceError> {
-    let client =
-        crate::daemon::connect(settings, format!("mcod registry {}", settings.identity)).await?;
+    let client = crate::daemon::connect(
+        settings,
+        mco_transport::BrokerRole::Registry,
+        format!("mcod registry {}", settings.identity),
+    )
+    .await?;
     let mut subscriptions = SelectAll::new();
     for collective in &settings.collectives {
         let subject = mco_spec::subjects::registration(collective);

@@ -164,9 +164,23 @@ impl NatsServer {
         NatsServer::start_with_args(jetstream, &[])
     }
 
+    /// Starts a server with JetStream and `config` as its configuration file (an
+    /// `authorization` block from `mco broker config`, say); the port and store are the
+    /// test's, as for every server here.
+    pub fn start_with_config(config: &str) -> NatsServer {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let path = dir.path().join("nats.conf");
+        write(&path, config);
+        NatsServer::start_in(dir, true, &["-c".into(), path.display().to_string()])
+    }
+
     /// Starts a server with extra command-line arguments (authentication, TLS).
     pub fn start_with_args(jetstream: bool, args: &[String]) -> NatsServer {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        NatsServer::start_in(dir, jetstream, args)
+    }
+
+    fn start_in(dir: TempDir, jetstream: bool, args: &[String]) -> NatsServer {
         let mut server = NatsServer {
             child: None,
             port: free_port(),

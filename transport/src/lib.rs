@@ -1,16 +1,23 @@
 //! The NATS seam shared by `mcod`, `mco` and the fleet simulator: the JetStream work queue
-//! that holds direct requests until their node takes them.
+//! that holds direct requests until their node takes them, and the broker permissions
+//! ([`permissions`]) that confine each connection to its own part.
 //!
 //! A direct request (`<collective>.node.<identity>`) must be able to wait for a node that is
 //! not up yet. Each collective has one work-queue stream over `<collective>.node.>`
 //! ([`stream_name`], [`stream_subject`]) bounded by a maximum age, and each node identity has
 //! one durable pull consumer filtered to its own subject ([`consumer_name`]). A message stays
 //! in the stream until the node acknowledges it, or until it is older than the maximum age.
+//! Each node's share is bounded (`max_msgs_per_subject`, refusing new requests rather than
+//! dropping queued ones), and so is the whole (`max_msgs`, `max_bytes`); why the broker
+//! refused to queue a request is told apart by [`refusal`].
 //!
-//! Whoever needs the stream first creates it with [`ensure_stream`]: a node with its
-//! configured [`QueueSettings`] (and it brings an existing stream's settings in line with its
-//! own), a client with its own settings only when the stream does not exist yet. Brokers
-//! without JetStream are detected by [`probe`]; callers then fall back to plain subjects.
+//! On an open broker, whoever needs the stream first creates it with [`ensure_stream`]: a node
+//! with its configured [`QueueSettings`] (and it brings an existing stream's settings in line
+//! with its own), a client with its own settings only when the stream does not exist yet.
+//! Under broker permissions an administrator makes the stream and every node's consumer
+//! ([`setup`]) and nodes only look theirs up ([`existing_consumer`]). Brokers without
+//! JetStream are detected by [`probe`]; callers then fall back to plain subjects. Each
+//! connection reads its inbox under its own prefix ([`inbox_prefix`]).
 //!
 //! Not for: subject names and message formats (those are `mco_spec`), signing, or running
 //! requests. Nothing here decodes a payload.
@@ -23,6 +30,9 @@ use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+pub mod permissions;
+pub use permissions::permissions;
 
 /// The default time a node may hold a queued request without acknowledging it before
 /// JetStream hands it out again. Nodes report progress three times within it while an action
@@ -47,6 +57,12 @@ pub enum QueueError {
         stream: String,
         /// Why.
         reason: String,
+    },
+    /// The stream or this node's consumer does not exist, and this side may not create it.
+    #[error("{what} does not exist; create it with `mco broker setup` (with the broker's admin credentials)")]
+    Missing {
+        /// What is missing.
+        what: String,
     },
     /// The node's consumer could not be created or updated.
     #[error("direct-request consumer {consumer} on {stream}: {reason}")]
@@ -89,6 +105,16 @@ pub struct QueueSettings {
     /// sender hears it) rather than queued ones dropped.
     #[serde(default = "default_max_bytes")]
     pub max_bytes: i64,
+    /// Most requests queued in the collective, all nodes together; when full, new direct
+    /// requests are refused like at `max_bytes`.
+    #[serde(default = "default_max_msgs")]
+    pub max_msgs: i64,
+    /// Most requests waiting for any one node. When a node's share is full, new requests for
+    /// it are refused (the sender hears "the direct queue for NODE is full") and nothing
+    /// queued is dropped, so junk published for one name cannot take the queue from the
+    /// others.
+    #[serde(default = "default_max_msgs_per_subject")]
+    pub max_msgs_per_subject: i64,
 }
 
 fn default_max_age() -> u64 {
@@ -100,6 +126,12 @@ fn default_replicas() -> usize {
 fn default_max_bytes() -> i64 {
     1 << 30
 }
+fn default_max_msgs() -> i64 {
+    1_000_000
+}
+fn default_max_msgs_per_subject() -> i64 {
+    1_000
+}
 
 impl Default for QueueSettings {
     fn default() -> Self {
@@ -108,6 +140,8 @@ impl Default for QueueSettings {
             storage: QueueStorage::default(),
             replicas: default_replicas(),
             max_bytes: default_max_bytes(),
+            max_msgs: default_max_msgs(),
+            max_msgs_per_subject: default_max_msgs_per_subject(),
         }
     }
 }
@@ -123,6 +157,12 @@ impl QueueSettings {
         }
         if self.max_bytes < 1024 * 1024 {
             return Err("max_bytes must be at least 1 MiB".into());
+        }
+        if self.max_msgs < 1 {
+            return Err("max_msgs must be at least 1".into());
+        }
+        if self.max_msgs_per_subject < 1 || self.max_msgs_per_subject > self.max_msgs {
+            return Err("max_msgs_per_subject must be between 1 and max_msgs".into());
         }
         Ok(())
     }
@@ -141,7 +181,18 @@ impl QueueSettings {
             },
             num_replicas: self.replicas,
             max_bytes: self.max_bytes,
+            max_messages: self.max_msgs,
+            max_messages_per_subject: self.max_msgs_per_subject,
+            // A full node share refuses the new request instead of dropping its oldest.
+            discard_new_per_subject: true,
             discard: DiscardPolicy::New,
+            // Nothing may purge the queue or delete queued requests through the API. The
+            // broker answers a publish on the reply subject its sender names, and a publish
+            // acknowledgement (`{"stream":..,"seq":N}`) sent to `$JS.API.STREAM.PURGE.<s>`
+            // reads as "purge everything before N": any client that may publish a direct
+            // request could purge everyone's. Once set these cannot be turned off.
+            deny_purge: true,
+            deny_delete: true,
             max_message_size: i32::try_from(mco_spec::MAX_MESSAGE_BYTES).unwrap_or(i32::MAX),
             ..stream::Config::default()
         }
@@ -256,6 +307,11 @@ pub async fn ensure_stream(
                     let mut updated = info.clone();
                     updated.max_age = wanted.max_age;
                     updated.max_bytes = wanted.max_bytes;
+                    updated.max_messages = wanted.max_messages;
+                    updated.max_messages_per_subject = wanted.max_messages_per_subject;
+                    updated.discard_new_per_subject = wanted.discard_new_per_subject;
+                    updated.deny_purge = wanted.deny_purge;
+                    updated.deny_delete = wanted.deny_delete;
                     updated.num_replicas = wanted.num_replicas;
                     updated.discard = wanted.discard;
                     updated.max_message_size = wanted.max_message_size;
@@ -263,9 +319,11 @@ pub async fn ensure_stream(
                         .await
                         .map_err(|e| failed(format!("cannot update its settings: {e}")))?;
                     tracing::info!(
-                        "updated stream {name}: max age {:?}, max bytes {}, replicas {}",
+                        "updated stream {name}: max age {:?}, max bytes {}, max requests {} ({} per node), replicas {}",
                         updated.max_age,
                         updated.max_bytes,
+                        updated.max_messages,
+                        updated.max_messages_per_subject,
                         updated.num_replicas
                     );
                 }
@@ -288,6 +346,11 @@ pub async fn ensure_stream(
                         .map_err(|_| match create_error.kind() {
                             jetstream::context::CreateStreamErrorKind::JetStreamUnavailable => {
                                 QueueError::Unavailable(create_error.to_string())
+                            }
+                            // Broker permissions that forbid creating it leave the request
+                            // unanswered.
+                            jetstream::context::CreateStreamErrorKind::TimedOut => {
+                                QueueError::TimedOut(format!("creating stream {name}"))
                             }
                             _ => failed(create_error.to_string()),
                         })
@@ -321,16 +384,40 @@ fn classify_request_failure(
 fn differs(existing: &stream::Config, wanted: &stream::Config) -> bool {
     existing.max_age != wanted.max_age
         || existing.max_bytes != wanted.max_bytes
+        || existing.max_messages != wanted.max_messages
+        || existing.max_messages_per_subject != wanted.max_messages_per_subject
+        || existing.discard_new_per_subject != wanted.discard_new_per_subject
+        || existing.deny_purge != wanted.deny_purge
+        || existing.deny_delete != wanted.deny_delete
         || existing.num_replicas != wanted.num_replicas
         || existing.discard != wanted.discard
         || existing.max_message_size != wanted.max_message_size
         || existing.storage != wanted.storage
 }
 
+/// The configuration of `identity`'s durable consumer: its own direct subject only, at most
+/// `max_ack_pending` requests handed out at once (a backlog waits in the broker, not in the
+/// node), an unacknowledged request handed out again after `ack_wait`.
+pub fn consumer_config(
+    collective: &str,
+    identity: &str,
+    max_ack_pending: usize,
+    ack_wait: Duration,
+) -> pull::Config {
+    pull::Config {
+        durable_name: Some(consumer_name(identity)),
+        description: Some(format!("mco direct requests for {identity}")),
+        filter_subject: mco_spec::subjects::direct(collective, identity),
+        deliver_policy: DeliverPolicy::All,
+        ack_policy: AckPolicy::Explicit,
+        ack_wait,
+        max_ack_pending: i64::try_from(max_ack_pending.max(1)).unwrap_or(i64::MAX),
+        ..pull::Config::default()
+    }
+}
+
 /// The durable consumer through which `identity` takes its requests from `stream`, created
-/// when missing and updated when its settings changed. At most `max_ack_pending` requests
-/// are handed to the node at once, so a backlog waits in the broker, not in the node; an
-/// unacknowledged request is handed out again after `ack_wait`.
+/// when missing and updated when its settings changed ([`consumer_config`]).
 pub async fn node_consumer(
     stream: &stream::Stream,
     collective: &str,
@@ -339,16 +426,7 @@ pub async fn node_consumer(
     ack_wait: Duration,
 ) -> Result<jetstream::consumer::Consumer<pull::Config>, QueueError> {
     let name = consumer_name(identity);
-    let config = pull::Config {
-        durable_name: Some(name.clone()),
-        description: Some(format!("mco direct requests for {identity}")),
-        filter_subject: mco_spec::subjects::direct(collective, identity),
-        deliver_policy: DeliverPolicy::All,
-        ack_policy: AckPolicy::Explicit,
-        ack_wait,
-        max_ack_pending: i64::try_from(max_ack_pending.max(1)).unwrap_or(i64::MAX),
-        ..pull::Config::default()
-    };
+    let config = consumer_config(collective, identity, max_ack_pending, ack_wait);
     let failed = |reason: String| QueueError::Consumer {
         stream: stream_name(collective),
         consumer: name.clone(),
@@ -371,6 +449,240 @@ pub async fn node_consumer(
                 .map_err(|e| failed(e.to_string()))
         }
     }
+}
+
+/// `identity`'s consumer as `mco broker setup` made it, used as it is.
+///
+/// Under the broker permissions that `mco broker config` writes, a node may read its own
+/// consumer (look it up, take messages, acknowledge them) but may not create or change a
+/// stream or a consumer: on nats-server 2.9 a consumer's subject travels in the request body,
+/// so a node allowed to create consumers could make one on another node's subject. This
+/// only looks the consumer up. Settings that differ from `max_ack_pending` and `ack_wait`
+/// are warned about and the consumer's own are used; a consumer that takes another subject
+/// than this node's is refused.
+pub async fn existing_consumer(
+    js: &jetstream::Context,
+    collective: &str,
+    identity: &str,
+    max_ack_pending: usize,
+    ack_wait: Duration,
+) -> Result<jetstream::consumer::Consumer<pull::Config>, QueueError> {
+    let stream = stream_name(collective);
+    let name = consumer_name(identity);
+    let wanted = consumer_config(collective, identity, max_ack_pending, ack_wait);
+    let consumer = js
+        .get_consumer_from_stream::<pull::Config, _, _>(&name, &stream)
+        .await
+        .map_err(|e| classify_consumer_lookup(&stream, &name, &e))?;
+    let have = &consumer.cached_info().config;
+    if have.filter_subject != wanted.filter_subject {
+        return Err(QueueError::Consumer {
+            stream,
+            consumer: name,
+            reason: format!(
+                "it takes {:?}, not this node's {:?}; run `mco broker setup` again",
+                have.filter_subject, wanted.filter_subject
+            ),
+        });
+    }
+    if have.ack_wait != wanted.ack_wait || have.max_ack_pending != wanted.max_ack_pending {
+        tracing::warn!(
+            "consumer {name} on {stream} hands out {} request(s) at once with an ack wait of {:?}; this node's configuration asks for {} and {:?} (`mco broker setup` decides; using the consumer's)",
+            have.max_ack_pending,
+            have.ack_wait,
+            wanted.max_ack_pending,
+            wanted.ack_wait
+        );
+    }
+    Ok(consumer)
+}
+
+fn classify_consumer_lookup(
+    stream: &str,
+    consumer: &str,
+    error: &jetstream::stream::ConsumerError,
+) -> QueueError {
+    use jetstream::stream::ConsumerErrorKind;
+    match error.kind() {
+        ConsumerErrorKind::JetStream(e)
+            if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+        {
+            QueueError::Missing {
+                what: format!("stream {stream}"),
+            }
+        }
+        ConsumerErrorKind::JetStream(e)
+            if e.error_code() == jetstream::ErrorCode::CONSUMER_NOT_FOUND =>
+        {
+            QueueError::Missing {
+                what: format!("consumer {consumer} on stream {stream}"),
+            }
+        }
+        ConsumerErrorKind::TimedOut => QueueError::TimedOut(format!(
+            "looking up consumer {consumer} on {stream} (a broker that does not permit it does not answer either: check that its permissions come from `mco broker config` for this node)"
+        )),
+        ConsumerErrorKind::Request => {
+            let request = std::error::Error::source(error)
+                .and_then(|source| source.downcast_ref::<jetstream::context::RequestError>());
+            match request.map(|r| r.kind()) {
+                Some(jetstream::context::RequestErrorKind::NoResponders) => {
+                    QueueError::Unavailable("no JetStream API answers on this broker".into())
+                }
+                _ => QueueError::Consumer {
+                    stream: stream.to_string(),
+                    consumer: consumer.to_string(),
+                    reason: error.to_string(),
+                },
+            }
+        }
+        _ => QueueError::Consumer {
+            stream: stream.to_string(),
+            consumer: consumer.to_string(),
+            reason: error.to_string(),
+        },
+    }
+}
+
+/// What [`setup`] did for one collective.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetupReport {
+    /// The stream.
+    pub stream: String,
+    /// Whether it was created (else it existed and was brought in line).
+    pub created: bool,
+    /// The consumers made or brought in line, one per node.
+    pub consumers: usize,
+}
+
+/// Creates `collective`'s stream with `settings`, or brings an existing one in line with
+/// them, and creates or updates each of `identities`' consumers ([`consumer_config`]): what
+/// an administrator runs (`mco broker setup`) when broker permissions keep nodes and
+/// clients from doing it themselves. An existing stream keeps its storage type (it cannot
+/// change in place).
+pub async fn setup(
+    js: &jetstream::Context,
+    collective: &str,
+    settings: &QueueSettings,
+    identities: &[String],
+    (max_ack_pending, ack_wait): (usize, Duration),
+) -> Result<SetupReport, QueueError> {
+    let name = stream_name(collective);
+    let created = match js.get_stream(&name).await {
+        Ok(_) => false,
+        Err(e) if matches!(e.kind(), jetstream::context::GetStreamErrorKind::Request) => {
+            return Err(classify_request_failure(&name, &e))
+        }
+        Err(_) => true,
+    };
+    let stream = ensure_stream(js, collective, settings, Ownership::Configure).await?;
+    for identity in identities {
+        node_consumer(&stream, collective, identity, max_ack_pending, ack_wait).await?;
+    }
+    Ok(SetupReport {
+        stream: name,
+        created,
+        consumers: identities.len(),
+    })
+}
+
+/// Why the broker did not queue one direct request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The node's share of the queue (`max_msgs_per_subject`) is full.
+    NodeFull,
+    /// The collective's queue (`max_msgs` or `max_bytes`) is full.
+    QueueFull(String),
+    /// No stream captures the node's subject (the stream is gone).
+    NotCaptured,
+    /// The broker did not confirm in time.
+    TimedOut,
+    /// Anything else, in the broker's or the client's words.
+    Other(String),
+}
+
+/// What a failed JetStream publish means for the request it carried.
+///
+/// nats-server reports every full limit with the same error code (10077, "store failed"),
+/// so the limit is told apart by the server's description.
+pub fn refusal(error: &jetstream::context::PublishError) -> Refusal {
+    use jetstream::context::PublishErrorKind;
+    match error.kind() {
+        PublishErrorKind::StreamNotFound => Refusal::NotCaptured,
+        PublishErrorKind::TimedOut => Refusal::TimedOut,
+        _ => {
+            let server = std::error::Error::source(error)
+                .and_then(|source| source.downcast_ref::<jetstream::Error>());
+            let description = server
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| error.to_string());
+            if description.contains("maximum messages per subject exceeded") {
+                Refusal::NodeFull
+            } else if description.contains("maximum messages exceeded")
+                || description.contains("maximum bytes exceeded")
+            {
+                Refusal::QueueFull(description)
+            } else {
+                Refusal::Other(description)
+            }
+        }
+    }
+}
+
+/// Who a broker connection belongs to. Each has its own inbox prefix ([`inbox_prefix`]) and
+/// its own permissions ([`permissions`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BrokerRole {
+    /// A node (`mcod`), named by its identity.
+    Node,
+    /// A caller (`mco`, a web application), named by its caller name (its token's name).
+    Client,
+    /// A registry service (`mcod registry`).
+    Registry,
+    /// An administrator who sets up the direct-request streams (`mco broker setup`).
+    Admin,
+}
+
+impl BrokerRole {
+    /// The role's name in users files and flags: `node`, `client`, `registry`, `admin`.
+    pub fn name(self) -> &'static str {
+        match self {
+            BrokerRole::Node => "node",
+            BrokerRole::Client => "client",
+            BrokerRole::Registry => "registry",
+            BrokerRole::Admin => "admin",
+        }
+    }
+
+    /// The role called `name`.
+    pub fn from_name(name: &str) -> Option<BrokerRole> {
+        [
+            BrokerRole::Node,
+            BrokerRole::Client,
+            BrokerRole::Registry,
+            BrokerRole::Admin,
+        ]
+        .into_iter()
+        .find(|r| r.name() == name)
+    }
+}
+
+impl std::fmt::Display for BrokerRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The inbox prefix of `role` `name`'s connections: `_INBOX_<32 hex digits>`.
+///
+/// NATS's default `_INBOX.` is shared, and JetStream sends publish acknowledgements and pull
+/// deliveries (whole requests) to inboxes, so a connection allowed `_INBOX.>` would read
+/// everyone's. Each connection uses its own prefix (async-nats `custom_inbox_prefix`) and
+/// the broker permits each user exactly its own. The role is part of the hash so that a
+/// caller named like a node does not get the node's inbox.
+pub fn inbox_prefix(role: BrokerRole, name: &str) -> String {
+    let digest = Sha256::digest(format!("{}:{name}", role.name()).as_bytes());
+    format!("_INBOX_{}", hex::encode(&digest[..16]))
 }
 
 #[cfg(test)]
@@ -411,6 +723,23 @@ mod tests {
         }
         .validate()
         .is_err());
-        assert!(QueueSettings { max_bytes: 10, ..s }.validate().is_err());
+        assert!(QueueSettings {
+            max_bytes: 10,
+            ..s.clone()
+        }
+        .validate()
+        .is_err());
+        // Each node's share is bounded, refuses rather than drops, and fits in the whole.
+        assert!(config.discard_new_per_subject && config.deny_purge && config.deny_delete);
+        assert_eq!(config.max_messages_per_subject, 1_000);
+        assert_eq!(config.max_messages, 1_000_000);
+        for bad in [(0, 1), (10, 0), (10, 11)] {
+            let settings = QueueSettings {
+                max_msgs: bad.0,
+                max_msgs_per_subject: bad.1,
+                ..s.clone()
+            };
+            assert!(settings.validate().is_err(), "{bad:?}");
+        }
     }
 }

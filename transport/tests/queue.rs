@@ -1,6 +1,8 @@
 //! The direct-request queue against a real nats-server: created by whoever comes first,
-//! updated by nodes, holding requests for a node that has no consumer yet, and a broker
-//! without JetStream recognised as such.
+//! updated by nodes, holding requests for a node that has no consumer yet, a broker
+//! without JetStream recognised as such; each node's bounded share of the queue, a publish
+//! acknowledgement aimed at the purge API, and the stream and consumers an administrator
+//! sets up for nodes that may only look theirs up.
 
 use std::time::Duration;
 
@@ -8,8 +10,8 @@ use async_nats::jetstream;
 use futures::StreamExt;
 use mco_testsupport::NatsServer;
 use mco_transport::{
-    consumer_name, ensure_stream, node_consumer, probe, stream_name, Ownership, QueueError,
-    QueueSettings,
+    consumer_name, ensure_stream, existing_consumer, node_consumer, probe, refusal, setup,
+    stream_name, Ownership, QueueError, QueueSettings, Refusal,
 };
 
 async fn connect(server: &NatsServer) -> jetstream::Context {
@@ -126,4 +128,151 @@ async fn a_broker_without_jetstream_is_recognised() {
         Err(QueueError::Unavailable(_)) => {}
         other => panic!("expected Unavailable, got {:?}", other.map(|_| ())),
     }
+}
+
+/// Publishes `payload` to `subject` through JetStream; the broker's refusal if any.
+async fn queue(js: &jetstream::Context, subject: &str, payload: &'static str) -> Option<Refusal> {
+    match js.publish(subject.to_string(), payload.into()).await {
+        Ok(ack) => ack.await.err().map(|e| refusal(&e)),
+        Err(e) => Some(refusal(&e)),
+    }
+}
+
+#[tokio::test]
+async fn a_full_node_share_refuses_new_requests_and_drops_none_of_the_others() {
+    let server = NatsServer::start();
+    let js = connect(&server).await;
+    let settings = QueueSettings {
+        max_msgs: 6,
+        max_msgs_per_subject: 2,
+        ..QueueSettings::default()
+    };
+    let mut stream = ensure_stream(&js, "mco", &settings, Ownership::Configure)
+        .await
+        .unwrap();
+    assert_eq!(queue(&js, "mco.node.web2", "junk").await, None);
+    assert_eq!(queue(&js, "mco.node.web2", "junk").await, None);
+    // web2's share is full: the new one is refused, the queued ones stay...
+    assert_eq!(
+        queue(&js, "mco.node.web2", "junk").await,
+        Some(Refusal::NodeFull)
+    );
+    // ...and web1 still gets its requests queued.
+    assert_eq!(queue(&js, "mco.node.web1", "real").await, None);
+    assert_eq!(stream.info().await.unwrap().state.messages, 3);
+    // The collective's total is a bound of its own.
+    for node in ["a", "b", "c"] {
+        let _ = queue(&js, &format!("mco.node.{node}"), "x").await;
+    }
+    match queue(&js, "mco.node.d", "x").await {
+        Some(Refusal::QueueFull(why)) => assert!(why.contains("maximum messages"), "{why}"),
+        other => panic!("expected QueueFull, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_publish_ack_sent_to_the_purge_api_does_not_purge_the_queue() {
+    // The broker sends a publish acknowledgement, {"stream":..,"seq":N}, to whatever reply
+    // subject the publisher names; the purge API reads it as "purge everything before N".
+    async fn purged_by_an_ack(config: async_nats::jetstream::stream::Config) -> u64 {
+        let server = NatsServer::start();
+        let client = async_nats::connect(server.url()).await.unwrap();
+        let js = jetstream::new(client.clone());
+        let mut stream = js.create_stream(config).await.unwrap();
+        for _ in 0..3 {
+            js.publish("mco.node.web1", "queued".into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+        client
+            .publish_with_reply(
+                "mco.node.web2",
+                format!("$JS.API.STREAM.PURGE.{}", stream_name("mco")),
+                "junk".into(),
+            )
+            .await
+            .unwrap();
+        client.flush().await.unwrap();
+        // The purge, if any, is done by the time a later API request is answered.
+        stream.info().await.unwrap();
+        4 - stream.info().await.unwrap().state.messages
+    }
+    let mco = QueueSettings::default().stream_config("mco");
+    let unprotected = async_nats::jetstream::stream::Config {
+        deny_purge: false,
+        deny_delete: false,
+        ..mco.clone()
+    };
+    assert_eq!(purged_by_an_ack(unprotected).await, 3, "the attack works");
+    assert_eq!(purged_by_an_ack(mco).await, 0);
+}
+
+#[tokio::test]
+async fn an_administrator_sets_up_what_nodes_then_only_look_up() {
+    let server = NatsServer::start();
+    let js = connect(&server).await;
+    let consumer_settings = (8, Duration::from_secs(30));
+    // Before setup: the node says what is missing and what to run.
+    match existing_consumer(&js, "mco", "web1", 8, Duration::from_secs(30)).await {
+        Err(e @ QueueError::Missing { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("stream MCO_DIRECT_mco") && text.contains("mco broker setup"),
+                "{text}"
+            );
+        }
+        other => panic!("expected Missing, got {:?}", other.map(|_| ())),
+    }
+    let nodes = vec!["web1".to_string(), "db1.example.net".to_string()];
+    let report = setup(
+        &js,
+        "mco",
+        &QueueSettings::default(),
+        &nodes,
+        consumer_settings,
+    )
+    .await
+    .unwrap();
+    assert!(report.created);
+    assert_eq!(report.consumers, 2);
+    match existing_consumer(&js, "mco", "web2", 8, Duration::from_secs(30)).await {
+        Err(e @ QueueError::Missing { .. }) => {
+            assert!(e.to_string().contains(&consumer_name("web2")), "{e}")
+        }
+        other => panic!("expected Missing, got {:?}", other.map(|_| ())),
+    }
+    // A node with other consumer settings uses the consumer as it is.
+    let consumer = existing_consumer(&js, "mco", "db1.example.net", 64, Duration::from_secs(3))
+        .await
+        .unwrap();
+    assert_eq!(consumer.cached_info().config.max_ack_pending, 8);
+    js.publish("mco.node.db1.example.net", "queued".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let mut messages = consumer.messages().await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), messages.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(&first.payload[..], b"queued");
+    // A work queue with purges and deletes denied still removes what its node acknowledged.
+    first.double_ack().await.unwrap();
+    let mut stream = js.get_stream(stream_name("mco")).await.unwrap();
+    assert_eq!(stream.info().await.unwrap().state.messages, 0);
+    // Running setup again updates, and is harmless.
+    let again = setup(
+        &js,
+        "mco",
+        &QueueSettings::default(),
+        &nodes,
+        consumer_settings,
+    )
+    .await
+    .unwrap();
+    assert!(!again.created);
 }

@@ -16,6 +16,7 @@ use mco_spec::Filter;
 use crate::client::{Client, ClientError};
 use crate::config::ClientConfig;
 
+mod broker;
 mod discovery;
 mod facts;
 mod find;
@@ -62,6 +63,8 @@ pub enum Command {
     Keys(keys::KeysArgs),
     /// Read replies sent to a subject (by mco rpc --reply-to SUBJECT), here or elsewhere.
     Replies(replies::RepliesArgs),
+    /// Lock the broker down: nkeys, nats-server permissions and the direct-request streams.
+    Broker(broker::BrokerArgs),
 }
 
 /// Options every application takes: connection, targeting and output.
@@ -338,6 +341,7 @@ pub fn run() -> u8 {
             Command::Plugin(a) => plugin::run(a, &mut printed),
             Command::Keys(a) => keys::run(a, &mut printed),
             Command::Replies(a) => replies::run(a, &mut printed).await,
+            Command::Broker(a) => broker::run(a, &mut printed).await,
         };
         match result {
             Ok(code) => code,

@@ -62,7 +62,7 @@ fn decisions(node: &Mcod, request_id: &str) -> Vec<(String, String)> {
 }
 
 /// `mco rpc ... --nr`: the request id it prints.
-fn send_no_wait(fleet: &Fleet, args: &[&str]) -> String {
+pub(crate) fn send_no_wait(fleet: &Fleet, args: &[&str]) -> String {
     let mut all = vec!["rpc"];
     all.extend_from_slice(args);
     all.push("--nr");
@@ -441,4 +441,89 @@ fn the_library_names_every_node_it_was_given() {
             ]
         );
     });
+}
+
+/// The queue limits of [`junk_for_a_node_that_is_down_leaves_the_queue_to_the_others`]: the
+/// smallest total the daemon accepts (1 MiB), and ten requests per node.
+const SMALL_QUEUE: &str = "[direct_queue]\nmax_bytes = 1048576\nmax_msgs_per_subject = 10\n";
+
+/// Publishes `count` junk messages of `size` bytes to `subject` through JetStream, as anyone
+/// who may publish there can; returns how many the broker queued.
+async fn flood(
+    js: &async_nats::jetstream::Context,
+    subject: &str,
+    count: usize,
+    size: usize,
+) -> usize {
+    let junk = bytes::Bytes::from(vec![b'x'; size]);
+    let mut queued = 0;
+    for _ in 0..count {
+        if let Ok(ack) = js.publish(subject.to_string(), junk.clone()).await {
+            if ack.await.is_ok() {
+                queued += 1;
+            }
+        }
+    }
+    queued
+}
+
+#[test]
+fn junk_for_a_node_that_is_down_leaves_the_queue_to_the_others() {
+    let spec = |id: &str| {
+        let mut s = NodeSpec::new(id, json!({}), &[]);
+        s.extra_config = SMALL_QUEUE.into();
+        s
+    };
+    let mut fleet = Fleet::start(vec![spec("web1"), spec("web2")]);
+    fleet.node("web2").kill();
+    // 2,500 x 512 bytes for web2, which is down: more than the whole queue holds, in pieces
+    // small enough to leave no room for anyone else's request.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let queued = runtime.block_on(async {
+        let nats = async_nats::connect(fleet.nats.url()).await.unwrap();
+        flood(
+            &async_nats::jetstream::new(nats),
+            "mco.node.web2",
+            2500,
+            512,
+        )
+        .await
+    });
+    // web1 still gets direct requests through the queue...
+    let run = fleet.mco(&["rpc", "rpcutil", "ping", "-I", "web1", "-j"]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(run.senders(), ["web1"]);
+    // ...because web2's share took ten and the rest was refused.
+    assert_eq!(queued, 10);
+    // ...and a request for web2 is refused with the reason, not lost in silence.
+    let full = fleet.mco(&["rpc", "rpcutil", "ping", "-I", "web2", "-t", "2"]);
+    assert_eq!(full.code, Some(1), "{full:?}");
+    assert_eq!(
+        full.stderr.trim(),
+        "mco: no request could be queued: web2: the direct queue for web2 is full (10 waiting)",
+        "{full:?}"
+    );
+    // With another node in the call, web2's refusal is a line of the summary (exit code 2).
+    let mixed = fleet.mco(&[
+        "rpc", "rpcutil", "ping", "-I", "web1", "-I", "web2", "-t", "2",
+    ]);
+    assert_eq!(mixed.code, Some(2), "{mixed:?}");
+    assert!(
+        mixed
+            .stdout
+            .contains("web2: the direct queue for web2 is full (10 waiting)"),
+        "{mixed:?}"
+    );
+    // Once web2 is back it works through its share, junk and all, and is reachable again.
+    fleet.node("web2").start_again();
+    crate::wait_until(
+        "web2 to take direct requests again",
+        Duration::from_secs(30),
+        || {
+            fleet
+                .mco(&["rpc", "rpcutil", "ping", "-I", "web2", "-t", "2"])
+                .code
+                == Some(0)
+        },
+    );
 }

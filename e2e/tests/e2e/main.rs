@@ -8,6 +8,7 @@ mod agents_service;
 mod attacks;
 mod attacks_agents;
 mod broker_auth;
+mod broker_permissions;
 mod commands;
 mod direct;
 mod discovery;
