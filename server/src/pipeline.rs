@@ -103,7 +103,7 @@ impl Node {
                 return Admission::Refuse(Rejection::unparsed(
                     Malformed,
                     ClaimedFields::default(),
-                    format!("malformed message: {e}"),
+                    e.to_string(),
                 ))
             }
         };
@@ -127,7 +127,7 @@ impl Node {
                 return Admission::Refuse(Rejection::unparsed(
                     Malformed,
                     ClaimedFields::read(envelope.body.get()),
-                    format!("malformed request: {e}"),
+                    format!("request: {e}"),
                 ))
             }
         };

@@ -203,15 +203,22 @@ impl Node {
             match gate {
                 Gate::Pass { suppressed } => {
                     let line = Refusal::new(&claimed, size, &rejection.reason, now);
-                    let what = format!(
-                        "refused {}#{} from {} in {collective} (id {}, caller {:?}): {}",
-                        line.agent,
-                        line.action,
-                        line.sender,
-                        line.request_id,
-                        line.caller,
-                        line.reason
-                    );
+                    let what = if line.agent.is_empty() && line.request_id.is_empty() {
+                        format!(
+                            "refused a message of {size} bytes in {collective}: {}",
+                            line.reason
+                        )
+                    } else {
+                        format!(
+                            "refused {}#{} from {} in {collective} (id {}, caller {:?}): {}",
+                            line.agent,
+                            line.action,
+                            line.sender,
+                            line.request_id,
+                            line.caller,
+                            line.reason
+                        )
+                    };
                     if loudness == Loudness::Warn {
                         tracing::warn!("{what}");
                     } else {

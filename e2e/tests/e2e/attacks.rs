@@ -373,11 +373,15 @@ fn junk_cannot_fill_the_audit_log_and_a_full_disk_does_not_stop_the_node() {
                 .await
                 .unwrap();
         }
-        // And a flood of small junk, far over the refusal rate limit.
+        // And a flood of small junk, far over the refusal rate limit (as broadcasts: the
+        // direct queue would keep only its per-node share of junk for n1).
         for i in 0..2000 {
-            nats.publish("mco.node.n1", format!("junk {i}").into_bytes().into())
-                .await
-                .unwrap();
+            nats.publish(
+                "mco.broadcast.agent.rpcutil",
+                format!("junk {i}").into_bytes().into(),
+            )
+            .await
+            .unwrap();
         }
         nats.flush().await.unwrap();
     });

@@ -91,7 +91,7 @@ fn malformed_messages_are_counted_and_ignored() {
     });
     assert_eq!(data["unvalidated"], 11, "{data}");
     assert!(
-        fleet.nodes[0].log().contains("dropping a message"),
+        fleet.nodes[0].log().contains("refused a message of"),
         "{}",
         fleet.nodes[0].log()
     );
