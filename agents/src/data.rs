@@ -52,6 +52,11 @@ pub struct DataSettings {
     /// within `timeout_seconds`.
     #[serde(default = "default_max_concurrent")]
     pub max_concurrent: usize,
+    /// The data plugins callers' filters may call (`-S "fstat('/x').present=true"`);
+    /// `None` (the default) is all of them. A call to another is unknown, so the filter does
+    /// not match. The node's own action policies are not limited by it.
+    #[serde(default)]
+    pub filter_plugins: Option<Vec<String>>,
 }
 
 fn default_fstat_paths() -> Vec<PathBuf> {
@@ -72,6 +77,7 @@ impl Default for DataSettings {
             fstat_paths: default_fstat_paths(),
             timeout_seconds: default_timeout_seconds(),
             max_concurrent: default_max_concurrent(),
+            filter_plugins: None,
         }
     }
 }
@@ -187,6 +193,28 @@ impl DataSource for NodeData<'_> {
             plugin: plugin.to_string(),
             reason,
         })
+    }
+}
+
+/// A [`DataSource`] that answers only the plugins a node lets callers' filters use
+/// (`[data] filter_plugins`), so an operator decides what a caller can learn about a node
+/// through discovery; any other call is unknown.
+pub struct AllowedPlugins<'a> {
+    /// What answers the allowed calls.
+    pub inner: &'a dyn DataSource,
+    /// The allowed plugin names; `None` allows all.
+    pub allowed: Option<&'a [String]>,
+}
+
+impl DataSource for AllowedPlugins<'_> {
+    fn query(&self, plugin: &str, q: Option<&str>) -> Result<Value, DataError> {
+        match self.allowed {
+            Some(allowed) if !allowed.iter().any(|a| a == plugin) => Err(DataError {
+                plugin: plugin.to_string(),
+                reason: "not allowed in filters on this node ([data] filter_plugins)".into(),
+            }),
+            _ => self.inner.query(plugin, q),
+        }
     }
 }
 

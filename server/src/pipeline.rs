@@ -25,7 +25,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mco_agents::data::NodeData;
+use mco_agents::data::{AllowedPlugins, NodeData};
 use mco_agents::{ActionContext, NodeInfo, Outcome};
 use mco_spec::compound::DataSource;
 use mco_spec::message::{now_millis, ReplyFields};
@@ -282,7 +282,11 @@ impl Node {
         let needs_data = filter.uses_data_plugins();
         let decided = self
             .with_data(needs_data, move |node, data| {
-                filter.evaluate(&node.view(&node.facts(), &node.classes()), data)
+                let allowed = AllowedPlugins {
+                    inner: data,
+                    allowed: node.settings.data.filter_plugins.as_deref(),
+                };
+                filter.evaluate(&node.view(&node.facts(), &node.classes()), &allowed)
             })
             .await;
         match decided {

@@ -786,3 +786,30 @@ fn a_client_written_from_protocol_md_in_python_is_understood() {
         assert!(extra.is_err(), "py2 answered py1's copy");
     });
 }
+
+/// Hole 4 (what filters reveal): discovery is exempt from action policies, so a node decides
+/// which data plugins callers' filters may ask: a plugin outside `[data] filter_plugins` is
+/// unknown there, and the node never matches a filter that depends on it.
+#[test]
+fn a_node_decides_what_callers_filters_may_ask_it() {
+    let mut closed = NodeSpec::new("closed", json!({"role": "db"}), &[]);
+    closed.extra_config = "[data]\nfilter_plugins = [\"fact\"]\n".into();
+    let fleet = Fleet::start(vec![
+        NodeSpec::new("open", json!({"role": "db"}), &[]),
+        closed,
+    ]);
+    let find = |filter: &str| {
+        let run = fleet.mco(&["find", "-S", filter, "--dt", "2"]);
+        let mut found: Vec<String> = run.stdout.lines().map(str::to_string).collect();
+        found.sort();
+        found
+    };
+    assert_eq!(find("fact('role').value=db"), ["closed", "open"]);
+    assert_eq!(find("fstat('/etc/hostname').present=true"), ["open"]);
+    // Negating an unanswered call does not select the node either.
+    assert_eq!(
+        find("not fstat('/etc/hostname').present=true"),
+        Vec::<String>::new()
+    );
+    assert_eq!(find("agent('rpcutil').present=true"), ["open"]);
+}
