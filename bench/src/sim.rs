@@ -157,10 +157,10 @@ pub fn build_nodes(spec: &FleetSpec, broker: &str) -> Result<Vec<Arc<Node>>, Sim
         "insecure = true\n"
     };
     // A load phase sends one identity over 100,000 requests (mcod's default replay memory)
-    // within their TTL; a full replay memory refuses requests, which would measure the
-    // guard, not the pipeline.
+    // within their TTL, all from one caller; a full replay memory (or caller share) refuses
+    // requests, which would measure the guard, not the pipeline.
     let base = format!(
-        "identity = \"placeholder\"\nbrokers = [{broker:?}]\ncollectives = [{}]\nreplay_cache_size = {SIM_REPLAY_CACHE}\n{security_lines}",
+        "identity = \"placeholder\"\nbrokers = [{broker:?}]\ncollectives = [{}]\nreplay_cache_size = {SIM_REPLAY_CACHE}\nreplay_caller_share = {SIM_REPLAY_CACHE}\n{security_lines}",
         collectives.join(", ")
     );
     let config = parse(&base, "(simulated)").map_err(|e| SimError::Config {

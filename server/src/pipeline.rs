@@ -22,11 +22,12 @@
 //! does not match and a policy fails closed. Nothing in a message can make this panic or
 //! block the daemon's async threads.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
 use mco_agents::data::{AllowedPlugins, NodeData};
-use mco_agents::{ActionContext, NodeInfo, Outcome};
+use mco_agents::{ActionContext, Agent, NodeInfo, Outcome};
 use mco_spec::compound::DataSource;
 use mco_spec::message::{now_millis, ReplyFields};
 use mco_spec::security::check_request_authority;
@@ -36,7 +37,7 @@ use serde_json::{Map, Value};
 use crate::audit::{Accepted, AuditDecision};
 use crate::node::Node;
 use crate::policy::{Decision, PolicyRequest};
-use crate::rejection::{ClaimedFields, Rejection, RejectionKind};
+use crate::rejection::{Rejection, RejectionKind};
 use crate::replay::ReplayError;
 use crate::stats::Stats;
 
@@ -65,10 +66,18 @@ pub struct Outgoing {
 /// A request that passed admission: it will run.
 struct Admitted {
     request: Request,
+    /// The agent that runs it.
+    agent: Arc<dyn Agent>,
     /// Its inputs, converted and checked against the DDL.
     data: Map<String, Value>,
     /// The policy rule (or the reason no policy applied) that allowed it.
-    rule: String,
+    rule: Cow<'static, str>,
+}
+
+/// What a request needs to run: its agent, and its inputs checked against the DDL.
+struct Runnable {
+    agent: Arc<dyn Agent>,
+    data: Map<String, Value>,
 }
 
 /// What admission decided: run it, refuse it, or answer it without running (unknown agent or
@@ -100,11 +109,7 @@ impl Node {
         let envelope = match RequestEnvelope::decode(payload) {
             Ok(e) => e,
             Err(e) => {
-                return Admission::Refuse(Rejection::unparsed(
-                    Malformed,
-                    ClaimedFields::default(),
-                    e.to_string(),
-                ))
+                return Admission::Refuse(Rejection::unparsed(Malformed, None, e.to_string()))
             }
         };
         let now = now_millis();
@@ -115,7 +120,7 @@ impl Node {
                 Err(e) => {
                     return Admission::Refuse(Rejection::unparsed(
                         Unverified,
-                        ClaimedFields::read(envelope.body.get()),
+                        Some(envelope.body),
                         format!("unverified: {e}"),
                     ))
                 }
@@ -126,7 +131,7 @@ impl Node {
             Err(e) => {
                 return Admission::Refuse(Rejection::unparsed(
                     Malformed,
-                    ClaimedFields::read(envelope.body.get()),
+                    Some(envelope.body),
                     format!("request: {e}"),
                 ))
             }
@@ -204,8 +209,8 @@ impl Node {
             Ok(rule) => rule,
             Err(reason) => return Admission::Refuse(Rejection::of(Denied, request, reason)),
         };
-        let data = match self.checked_inputs(&request) {
-            Ok(data) => data,
+        let Runnable { agent, data } = match self.checked_inputs(&request) {
+            Ok(runnable) => runnable,
             Err(outcome) => return Admission::Answer(Box::new(request), outcome),
         };
         let admitted = self
@@ -222,6 +227,7 @@ impl Node {
         match admitted {
             Ok(()) => Admission::Run(Box::new(Admitted {
                 request,
+                agent,
                 data,
                 rule,
             })),
@@ -278,7 +284,7 @@ impl Node {
         self: &Arc<Self>,
         filter: CompiledFilter,
         request: &Request,
-    ) -> Result<(), String> {
+    ) -> Result<(), Cow<'static, str>> {
         let needs_data = filter.uses_data_plugins();
         let decided = self
             .with_data(needs_data, move |node, data| {
@@ -291,34 +297,28 @@ impl Node {
             .await;
         match decided {
             Some(Ok(true)) => Ok(()),
-            Some(Ok(false)) => Err(format!("{}: not selected by the filter", request.id)),
+            Some(Ok(false)) => Err(Cow::Borrowed("not selected by the filter")),
             Some(Err(e)) => {
                 tracing::info!(id = %request.id, "not selected: the filter needs {e}");
-                Err(format!(
-                    "{}: the filter could not be decided: {e}",
-                    request.id
-                ))
+                Err(Cow::Owned(format!("the filter could not be decided: {e}")))
             }
             None => {
                 tracing::warn!(id = %request.id, "not selected: the filter's data-plugin calls took more than {} s", self.settings.data.timeout_seconds);
-                Err(format!(
-                    "{}: the filter's data-plugin calls timed out",
-                    request.id
-                ))
+                Err(Cow::Borrowed("the filter's data-plugin calls timed out"))
             }
         }
     }
 
     /// The policy rule that allows `request`, or why it is denied.
-    async fn authorize(self: &Arc<Self>, request: &Request) -> Result<String, String> {
+    async fn authorize(self: &Arc<Self>, request: &Request) -> Result<Cow<'static, str>, String> {
         let Some(policies) = &self.security.policies else {
-            return Ok("no policy_dir: every verified caller".into());
+            return Ok(Cow::Borrowed("no policy_dir: every verified caller"));
         };
         // Discovery only tells a verified caller that this node matches its filter; like
         // MCollective's discovery agent it is not subject to action policies, so callers can
         // find the nodes their policies then allow or deny.
         if request.agent == mco_spec::subjects::DISCOVERY_AGENT {
-            return Ok("discovery is not subject to action policies".into());
+            return Ok(Cow::Borrowed("discovery is not subject to action policies"));
         }
         let needs_data = policies.uses_data_plugins(&request.agent);
         let (agent, caller, action) = (
@@ -345,7 +345,7 @@ impl Node {
             .await
             .flatten();
         match verdict {
-            Some(v) if v.decision == Decision::Allow => Ok(v.reason),
+            Some(v) if v.decision == Decision::Allow => Ok(Cow::Owned(v.reason)),
             Some(v) => Err(format!("denied by policy ({})", v.reason)),
             None => Err(format!(
                 "denied: the policy's data-plugin calls took more than {} s",
@@ -354,9 +354,10 @@ impl Node {
         }
     }
 
-    /// The request's inputs checked against its action's DDL, or the outcome that says why
-    /// the action cannot run (unknown agent or action, missing or invalid inputs).
-    fn checked_inputs(&self, request: &Request) -> Result<Map<String, Value>, Outcome> {
+    /// The agent to run the request and its inputs checked against the action's DDL, or the
+    /// outcome that says why the action cannot run (unknown agent or action, missing or
+    /// invalid inputs).
+    fn checked_inputs(&self, request: &Request) -> Result<Runnable, Outcome> {
         let Some(agent) = self.agent(&request.agent) else {
             return Err(Outcome::fail(
                 StatusCode::UnknownAction,
@@ -370,13 +371,17 @@ impl Node {
         action
             .validate_inputs(&mut data)
             .map_err(|e| Outcome::fail(e.status(), e.to_string()))?;
-        Ok(data)
+        Ok(Runnable {
+            agent: Arc::clone(agent),
+            data,
+        })
     }
 
     /// Runs an admitted request's action and encodes the reply.
     async fn act(&self, admitted: Admitted) -> Option<Outgoing> {
         let Admitted {
             request,
+            agent,
             data,
             rule,
         } = admitted;
@@ -397,15 +402,17 @@ impl Node {
                 tracing::error!("cannot write the audit log {}: {e}", audit.path().display());
             }
         }
-        let outcome = self.run_action(&request, &data).await;
+        let outcome = self.run_action(agent.as_ref(), &request, &data).await;
         self.reply(&request, outcome)
     }
 
-    async fn run_action(&self, request: &Request, data: &Map<String, Value>) -> Outcome {
-        // Admission checked both; a request only gets here when they exist.
-        let Some(agent) = self.agent(&request.agent) else {
-            return Outcome::fail(StatusCode::UnknownAction, "unknown agent");
-        };
+    async fn run_action(
+        &self,
+        agent: &dyn Agent,
+        request: &Request,
+        data: &Map<String, Value>,
+    ) -> Outcome {
+        // Admission found the action in this agent's DDL.
         let Some(action) = agent.ddl().action(&request.action) else {
             return Outcome::unknown_action(&request.agent, &request.action);
         };

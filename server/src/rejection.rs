@@ -9,12 +9,15 @@
 //!
 //! Not for: deciding whether to refuse (the pipeline's admission step does).
 
+use std::borrow::Cow;
 use std::sync::atomic::AtomicU64;
 
 use mco_agents::Outcome;
 use mco_spec::message::now_millis;
 use mco_spec::Request;
 use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
 
 use crate::audit::{Claimed, Gate, Refusal};
 use crate::node::Node;
@@ -97,8 +100,9 @@ impl RejectionKind {
 pub struct Rejection {
     /// Which stage refused it.
     pub kind: RejectionKind,
-    /// Why, in words for the log and the audit line.
-    pub reason: String,
+    /// Why, in words for the log and the audit line (a fixed text where it can be: a node
+    /// refuses most broadcasts, as not for it, and that must cost no allocation).
+    pub reason: Cow<'static, str>,
     /// The request, when it was parsed; otherwise what the message claims.
     pub subject: Subject,
 }
@@ -108,40 +112,39 @@ pub struct Rejection {
 pub enum Subject {
     /// A request that parsed (its fields are still the sender's claims unless verified).
     Request(Box<Request>),
-    /// A message that did not parse as a request: the fields it seems to claim.
-    Unparsed(ClaimedFields),
+    /// A message that did not parse as a request, or did not verify: its inner message, if
+    /// it had one, read for what it claims only when the refusal is written down (a flood
+    /// of junk is counted without parsing it twice).
+    Unparsed(Option<Box<RawValue>>),
 }
 
 /// The identifying fields of a message that did not verify or parse, read leniently for the
 /// record only.
 #[derive(Debug, Default, Deserialize)]
-pub struct ClaimedFields {
+struct ClaimedFields {
     #[serde(default)]
-    id: serde_json::Value,
+    id: Value,
     #[serde(default)]
-    caller: serde_json::Value,
+    caller: Value,
     #[serde(default)]
-    sender: serde_json::Value,
+    sender: Value,
     #[serde(default)]
-    agent: serde_json::Value,
+    agent: Value,
     #[serde(default)]
-    action: serde_json::Value,
+    action: Value,
 }
 
-impl ClaimedFields {
-    /// What the inner message `body` claims, as far as it can be read.
-    pub fn read(body: &str) -> ClaimedFields {
-        serde_json::from_str(body).unwrap_or_default()
-    }
-
-    fn text(value: &serde_json::Value) -> &str {
-        value.as_str().unwrap_or("")
-    }
+fn text(value: &Value) -> &str {
+    value.as_str().unwrap_or("")
 }
 
 impl Rejection {
     /// A rejection of a parsed request.
-    pub fn of(kind: RejectionKind, request: Request, reason: impl Into<String>) -> Rejection {
+    pub fn of(
+        kind: RejectionKind,
+        request: Request,
+        reason: impl Into<Cow<'static, str>>,
+    ) -> Rejection {
         Rejection {
             kind,
             reason: reason.into(),
@@ -149,35 +152,55 @@ impl Rejection {
         }
     }
 
-    /// A rejection of a message that did not parse as a request.
+    /// A rejection of a message that did not parse as a request (or did not verify), with
+    /// its inner message `body` if it had one.
     pub fn unparsed(
         kind: RejectionKind,
-        claimed: ClaimedFields,
-        reason: impl Into<String>,
+        body: Option<Box<RawValue>>,
+        reason: impl Into<Cow<'static, str>>,
     ) -> Rejection {
         Rejection {
             kind,
             reason: reason.into(),
-            subject: Subject::Unparsed(claimed),
+            subject: Subject::Unparsed(body),
         }
     }
 
-    fn claimed(&self) -> Claimed<'_> {
+    /// The request id, as far as it is known without parsing anything.
+    fn id(&self) -> &str {
         match &self.subject {
-            Subject::Request(r) => Claimed {
-                request_id: &r.id,
-                caller: &r.caller,
-                sender: &r.sender,
-                agent: &r.agent,
-                action: &r.action,
-            },
-            Subject::Unparsed(c) => Claimed {
-                request_id: ClaimedFields::text(&c.id),
-                caller: ClaimedFields::text(&c.caller),
-                sender: ClaimedFields::text(&c.sender),
-                agent: ClaimedFields::text(&c.agent),
-                action: ClaimedFields::text(&c.action),
-            },
+            Subject::Request(r) => &r.id,
+            Subject::Unparsed(_) => "",
+        }
+    }
+
+    /// The refusal line of this rejection of a message of `size` bytes at `time`.
+    fn refusal(&self, size: usize, time: u64) -> Refusal {
+        match &self.subject {
+            Subject::Request(r) => {
+                let claimed = Claimed {
+                    request_id: &r.id,
+                    caller: &r.caller,
+                    sender: &r.sender,
+                    agent: &r.agent,
+                    action: &r.action,
+                };
+                Refusal::new(&claimed, size, &self.reason, time)
+            }
+            Subject::Unparsed(body) => {
+                let fields: ClaimedFields = body
+                    .as_ref()
+                    .and_then(|b| serde_json::from_str(b.get()).ok())
+                    .unwrap_or_default();
+                let claimed = Claimed {
+                    request_id: text(&fields.id),
+                    caller: text(&fields.caller),
+                    sender: text(&fields.sender),
+                    agent: text(&fields.agent),
+                    action: text(&fields.action),
+                };
+                Refusal::new(&claimed, size, &self.reason, time)
+            }
         }
     }
 }
@@ -189,9 +212,8 @@ impl Node {
     pub fn refuse(&self, rejection: Rejection, collective: &str, size: usize) -> Option<Outgoing> {
         Stats::bump(rejection.kind.counter(&self.stats));
         let loudness = rejection.kind.loudness();
-        let claimed = rejection.claimed();
         if loudness == Loudness::Debug {
-            tracing::debug!(id = %claimed.request_id, "{}", rejection.reason);
+            tracing::debug!(id = %rejection.id(), "{}", rejection.reason);
         } else {
             let now = now_millis();
             let gate = self
@@ -202,7 +224,7 @@ impl Node {
                 .check(now);
             match gate {
                 Gate::Pass { suppressed } => {
-                    let line = Refusal::new(&claimed, size, &rejection.reason, now);
+                    let line = rejection.refusal(size, now);
                     let what = if line.agent.is_empty() && line.request_id.is_empty() {
                         format!(
                             "refused a message of {size} bytes in {collective}: {}",
@@ -237,7 +259,7 @@ impl Node {
                     }
                 }
                 Gate::Hold => {
-                    tracing::debug!(id = %claimed.request_id, "refused (not logged: over the rate limit): {}", rejection.reason);
+                    tracing::debug!(id = %rejection.id(), "refused (not logged: over the rate limit): {}", rejection.reason);
                 }
             }
         }
@@ -246,7 +268,9 @@ impl Node {
         };
         match rejection.kind {
             RejectionKind::Denied => self.reply(request, Outcome::aborted(NOT_AUTHORIZED)),
-            RejectionKind::Throttled => self.reply(request, Outcome::aborted(rejection.reason)),
+            RejectionKind::Throttled => {
+                self.reply(request, Outcome::aborted(rejection.reason.into_owned()))
+            }
             _ => None,
         }
     }

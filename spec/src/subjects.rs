@@ -86,12 +86,21 @@ pub fn check_reply_to(
             subject: subject.to_string(),
         });
     }
-    let prefix = reply_prefix(collective, caller);
-    match subject.strip_prefix(prefix.as_str()) {
-        Some(rest) if rest.len() > 1 && rest.starts_with('.') => Ok(()),
+    // Every node checks every request: compare piece by piece rather than building the
+    // prefix string.
+    let mut hash = [0u8; 32];
+    let digest = Sha256::digest(caller.as_bytes());
+    let _ = hex::encode_to_slice(&digest[..16], &mut hash);
+    let rest = subject
+        .strip_prefix(collective)
+        .and_then(|r| r.strip_prefix(".reply."))
+        .and_then(|r| r.strip_prefix(std::str::from_utf8(&hash).unwrap_or("")))
+        .and_then(|r| r.strip_prefix('.'));
+    match rest {
+        Some(name) if !name.is_empty() => Ok(()),
         _ => Err(ReplySubjectError::NotOwnPrefix {
             subject: subject.to_string(),
-            prefix,
+            prefix: reply_prefix(collective, caller),
         }),
     }
 }
