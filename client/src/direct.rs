@@ -57,12 +57,15 @@ pub(crate) struct DirectRequest {
 impl DirectRequest {
     /// The copy for `node`.
     fn copy_for(&self, node: &str) -> Result<Bytes, ClientError> {
-        let proof = self.targets.proof(node).ok_or_else(|| {
-            ClientError::InvalidInput(format!("{node} is not one of the request's targets"))
-        })?;
-        RequestEnvelope::append_target(&self.envelope, &proof)
-            .map(Bytes::from)
-            .map_err(|e| ClientError::InvalidInput(format!("cannot encode the request: {e}")))
+        match RequestEnvelope::copy_for(&self.envelope, &self.targets, node) {
+            Ok(Some(copy)) => Ok(Bytes::from(copy)),
+            Ok(None) => Err(ClientError::InvalidInput(format!(
+                "{node} is not one of the request's targets"
+            ))),
+            Err(e) => Err(ClientError::InvalidInput(format!(
+                "cannot encode the request: {e}"
+            ))),
+        }
     }
 }
 

@@ -34,7 +34,7 @@ use serde_json::value::RawValue;
 use crate::message::{DecodeError, Reply, Request, MAX_MESSAGE_BYTES};
 use crate::registration::Registration;
 use crate::security::{sign, Credentials, TokenRole};
-use crate::targets::TargetProof;
+use crate::targets::{TargetProof, TargetSet};
 
 /// What makes one kind of envelope different from another.
 pub trait Kind: Sized + 'static {
@@ -239,15 +239,42 @@ impl RequestEnvelope {
         encoded: &[u8],
         target: &TargetProof,
     ) -> Result<Vec<u8>, serde_json::Error> {
+        Self::append_target_with(encoded, 67 * target.path.len(), |out| {
+            serde_json::to_writer(out, target)
+        })
+    }
+
+    /// [`Self::append_target`] for the copy of `identity` in `targets`, writing its proof
+    /// straight from the tree; `Ok(None)` when `identity` is not a target.
+    pub fn copy_for(
+        encoded: &[u8],
+        targets: &TargetSet,
+        identity: &str,
+    ) -> Result<Option<Vec<u8>>, serde_json::Error> {
+        let Some(index) = targets.index_of(identity) else {
+            return Ok(None);
+        };
+        Self::append_target_with(encoded, 67 * 33, |out| {
+            targets.write_proof(index, out);
+            Ok(())
+        })
+        .map(Some)
+    }
+
+    fn append_target_with(
+        encoded: &[u8],
+        room: usize,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), serde_json::Error>,
+    ) -> Result<Vec<u8>, serde_json::Error> {
         let Some(open) = encoded.strip_suffix(b"}") else {
             return Err(serde::ser::Error::custom(
                 "not an encoded envelope: it does not end with '}'",
             ));
         };
-        let mut out = Vec::with_capacity(encoded.len() + 32 + 67 * target.path.len());
+        let mut out = Vec::with_capacity(encoded.len() + 32 + room);
         out.extend_from_slice(open);
         out.extend_from_slice(b",\"target\":");
-        serde_json::to_writer(&mut out, target)?;
+        write(&mut out)?;
         out.push(b'}');
         Ok(out)
     }

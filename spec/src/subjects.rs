@@ -61,14 +61,24 @@ pub enum ReplySubjectError {
 }
 
 /// Whether `subject` is a concrete NATS subject: 1 to [`MAX_REPLY_SUBJECT_BYTES`] bytes, no
-/// empty token, no whitespace or control characters, no wildcard.
+/// empty token, no ASCII whitespace or control character, no wildcard.
 pub fn is_concrete_subject(subject: &str) -> bool {
-    !subject.is_empty()
-        && subject.len() <= MAX_REPLY_SUBJECT_BYTES
-        && !subject
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == '*' || c == '>')
-        && subject.split('.').all(|t| !t.is_empty())
+    // One pass over the bytes: every node checks every request's reply subject.
+    let bytes = subject.as_bytes();
+    let (Some(&first), Some(&last)) = (bytes.first(), bytes.last()) else {
+        return false;
+    };
+    if bytes.len() > MAX_REPLY_SUBJECT_BYTES || first == b'.' || last == b'.' {
+        return false;
+    }
+    let mut previous = 0u8;
+    for &b in bytes {
+        if b <= b' ' || b == 0x7f || b == b'*' || b == b'>' || (b == b'.' && previous == b'.') {
+            return false;
+        }
+        previous = b;
+    }
+    true
 }
 
 /// The one rule for where a node may send replies: a concrete subject under the calling
