@@ -46,6 +46,7 @@ pub enum ClientError {
     Discovery(#[from] mco_discovery::DiscoveryError),
     /// The registry database could not be read, or cannot answer the filter (data-plugin
     /// calls, which only live nodes can answer).
+    #[cfg(feature = "registry")]
     #[error(transparent)]
     Registry(#[from] mco_discovery::registry::RegistryError),
 }
@@ -346,6 +347,19 @@ impl ClientBuilder {
             }),
         })
     }
+}
+
+/// A raw NATS connection to one of `brokers` with `auth` as `role` `name` (`mco broker
+/// setup` connects as the admin this way), with the same rules as a [`Client`]'s: its own
+/// inbox prefix, failing within `timeout`.
+pub async fn connect_as(
+    brokers: &[String],
+    auth: &mco_keys::BrokerAuth,
+    role: mco_transport::BrokerRole,
+    name: &str,
+    timeout: Duration,
+) -> Result<async_nats::Client, ClientError> {
+    connect_nats(brokers, auth, role, name, timeout, &Denials::default()).await
 }
 
 /// Connects to one of `brokers` with `auth` as `role` `name`, failing within `timeout`.

@@ -96,6 +96,12 @@ impl Client {
                 };
                 mco_discovery::external::discover(command, &request).await?
             }
+            #[cfg(not(feature = "registry"))]
+            Discovery::Registry { .. } => return Err(ClientError::InvalidInput(
+                "this build of mco-client reads no registry database (its registry feature is off)"
+                    .into(),
+            )),
+            #[cfg(feature = "registry")]
             Discovery::Registry { url } => {
                 let (url, filter, in_collective) =
                     (url.clone(), filter.clone(), collective.clone());

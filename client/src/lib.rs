@@ -35,11 +35,10 @@
 //! # Ok(()) }
 //! ```
 //!
-//! This crate also holds the `mco` command line ([`cli`]); its binary is a thin `main`.
+//! The `mco` command line is the `mco-cli` crate, built on this library.
 #![warn(missing_docs)]
 
 pub mod call;
-pub mod cli;
 pub mod client;
 pub mod config;
 pub mod direct;

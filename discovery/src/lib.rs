@@ -31,7 +31,9 @@ pub mod external;
 pub mod limit;
 pub mod method;
 pub mod nodelist;
+#[cfg(feature = "registry")]
 mod pg_tls;
+#[cfg(feature = "registry")]
 pub mod registry;
 
 use std::collections::HashSet;

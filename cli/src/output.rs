@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use mco_ddl::{Action, Display};
-use mco_spec::{Reply, StatusCode};
+use mco_spec::Reply;
 use serde_json::{json, Value};
 
-use crate::call::{Mode, Stats};
+use mco_client::call::{Mode, Stats};
 
 /// The exit code for a call's statistics (see the module docs of [`crate::cli`]).
 pub fn exit_code(stats: &Stats) -> u8 {
@@ -239,14 +239,10 @@ pub fn fact_report(fact: &str, values: &BTreeMap<String, Vec<String>>, verbose: 
     out
 }
 
-/// The status text for a code, for tests and callers.
-pub fn status_text(code: StatusCode) -> &'static str {
-    code.description()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mco_spec::StatusCode;
 
     fn reply(sender: &str, status: StatusCode, data: Value) -> Reply {
         Reply {

@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use super::{CommonArgs, Failure, Printed};
+use crate::{CommonArgs, Failure, Printed};
 
 /// Arguments of `mco find`.
 #[derive(Debug, Args)]

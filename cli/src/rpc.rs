@@ -14,10 +14,10 @@ use mco_ddl::{AgentDdl, Aggregator};
 use mco_spec::Reply;
 use serde_json::{Map, Value};
 
-use super::discovery::discovery_line;
-use super::output;
-use super::{CommonArgs, Failure, Printed};
-use crate::call::{Call, CallResult, Event, Mode, Replies, Stats};
+use crate::discovery::discovery_line;
+use crate::output;
+use crate::{CommonArgs, Failure, Printed};
+use mco_client::call::{Call, CallResult, Event, Mode, Replies, Stats};
 use mco_discovery::limit::Size;
 
 /// Arguments of `mco rpc`.
@@ -318,7 +318,7 @@ async fn read_events(replies: &mut Replies, batches: usize) -> Vec<Reply> {
 /// `--nr` and `--reply-to`: send, print the request id, exit.
 async fn send_only(
     args: &RpcArgs,
-    client: &crate::Client,
+    client: &mco_client::Client,
     call: Call,
     printed: &mut Printed,
 ) -> Result<u8, Failure> {

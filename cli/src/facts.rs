@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use clap::Args;
 use serde_json::Value;
 
-use super::output;
-use super::{CommonArgs, Failure, Printed};
-use crate::call::Call;
+use crate::output;
+use crate::{CommonArgs, Failure, Printed};
+use mco_client::call::Call;
 
 /// Arguments of `mco facts`.
 #[derive(Debug, Args)]

@@ -20,7 +20,7 @@ use clap::{Args, Subcommand};
 use mco_transport::permissions::{authorization_block, BrokerUser};
 use mco_transport::BrokerRole;
 
-use super::{Failure, Printed};
+use crate::{Failure, Printed};
 
 /// Arguments of `mco broker`.
 #[derive(Debug, Args)]
@@ -299,8 +299,8 @@ async fn setup(args: SetupArgs<'_>, printed: &mut Printed) -> Result<u8, Failure
         (None, [only]) => only,
         (None, _) => "admin",
     };
-    let (file, _, base) = super::load_config(args.config)?;
-    let defaults = crate::client::ClientOptions::default();
+    let (file, _, base) = crate::load_config(args.config)?;
+    let defaults = mco_client::client::ClientOptions::default();
     let brokers = match (args.brokers, &file.brokers) {
         ([], Some(b)) => b.clone(),
         ([], None) => defaults.brokers,
@@ -316,15 +316,8 @@ async fn setup(args: SetupArgs<'_>, printed: &mut Printed) -> Result<u8, Failure
         .connect_timeout
         .map(Duration::from_secs_f64)
         .unwrap_or(defaults.connect_timeout);
-    let nats = crate::client::connect_nats(
-        &brokers,
-        &auth,
-        BrokerRole::Admin,
-        admin,
-        timeout,
-        &Default::default(),
-    )
-    .await?;
+    let nats =
+        mco_client::client::connect_as(&brokers, &auth, BrokerRole::Admin, admin, timeout).await?;
     let js = async_nats::jetstream::new(nats.clone());
     let collectives: BTreeSet<&String> = nodes.iter().flat_map(|n| &n.collectives).collect();
     for collective in collectives {

@@ -4,9 +4,9 @@
 use clap::Args;
 use serde_json::{Map, Value};
 
-use super::output::{self, show};
-use super::{CommonArgs, Failure, Printed};
-use crate::call::Call;
+use crate::output::{self, show};
+use crate::{CommonArgs, Failure, Printed};
+use mco_client::call::Call;
 
 /// Arguments of `mco inventory`.
 #[derive(Debug, Args)]

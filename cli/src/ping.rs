@@ -6,9 +6,9 @@ use std::time::Instant;
 
 use clap::Args;
 
-use super::{CommonArgs, Failure, Printed};
-use crate::call::Call;
-use crate::discovery::Discovery;
+use crate::{CommonArgs, Failure, Printed};
+use mco_client::call::Call;
+use mco_client::discovery::Discovery;
 
 /// Arguments of `mco ping`.
 #[derive(Debug, Args)]

@@ -14,7 +14,7 @@ use clap::{Args, Subcommand};
 use mco_spec::message::now_millis;
 use mco_spec::security::{encode_public_key, Token, TokenClaims, TokenRole};
 
-use super::{Failure, Printed};
+use crate::{Failure, Printed};
 
 /// Arguments of `mco keys`.
 #[derive(Debug, Args)]

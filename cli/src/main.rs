@@ -1,5 +1,7 @@
-//! The `mco` command line: flags (clap derive; their doc comments are the help text), one
-//! file per application, and the exit codes.
+//! `mco`, the fleet's command line: flags (clap derive; their doc comments are the help
+//! text), one file per application, rendering, and the exit codes. Everything a caller could
+//! want from a call lives in the `mco-client` library; this binary parses, renders and maps
+//! outcomes to exit codes.
 //!
 //! Exit codes follow MCollective: 0 every node answered OK; 1 nothing discovered, or a fatal
 //! error (printed as one line on stderr); 2 some nodes failed or did not answer; 3 nodes were
@@ -13,8 +15,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use mco_spec::Filter;
 
-use crate::client::{Client, ClientError};
-use crate::config::ClientConfig;
+use mco_client::client::{Client, ClientError};
+use mco_client::config::ClientConfig;
 
 mod broker;
 mod discovery;
@@ -22,7 +24,7 @@ mod facts;
 mod find;
 mod inventory;
 mod keys;
-pub mod output;
+mod output;
 mod ping;
 mod plugin;
 mod replies;
@@ -37,7 +39,15 @@ const EXIT_CODES: &str = "Exit codes:
 
 /// mco: run actions on a fleet of nodes over NATS.
 #[derive(Debug, Parser)]
-#[command(name = "mco", version, about, after_help = EXIT_CODES, propagate_version = true)]
+// The first line of `mco --help` is the package's description from before the command line
+// had a crate of its own, kept so that the help operators know (and its snapshot) is unchanged.
+#[command(
+    name = "mco",
+    version,
+    about = "The mco client library and the mco command line.",
+    after_help = EXIT_CODES,
+    propagate_version = true
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -279,7 +289,7 @@ pub async fn connect(
 pub fn load_config(
     explicit: Option<&std::path::Path>,
 ) -> Result<(ClientConfig, Vec<PathBuf>, PathBuf), Failure> {
-    match crate::config::locate(explicit) {
+    match mco_client::config::locate(explicit) {
         Some(path) => {
             let config = ClientConfig::load(&path)?;
             let base = path
@@ -316,8 +326,12 @@ pub struct Printed {
     pub err: String,
 }
 
+fn main() -> std::process::ExitCode {
+    std::process::ExitCode::from(run())
+}
+
 /// Parses the command line, runs the application and returns the exit code.
-pub fn run() -> u8 {
+fn run() -> u8 {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -403,7 +417,7 @@ mod tests {
         }
         assert!(
             stale.is_empty(),
-            "help changed for {stale:?}: review and run MCO_BLESS=1 cargo test -p mco-client help_texts"
+            "help changed for {stale:?}: review and run MCO_BLESS=1 cargo test -p mco-cli help_texts"
         );
     }
 

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::output;
-use super::{Failure, Printed};
+use crate::output;
+use crate::{Failure, Printed};
 
 /// Arguments of `mco replies`.
 #[derive(Debug, Args)]

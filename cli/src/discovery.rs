@@ -14,10 +14,10 @@ use mco_discovery::limit::Size;
 use mco_discovery::method::MethodKind;
 use mco_discovery::nodelist;
 
-use super::{CommonArgs, Failure};
-use crate::call::{Limit, Stats};
-use crate::config::ClientConfig;
-use crate::discovery::Discovery;
+use crate::{CommonArgs, Failure};
+use mco_client::call::{Limit, Stats};
+use mco_client::config::ClientConfig;
+use mco_client::discovery::Discovery;
 
 /// What the flags ask for.
 #[derive(Debug, Clone)]

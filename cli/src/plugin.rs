@@ -2,7 +2,7 @@
 
 use clap::{Args, Subcommand};
 
-use super::{Failure, Printed};
+use crate::{Failure, Printed};
 
 /// Arguments of `mco plugin`.
 #[derive(Debug, Args)]
