@@ -300,7 +300,7 @@ async fn setup(args: SetupArgs<'_>, printed: &mut Printed) -> Result<u8, Failure
         (None, _) => "admin",
     };
     let (file, _, base) = crate::load_config(args.config)?;
-    let defaults = mco_client::client::ClientOptions::default();
+    let defaults = mco_client::ClientOptions::default();
     let brokers = match (args.brokers, &file.brokers) {
         ([], Some(b)) => b.clone(),
         ([], None) => defaults.brokers,
@@ -316,8 +316,7 @@ async fn setup(args: SetupArgs<'_>, printed: &mut Printed) -> Result<u8, Failure
         .connect_timeout
         .map(Duration::from_secs_f64)
         .unwrap_or(defaults.connect_timeout);
-    let nats =
-        mco_client::client::connect_as(&brokers, &auth, BrokerRole::Admin, admin, timeout).await?;
+    let nats = mco_client::connect_as(&brokers, &auth, BrokerRole::Admin, admin, timeout).await?;
     let js = async_nats::jetstream::new(nats.clone());
     let collectives: BTreeSet<&String> = nodes.iter().flat_map(|n| &n.collectives).collect();
     for collective in collectives {

@@ -15,9 +15,8 @@ use mco_discovery::method::MethodKind;
 use mco_discovery::nodelist;
 
 use crate::{CommonArgs, Failure};
-use mco_client::call::{Limit, Stats};
 use mco_client::config::ClientConfig;
-use mco_client::discovery::Discovery;
+use mco_client::{ClientBuilder, Discovery, Limit, Stats};
 
 /// What the flags ask for.
 #[derive(Debug, Clone)]
@@ -31,6 +30,8 @@ pub struct Targeting {
 impl CommonArgs {
     /// The discovery method and limit the flags, the configuration and stdin ask for.
     pub fn targeting(&self, config: &ClientConfig) -> Result<Targeting, Failure> {
+        let (_, _, base) = self.client_config()?;
+        let client = config.apply(ClientBuilder::default(), &base);
         let limit = match &self.limit_nodes {
             Some(text) => Some(Limit {
                 size: text
@@ -65,7 +66,6 @@ impl CommonArgs {
             .into());
         }
         let discovery = match method {
-            MethodKind::Broadcast => Discovery::Broadcast,
             MethodKind::Flatfile => {
                 let path = match (&self.nodes, options.get("file")) {
                     (Some(p), _) => p.clone(),
@@ -95,32 +95,8 @@ impl CommonArgs {
                     nodes: nodelist::parse(&text, "stdin").map_err(anyhow::Error::from)?,
                 }
             }
-            MethodKind::External => {
-                let line = options
-                    .remove("command")
-                    .or_else(|| config.external_discovery_command.clone())
-                    .ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "the external discovery method needs a program: --do command=PROGRAM, or external_discovery_command in the client configuration"
-                        )
-                    })?;
-                let command = shlex::split(&line)
-                    .filter(|c| !c.is_empty())
-                    .ok_or_else(|| {
-                        anyhow::anyhow!("cannot split the external discovery command {line:?}")
-                    })?;
-                Discovery::External { command, options }
-            }
-            MethodKind::Registry => {
-                let url = options
-                    .remove("url")
-                    .or_else(|| config.registry_url.clone())
-                    .ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "the registry discovery method needs the registry database: --do url=URL, or registry_url in the client configuration (an SQLite file that `mcod registry` writes, or postgres://...)"
-                        )
-                    })?;
-                Discovery::Registry { url }
+            MethodKind::External | MethodKind::Registry | MethodKind::Broadcast => {
+                Discovery::from_method(method, options, client.options())?
             }
         };
         Ok(Targeting { discovery, limit })

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::output;
 use crate::{CommonArgs, Failure, Printed};
-use mco_client::call::Call;
+use mco_client::Call;
 
 /// Arguments of `mco facts`.
 #[derive(Debug, Args)]
@@ -28,7 +28,9 @@ pub(super) async fn run(args: &FactsArgs, printed: &mut Printed) -> Result<u8, F
         .arg("fact", args.fact.clone())
         .filter(filter)
         .discovery(targeting.discovery);
-    call.limit = targeting.limit;
+    if let Some(limit) = targeting.limit {
+        call = call.limit(limit.size, limit.seed);
+    }
     if let Some(t) = &args.common.target {
         call = call.collective(t);
     }

@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 
 use crate::output::{self, show};
 use crate::{CommonArgs, Failure, Printed};
-use mco_client::call::Call;
+use mco_client::Call;
 
 /// Arguments of `mco inventory`.
 #[derive(Debug, Args)]

@@ -15,8 +15,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use mco_spec::Filter;
 
-use mco_client::client::{Client, ClientError};
 use mco_client::config::ClientConfig;
+use mco_client::{CallError, Client, ClientBuilder, Ddls};
 
 mod broker;
 mod discovery;
@@ -205,8 +205,9 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 }
 
 impl CommonArgs {
-    /// The filter the flags describe.
-    pub fn filter(&self) -> Result<Filter, ClientError> {
+    /// The filter the flags describe, with its data-plugin names checked against the DDLs
+    /// the configuration names: a typo is an error here, never an empty result.
+    pub fn filter(&self) -> Result<Filter, CallError> {
         let mut filter = Filter::default();
         for f in &self.fact_filter {
             filter.add_fact(f)?;
@@ -226,25 +227,11 @@ impl CommonArgs {
         for s in &self.compound_filter {
             filter.add_compound(s)?;
         }
-        let compiled = filter.compile()?;
-        // A typo in a data-plugin name is an error here, never an empty result. Nodes answer
-        // the built-in plugins and those of agents named after them (`service('x')`).
-        let plugins = compiled.data_plugins();
-        if !plugins.is_empty() {
-            let dirs = self
-                .client_config()
-                .map(|(_, dirs, _)| dirs)
-                .unwrap_or_default();
-            let mut known: Vec<String> = KNOWN_DATA_PLUGINS.iter().map(|s| s.to_string()).collect();
-            known.extend(mco_ddl::builtin::all_names(&dirs));
-            known.sort();
-            if let Some(unknown) = plugins.into_iter().find(|p| !known.iter().any(|k| k == p)) {
-                return Err(ClientError::InvalidInput(format!(
-                    "unknown data plugin {unknown:?} in -S (known: {})",
-                    known.join(", ")
-                )));
-            }
-        }
+        let dirs = self
+            .client_config()
+            .map(|(_, dirs, _)| dirs)
+            .unwrap_or_default();
+        Ddls::new(dirs).check_filter(&filter)?;
         Ok(filter)
     }
 
@@ -277,8 +264,10 @@ pub async fn connect(
     explicit: Option<&std::path::Path>,
     brokers: &[String],
 ) -> Result<Client, Failure> {
-    let (config, _, base) = load_config(explicit)?;
-    let mut builder = config.apply(Client::builder(), &base)?;
+    let mut builder = match mco_client::config::locate(explicit) {
+        Some(path) => ClientBuilder::from_config(path)?,
+        None => ClientBuilder::default(),
+    };
     if !brokers.is_empty() {
         builder = builder.brokers(brokers.to_vec());
     }
@@ -302,9 +291,6 @@ pub fn load_config(
         None => Ok((ClientConfig::default(), Vec::new(), PathBuf::new())),
     }
 }
-
-/// Data plugins nodes of this version answer in `-S` filters.
-const KNOWN_DATA_PLUGINS: [&str; 4] = ["agent", "collective", "fact", "fstat"];
 
 pub(crate) fn seconds(flag: &str, value: Option<f64>) -> Result<Option<Duration>, Failure> {
     match value {
@@ -360,13 +346,27 @@ fn run() -> u8 {
         match result {
             Ok(code) => code,
             Err(Failure(e)) => {
-                printed.err.push_str(&format!("mco: {e:#}\n"));
+                printed.err.push_str(&format!("mco: {}\n", one_line(&e)));
                 1
             }
         }
     });
     emit(&printed);
     code
+}
+
+/// An error and its causes as one line, each cause said once: the library's errors already
+/// name their cause, and also keep it as their source.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !line.contains(&cause) {
+            line.push_str(": ");
+            line.push_str(&cause);
+        }
+    }
+    line
 }
 
 fn emit(printed: &Printed) {
@@ -388,7 +388,7 @@ mod tests {
         Cli::command().debug_assert();
     }
 
-    /// `mco --help` and each application's help are checked in under `client/help/`, so a
+    /// `mco --help` and each application's help are checked in under `cli/help/`, so a
     /// change to the flags shows up in review and the docs cannot drift. `MCO_BLESS=1`
     /// rewrites them.
     #[test]

@@ -8,7 +8,7 @@ use mco_ddl::{Action, Display};
 use mco_spec::Reply;
 use serde_json::{json, Value};
 
-use mco_client::call::{Mode, Stats};
+use mco_client::{Mode, Stats};
 
 /// The exit code for a call's statistics (see the module docs of [`crate::cli`]).
 pub fn exit_code(stats: &Stats) -> u8 {

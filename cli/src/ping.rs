@@ -7,8 +7,9 @@ use std::time::Instant;
 use clap::Args;
 
 use crate::{CommonArgs, Failure, Printed};
-use mco_client::call::Call;
-use mco_client::discovery::Discovery;
+use futures::StreamExt;
+use mco_client::Call;
+use mco_client::Discovery;
 
 /// Arguments of `mco ping`.
 #[derive(Debug, Args)]
@@ -33,7 +34,9 @@ pub(super) async fn run(args: &PingArgs, printed: &mut Printed) -> Result<u8, Fa
             let mut call = Call::new("rpcutil", "ping")
                 .filter(filter)
                 .discovery(discovery);
-            call.limit = targeting.limit;
+            if let Some(limit) = targeting.limit {
+                call = call.limit(limit.size, limit.seed);
+            }
             if let Some(t) = &args.common.target {
                 call = call.collective(t);
             }

@@ -89,11 +89,11 @@ pub(super) async fn run(args: &RepliesArgs, printed: &mut Printed) -> Result<u8,
             subject
         ));
     }
-    if listener.forged > 0 {
+    if listener.forged() > 0 {
         printed.err.push_str(&format!(
             "Ignored {} forged repl{} (bad signature or token)\n",
-            listener.forged,
-            if listener.forged == 1 { "y" } else { "ies" }
+            listener.forged(),
+            if listener.forged() == 1 { "y" } else { "ies" }
         ));
     }
     let complete = match args.count {

@@ -10,14 +10,14 @@ use std::io::Write;
 use std::time::Duration;
 
 use clap::Args;
-use mco_ddl::{AgentDdl, Aggregator};
+use mco_client::Ddls;
 use mco_spec::Reply;
-use serde_json::{Map, Value};
+use serde_json::Map;
 
 use crate::discovery::discovery_line;
 use crate::output;
 use crate::{CommonArgs, Failure, Printed};
-use mco_client::call::{Call, CallResult, Event, Mode, Replies, Stats};
+use mco_client::{Call, Event, Mode, Replies, Stats};
 use mco_discovery::limit::Size;
 
 /// Arguments of `mco rpc`.
@@ -67,53 +67,27 @@ pub struct RpcArgs {
     pub(super) common: CommonArgs,
 }
 
-fn parse_inputs(inputs: &[String]) -> Result<Vec<(&str, &str)>, Failure> {
+fn parse_inputs(inputs: &[String]) -> Result<Vec<(String, String)>, Failure> {
     inputs
         .iter()
         .map(|kv| {
             kv.split_once('=')
                 .filter(|(k, _)| !k.is_empty())
+                .map(|(k, v)| (k.to_string(), v.to_string()))
                 .ok_or_else(|| anyhow::anyhow!("{kv:?} is not key=value").into())
         })
         .collect()
-}
-
-/// Converts and validates inputs with the DDL, or passes strings when there is none.
-fn inputs(
-    ddl: Option<&AgentDdl>,
-    agent: &str,
-    action: &str,
-    raw: &[(&str, &str)],
-) -> Result<Map<String, Value>, Failure> {
-    let Some(ddl) = ddl else {
-        return Ok(raw
-            .iter()
-            .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
-            .collect());
-    };
-    let Some(spec) = ddl.action(action) else {
-        let known: Vec<&str> = ddl.action_names().collect();
-        return Err(anyhow::anyhow!(
-            "agent {agent} has no action {action} (actions: {})",
-            known.join(", ")
-        )
-        .into());
-    };
-    let mut data = spec
-        .convert_cli_args(raw.iter().copied())
-        .map_err(anyhow::Error::from)?;
-    spec.validate_inputs(&mut data)
-        .map_err(anyhow::Error::from)?;
-    Ok(data)
 }
 
 pub(super) async fn run(args: &RpcArgs, printed: &mut Printed) -> Result<u8, Failure> {
     let filter = args.common.filter()?;
     let raw = parse_inputs(&args.inputs)?;
     let (config, ddl_dirs, _) = args.common.client_config()?;
-    let ddl = mco_ddl::builtin::find(&args.agent, &ddl_dirs)?;
-    let data = inputs(ddl.as_ref(), &args.agent, &args.action, &raw)?;
-    let action = ddl.as_ref().and_then(|d| d.action(&args.action));
+    // The library checks the inputs again when calling; checking them here too makes a bad
+    // input an error before anything else, a broker that cannot be reached included.
+    let ddls = Ddls::new(ddl_dirs);
+    let ddl = ddls.action(&args.agent, &args.action)?;
+    let data = ddls.inputs(ddl.as_ref(), Map::new(), &raw)?;
     let targeting = args.common.targeting(&config)?;
     let client = args.common.connect().await?;
 
@@ -121,7 +95,9 @@ pub(super) async fn run(args: &RpcArgs, printed: &mut Printed) -> Result<u8, Fai
         .data(data)
         .filter(filter)
         .discovery(targeting.discovery);
-    call.limit = targeting.limit;
+    if let Some(limit) = targeting.limit {
+        call = call.limit(limit.size, limit.seed);
+    }
     if let Some(t) = &args.common.target {
         call = call.collective(t);
     }
@@ -140,7 +116,7 @@ pub(super) async fn run(args: &RpcArgs, printed: &mut Printed) -> Result<u8, Fai
     // Wait as long as the action may run on the node, plus a second for the round trip.
     let timeout = match (args.common.timeout()?, &ddl) {
         (Some(t), _) => Some(t),
-        (None, Some(ddl)) => Some(Duration::from_secs(ddl.metadata.timeout + 1)),
+        (None, Some(ddl)) => Some(Duration::from_secs(ddl.agent().metadata.timeout + 1)),
         (None, None) => None,
     };
     if let Some(t) = timeout {
@@ -158,7 +134,7 @@ pub(super) async fn run(args: &RpcArgs, printed: &mut Printed) -> Result<u8, Fai
     }
 
     let mut replies = client.call(call).await?;
-    let stats = replies.stats().clone();
+    let stats = replies.stats();
     if let Some(line) = discovery_line(&stats) {
         printed.err.push_str(&line);
     }
@@ -174,34 +150,11 @@ pub(super) async fn run(args: &RpcArgs, printed: &mut Printed) -> Result<u8, Fai
         let _ = std::io::stderr().write_all(printed.err.as_bytes());
         printed.err.clear();
     }
-    let nodes: Vec<String> = replies.nodes().map(str::to_string).collect();
     let collected = read_events(&mut replies, stats.batches_planned).await;
-    let mut result = CallResult {
-        replies: collected,
-        nodes,
-        stats: replies.stats().clone(),
-    };
-    if let Some(action) = action {
-        for reply in &mut result.replies {
-            if let Value::Object(map) = &mut reply.data {
-                action.apply_output_defaults(map);
-            }
-        }
-    }
+    let mut result = replies.result(collected);
     result.replies.sort_by(|a, b| a.sender.cmp(&b.sender));
-
-    let aggregates = match action {
-        Some(action) => {
-            let mut aggregator = Aggregator::new(action);
-            for reply in result.replies.iter().filter(|r| r.statuscode.is_ok()) {
-                if let Some(map) = reply.data.as_object() {
-                    aggregator.add(map);
-                }
-            }
-            aggregator.results()
-        }
-        None => Vec::new(),
-    };
+    let aggregates = result.aggregates();
+    let action = result.action_ddl().map(|a| a.action());
     if args.json_full {
         printed.out.push_str(&output::full_json(
             &result.replies,
@@ -247,9 +200,14 @@ fn describe_mode(stats: &Stats, verbose: bool, printed: &mut Printed) {
             },
             _ => "broadcast",
         };
-        printed
-            .err
-            .push_str(&format!("Mode: {mode} ({})\n", stats.mode_reason));
+        printed.err.push_str(&format!(
+            "Mode: {mode} ({})\n",
+            stats
+                .mode_reason
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        ));
     }
     for warning in &stats.warnings {
         printed.err.push_str(&format!("mco: warning: {warning}\n"));
@@ -369,47 +327,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn inputs_are_converted_and_checked_before_sending() {
-        let ddl = mco_ddl::builtin::ddl("puppet").unwrap();
-        let data = inputs(
-            Some(&ddl),
-            "puppet",
-            "runonce",
-            &[("noop", "yes"), ("splaylimit", "30")],
-        )
-        .unwrap();
-        assert_eq!(
-            Value::Object(data),
-            serde_json::json!({"noop": true, "splaylimit": 30})
-        );
-        let service = mco_ddl::builtin::ddl("service").unwrap();
-        let err = inputs(Some(&service), "service", "restart", &[])
-            .unwrap_err()
-            .0
-            .to_string();
-        assert_eq!(err, "action restart needs a service argument");
-        let err = inputs(
-            Some(&service),
-            "service",
-            "restart",
-            &[("service", "x;reboot")],
-        )
-        .unwrap_err()
-        .0
-        .to_string();
-        assert!(err.contains("invalid input service"), "{err}");
-        let err = inputs(Some(&service), "service", "explode", &[])
-            .unwrap_err()
-            .0
-            .to_string();
-        assert!(
-            err.contains("has no action explode (actions: restart, start, status, stop)"),
-            "{err}"
-        );
-        let plain = inputs(None, "custom", "go", &[("n", "5")]).unwrap();
-        assert_eq!(plain["n"], "5");
+    fn inputs_are_key_value_pairs() {
         assert!(parse_inputs(&["novalue".into()]).is_err());
         assert!(parse_inputs(&["=x".into()]).is_err());
-        assert_eq!(parse_inputs(&["a=b=c".into()]).unwrap(), [("a", "b=c")]);
+        assert_eq!(
+            parse_inputs(&["a=b=c".into()]).unwrap(),
+            [("a".to_string(), "b=c".to_string())]
+        );
     }
 }

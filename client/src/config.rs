@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::client::ClientBuilder;
+use crate::builder::ClientBuilder;
 
 /// The client configuration file as written; every key optional.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -231,6 +231,14 @@ impl ClientConfig {
                 return Err(invalid("default_discovery_method", &e.to_string()));
             }
         }
+        if let Some(line) = &config.external_discovery_command {
+            if config.external_discovery_argv().is_none() {
+                return Err(invalid(
+                    "external_discovery_command",
+                    &format!("cannot split {line:?} into a program and its arguments"),
+                ));
+            }
+        }
         Ok(config)
     }
 
@@ -249,13 +257,9 @@ impl ClientConfig {
             .collect()
     }
 
-    /// Applies the settings to a builder, reading key, token and issuer files (relative to
-    /// `base`, the file's directory).
-    pub fn apply(
-        &self,
-        mut builder: ClientBuilder,
-        base: &Path,
-    ) -> Result<ClientBuilder, mco_keys::KeyFileError> {
+    /// Applies every setting to a builder; relative paths are taken from `base` (the file's
+    /// directory). Key, token and issuer files are read when the builder connects.
+    pub fn apply(&self, mut builder: ClientBuilder, base: &Path) -> ClientBuilder {
         let abs = |p: &PathBuf| {
             if p.is_absolute() {
                 p.clone()
@@ -263,26 +267,6 @@ impl ClientConfig {
                 base.join(p)
             }
         };
-        if let (Some(key), Some(token)) = (&self.key_file, &self.token_file) {
-            builder = builder.credentials(mco_keys::read_credentials(&abs(key), &abs(token))?);
-        }
-        if let Some(issuers) = &self.issuer_keys {
-            let keys = issuers
-                .iter()
-                .map(|p| mco_keys::read_public_key(&abs(p)))
-                .collect::<Result<Vec<_>, _>>()?;
-            builder = builder.trust(keys, self.clock_skew_seconds.unwrap_or(30));
-        }
-        if let Some(insecure) = self.insecure {
-            builder = builder.insecure(insecure);
-        }
-        if let Some(auth) = &self.broker_auth {
-            builder = builder.broker_auth(auth.resolved(base));
-        }
-        Ok(self.apply_settings(builder))
-    }
-
-    fn apply_settings(&self, mut builder: ClientBuilder) -> ClientBuilder {
         if let Some(b) = &self.brokers {
             builder = builder.brokers(b.clone());
         }
@@ -310,6 +294,39 @@ impl ClientConfig {
         if let Some(t) = self.connect_timeout {
             builder = builder.connect_timeout(Duration::from_secs_f64(t));
         }
+        if self.ddl_dirs.is_some() {
+            builder = builder.ddl_dirs(self.ddl_dirs(base));
+        }
+        if let Some(key) = &self.key_file {
+            builder = builder.key_file(abs(key));
+        }
+        if let Some(token) = &self.token_file {
+            builder = builder.token_file(abs(token));
+        }
+        if let Some(issuers) = &self.issuer_keys {
+            builder = builder.issuer_keys(issuers.iter().map(abs));
+        }
+        if let Some(skew) = self.clock_skew_seconds {
+            builder = builder.clock_skew_seconds(skew);
+        }
+        if let Some(insecure) = self.insecure {
+            builder = builder.insecure(insecure);
+        }
+        if let Some(auth) = &self.broker_auth {
+            builder = builder.broker_auth(auth.resolved(base));
+        }
+        if let Some(method) = &self.default_discovery_method {
+            // Checked when the file was parsed.
+            if let Ok(method) = mco_discovery::method::MethodKind::from_name(method) {
+                builder = builder.default_discovery_method(method);
+            }
+        }
+        if let Some(argv) = self.external_discovery_argv() {
+            builder = builder.external_discovery_command(argv);
+        }
+        if let Some(url) = &self.registry_url {
+            builder = builder.registry_url(url.clone());
+        }
         if let Some(q) = &self.direct_queue {
             builder = builder
                 .direct_queue(q.enabled)
@@ -319,6 +336,14 @@ impl ClientConfig {
             builder = builder.direct_threshold(n);
         }
         builder
+    }
+
+    /// `external_discovery_command` split like a shell would (checked when parsed).
+    fn external_discovery_argv(&self) -> Option<Vec<String>> {
+        self.external_discovery_command
+            .as_deref()
+            .and_then(shlex::split)
+            .filter(|argv| !argv.is_empty())
     }
 }
 

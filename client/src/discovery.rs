@@ -1,19 +1,33 @@
 //! Discovery from the client's side: one entry point, [`Client::discover_with`], for every
-//! method (`--dm`), each answering with the node list and how long it took.
+//! method (`--dm`), each answering with the node list and how long it took, and
+//! [`Discovery::from_method`], which turns a method's name and options (`--do key=value`)
+//! into one with the client's configured defaults (`registry_url`,
+//! `external_discovery_command`).
 //!
-//! Broadcast discovery is the client's own (a ping on the broker); the other methods are
-//! built from `mco_discovery`'s pieces (the registry database is read on a blocking thread). A method that cannot serve the filter refuses it.
+//! Broadcast discovery is the client's own: a `discovery` ping on the broker, whose replies
+//! pass the same gate as a call's (signatures verified in batches, only this ping's id, once
+//! per sender), so an impostor cannot add names to the node list. The other methods are built
+//! from `mco_discovery`'s pieces (the registry database is read on a blocking thread). A
+//! method that cannot serve the filter refuses it.
 //!
-//! Not for: reading files or stdin (the command line does, and hands over the parsed list),
-//! or sending the request itself.
+//! Not for: reading files or stdin (the caller does, and hands over the parsed list), or
+//! sending the request itself.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use mco_discovery::method::{select_from_list, MethodKind};
-use mco_spec::Filter;
+use mco_discovery::Window;
+use mco_spec::{subjects, Filter};
+use serde_json::Map;
 
-use crate::client::{Client, ClientError};
+use crate::accept::ReplyGate;
+use crate::client::Client;
+use crate::error::{DiscoveryError, DiscoveryErrorKind};
+
+/// How many discovery replies that have already arrived are verified in one batch.
+const DISCOVERY_VERIFY_BATCH: usize = 256;
 
 /// Where the node list comes from.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -46,6 +60,47 @@ pub enum Discovery {
 }
 
 impl Discovery {
+    /// The method called `kind` with `options` (`--do key=value`): the registry takes
+    /// `url` (else the client's `registry_url`), the external method `command` (else the
+    /// client's `external_discovery_command`) and passes the other options to the program.
+    /// Node-list methods (flatfile, stdin) need the list itself: use [`Discovery::List`].
+    pub fn from_method(
+        kind: MethodKind,
+        mut options: BTreeMap<String, String>,
+        client: &crate::ClientOptions,
+    ) -> Result<Discovery, DiscoveryError> {
+        let invalid = |m: &str| DiscoveryError::new(DiscoveryErrorKind::InvalidNodeList, m);
+        match kind {
+            MethodKind::Broadcast => Ok(Discovery::Broadcast),
+            MethodKind::Flatfile | MethodKind::Stdin => Err(invalid(&format!(
+                "the {} discovery method needs its node list",
+                kind.name()
+            ))),
+            MethodKind::Registry => {
+                let url = options
+                    .remove("url")
+                    .or_else(|| client.registry_url.clone())
+                    .ok_or_else(|| invalid("the registry discovery method needs the registry database: --do url=URL, or registry_url in the client configuration (an SQLite file that `mcod registry` writes, or postgres://...)"))?;
+                Ok(Discovery::Registry { url })
+            }
+            MethodKind::External => {
+                let command = match options.remove("command") {
+                    Some(line) => shlex::split(&line)
+                        .filter(|c| !c.is_empty())
+                        .ok_or_else(|| {
+                            invalid(&format!(
+                                "cannot split the external discovery command {line:?}"
+                            ))
+                        })?,
+                    None => client.external_discovery_command.clone().ok_or_else(|| {
+                        invalid("the external discovery method needs a program: --do command=PROGRAM, or external_discovery_command in the client configuration")
+                    })?,
+                };
+                Ok(Discovery::External { command, options })
+            }
+        }
+    }
+
     /// The method's kind.
     pub fn kind(&self) -> MethodKind {
         match self {
@@ -69,6 +124,15 @@ pub struct Discovered {
 }
 
 impl Client {
+    /// The client's default discovery method ([`crate::ClientOptions::default_discovery_method`]).
+    pub fn default_discovery(&self) -> Result<Discovery, DiscoveryError> {
+        Discovery::from_method(
+            self.options().default_discovery_method,
+            BTreeMap::new(),
+            self.options(),
+        )
+    }
+
     /// Finds the nodes matching `filter` in `collective` (main if `None`) with `discovery`.
     /// `timeout` bounds broadcast and external discovery (the client's discovery timeout if
     /// `None`).
@@ -80,12 +144,23 @@ impl Client {
         filter: &Filter,
         collective: Option<&str>,
         timeout: Option<Duration>,
-    ) -> Result<Discovered, ClientError> {
+    ) -> Result<Discovered, DiscoveryError> {
         filter.compile()?;
-        let collective = self.collective(collective)?;
+        let collective = self
+            .collective(collective)
+            .map_err(|e| e.into_kind(DiscoveryErrorKind::InvalidFilter))?;
         let started = Instant::now();
         let nodes = match discovery {
-            Discovery::Broadcast => self.discover(filter, Some(&collective), timeout).await?,
+            Discovery::Broadcast => {
+                let mut nodes: Vec<String> = self
+                    .discover_timed(filter, Some(&collective), timeout)
+                    .await?
+                    .into_iter()
+                    .map(|(n, _)| n)
+                    .collect();
+                nodes.sort();
+                nodes
+            }
             Discovery::List { method, nodes } => select_from_list(*method, nodes.clone(), filter)?,
             Discovery::External { command, options } => {
                 let request = mco_discovery::external::ExternalRequest {
@@ -97,9 +172,9 @@ impl Client {
                 mco_discovery::external::discover(command, &request).await?
             }
             #[cfg(not(feature = "registry"))]
-            Discovery::Registry { .. } => return Err(ClientError::InvalidInput(
-                "this build of mco-client reads no registry database (its registry feature is off)"
-                    .into(),
+            Discovery::Registry { .. } => return Err(DiscoveryError::new(
+                DiscoveryErrorKind::NotBuilt,
+                "this build of mco-client reads no registry database (its registry feature is off)",
             )),
             #[cfg(feature = "registry")]
             Discovery::Registry { url } => {
@@ -113,7 +188,10 @@ impl Client {
                 })
                 .await
                 .map_err(|e| {
-                    ClientError::InvalidInput(format!("registry discovery failed: {e}"))
+                    DiscoveryError::new(
+                        DiscoveryErrorKind::Registry,
+                        format!("registry discovery failed: {e}"),
+                    )
                 })??
             }
         };
@@ -122,5 +200,79 @@ impl Client {
             method: discovery.kind(),
             elapsed: started.elapsed(),
         })
+    }
+
+    /// Finds the nodes matching `filter` in `collective` (main if `None`) by broadcast, each
+    /// with the time its answer took, in arrival order. Ends at `timeout` (default: the
+    /// client's discovery timeout) or a quiet window after the last reply.
+    pub async fn discover_timed(
+        &self,
+        filter: &Filter,
+        collective: Option<&str>,
+        timeout: Option<Duration>,
+    ) -> Result<Vec<(String, Duration)>, DiscoveryError> {
+        filter.compile()?;
+        let collective = self
+            .collective(collective)
+            .map_err(|e| e.into_kind(DiscoveryErrorKind::InvalidFilter))?;
+        let o = self.options();
+        let request = self.request(
+            &collective,
+            subjects::DISCOVERY_AGENT,
+            "ping",
+            Map::new(),
+            filter.clone(),
+            o.ttl,
+        );
+        let broker = |e: crate::CallError| e.into_kind(DiscoveryErrorKind::Broker);
+        let subscriber = self
+            .link()
+            .subscribe(&request.reply_to)
+            .await
+            .map_err(broker)?;
+        let payload = self
+            .encode(&request)
+            .map_err(|e| e.into_kind(DiscoveryErrorKind::InvalidFilter))?;
+        self.link()
+            .publish(
+                subjects::broadcast(&collective, subjects::DISCOVERY_AGENT),
+                payload,
+            )
+            .await
+            .map_err(broker)?;
+        self.link().flush().await.map_err(broker)?;
+        let client = self.clone();
+        let mut gate = ReplyGate::new(request.id.clone());
+        let senders = subscriber
+            .ready_chunks(DISCOVERY_VERIFY_BATCH)
+            .flat_map(move |messages| {
+                let payloads: Vec<&[u8]> = messages.iter().map(|m| m.payload.as_ref()).collect();
+                let accepted: Vec<String> = client
+                    .accept_replies(&payloads)
+                    .into_iter()
+                    .filter_map(|reply| gate.admit(reply))
+                    .map(|reply| reply.sender)
+                    .collect();
+                futures::stream::iter(accepted)
+            });
+        let window = Window::new(timeout.unwrap_or(o.discovery_timeout), o.discovery_window);
+        Ok(mco_discovery::collect(senders, window).await)
+    }
+
+    /// Finds the identities of the nodes matching `filter` by broadcast, sorted.
+    pub async fn discover(
+        &self,
+        filter: &Filter,
+        collective: Option<&str>,
+        timeout: Option<Duration>,
+    ) -> Result<Vec<String>, DiscoveryError> {
+        let mut nodes: Vec<String> = self
+            .discover_timed(filter, collective, timeout)
+            .await?
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        nodes.sort();
+        Ok(nodes)
     }
 }
