@@ -1,17 +1,17 @@
 //! Inputs that a shell would act on (`;`, backticks, `$()`, newlines, pipes) and names a
 //! tool would read as options reach the package, service and puppet agents only to be
-//! refused with status 4, before any command runs: `mco` refuses them before sending, and a
-//! client that skips that check (the library sends what it is given) is refused by the node.
+//! refused with status 4, before any command runs: `mco` (and the library under it) refuses
+//! them before sending, and a client that skips that check (raw signed requests, as a
+//! hand-written client sends them) is refused by the node.
 //! Each payload would create a marker file if anything ran it; none appears.
 
 use std::time::Duration;
 
-use mco_client::{Call, Client};
-use mco_spec::StatusCode;
+use mco_spec::{Filter, StatusCode};
 use mco_testsupport::{require_program, Fleet, NodeSpec};
 use serde_json::json;
 
-use crate::library_reply;
+use crate::raw;
 
 #[test]
 fn dangerous_inputs_are_refused_before_anything_runs() {
@@ -54,7 +54,10 @@ fn dangerous_inputs_are_refused_before_anything_runs() {
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let client = crate::signed_client(&fleet, Client::builder()).await;
+        let nats = async_nats::connect(fleet.nats.url()).await.unwrap();
+        let creds = raw::credentials(&fleet, "client", "hand-rolled", &[]);
+        let mut only_in1 = Filter::default();
+        only_in1.add_identity("in1").unwrap();
         let mut cases: Vec<(&str, &str, &str, String)> = Vec::new();
         for payload in &payloads {
             cases.push(("service", "restart", "service", payload.clone()));
@@ -74,11 +77,19 @@ fn dangerous_inputs_are_refused_before_anything_runs() {
         ));
         cases.push(("service", "start", "service", "--status-all".into()));
         for (agent, action, input, value) in cases {
-            let call = Call::new(agent, action)
-                .arg(input, value.clone())
-                .nodes(["in1"])
-                .timeout(Duration::from_secs(30));
-            let reply = library_reply(&client, call).await;
+            let mut request = raw::request("hand-rolled", agent, action, only_in1.clone());
+            request.data.insert(input.into(), value.clone().into());
+            let subject = format!("mco.broadcast.agent.{agent}");
+            let bytes = raw::signed(&request, &creds);
+            let reply = raw::send(
+                &nats,
+                &subject,
+                &request.reply_to,
+                bytes,
+                Duration::from_secs(30),
+            )
+            .await
+            .unwrap_or_else(|| panic!("{agent}#{action} {input}={value:?}: no reply"));
             assert_eq!(
                 reply.statuscode,
                 StatusCode::InvalidData,

@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use mco_spec::message::{new_request_id, now_millis};
 use mco_spec::security::Credentials;
-use mco_spec::{subjects, Request, RequestEnvelope};
+use mco_spec::{subjects, Filter, Request, RequestEnvelope};
 use mco_testsupport::{mco, mco_command, Fleet, NodeSpec};
+
+use crate::raw::{self, signed};
 use serde_json::{json, Value};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -19,34 +21,15 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn credentials(fleet: &Fleet, name: &str, extra: &[&str]) -> Credentials {
-    let (key, token) = fleet.keys.issue("client", name, extra);
-    mco_keys::read_credentials(&key, &token).unwrap()
+    raw::credentials(fleet, "client", name, extra)
 }
 
-/// A request as a caller builds it, with its reply subject under the caller's own prefix.
+/// A request as a caller builds it (`raw::request`), with a hostile filter as JSON and a TTL.
 fn request(caller: &str, agent: &str, action: &str, filter: Value, ttl: u64) -> Request {
-    let id = new_request_id();
-    serde_json::from_value(json!({
-        "id": id,
-        "collective": "mco",
-        "agent": agent,
-        "action": action,
-        "data": {},
-        "filter": filter,
-        "caller": caller,
-        "sender": "attacker",
-        "time": now_millis(),
-        "ttl": ttl,
-        "reply_to": subjects::reply("mco", caller, &id),
-    }))
-    .unwrap()
-}
-
-fn signed(request: &Request, creds: &Credentials) -> Vec<u8> {
-    RequestEnvelope::signed(request, creds)
-        .unwrap()
-        .to_bytes()
-        .unwrap()
+    let mut request = raw::request(caller, agent, action, Filter::default());
+    request.filter = serde_json::from_value(filter).unwrap();
+    request.ttl = ttl;
+    request
 }
 
 /// The audit lines of `node` about request `id`.

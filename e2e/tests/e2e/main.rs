@@ -16,6 +16,7 @@ mod external;
 mod files;
 mod filters;
 mod library;
+mod raw;
 mod registry;
 mod registry_tls;
 mod resilience;

@@ -7,29 +7,13 @@ use std::time::Duration;
 use ed25519_dalek::SigningKey;
 use futures::StreamExt;
 use mco_client::{Call, Client};
-use mco_spec::message::{new_request_id, now_millis};
+use mco_spec::message::now_millis;
 use mco_spec::security::{encode_public_key, Credentials, Token, TokenClaims, TokenRole};
-use mco_spec::{subjects, Filter, Reply, ReplyEnvelope, Request, RequestEnvelope, StatusCode};
+use mco_spec::{subjects, Filter, Reply, ReplyEnvelope, RequestEnvelope, StatusCode};
 use mco_testsupport::{Fleet, NodeSpec};
-use serde_json::{json, Map, Value};
 
-fn request(caller: &str, agent: &str, action: &str, filter: Filter) -> Request {
-    let id = new_request_id();
-    Request {
-        reply_to: subjects::reply("mco", caller, &id),
-        id,
-        collective: "mco".into(),
-        agent: agent.into(),
-        action: action.into(),
-        data: Map::new(),
-        filter,
-        caller: caller.into(),
-        sender: "attacker".into(),
-        time: now_millis(),
-        ttl: 60,
-        targets: None,
-    }
-}
+use crate::raw::{credentials, request, signed};
+use serde_json::{json, Map, Value};
 
 /// Publishes raw bytes as a request to s1 and waits briefly for its reply.
 async fn send(
@@ -38,27 +22,7 @@ async fn send(
     reply_to: &str,
     bytes: Vec<u8>,
 ) -> Option<Reply> {
-    let mut sub = nats.subscribe(reply_to.to_string()).await.unwrap();
-    nats.publish(subject.to_string(), bytes.into())
-        .await
-        .unwrap();
-    nats.flush().await.unwrap();
-    let message = tokio::time::timeout(Duration::from_millis(1500), sub.next())
-        .await
-        .ok()??;
-    ReplyEnvelope::decode(&message.payload).ok()?.body().ok()
-}
-
-fn credentials(fleet: &Fleet, role: &str, name: &str, extra: &[&str]) -> Credentials {
-    let (key, token) = fleet.keys.issue(role, name, extra);
-    mco_keys::read_credentials(&key, &token).unwrap()
-}
-
-fn signed(request: &Request, creds: &Credentials) -> Vec<u8> {
-    RequestEnvelope::signed(request, creds)
-        .unwrap()
-        .to_bytes()
-        .unwrap()
+    crate::raw::send(nats, subject, reply_to, bytes, Duration::from_millis(1500)).await
 }
 
 fn audit_reason(fleet: &Fleet, id: &str) -> String {
