@@ -17,8 +17,15 @@ cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "cargo build (binaries the end-to-end tests run)"
-cargo build --workspace --bins --locked
+step "cargo build (binaries and examples the end-to-end tests run)"
+cargo build --workspace --bins --examples --locked
+
+step "mco-client without default features: builds, and pulls in no CLI or database crates"
+cargo check -p mco-client --no-default-features --examples --locked
+if cargo tree -p mco-client --no-default-features -e normal --locked | grep -E '^[^a-z]*(clap|anyhow|rusqlite|postgres) '; then
+  echo "mco-client without default features depends on a crate it must not" >&2
+  exit 1
+fi
 
 step "cargo test"
 log=$(mktemp -t mco-test.XXXXXX)

@@ -1,22 +1,58 @@
-//! What a web application does with mco: one `Client` in the application state, shared by
-//! every request handler, each handler making its own call and turning the replies into
-//! JSON for the browser.
+//! What a web application does with mco: one `Client`, built from the same `client.toml` the
+//! command line reads, in the application state, shared by every request handler; each
+//! handler makes its own call and turns the replies, the DDL's summaries and the statistics
+//! into JSON, and the error kinds into HTTP status codes.
 //!
 //! In axum this is `State<AppState>` with `AppState { mco: Client }` and a handler whose body
 //! is `service_status` below; in actix-web, `web::Data<Client>`. No web framework is needed to
-//! show the part that matters.
-//!
-//! Run against a fleet (for example the demo's, `scripts/demo.sh --keep` prints the URL):
+//! show the part that matters. It builds with `default-features = false` (no registry
+//! database clients), as a web application would depend on `mco-client`.
 //!
 //! ```text
-//! cargo run -p mco-client --example web_status -- nats://127.0.0.1:PORT country=uk
+//! cargo run -p mco-client --no-default-features --example web_status -- [CONFIG] [FILTER...]
 //! ```
+//!
+//! prints one JSON document with a result (or an error and its HTTP status) per filter.
 
-use std::time::Duration;
-
-use mco_client::{Call, Client, ClientError};
-use mco_spec::Filter;
+use mco_client::{CallErrorKind, Client, ClientBuilder};
 use serde_json::{json, Value};
+
+// README:begin
+use mco_client::{Call, CallError, Filter};
+
+/// A handler: `GET /status?filter=country=uk` → per-node JSON, the DDL's summaries and the
+/// call's statistics, or the error's HTTP status.
+async fn service_status(mco: &Client, filter: &str) -> Result<serde_json::Value, CallError> {
+    let mut wanted = Filter::default();
+    wanted.add_with(filter)?;
+    let result = mco
+        .call(
+            Call::new("rpcutil", "get_fact")
+                .arg("fact", "country")
+                .filter(wanted),
+        )
+        .await?
+        .collect()
+        .await;
+    Ok(serde_json::json!({
+        "nodes": result.replies.iter().map(|r| serde_json::json!({
+            "node": r.sender, "ok": r.statuscode.is_ok(), "country": r.data["value"],
+        })).collect::<Vec<_>>(),
+        "summaries": result.aggregates(),
+        "responded": result.stats.responded,
+        "no_response_from": result.stats.no_response_from,
+    }))
+}
+// README:end
+
+/// The HTTP status a handler answers an error with.
+fn http_status(kind: CallErrorKind) -> u16 {
+    match kind {
+        CallErrorKind::InvalidInput | CallErrorKind::UnknownCollective => 400,
+        CallErrorKind::Broker | CallErrorKind::NotQueued => 503,
+        _ => 500,
+    }
+}
 
 /// The application's shared state: cloning a `Client` is cheap (one connection underneath).
 #[derive(Clone)]
@@ -24,56 +60,32 @@ struct AppState {
     mco: Client,
 }
 
-/// A handler: `GET /status?fact=country=uk` → per-node JSON plus the call's statistics.
-async fn service_status(state: AppState, fact_filter: &str) -> Result<Value, ClientError> {
-    let mut filter = Filter::default();
-    filter.add_fact(fact_filter)?;
-    let result = state
-        .mco
-        .call(
-            Call::new("rpcutil", "inventory")
-                .filter(filter)
-                .timeout(Duration::from_secs(5)),
-        )
-        .await?
-        .collect()
-        .await;
-    let nodes: Vec<Value> = result
-        .replies
-        .iter()
-        .map(|r| json!({"node": r.sender, "ok": r.statuscode.is_ok(), "classes": r.data["classes"], "os": r.data["facts"]["os"]}))
-        .collect();
-    Ok(json!({
-        "nodes": nodes,
-        "discovered": result.stats.discovered,
-        "responded": result.stats.responded,
-        "no_response_from": result.stats.no_response_from,
-    }))
-}
-
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let broker = args
-        .next()
-        .unwrap_or_else(|| "nats://127.0.0.1:4222".into());
-    let filter = args.next().unwrap_or_else(|| "country=uk".into());
-    let state = AppState {
-        mco: Client::builder()
-            .broker(broker)
-            .caller("user=webapp")
-            .connect()
-            .await?,
+    let builder = match args.next() {
+        Some(path) => ClientBuilder::from_config(path)?,
+        None => ClientBuilder::from_default_config()?,
     };
-
-    // Two "requests" served at once from the same state.
-    let (a, b) = tokio::join!(
-        service_status(state.clone(), &filter),
-        service_status(state.clone(), "cpus>=1")
-    );
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&json!({"first": a?, "second": b?}))?
-    );
+    let state = AppState {
+        mco: builder.connect().await?,
+    };
+    let filters: Vec<String> = args.collect();
+    // Every "request" is served at once from the same state.
+    let handlers = filters.iter().map(|filter| {
+        let state = state.clone();
+        async move {
+            let answer = match service_status(&state.mco, filter).await {
+                Ok(body) => json!({"status": 200, "body": body}),
+                Err(e) => json!({"status": http_status(e.kind()), "error": e.to_string()}),
+            };
+            (filter.clone(), answer)
+        }
+    });
+    let answers: serde_json::Map<String, Value> = futures::future::join_all(handlers)
+        .await
+        .into_iter()
+        .collect();
+    println!("{}", serde_json::to_string_pretty(&answers)?);
     Ok(())
 }

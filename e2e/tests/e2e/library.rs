@@ -1,10 +1,15 @@
-//! The client library used the way a web application uses it: one shared `Client`, many
-//! concurrent calls from different tasks, results with statistics.
+//! The client library used the way a web application uses it: one shared `Client` built from
+//! the command line's own `client.toml`, many concurrent calls from different tasks, replies
+//! as a stream, DDL checks before sending, the DDL's aggregates, and error kinds a handler
+//! can branch on. The example web application runs against a signed fleet.
 
 use std::time::Duration;
 
-use mco_client::{Call, Client, Mode};
-use mco_spec::{Filter, StatusCode};
+use futures::StreamExt;
+use mco_client::{
+    Call, CallErrorKind, Client, ClientBuilder, ConnectErrorKind, Filter, Mode, StatusCode,
+};
+use serde_json::Value;
 
 use crate::five_nodes;
 
@@ -61,7 +66,7 @@ fn a_shared_client_serves_concurrent_calls() {
             assert_eq!(
                 result.stats.mode,
                 Some(mode),
-                "{}",
+                "{:?}",
                 result.stats.mode_reason
             );
             for reply in &result.replies {
@@ -122,9 +127,144 @@ fn connecting_to_a_dead_broker_fails_fast_with_its_own_error_kind() {
             .connect()
             .await
             .unwrap_err();
+        assert_eq!(err.kind(), ConnectErrorKind::Unavailable, "{err}");
         assert!(
-            matches!(err, mco_client::ClientError::BrokerUnavailable { .. }),
+            err.to_string()
+                .starts_with("cannot connect to the broker at"),
             "{err}"
         );
     });
+}
+
+/// The library does what `mco rpc` does, from the same configuration file: inputs refused
+/// before anything is sent, the DDL's aggregates as `--json-full` prints them, errors of the
+/// kinds a web handler maps to status codes, and the replies as a `Stream`.
+#[test]
+fn the_library_checks_inputs_sums_up_and_types_its_errors() {
+    let fleet = five_nodes();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = ClientBuilder::from_config(fleet.client_config())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let total = |fleet: &mco_testsupport::Fleet| -> u64 {
+            fleet.nodes.iter().map(|n| n.audit().len() as u64).sum()
+        };
+        let before = total(&fleet);
+        // An input the DDL refuses: no node hears of it.
+        let err = client
+            .call(Call::new("rpcutil", "get_fact").arg("fact", 5))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), CallErrorKind::InvalidInput, "{err}");
+        assert!(err.to_string().contains("invalid input fact"), "{err}");
+        let err = client
+            .call(Call::new("service", "restart").text_arg("service", "x;reboot"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), CallErrorKind::InvalidInput, "{err}");
+        let err = client
+            .call(Call::new("rpcutil", "explode"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), CallErrorKind::InvalidInput, "{err}");
+        let mut bad = Filter::default();
+        bad.compound.push("(country=uk".into());
+        let err = client
+            .call(Call::new("rpcutil", "ping").filter(bad))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), CallErrorKind::InvalidInput, "{err}");
+        let err = client
+            .call(Call::new("rpcutil", "ping").collective("nowhere"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), CallErrorKind::UnknownCollective, "{err}");
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(total(&fleet), before, "a node saw a refused call");
+
+        // The DDL's aggregates, equal to what mco rpc --json-full prints.
+        let result = client
+            .call(Call::new("rpcutil", "get_fact").text_arg("fact", "country"))
+            .await
+            .unwrap()
+            .collect()
+            .await;
+        assert_eq!(result.stats.ok, 5);
+        let aggregates = serde_json::to_value(result.aggregates()).unwrap();
+        let cli = fleet.mco(&["rpc", "rpcutil", "get_fact", "fact=country", "--json-full"]);
+        assert_eq!(cli.code, Some(0), "{cli:?}");
+        let cli: Value = serde_json::from_str(&cli.stdout).unwrap();
+        assert_eq!(aggregates, cli["aggregates"]);
+        assert!(!aggregates.as_array().unwrap().is_empty(), "{aggregates}");
+
+        // Replies as a stream, with StreamExt's combinators.
+        let uk: Vec<String> = client
+            .call(Call::new("rpcutil", "get_fact").arg("fact", "country"))
+            .await
+            .unwrap()
+            .filter(|r| futures::future::ready(r.data["value"] == "uk"))
+            .map(|r| r.sender)
+            .collect()
+            .await;
+        let mut uk = uk;
+        uk.sort();
+        assert_eq!(uk, ["db2", "web1", "web2"]);
+    });
+
+    // A server token where a client token belongs.
+    let (key, token) = fleet.keys.issue("server", "not-a-client", &[]);
+    runtime.block_on(async {
+        let err = ClientBuilder::from_config(fleet.client_config())
+            .unwrap()
+            .key_file(key)
+            .token_file(token)
+            .connect()
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ConnectErrorKind::Credentials, "{err}");
+        assert!(
+            err.to_string().contains("requests need a client token"),
+            "{err}"
+        );
+    });
+}
+
+/// The example web application (`client/examples/web_status.rs`, which builds without the
+/// crate's default features) runs against a signed fleet from the CLI's `client.toml`.
+#[test]
+fn the_example_web_application_runs_against_a_signed_fleet() {
+    let fleet = five_nodes();
+    let example = mco_testsupport::bin_path("examples/web_status");
+    let out = std::process::Command::new(example)
+        .arg(fleet.client_config())
+        .args(["country=uk", "role::db", "country=/[/"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answers: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let nodes = |filter: &str| -> Vec<String> {
+        let mut n: Vec<String> = answers[filter]["body"]["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["node"].as_str().unwrap().to_string())
+            .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(answers["country=uk"]["status"], 200, "{answers}");
+    assert_eq!(nodes("country=uk"), ["db2", "web1", "web2"]);
+    assert_eq!(nodes("role::db"), ["db1", "db2"]);
+    assert!(!answers["country=uk"]["body"]["summaries"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    assert_eq!(answers["country=/[/"]["status"], 400, "{answers}");
 }
