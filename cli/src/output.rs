@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use mco_ddl::{Action, Display};
 use mco_spec::Reply;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use mco_client::{Mode, Stats};
 
@@ -175,41 +175,15 @@ pub fn columns(names: &[String]) -> String {
 
 /// `-j` output: a JSON array of `{sender, agent, action, statuscode, statusmsg, data}`.
 pub fn replies_json(replies: &[Reply]) -> String {
-    let array: Vec<Value> = replies
-        .iter()
-        .map(|r| {
-            json!({"sender": r.sender, "agent": r.agent, "action": r.action,
-                   "statuscode": r.statuscode.code(), "statusmsg": r.statusmsg, "data": r.data})
-        })
-        .collect();
+    let array: Vec<Value> = replies.iter().map(mco_client::reply_json).collect();
     let mut text = serde_json::to_string_pretty(&array).unwrap_or_else(|_| "[]".into());
     text.push('\n');
     text
 }
 
-/// `--json-full` output: replies as in [`replies_json`], the aggregates, and the statistics.
-pub fn full_json(
-    replies: &[Reply],
-    aggregates: &[mco_ddl::AggregateResult],
-    stats: &Stats,
-) -> String {
-    let replies: Value = serde_json::from_str(&replies_json(replies)).unwrap_or(Value::Null);
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let doc = json!({
-        "replies": replies,
-        "aggregates": aggregates,
-        "stats": {
-            "discovered": stats.discovered,
-            "responded": stats.responded,
-            "ok": stats.ok,
-            "failed": stats.failed,
-            "no_response_from": stats.no_response_from,
-            "unexpected_from": stats.unexpected_from,
-            "discovery_time_ms": ms(stats.discovery_time),
-            "elapsed_ms": ms(stats.elapsed),
-            "forged": stats.forged,
-        },
-    });
+/// `--json-full` output: [`mco_client::CallResult::to_json`], pretty.
+pub fn full_json(result: &mco_client::CallResult) -> String {
+    let doc = result.to_json();
     let mut text = serde_json::to_string_pretty(&doc).unwrap_or_default();
     text.push('\n');
     text
@@ -243,6 +217,7 @@ pub fn fact_report(fact: &str, values: &BTreeMap<String, Vec<String>>, verbose: 
 mod tests {
     use super::*;
     use mco_spec::StatusCode;
+    use serde_json::json;
 
     fn reply(sender: &str, status: StatusCode, data: Value) -> Reply {
         Reply {

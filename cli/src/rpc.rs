@@ -156,11 +156,7 @@ pub(super) async fn run(args: &RpcArgs, printed: &mut Printed) -> Result<u8, Fai
     let aggregates = result.aggregates();
     let action = result.action_ddl().map(|a| a.action());
     if args.json_full {
-        printed.out.push_str(&output::full_json(
-            &result.replies,
-            &aggregates,
-            &result.stats,
-        ));
+        printed.out.push_str(&output::full_json(&result));
         return Ok(output::exit_code(&result.stats));
     }
     if args.common.json {

@@ -57,6 +57,9 @@ pub struct ClientConfig {
     pub direct_queue: Option<DirectQueueConfig>,
     /// A broadcast discovery that finds at most this many nodes is followed by direct requests.
     pub direct_addressing_threshold: Option<usize>,
+    /// The web gateway's settings (`mco-web`, which checks them); the command line ignores
+    /// them, so the gateway and `mco` share one file.
+    pub web: Option<toml::Table>,
 }
 
 /// The `direct_queue` setting: `direct_queue = true|false`, or a `[direct_queue]` table with
@@ -382,6 +385,7 @@ mod tests {
             registry_url: Some(String::new()),
             direct_queue: Some(DirectQueueConfig::default()),
             direct_addressing_threshold: Some(1),
+            web: Some(toml::Table::new()),
         };
         for key in serde_json::to_value(all)
             .unwrap()

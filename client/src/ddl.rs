@@ -85,6 +85,11 @@ impl Ddls {
         &self.dirs
     }
 
+    /// The agents with a DDL (in the directories and built in), sorted.
+    pub fn names(&self) -> Vec<String> {
+        mco_ddl::builtin::all_names(&self.dirs)
+    }
+
     /// The DDL of `agent`, if there is one; an error when its file is unreadable or invalid.
     pub fn agent(&self, agent: &str) -> Result<Option<Arc<AgentDdl>>, CallError> {
         let mut read = self.read.lock().unwrap_or_else(|p| p.into_inner());

@@ -152,6 +152,16 @@ pub enum DiscoveryErrorKind {
     Broker,
 }
 
+impl Error<CallErrorKind> {
+    /// The DDL's verdict on the input at fault, when inputs were refused: which input and
+    /// why, for a form to show beside the field.
+    pub fn input_error(&self) -> Option<&mco_ddl::InputError> {
+        self.source
+            .as_deref()?
+            .downcast_ref::<mco_ddl::InputError>()
+    }
+}
+
 /// Building or connecting a [`crate::Client`] failed.
 pub type ConnectError = Error<ConnectErrorKind>;
 /// A call, send or listen failed.

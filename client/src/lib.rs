@@ -134,9 +134,11 @@ pub use link::{connect_as, QueueUse};
 pub use listen::{Listener, Sent};
 pub use plan::{Batch, Limit};
 pub use replies::{Event, Replies, Stopper};
-pub use result::{CallResult, Mode, ModeReason, NodeOutcome, Stats, Warning};
+pub use result::{
+    reply_json, stats_json, CallResult, Mode, ModeReason, NodeOutcome, Stats, Warning,
+};
 
-pub use mco_ddl::AggregateResult;
+pub use mco_ddl::{AggregateResult, InputError, InputErrorKind};
 pub use mco_discovery::limit::Size;
 pub use mco_discovery::method::MethodKind;
 pub use mco_spec::{Filter, FilterError, Reply, StatusCode};

@@ -5,6 +5,9 @@
 //! Reasons and warnings are enums a program can branch on; their `Display` is the sentence the
 //! command line prints. A node that did not answer is a row in the statistics, not an error.
 //!
+//! The JSON shapes of a reply ([`reply_json`]) and of a whole result ([`CallResult::to_json`],
+//! what `mco rpc --json-full` prints and the web gateway answers) are defined here, once.
+//!
 //! Not for: producing them (the call, its plan and its replies do).
 
 use std::collections::{BTreeMap, HashSet};
@@ -15,6 +18,7 @@ use mco_ddl::AggregateResult;
 use mco_discovery::method::MethodKind;
 use mco_spec::Reply;
 use serde::{Serialize, Serializer};
+use serde_json::{json, Value};
 
 use crate::ddl::ActionDdl;
 
@@ -256,6 +260,38 @@ impl CallResult {
     pub fn action_ddl(&self) -> Option<&ActionDdl> {
         self.action.as_ref()
     }
+
+    /// The result as `mco rpc --json-full` prints it: `replies` ([`reply_json`], in this
+    /// result's order), `aggregates` and `stats` ([`stats_json`]).
+    pub fn to_json(&self) -> Value {
+        json!({
+            "replies": self.replies.iter().map(reply_json).collect::<Vec<_>>(),
+            "aggregates": self.aggregates(),
+            "stats": stats_json(&self.stats),
+        })
+    }
+}
+
+/// A reply as `mco rpc -j` prints it: `{sender, agent, action, statuscode, statusmsg, data}`.
+pub fn reply_json(reply: &Reply) -> Value {
+    json!({"sender": reply.sender, "agent": reply.agent, "action": reply.action,
+           "statuscode": reply.statuscode.code(), "statusmsg": reply.statusmsg, "data": reply.data})
+}
+
+/// The statistics as `mco rpc --json-full` prints them (times in milliseconds).
+pub fn stats_json(stats: &Stats) -> Value {
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    json!({
+        "discovered": stats.discovered,
+        "responded": stats.responded,
+        "ok": stats.ok,
+        "failed": stats.failed,
+        "no_response_from": stats.no_response_from,
+        "unexpected_from": stats.unexpected_from,
+        "discovery_time_ms": ms(stats.discovery_time),
+        "elapsed_ms": ms(stats.elapsed),
+        "forged": stats.forged,
+    })
 }
 
 #[cfg(test)]

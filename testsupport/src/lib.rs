@@ -12,6 +12,7 @@
 //! - [`RecordingProxy`]: a TCP proxy that records what crosses it, as someone on the network
 //!   path would see it.
 //! - [`RegistryService`]: a real `mcod registry` process storing a fleet's registrations.
+//! - [`web::WebGateway`]: a real `mco-web` gateway in front of a fleet, with callers and tokens.
 //!
 //! - [`require_program`]: a tool a test needs, or a panic saying how to install it.
 //! - [`MachineLock`]: serialises tests that change the machine itself (its package database)
@@ -32,6 +33,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tempfile::TempDir;
+
+pub mod web;
 
 /// Where `nats-server` is: `$MCO_NATS_SERVER`, `PATH`, or `/usr/sbin`. Panics with install
 /// instructions when it is nowhere.
@@ -123,7 +126,7 @@ pub fn free_port() -> u16 {
 }
 
 /// Makes a child die with the test process, so a crashed test leaves nothing behind.
-fn die_with_parent(command: &mut Command) {
+pub(crate) fn die_with_parent(command: &mut Command) {
     // SAFETY: prctl is async-signal-safe and only changes the child's own death signal.
     unsafe {
         command.pre_exec(|| {
@@ -133,7 +136,7 @@ fn die_with_parent(command: &mut Command) {
     }
 }
 
-fn wait_for_port(port: u16, limit: Duration) -> bool {
+pub(crate) fn wait_for_port(port: u16, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {

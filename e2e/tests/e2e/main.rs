@@ -21,6 +21,7 @@ mod registry;
 mod registry_tls;
 mod resilience;
 mod security;
+mod web;
 
 use mco_testsupport::{Fleet, NodeSpec};
 use serde_json::json;
