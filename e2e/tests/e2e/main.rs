@@ -22,6 +22,7 @@ mod registry_tls;
 mod resilience;
 mod security;
 mod web;
+mod web_console;
 
 use mco_testsupport::{Fleet, NodeSpec};
 use serde_json::json;
