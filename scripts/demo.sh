@@ -12,7 +12,7 @@ keep=false
 
 scripts/install-deps.sh
 mco_nats_path
-echo "==> building mco and mcod"
+echo "==> building mco, mcod and mco-web"
 cargo build --quiet --bins
 bin="$PWD/target/debug"
 
@@ -91,6 +91,11 @@ collectives = ["mco", "uk", "eu"]
 key_file = "$keys/demo.key"
 token_file = "$keys/demo.token"
 issuer_keys = ["$keys/issuer.pub"]
+
+# The web gateway (mco-web) reads the same file; its callers sign with their own keys.
+[web]
+callers_file = "$work/web-callers.toml"
+credentials_dir = "$keys"
 TOML
 export MCO_CONFIG="$work/client.toml"
 
@@ -141,6 +146,17 @@ sleep 2
 printf '\n\033[1m$ grep rpcutil %s | tail -1\033[0m  (the queued ping ran when the node came back)\n' "$last/audit.log"
 grep '"rpcutil"' "$work/$last/audit.log" | tail -1 || true
 show keys show "$keys/demo.token"
+
+# The web gateway: a bearer token for the caller "demo", whose own key signs its requests.
+web_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+web_token=$("$bin/mco-web" token add demo 2>/dev/null)
+"$bin/mco-web" --listen "127.0.0.1:$web_port" >"$work/mco-web.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$web_port") 2>/dev/null && break; sleep 0.1; done
+web="http://127.0.0.1:$web_port"
+export TOKEN=$web_token
+showsh "curl -s -H \"Authorization: Bearer \$TOKEN\" -d '{\"inputs\": {\"fact\": \"country\"}, \"filter\": {\"fact\": [\"country=uk\"]}}' $web/api/v1/agents/rpcutil/actions/get_fact | jq -c '.replies[] | [.sender, .data.value]'"
+showsh "curl -sN -H \"Authorization: Bearer \$TOKEN\" -H 'Accept: application/x-ndjson' -d '{\"filter\": {\"with\": [\"role::db\"]}}' $web/api/v1/agents/rpcutil/actions/ping | jq -c '[.event, .data.sender // .data.discovered // .data.stats.responded]'"
 printf '\n\033[1m$ tail -2 %s\033[0m\n' "web1.example.net/audit.log"
 tail -2 "$work/web1.example.net/audit.log"
 
@@ -150,6 +166,7 @@ if $keep; then
 The fleet is still running (nats-server on port $port, files in $work).
   export MCO_CONFIG=$work/client.toml
   $bin/mco ping
+The web console: $web/  (bearer token: $web_token)
 Stop it with: kill ${pids[*]}; rm -rf $work
 MSG
 fi

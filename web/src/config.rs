@@ -114,8 +114,12 @@ impl WebSettings {
             _ => return Err(invalid("tls_cert and tls_key go together".into())),
         };
         let max_timeout = match table.max_timeout_seconds {
-            Some(s) if s.is_finite() && s > 0.0 => Duration::from_secs_f64(s),
-            Some(s) => return Err(invalid(format!("max_timeout_seconds {s} is not positive"))),
+            Some(s) if s > 0.0 && s <= 86_400.0 => Duration::from_secs_f64(s),
+            Some(s) => {
+                return Err(invalid(format!(
+                    "max_timeout_seconds {s} is not between 0 and 86400"
+                )))
+            }
             None => defaults.max_timeout,
         };
         let allowed_origins = table.allowed_origins.unwrap_or_default();
@@ -188,7 +192,8 @@ mod tests {
             ("lisen = \"x\"", "unknown field"),
             ("listen = \"8080\"", "is not an address:port"),
             ("tls_cert = \"c.pem\"", "go together"),
-            ("max_timeout_seconds = -1.0", "not positive"),
+            ("max_timeout_seconds = -1.0", "not between 0 and 86400"),
+            ("max_timeout_seconds = 1e300", "not between 0 and 86400"),
             (
                 "allowed_origins = [\"https://x.example/app\"]",
                 "is not an origin",

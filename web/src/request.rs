@@ -189,7 +189,8 @@ pub fn seconds(field: &str, seconds: f64, cap: Duration) -> Result<Duration, Api
             format!("{seconds} is not a positive number of seconds"),
         ));
     }
-    let duration = Duration::from_secs_f64(seconds);
+    // A finite number can still be beyond any Duration (1e300): that is "too long", too.
+    let duration = Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX);
     if duration > cap {
         return Err(ApiError::bad_field(
             field,
@@ -305,6 +306,9 @@ mod tests {
         assert!(seconds("timeout", 61.0, cap).is_err());
         assert!(seconds("timeout", f64::NAN, cap).is_err());
         assert!(seconds("timeout", 0.0, cap).is_err());
+        // Found by schemathesis: a finite number too large for a Duration panicked.
+        assert!(seconds("timeout", 1.8446744073709552e19, cap).is_err());
+        assert!(seconds("timeout", f64::MAX, cap).is_err());
         assert_eq!(
             seconds("timeout", 1.5, cap).unwrap(),
             Duration::from_millis(1500)

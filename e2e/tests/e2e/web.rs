@@ -427,3 +427,47 @@ fn the_gateway_will_not_expose_the_fleet_without_tls_and_callers() {
         "{answer}"
     );
 }
+
+/// The served OpenAPI document, fuzzed by schemathesis (from PyPI) against the running
+/// gateway: generated requests for every route, with a caller's token; any server error
+/// (5xx other than the documented 503s of a fleet that cannot be reached) or a response that
+/// does not match the document fails the test.
+#[test]
+fn the_openapi_document_holds_under_property_based_requests() {
+    // `pip install --user` puts it in ~/.local/bin, which need not be on PATH.
+    let user_st = std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".local/bin/st"));
+    let st = match user_st.filter(|p| p.is_file()) {
+        Some(p) => p,
+        None => mco_testsupport::require_program("st", "pip install schemathesis"),
+    };
+    let fleet = five_nodes();
+    // Short waits, so generated calls to made-up nodes end quickly.
+    let gateway = WebGateway::start_with(
+        &fleet,
+        &["alice"],
+        "max_timeout_seconds = 2\nmax_calls_per_caller = 64\n",
+    );
+    // schemathesis keeps a cache in its working directory: not in the checkout.
+    let scratch = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(st)
+        .current_dir(scratch.path())
+        .arg("run")
+        .arg(format!("{}/api/v1/openapi.json", gateway.url()))
+        .args(["--header", &format!("Authorization: Bearer {}", gateway.token("alice"))])
+        .args(["--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"])
+        .args(["--max-examples", "40", "--seed", "1", "--no-color", "--workers", "2"])
+        .args(["--request-timeout", "10"])
+        .env("SCHEMATHESIS_HOOKS", "")
+        .output()
+        .unwrap();
+    let report = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "schemathesis found problems:\n{report}\n{}",
+        gateway.log()
+    );
+}
