@@ -471,3 +471,30 @@ fn the_openapi_document_holds_under_property_based_requests() {
         gateway.log()
     );
 }
+
+/// A broker that cannot be reached is a 503 with its kind, not a hang or a 500; the API
+/// that needs no broker (the DDLs) keeps answering.
+#[test]
+fn a_dead_broker_is_a_503() {
+    let mut fleet = five_nodes();
+    let gateway = WebGateway::start_with(&fleet, &["alice"], "");
+    fleet.nats.stop();
+    runtime().block_on(async {
+        let (status, body) = post(
+            &gateway,
+            "alice",
+            "/api/v1/agents/rpcutil/actions/ping",
+            json!({}),
+        )
+        .await;
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["error"]["kind"], "broker_unavailable", "{body}");
+        let (status, _) = get(
+            &gateway,
+            Some(gateway.token("alice")),
+            "/api/v1/agents/rpcutil",
+        )
+        .await;
+        assert_eq!(status, 200);
+    });
+}
