@@ -100,15 +100,18 @@ impl MachineLock {
     }
 }
 
-/// The path of a workspace binary (`mcod`, `mco`) next to the running test executable.
+/// The path of a workspace binary (`mcod`, `mco`) next to the running test executable (or
+/// next to the running binary, for benchmarks built into `target/release`).
 pub fn bin_path(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current_exe: {e}"));
-    // target/<profile>/deps/<test> → target/<profile>/<name>
+    // A test: target/<profile>/deps/<test> → target/<profile>/<name>; a binary such as a
+    // benchmark: target/<profile>/<bin> → target/<profile>/<name>.
+    let beside = exe.parent().map(|d| d.join(name)).filter(|p| p.is_file());
     let dir = exe
         .parent()
         .and_then(Path::parent)
         .unwrap_or_else(|| panic!("unexpected test path {}", exe.display()));
-    let path = dir.join(name);
+    let path = beside.unwrap_or_else(|| dir.join(name));
     assert!(
         path.is_file(),
         "{} is missing: run `cargo build --workspace --bins` first",
