@@ -120,6 +120,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         web_call(http.clone(), url.clone(), token.clone(), false).await?;
     }
 
+    eprintln!(
+        "mco-web-bench: warm; {} calls one at a time on each path",
+        cli.samples
+    );
     let mut library = Samples::new();
     let mut web = Samples::new();
     for _ in 0..cli.samples {
@@ -140,6 +144,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .against(&library_latency, "library");
 
     let total = cli.clients * cli.calls_per_client;
+    eprintln!("mco-web-bench: {} library clients at once", cli.clients);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..cli.clients {
@@ -163,6 +168,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let library_rate = total as f64 / started.elapsed().as_secs_f64();
 
     let call = Arc::new(web_call);
+    eprintln!(
+        "mco-web-bench: {} streaming HTTP clients at once",
+        cli.clients
+    );
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..cli.clients {
