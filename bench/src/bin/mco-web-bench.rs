@@ -65,13 +65,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // 100 callers at once the JetStream acknowledgements of 500 queued requests are what
     // limits, through either path). Discovery ends 200 ms after the last of the 5 replies (50 ms missed
     // the first replies of a caller whose token the nodes had not yet verified).
-    let fleet = tokio::task::spawn_blocking(move || {
+    // On this thread, which lives for the whole run: the test support kills its children
+    // when the thread that started them exits (PR_SET_PDEATHSIG), and a blocking-pool
+    // thread exits after 10 s idle, which took the broker and the nodes down mid-run.
+    let fleet = tokio::task::block_in_place(|| {
         Fleet::start_with_client_config(
             specs,
             "direct_addressing_threshold = 0\ndiscovery_window_ms = 200\n",
         )
-    })
-    .await?;
+    });
     let gateway = WebGateway::start_with(&fleet, &["bench"], "max_calls_per_caller = 100000\n");
     let client = ClientBuilder::from_config(fleet.client_config())?
         .key_file(gateway.credentials_dir().join("bench.key"))
