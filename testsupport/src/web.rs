@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-use crate::{bin_path, die_with_parent, free_port, wait_for_port, Fleet};
+use crate::process::{die_with_parent, wait_for_port};
+use crate::{bin_path, free_port, Fleet};
 
 /// A running gateway.
 pub struct WebGateway {
