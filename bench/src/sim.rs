@@ -160,7 +160,8 @@ pub fn build_nodes(spec: &FleetSpec, broker: &str) -> Result<Vec<Arc<Node>>, Sim
     // within their TTL, all from one caller; a full replay memory (or caller share) refuses
     // requests, which would measure the guard, not the pipeline.
     let base = format!(
-        "identity = \"placeholder\"\nbrokers = [{broker:?}]\ncollectives = [{}]\nreplay_cache_size = {SIM_REPLAY_CACHE}\nreplay_caller_share = {SIM_REPLAY_CACHE}\n{security_lines}",
+        "identity = \"placeholder\"\nbrokers = {:?}\ncollectives = [{}]\nreplay_cache_size = {SIM_REPLAY_CACHE}\nreplay_caller_share = {SIM_REPLAY_CACHE}\n{security_lines}",
+        broker.split(',').map(str::trim).collect::<Vec<_>>(),
         collectives.join(", ")
     );
     let config = parse(&base, "(simulated)").map_err(|e| SimError::Config {
@@ -205,18 +206,22 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// Builds the nodes of `spec`, connects to `broker`, subscribes every identity and
-    /// returns once the broker has every subscription (a request sent afterwards reaches
-    /// every identity).
+    /// Builds the nodes of `spec`, connects to `broker` (URLs separated by commas: the
+    /// servers of a cluster, which the connections are spread over, each with the others to
+    /// fall back on), subscribes every identity and returns once the broker has every
+    /// subscription (a request sent afterwards reaches every identity).
     pub async fn start(spec: FleetSpec, broker: &str) -> Result<Fleet, SimError> {
         let nodes = build_nodes(&spec, broker)?;
+        let urls: Vec<&str> = broker.split(',').map(str::trim).collect();
         let mut connections = Vec::new();
         for n in 0..spec.connections.max(1) {
+            // Connection n starts at server n, so the cluster shares the fleet.
+            let mut order = urls.clone();
+            order.rotate_left(n % urls.len());
             let client = async_nats::ConnectOptions::new()
                 .name(format!("mco-sim {} #{n}", spec.prefix))
-                // Replies are small and many: keep the connection's write buffer from
-                // flushing after every message.
-                .connect(broker)
+                .retain_servers_order()
+                .connect(order)
                 .await
                 .map_err(|e| SimError::Connect {
                     broker: broker.to_string(),

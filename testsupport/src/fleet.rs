@@ -1,6 +1,7 @@
-//! [`Fleet`]: a broker, several daemons and a client configuration for one test.
+//! [`Fleet`]: a broker (one server, or a [`crate::NatsCluster`]), several daemons and a
+//! client configuration for one test.
 //!
-//! Not for: setting up the broker (see [`crate::NatsServer`]).
+//! Not for: setting up the broker (see [`crate::NatsServer`] and [`crate::NatsCluster`]).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -10,10 +11,22 @@ use tempfile::TempDir;
 use crate::process::write;
 use crate::{mco, Keys, Mcod, NatsServer, NodeSpec, Run};
 
+/// What daemons and clients connect to.
+pub trait Broker {
+    /// Every URL a daemon or client is given, in order.
+    fn urls(&self) -> Vec<String>;
+}
+
+impl Broker for NatsServer {
+    fn urls(&self) -> Vec<String> {
+        vec![self.url()]
+    }
+}
+
 /// A broker, several daemons and a client configuration.
-pub struct Fleet {
+pub struct Fleet<B: Broker = NatsServer> {
     /// The broker.
-    pub nats: NatsServer,
+    pub nats: B,
     /// The daemons.
     pub nodes: Vec<Mcod>,
     /// The issuer and tokens (the client's is `client/e2e.*`).
@@ -21,7 +34,7 @@ pub struct Fleet {
     dir: TempDir,
 }
 
-impl Fleet {
+impl Fleet<NatsServer> {
     /// Starts a broker and one mcod per spec, and waits until `mco ping` sees them all.
     pub fn start(specs: Vec<NodeSpec>) -> Fleet {
         Fleet::start_with_client_config(specs, "")
@@ -31,10 +44,12 @@ impl Fleet {
     pub fn start_with_client_config(specs: Vec<NodeSpec>, client_extra: &str) -> Fleet {
         Fleet::start_on(NatsServer::start(), specs, client_extra)
     }
+}
 
+impl<B: Broker> Fleet<B> {
     /// Starts the daemons against `nats`, with extra TOML lines at the end of the client
     /// configuration (so a `[table]` may follow).
-    pub fn start_on(nats: NatsServer, specs: Vec<NodeSpec>, client_extra: &str) -> Fleet {
+    pub fn start_on(nats: B, specs: Vec<NodeSpec>, client_extra: &str) -> Fleet<B> {
         let collectives: Vec<String> = {
             let mut all: Vec<String> = vec!["mco".into()];
             for c in specs.iter().flat_map(|s| s.collectives.iter()) {
@@ -46,17 +61,18 @@ impl Fleet {
         };
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let keys = Keys::new(&dir.path().join("keys"));
+        let brokers = nats.urls().join(",");
         let nodes = specs
             .into_iter()
-            .map(|s| Mcod::start(s, &nats.url(), Some(&keys)))
+            .map(|s| Mcod::start(s, &brokers, Some(&keys)))
             .collect();
         let (key, token) = keys.issue("client", "e2e", &[]);
         let quoted: Vec<String> = collectives.iter().map(|c| format!("{c:?}")).collect();
         write(
             &dir.path().join("client.toml"),
             &format!(
-                "brokers = [{:?}]\ncollectives = [{}]\ndiscovery_timeout = 2\nkey_file = {:?}\ntoken_file = {:?}\nissuer_keys = [{:?}]\n{client_extra}\n",
-                nats.url(),
+                "brokers = {:?}\ncollectives = [{}]\ndiscovery_timeout = 2\nkey_file = {:?}\ntoken_file = {:?}\nissuer_keys = [{:?}]\n{client_extra}\n",
+                nats.urls(),
                 quoted.join(", "),
                 key.display().to_string(),
                 token.display().to_string(),

@@ -2,12 +2,16 @@
 //!
 //! - [`NatsServer`]: a real `nats-server` (JetStream on by default) on a free loopback port
 //!   with a temporary store; it can be stopped and started again on the same port and store.
+//! - [`NatsCluster`]: several of them routed into one JetStream cluster.
+//! - [`SimulatedFleet`]: a real `mco-sim` serving thousands of node identities.
 //! - [`Mcod`]: a real `mcod` process with its own config, facts and classes files.
 //! - [`Fleet`]: a broker, several daemons and a client configuration, with [`Fleet::mco`] to
 //!   run the real `mco` binary with a time limit.
 //!
 //! - [`Postgres`]: a real PostgreSQL server from the machine's binaries, in a temporary
 //!   directory on a free loopback port, optionally with TLS ([`PostgresTls`]).
+//! - [`Netns`]: a network namespace with a veth link to the host that can be cut, for
+//!   real network partitions.
 //! - [`TestCa`]: a certificate authority made with the real `openssl`, for TLS tests.
 //! - [`RecordingProxy`]: a TCP proxy that records what crosses it, as someone on the network
 //!   path would see it.
@@ -27,23 +31,29 @@
 //!
 //! This crate is for tests only; it never touches the machine's own broker on port 4222.
 
+mod cluster;
 mod fleet;
 mod mcod;
 mod nats;
+mod netns;
 mod postgres;
 mod process;
 mod proxy;
 mod registry;
 mod run;
+mod sim;
 mod tls;
 pub mod web;
 
-pub use fleet::Fleet;
+pub use cluster::NatsCluster;
+pub use fleet::{Broker, Fleet};
 pub use mcod::{Keys, Mcod, NodeSpec};
 pub use nats::NatsServer;
+pub use netns::Netns;
 pub use postgres::{postgres_bin_dir, Postgres, PostgresTls};
-pub use process::{bin_path, free_port, nats_server_binary, require_program, MachineLock};
+pub use process::{bin_path, free_port, nats_server_binary, require_program, rss_kb, MachineLock};
 pub use proxy::RecordingProxy;
 pub use registry::RegistryService;
 pub use run::{finish, mco, mco_command, mcod, Run};
+pub use sim::SimulatedFleet;
 pub use tls::TestCa;

@@ -26,6 +26,12 @@ pub struct NodeSpec {
     pub collectives: Vec<String>,
     /// Extra TOML lines for its config.
     pub extra_config: String,
+    /// A command that runs it, the daemon's path and arguments following (`ip netns exec
+    /// NAME`, from [`crate::Netns::prefix`]); empty to run it directly.
+    pub command_prefix: Vec<String>,
+    /// Extra environment variables for the process (e.g. libfaketime's `LD_PRELOAD` and
+    /// `FAKETIME`, to run it with its clock off).
+    pub env: Vec<(String, String)>,
 }
 
 impl NodeSpec {
@@ -37,7 +43,15 @@ impl NodeSpec {
             classes: classes.iter().map(|c| c.to_string()).collect(),
             collectives: vec!["mco".into()],
             extra_config: String::new(),
+            command_prefix: Vec::new(),
+            env: Vec::new(),
         }
+    }
+
+    /// The same node, run with `key=value` in its environment.
+    pub fn env(mut self, key: &str, value: &str) -> NodeSpec {
+        self.env.push((key.into(), value.into()));
+        self
     }
 }
 
@@ -105,7 +119,7 @@ pub struct Mcod {
 }
 
 impl Mcod {
-    /// Writes the node's files and starts it against `broker`, with a server token from
+    /// Writes the node's files and starts it against `broker` (URLs separated by commas), with a server token from
     /// `keys`, or insecure (`insecure = true`) without.
     pub fn start(spec: NodeSpec, broker: &str, keys: Option<&Keys>) -> Mcod {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
@@ -147,9 +161,9 @@ impl Mcod {
             .map(|c| format!("{c:?}"))
             .collect();
         let config = format!(
-            "identity = {:?}\nbrokers = [{:?}]\ncollectives = [{}]\nfacts_files = [\"facts.yaml\"]\nclasses_file = \"classes.txt\"\nfacts_refresh_seconds = 1\nstate_dir = \"state\"\nlog_level = \"debug\"\nshutdown_grace_seconds = 5\n{security}{}\n",
+            "identity = {:?}\nbrokers = {:?}\ncollectives = [{}]\nfacts_files = [\"facts.yaml\"]\nclasses_file = \"classes.txt\"\nfacts_refresh_seconds = 1\nstate_dir = \"state\"\nlog_level = \"debug\"\nshutdown_grace_seconds = 5\n{security}{}\n",
             self.spec.identity,
-            self.broker,
+            self.broker.split(',').collect::<Vec<_>>(),
             collectives.join(", "),
             self.spec.extra_config
         );
@@ -168,11 +182,19 @@ impl Mcod {
             .append(true)
             .open(self.log_path())
             .ok();
-        let mut command = Command::new(bin_path("mcod"));
+        let mut command = match self.spec.command_prefix.split_first() {
+            Some((program, args)) => {
+                let mut wrapped = Command::new(program);
+                wrapped.args(args).arg(bin_path("mcod"));
+                wrapped
+            }
+            None => Command::new(bin_path("mcod")),
+        };
         command
             .arg("--config")
             .arg(self.config_path())
             .env_remove("RUST_LOG")
+            .envs(self.spec.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null());
         command.stderr(log.map(Stdio::from).unwrap_or_else(Stdio::null));
@@ -242,11 +264,7 @@ impl Mcod {
 
     /// Its resident memory now, in kilobytes (`VmRSS`), while it runs.
     pub fn rss_kb(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        crate::rss_kb(self.pid()?)
     }
 
     /// Waits up to `limit` for the process to exit by itself (a daemon that must refuse to

@@ -15,6 +15,8 @@ use crate::{free_port, nats_server_binary};
 pub struct NatsServer {
     child: Option<Child>,
     port: u16,
+    /// The address it listens on (127.0.0.1 unless a test needs another).
+    address: String,
     jetstream: bool,
     args: Vec<String>,
     dir: TempDir,
@@ -47,10 +49,23 @@ impl NatsServer {
         NatsServer::start_in(dir, jetstream, args)
     }
 
+    /// Starts a server with JetStream listening on every address, not only loopback, when the
+    /// test's clients are elsewhere (in a [`crate::Netns`]): `0.0.0.0`, the only way
+    /// nats-server listens on more than one address.
+    pub fn start_listening_on_all_addresses() -> NatsServer {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        NatsServer::start_at("0.0.0.0", dir, true, &[])
+    }
+
     fn start_in(dir: TempDir, jetstream: bool, args: &[String]) -> NatsServer {
+        NatsServer::start_at("127.0.0.1", dir, jetstream, args)
+    }
+
+    fn start_at(address: &str, dir: TempDir, jetstream: bool, args: &[String]) -> NatsServer {
         let mut server = NatsServer {
             child: None,
             port: free_port(),
+            address: address.to_string(),
             jetstream,
             args: args.to_vec(),
             dir,
@@ -63,7 +78,7 @@ impl NatsServer {
     pub fn start_again(&mut self) {
         assert!(self.child.is_none(), "nats-server is already running");
         let mut command = Command::new(nats_server_binary());
-        command.args(["-a", "127.0.0.1", "-p", &self.port.to_string()]);
+        command.args(["-a", &self.address, "-p", &self.port.to_string()]);
         if self.jetstream {
             command
                 .arg("-js")
@@ -106,6 +121,12 @@ impl NatsServer {
     /// `nats://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// `nats://<host>:<port>`: its URL for clients that reach it at `host` (see
+    /// [`Self::start_listening_on_all_addresses`]).
+    pub fn url_at(&self, host: &str) -> String {
+        format!("nats://{host}:{}", self.port)
     }
 
     /// The port.

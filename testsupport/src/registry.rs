@@ -89,6 +89,11 @@ impl RegistryService {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Its database URL.
     pub fn db(&self) -> &str {
         &self.db

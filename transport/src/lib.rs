@@ -40,6 +40,13 @@ pub use permissions::permissions;
 /// node that was then killed waits before the restarted node gets it again.
 pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
 
+/// How often every mco connection pings its server. A link that is cut without a reset (a
+/// partition, a dead host) is noticed after two unanswered pings, so a node reconnects
+/// elsewhere within about half a minute instead of after the client library's default of
+/// minutes plus TCP's retransmission backoff; at 10 s a fleet of 100,000 nodes sends 10,000
+/// pings a second across its cluster, which NATS serves without noticing.
+pub const PING_INTERVAL: Duration = Duration::from_secs(10);
+
 /// Why the direct-request queue could not be used.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -98,9 +105,10 @@ pub struct QueueSettings {
     /// Where the broker keeps queued requests.
     #[serde(default)]
     pub storage: QueueStorage,
-    /// Copies kept in a JetStream cluster (1 on a single broker).
-    #[serde(default = "default_replicas")]
-    pub replicas: usize,
+    /// Copies kept in a JetStream cluster: `"auto"` (the default) keeps [`AUTO_REPLICAS`] in a
+    /// cluster and one on a single server.
+    #[serde(default)]
+    pub replicas: Replicas,
     /// Most bytes queued in the collective; when full, new direct requests are refused (the
     /// sender hears it) rather than queued ones dropped.
     #[serde(default = "default_max_bytes")]
@@ -120,8 +128,68 @@ pub struct QueueSettings {
 fn default_max_age() -> u64 {
     86_400
 }
-fn default_replicas() -> usize {
-    1
+/// The copies of the queue that `replicas = "auto"` keeps in a JetStream cluster: three, so
+/// that the queue survives the loss of any one server and keeps a quorum.
+pub const AUTO_REPLICAS: usize = 3;
+
+/// How many copies of a collective's queue a JetStream cluster keeps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Replicas {
+    /// [`AUTO_REPLICAS`] where the broker is a JetStream cluster that can hold them, one on a
+    /// single server: a cluster is safe without the operator knowing it must say so. A stream
+    /// with fewer copies in a cluster is brought up to [`AUTO_REPLICAS`] by the nodes.
+    #[default]
+    Auto,
+    /// Exactly this many (1 to 5); the broker refuses more than it has servers.
+    Fixed(usize),
+}
+
+impl Replicas {
+    /// The copies to ask for first when creating the stream.
+    pub fn first_choice(self) -> usize {
+        match self {
+            Replicas::Auto => AUTO_REPLICAS,
+            Replicas::Fixed(n) => n,
+        }
+    }
+}
+
+impl std::fmt::Display for Replicas {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Replicas::Auto => f.write_str("auto"),
+            Replicas::Fixed(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+impl Serialize for Replicas {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Replicas::Auto => serializer.serialize_str("auto"),
+            Replicas::Fixed(n) => serializer.serialize_u64(*n as u64),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Replicas {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Given {
+            Count(u64),
+            Word(String),
+        }
+        match Given::deserialize(deserializer)? {
+            Given::Count(n) => usize::try_from(n)
+                .map(Replicas::Fixed)
+                .map_err(|_| serde::de::Error::custom("replicas must be between 1 and 5")),
+            Given::Word(w) if w == "auto" => Ok(Replicas::Auto),
+            Given::Word(w) => Err(serde::de::Error::custom(format!(
+                "replicas must be \"auto\" or a number from 1 to 5, not {w:?}"
+            ))),
+        }
+    }
 }
 fn default_max_bytes() -> i64 {
     1 << 30
@@ -138,7 +206,7 @@ impl Default for QueueSettings {
         QueueSettings {
             max_age_seconds: default_max_age(),
             storage: QueueStorage::default(),
-            replicas: default_replicas(),
+            replicas: Replicas::Auto,
             max_bytes: default_max_bytes(),
             max_msgs: default_max_msgs(),
             max_msgs_per_subject: default_max_msgs_per_subject(),
@@ -152,8 +220,10 @@ impl QueueSettings {
         if self.max_age_seconds == 0 {
             return Err("max_age_seconds must be at least 1".into());
         }
-        if self.replicas == 0 || self.replicas > 5 {
-            return Err("replicas must be between 1 and 5".into());
+        if let Replicas::Fixed(n) = self.replicas {
+            if n == 0 || n > 5 {
+                return Err("replicas must be \"auto\" or between 1 and 5".into());
+            }
         }
         if self.max_bytes < 1024 * 1024 {
             return Err("max_bytes must be at least 1 MiB".into());
@@ -179,7 +249,7 @@ impl QueueSettings {
                 QueueStorage::File => StorageType::File,
                 QueueStorage::Memory => StorageType::Memory,
             },
-            num_replicas: self.replicas,
+            num_replicas: self.replicas.first_choice(),
             max_bytes: self.max_bytes,
             max_messages: self.max_msgs,
             max_messages_per_subject: self.max_msgs_per_subject,
@@ -290,42 +360,20 @@ pub async fn ensure_stream(
     match js.get_stream(&name).await {
         Ok(mut existing) => {
             if ownership == Ownership::Configure {
-                let info = existing
-                    .info()
-                    .await
-                    .map_err(|e| failed(e.to_string()))?
-                    .config
-                    .clone();
-                if differs(&info, &wanted) {
-                    if info.storage != wanted.storage {
-                        tracing::warn!(
-                            "stream {name} keeps its {:?} storage; this node's configuration asks for {:?} (storage cannot change in place)",
-                            info.storage,
-                            wanted.storage
-                        );
-                    }
-                    let mut updated = info.clone();
-                    updated.max_age = wanted.max_age;
-                    updated.max_bytes = wanted.max_bytes;
-                    updated.max_messages = wanted.max_messages;
-                    updated.max_messages_per_subject = wanted.max_messages_per_subject;
-                    updated.discard_new_per_subject = wanted.discard_new_per_subject;
-                    updated.deny_purge = wanted.deny_purge;
-                    updated.deny_delete = wanted.deny_delete;
-                    updated.num_replicas = wanted.num_replicas;
-                    updated.discard = wanted.discard;
-                    updated.max_message_size = wanted.max_message_size;
-                    js.update_stream(&updated)
+                let info = existing.info().await.map_err(|e| failed(e.to_string()))?;
+                let clustered = info.cluster.as_ref().is_some_and(|c| c.name.is_some());
+                let current = info.config.clone();
+                let mut wanted = wanted;
+                wanted.num_replicas = match settings.replicas {
+                    Replicas::Fixed(n) => n,
+                    // Never fewer copies than an administrator gave it.
+                    Replicas::Auto if clustered => AUTO_REPLICAS.max(current.num_replicas),
+                    Replicas::Auto => current.num_replicas,
+                };
+                if differs(&current, &wanted) {
+                    update_stream(js, &name, &current, &wanted, settings.replicas)
                         .await
                         .map_err(|e| failed(format!("cannot update its settings: {e}")))?;
-                    tracing::info!(
-                        "updated stream {name}: max age {:?}, max bytes {}, max requests {} ({} per node), replicas {}",
-                        updated.max_age,
-                        updated.max_bytes,
-                        updated.max_messages,
-                        updated.max_messages_per_subject,
-                        updated.num_replicas
-                    );
                 }
             }
             Ok(existing)
@@ -334,9 +382,28 @@ pub async fn ensure_stream(
             if let jetstream::context::GetStreamErrorKind::Request = get_error.kind() {
                 return Err(classify_request_failure(&name, &get_error));
             }
-            match js.create_stream(wanted).await {
+            let replicas = wanted.num_replicas;
+            let created = match js.create_stream(wanted.clone()).await {
+                // A single server, or a cluster with fewer JetStream servers than copies:
+                // "auto" settles for one copy rather than no queue.
+                Err(e) if settings.replicas == Replicas::Auto && too_few_servers(&e) => {
+                    tracing::info!(
+                        "stream {name}: the broker cannot keep {replicas} copies ({e}); keeping one"
+                    );
+                    js.create_stream(stream::Config {
+                        num_replicas: 1,
+                        ..wanted
+                    })
+                    .await
+                }
+                other => other,
+            };
+            match created {
                 Ok(created) => {
-                    tracing::info!("created stream {name}");
+                    tracing::info!(
+                        "created stream {name} with {} replica(s)",
+                        created.cached_info().config.num_replicas
+                    );
                     Ok(created)
                 }
                 // Someone else created it in between: use theirs.
@@ -358,6 +425,74 @@ pub async fn ensure_stream(
             }
         }
     }
+}
+
+/// Whether the broker refused a stream because it has too few (JetStream) servers for the
+/// copies asked for.
+fn too_few_servers(error: &jetstream::context::CreateStreamError) -> bool {
+    use jetstream::ErrorCode;
+    match error.kind() {
+        jetstream::context::CreateStreamErrorKind::JetStream(e) => matches!(
+            e.error_code(),
+            ErrorCode::STREAM_REPLICAS_NOT_SUPPORTED | ErrorCode::INSUFFICIENT_RESOURCES
+        ),
+        _ => false,
+    }
+}
+
+/// Brings stream `name` from its `current` settings to the `wanted` ones a node owns. With
+/// `replicas = "auto"`, a cluster that cannot hold more copies keeps the ones it has.
+async fn update_stream(
+    js: &jetstream::Context,
+    name: &str,
+    current: &stream::Config,
+    wanted: &stream::Config,
+    replicas: Replicas,
+) -> Result<(), jetstream::context::UpdateStreamError> {
+    if current.storage != wanted.storage {
+        tracing::warn!(
+            "stream {name} keeps its {:?} storage; this node's configuration asks for {:?} (storage cannot change in place)",
+            current.storage,
+            wanted.storage
+        );
+    }
+    let mut updated = current.clone();
+    updated.max_age = wanted.max_age;
+    updated.max_bytes = wanted.max_bytes;
+    updated.max_messages = wanted.max_messages;
+    updated.max_messages_per_subject = wanted.max_messages_per_subject;
+    updated.discard_new_per_subject = wanted.discard_new_per_subject;
+    updated.deny_purge = wanted.deny_purge;
+    updated.deny_delete = wanted.deny_delete;
+    updated.num_replicas = wanted.num_replicas;
+    updated.discard = wanted.discard;
+    updated.max_message_size = wanted.max_message_size;
+    let result = match js.update_stream(&updated).await {
+        Err(e) if replicas == Replicas::Auto && updated.num_replicas != current.num_replicas => {
+            tracing::info!(
+                "stream {name}: the broker cannot keep {} copies ({e}); keeping {}",
+                updated.num_replicas,
+                current.num_replicas
+            );
+            updated.num_replicas = current.num_replicas;
+            if differs(current, &updated) {
+                js.update_stream(&updated).await
+            } else {
+                return Ok(());
+            }
+        }
+        other => other,
+    };
+    result?;
+    tracing::info!(
+        "updated stream {name}: max age {:?}, max bytes {}, max requests {} ({} per node), replicas {}",
+        updated.max_age,
+        updated.max_bytes,
+        updated.max_messages,
+        updated.max_messages_per_subject,
+        updated.num_replicas
+    );
+    Ok(())
 }
 
 fn classify_request_failure(
@@ -704,6 +839,30 @@ mod tests {
     }
 
     #[test]
+    fn replicas_are_auto_by_default_or_a_number() {
+        #[derive(Deserialize)]
+        struct Table {
+            #[serde(default)]
+            replicas: Replicas,
+        }
+        let read = |text: &str| serde_json::from_str::<Table>(text).map(|t| t.replicas);
+        assert_eq!(read("{}").unwrap(), Replicas::Auto);
+        assert_eq!(read(r#"{"replicas": "auto"}"#).unwrap(), Replicas::Auto);
+        assert_eq!(read(r#"{"replicas": 3}"#).unwrap(), Replicas::Fixed(3));
+        let wrong = read(r#"{"replicas": "three"}"#).unwrap_err().to_string();
+        assert!(wrong.contains("\"auto\" or a number"), "{wrong}");
+        assert_eq!(Replicas::Auto.first_choice(), AUTO_REPLICAS);
+        assert_eq!(
+            QueueSettings::default().stream_config("mco").num_replicas,
+            3
+        );
+        assert_eq!(
+            serde_json::to_string(&Replicas::Fixed(5)).unwrap(),
+            "5".to_string()
+        );
+    }
+
+    #[test]
     fn settings_have_sane_defaults_and_are_checked() {
         let s = QueueSettings::default();
         assert_eq!(s.validate(), Ok(()));
@@ -718,7 +877,7 @@ mod tests {
         .validate()
         .is_err());
         assert!(QueueSettings {
-            replicas: 0,
+            replicas: Replicas::Fixed(0),
             ..s.clone()
         }
         .validate()

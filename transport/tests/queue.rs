@@ -199,7 +199,12 @@ async fn a_publish_ack_sent_to_the_purge_api_does_not_purge_the_queue() {
         stream.info().await.unwrap();
         4 - stream.info().await.unwrap().state.messages
     }
-    let mco = QueueSettings::default().stream_config("mco");
+    // One server: one copy (what "auto" settles for there).
+    let mco = QueueSettings {
+        replicas: mco_transport::Replicas::Fixed(1),
+        ..QueueSettings::default()
+    }
+    .stream_config("mco");
     let unprotected = async_nats::jetstream::stream::Config {
         deny_purge: false,
         deny_delete: false,
@@ -275,4 +280,22 @@ async fn an_administrator_sets_up_what_nodes_then_only_look_up() {
     .await
     .unwrap();
     assert!(!again.created);
+}
+
+#[tokio::test]
+async fn auto_replicas_keep_one_copy_on_a_single_server() {
+    // A single server refuses three copies ("replicas > 1 not supported in non-clustered
+    // mode"); "auto" settles for one rather than no queue, and a node leaves it so.
+    let server = NatsServer::start();
+    let js = connect(&server).await;
+    let settings = QueueSettings::default();
+    assert_eq!(settings.replicas, mco_transport::Replicas::Auto);
+    let stream = ensure_stream(&js, "mco", &settings, Ownership::UseExisting)
+        .await
+        .unwrap();
+    assert_eq!(stream.cached_info().config.num_replicas, 1);
+    let mut again = ensure_stream(&js, "mco", &settings, Ownership::Configure)
+        .await
+        .unwrap();
+    assert_eq!(again.info().await.unwrap().config.num_replicas, 1);
 }

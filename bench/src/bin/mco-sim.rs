@@ -21,7 +21,8 @@ use mco_bench::sim::{Fleet, FleetSpec};
 #[derive(Debug, Parser)]
 #[command(name = "mco-sim", version, about, long_about = None)]
 struct Cli {
-    /// The NATS server.
+    /// The NATS server, or a cluster's servers separated by commas (the connections are
+    /// spread over them).
     #[arg(long, default_value = "nats://127.0.0.1:4222")]
     broker: String,
     /// How many node identities.
