@@ -1,6 +1,8 @@
 //! The DDLs mco ships: `rpcutil`, `service`, `package` and `puppet`, exactly as their
 //! upstream projects publish them (the same files the compatibility tests load), so the
-//! client can convert, validate and render for these agents without any DDL on disk.
+//! client can convert, validate and render for these agents without any DDL on disk. The one
+//! addition is mco's own `daemon_stats` counter `clockskew`, an extra output that Choria's
+//! clients ignore.
 
 use crate::model::AgentDdl;
 

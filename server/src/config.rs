@@ -40,9 +40,13 @@ pub struct Config {
     /// Agents not to serve (they are not subscribed).
     #[serde(default)]
     pub disabled_agents: Vec<String>,
-    /// Most actions running at once; further requests wait for a slot.
+    /// Most actions running at once, all agents together; further requests wait for a slot
+    /// in their agent's queue (`[concurrency]`).
     #[serde(default = "default_max_concurrent")]
     pub max_concurrent_actions: usize,
+    /// Each agent's share of the actions and how many requests may wait for it.
+    #[serde(default)]
+    pub concurrency: ConcurrencyConfig,
     /// Directories holding external agents (DDL with `provider: external` plus executable).
     #[serde(default)]
     pub agent_dirs: Vec<PathBuf>,
@@ -111,6 +115,105 @@ pub struct Config {
     /// Publishing this node's registration for registry services.
     #[serde(default)]
     pub registration: RegistrationConfig,
+}
+
+/// The `[concurrency]` table: how many actions one agent may run at once and how many
+/// requests may wait for it, so a slow agent holds only its own share of the node and a
+/// flood of it is refused as busy instead of piling up.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConcurrencyConfig {
+    /// Most actions one agent runs at once (default: a quarter of `max_concurrent_actions`,
+    /// at least 1).
+    #[serde(default)]
+    pub max_per_agent: Option<usize>,
+    /// Most requests that wait for one agent's slots (default: `max_per_agent`); beyond it
+    /// a request is refused as busy.
+    #[serde(default)]
+    pub max_waiting_per_agent: Option<usize>,
+    /// Per agent (`[concurrency.agents.<name>]`): its own bounds instead of the two above.
+    #[serde(default)]
+    pub agents: std::collections::BTreeMap<String, AgentConcurrencyConfig>,
+}
+
+/// One agent's `[concurrency.agents.<name>]` table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConcurrencyConfig {
+    /// Most of its actions running at once.
+    #[serde(default)]
+    pub max_concurrent: Option<usize>,
+    /// Most of its requests waiting for a slot.
+    #[serde(default)]
+    pub max_waiting: Option<usize>,
+}
+
+/// One agent's concurrency bounds, resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgentLimits {
+    /// Most of its actions running at once (at most `max_concurrent_actions`).
+    pub max_concurrent: usize,
+    /// Most of its requests waiting for a slot.
+    pub max_waiting: usize,
+}
+
+/// The `[concurrency]` table resolved: defaults applied, values checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Concurrency {
+    /// The bounds of an agent without its own table.
+    pub default: AgentLimits,
+    /// Agents with their own table.
+    pub agents: std::collections::BTreeMap<String, AgentLimits>,
+}
+
+impl Concurrency {
+    /// The bounds of `agent`.
+    pub fn limits(&self, agent: &str) -> AgentLimits {
+        self.agents.get(agent).copied().unwrap_or(self.default)
+    }
+}
+
+impl ConcurrencyConfig {
+    /// Applies the defaults under `max_concurrent_actions`; `Err` is (key, reason).
+    fn resolve(
+        &self,
+        max_concurrent_actions: usize,
+    ) -> Result<Concurrency, (&'static str, String)> {
+        let within = |key: &'static str, what: String, n: usize| {
+            if n == 0 || n > max_concurrent_actions {
+                Err((
+                    key,
+                    format!("{what}must be between 1 and max_concurrent_actions ({max_concurrent_actions})"),
+                ))
+            } else {
+                Ok(n)
+            }
+        };
+        let max_concurrent = within(
+            "concurrency.max_per_agent",
+            String::new(),
+            self.max_per_agent
+                .unwrap_or((max_concurrent_actions / 4).max(1)),
+        )?;
+        let default = AgentLimits {
+            max_concurrent,
+            max_waiting: self.max_waiting_per_agent.unwrap_or(max_concurrent),
+        };
+        let mut agents = std::collections::BTreeMap::new();
+        for (name, table) in &self.agents {
+            let max_concurrent = within(
+                "concurrency.agents",
+                format!("{name}.max_concurrent "),
+                table.max_concurrent.unwrap_or(default.max_concurrent),
+            )?;
+            let limits = AgentLimits {
+                max_concurrent,
+                max_waiting: table.max_waiting.unwrap_or(default.max_waiting),
+            };
+            agents.insert(name.clone(), limits);
+        }
+        Ok(Concurrency { default, agents })
+    }
 }
 
 /// The `[registration]` table: how often this node tells registry services (`mcod registry`)
@@ -307,8 +410,10 @@ pub struct Settings {
     pub shutdown_grace_seconds: u64,
     /// Agents not served.
     pub disabled_agents: Vec<String>,
-    /// Concurrency bound.
+    /// Concurrency bound, all agents together.
     pub max_concurrent_actions: usize,
+    /// Each agent's concurrency and waiting bounds.
+    pub concurrency: Concurrency,
     /// External agent directories (absolute).
     pub agent_dirs: Vec<PathBuf>,
     /// External agents' plugin config directory (absolute).
@@ -439,6 +544,10 @@ impl Settings {
                 "must be at least 1".into(),
             ));
         }
+        let concurrency = config
+            .concurrency
+            .resolve(config.max_concurrent_actions)
+            .map_err(|(key, reason)| invalid(key, reason))?;
         if config.facts_refresh_seconds == 0 {
             return Err(invalid(
                 "facts_refresh_seconds",
@@ -532,6 +641,7 @@ impl Settings {
             shutdown_grace_seconds: config.shutdown_grace_seconds,
             disabled_agents: config.disabled_agents.clone(),
             max_concurrent_actions: config.max_concurrent_actions,
+            concurrency,
             agent_dirs: config.agent_dirs.iter().map(absolute).collect(),
             plugin_config_dir: config
                 .plugin_config_dir
@@ -749,6 +859,18 @@ mod tests {
                 "identity = \"a\"\nmax_concurrent_actions = 0\n",
                 "max_concurrent_actions: must be at least 1",
             ),
+            (
+                "identity = \"a\"\n[concurrency]\nmax_per_agent = 65\n",
+                "concurrency.max_per_agent: must be between 1 and max_concurrent_actions (64)",
+            ),
+            (
+                "identity = \"a\"\n[concurrency.agents.puppet]\nmax_concurrent = 0\n",
+                "concurrency.agents: puppet.max_concurrent must be between 1 and max_concurrent_actions (64)",
+            ),
+            (
+                "identity = \"a\"\n[concurrency.agents.puppet]\nmax_running = 1\n",
+                "unknown field `max_running`",
+            ),
             ("identity = [\n", "unclosed array"),
         ];
         for (text, want) in table {
@@ -889,6 +1011,44 @@ mod tests {
         assert_eq!(
             bad.to_string(),
             "t.toml: data.fstat_paths: \"/proc\" is under /proc, /sys, /dev, where fstat never looks"
+        );
+    }
+
+    #[test]
+    fn agent_concurrency_defaults_to_a_share_of_the_node() {
+        let s = resolve("identity = \"a\"\n").unwrap();
+        let share = AgentLimits {
+            max_concurrent: 16,
+            max_waiting: 16,
+        };
+        assert_eq!(s.concurrency.limits("rpcutil"), share);
+        let one = resolve("max_concurrent_actions = 2\n").unwrap();
+        assert_eq!(one.concurrency.limits("x").max_concurrent, 1);
+        let custom = resolve(
+            "[concurrency]\nmax_per_agent = 8\nmax_waiting_per_agent = 0\n[concurrency.agents.puppet]\nmax_concurrent = 1\n[concurrency.agents.slow]\nmax_waiting = 100\n",
+        )
+        .unwrap();
+        let c = &custom.concurrency;
+        assert_eq!(
+            (
+                c.limits("rpcutil").max_concurrent,
+                c.limits("rpcutil").max_waiting
+            ),
+            (8, 0)
+        );
+        assert_eq!(
+            (
+                c.limits("puppet").max_concurrent,
+                c.limits("puppet").max_waiting
+            ),
+            (1, 0)
+        );
+        assert_eq!(
+            (
+                c.limits("slow").max_concurrent,
+                c.limits("slow").max_waiting
+            ),
+            (8, 100)
         );
     }
 

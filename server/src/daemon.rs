@@ -1,9 +1,13 @@
 //! The daemon around the pipeline: connect to the broker pool (reconnecting forever with a
 //! capped backoff), subscribe to broadcasts in every collective, take direct requests from
-//! the JetStream work queue ([`crate::direct`]), run each request in its own task bounded by
-//! `max_concurrent_actions` (acknowledging queued ones when done), reload facts when files
-//! change, publish the node's registration ([`crate::registration`]), and shut down
-//! gracefully.
+//! the JetStream work queue ([`crate::direct`]), run each request in its own task
+//! (acknowledging queued ones when done), reload facts when files change, publish the node's
+//! registration ([`crate::registration`]), and shut down gracefully.
+//!
+//! What the daemon holds is bounded: at most `Node::messages_in_hand` messages in tasks (the
+//! agents' slots and queues, [`crate::slots`], refuse the rest as busy, so a slow agent never
+//! stops the loop), at most as many direct requests handed out by JetStream, and at most
+//! [`SUBSCRIPTION_CAPACITY`] broadcasts buffered per subscription.
 //!
 //! [`run`] takes the shutdown signal as a future (mini-redis style) so tests can stop a node
 //! without sending signals.
@@ -46,6 +50,12 @@ pub enum DaemonError {
     },
 }
 
+/// Most messages buffered for one of a node's subscriptions while the daemon is not reading
+/// it (async-nats' default is 65,536, up to 64 GiB of 1 MiB messages). Beyond it the client
+/// drops messages, which is logged; the daemon reads on while agents are busy, so only a
+/// node slower at admission than the broker delivers gets there.
+pub const SUBSCRIPTION_CAPACITY: usize = 1024;
+
 /// The broker connection options every mcod uses.
 fn connect_options() -> async_nats::ConnectOptions {
     async_nats::ConnectOptions::new()
@@ -57,6 +67,7 @@ fn connect_options() -> async_nats::ConnectOptions {
             Duration::from_millis((100u64 << attempts.min(5) as u64).min(2000))
         })
         .connection_timeout(Duration::from_secs(5))
+        .ping_interval(mco_transport::PING_INTERVAL)
         .event_callback(|event| async move {
             match event {
                 async_nats::Event::Connected => tracing::info!("connected to the broker"),
@@ -66,6 +77,9 @@ fn connect_options() -> async_nats::ConnectOptions {
                 // Permission violations among them: a broker configuration that does not
                 // match this node (see `mco broker config`).
                 async_nats::Event::ServerError(e) => tracing::warn!("the broker says: {e}"),
+                async_nats::Event::SlowConsumer(sid) => tracing::warn!(
+                    "dropped a message: subscription {sid} holds {SUBSCRIPTION_CAPACITY} unread (the node is not keeping up)"
+                ),
                 other => tracing::info!("broker event: {other}"),
             }
         })
@@ -79,9 +93,13 @@ pub(crate) async fn connect(
     role: mco_transport::BrokerRole,
     name: String,
 ) -> Result<async_nats::Client, DaemonError> {
+    let mut options = connect_options();
+    if role == mco_transport::BrokerRole::Node {
+        options = options.subscription_capacity(SUBSCRIPTION_CAPACITY);
+    }
     let options = settings
         .broker_auth
-        .apply(connect_options())
+        .apply(options)
         .await?
         .custom_inbox_prefix(mco_transport::inbox_prefix(role, &settings.identity))
         .name(name);
@@ -123,13 +141,14 @@ pub async fn run(node: Arc<Node>, shutdown: impl Future<Output = ()>) -> Result<
             tracing::debug!("subscribed to {subject}");
         }
     }
-    // Direct requests come from the JetStream work queue (or the plain subject without it);
-    // the channel's bound is the backpressure, as the slots below are for everything else.
+    // Direct requests come from the JetStream work queue (or the plain subject without it),
+    // at most as many handed out as the node holds, so a backlog waits in the broker.
+    let in_hand = node.messages_in_hand;
     let (direct_sink, direct_source) = mpsc::channel(settings.max_concurrent_actions);
     let direct_tasks: Vec<_> = settings
         .collectives
         .iter()
-        .map(|c| direct_requests(client.clone(), settings, c, direct_sink.clone()))
+        .map(|c| direct_requests(client.clone(), settings, c, in_hand, direct_sink.clone()))
         .collect();
     drop(direct_sink);
     subscriptions.push(
@@ -146,7 +165,8 @@ pub async fn run(node: Arc<Node>, shutdown: impl Future<Output = ()>) -> Result<
 
     let registering = crate::registration::spawn(client.clone(), node.clone());
 
-    let slots = Arc::new(Semaphore::new(settings.max_concurrent_actions));
+    // One permit per message held, from reading it until it is answered and acknowledged.
+    let slots = Arc::new(Semaphore::new(in_hand));
     let mut refresh = tokio::time::interval(Duration::from_secs(settings.facts_refresh_seconds));
     refresh.tick().await;
     tokio::pin!(shutdown);
@@ -160,8 +180,9 @@ pub async fn run(node: Arc<Node>, shutdown: impl Future<Output = ()>) -> Result<
             }
             message = subscriptions.next() => {
                 let Some((collective, route, message)) = message else { break };
-                // Waiting for a slot here is the backpressure: a flood queues in the broker
-                // and client buffers, not in an unbounded set of tasks.
+                // Waiting here is the backpressure: a flood queues in the broker and bounded
+                // client buffers, not in an unbounded set of tasks. It is not a wait for a
+                // slow agent: the agents' slots and queues answer the excess as busy.
                 let Ok(permit) = slots.clone().acquire_owned().await else { break };
                 let node = node.clone();
                 let client = client.clone();
@@ -190,7 +211,7 @@ pub async fn run(node: Arc<Node>, shutdown: impl Future<Output = ()>) -> Result<
     for task in direct_tasks.into_iter().chain(registering) {
         task.abort();
     }
-    let all = u32::try_from(settings.max_concurrent_actions).unwrap_or(u32::MAX);
+    let all = u32::try_from(in_hand).unwrap_or(u32::MAX);
     let grace = Duration::from_secs(settings.shutdown_grace_seconds);
     if tokio::time::timeout(grace, slots.acquire_many(all))
         .await

@@ -67,7 +67,9 @@ impl Incoming {
     }
 
     /// Tells JetStream the message is done with (handled, refused or dropped alike: every
-    /// outcome is final, and a repeat would be refused as a replay anyway).
+    /// outcome is final, and a repeat would be refused as a replay anyway). A request refused
+    /// as busy is acknowledged too: its caller has the refusal, and its id is in the replay
+    /// memory, so it must not come back and run later than its caller was told.
     pub async fn acknowledge(&self) {
         if let Incoming::Queued { message, .. } = self {
             if let Err(e) = message.ack().await {
@@ -85,18 +87,19 @@ const RETRY: Duration = Duration::from_secs(2);
 /// starts taking requests soon after.
 const NOT_SET_UP_RETRY: Duration = Duration::from_secs(10);
 
-/// Starts feeding `collective`'s direct requests for this node into `sink` and returns the
-/// task doing it (abort it to stop).
+/// Starts feeding `collective`'s direct requests for this node into `sink`, at most
+/// `max_pending` handed out and not yet acknowledged, and returns the task doing it (abort
+/// it to stop).
 pub fn direct_requests(
     client: async_nats::Client,
     settings: &Settings,
     collective: &str,
+    max_pending: usize,
     sink: mpsc::Sender<(String, Incoming)>,
 ) -> tokio::task::JoinHandle<()> {
     let collective = collective.to_string();
     let identity = settings.identity.clone();
     let queue = settings.direct_queue.clone();
-    let max_pending = settings.max_concurrent_actions;
     tokio::spawn(async move {
         let subject = mco_spec::subjects::direct(&collective, &identity);
         if queue.enabled {

@@ -31,6 +31,7 @@ pub mod registry;
 pub mod rejection;
 pub mod replay;
 pub mod security;
+mod slots;
 pub mod stats;
 
 /// Action policies (the `mco-policy` crate), as the pipeline applies them.

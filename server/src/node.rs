@@ -20,14 +20,16 @@ pub struct Node {
     pub settings: Settings,
     /// Facts and classes.
     pub facts: FactStore,
-    /// Counters.
-    pub stats: Stats,
+    /// Counters (shared with the agents' slots, which count busy refusals).
+    pub stats: Arc<Stats>,
     /// Trust, credentials, replay memory, policies and audit.
     pub security: crate::security::Security,
     /// Served agents by name (disabled agents removed), discovery included.
     agents: BTreeMap<String, Arc<dyn Agent>>,
     /// Agent names for filters and inventories, discovery excluded.
     agent_names: Vec<String>,
+    /// The most messages the daemon holds at once ([`crate::slots::Slots::messages_in_hand`]).
+    pub(crate) messages_in_hand: usize,
     /// One permit per data-plugin evaluation allowed at once (`[data] max_concurrent`).
     pub(crate) data_slots: Arc<tokio::sync::Semaphore>,
     /// Where fstat may look, resolved once from `[data] fstat_paths`; shared with the data
@@ -37,8 +39,11 @@ pub struct Node {
 }
 
 impl Node {
-    /// A node serving `agents` (minus those the settings disable).
+    /// A node serving `agents` (minus those the settings disable), each within its
+    /// `[concurrency]` bounds.
     pub fn new(settings: Settings, facts: FactStore, agents: Vec<Arc<dyn Agent>>) -> Node {
+        let stats = Arc::new(Stats::default());
+        let mut slots = crate::slots::Slots::new(&settings, stats.clone());
         let agents: BTreeMap<String, Arc<dyn Agent>> = agents
             .into_iter()
             .map(|a| (a.ddl().metadata.name.clone(), a))
@@ -46,7 +51,16 @@ impl Node {
                 name == mco_spec::subjects::DISCOVERY_AGENT
                     || !settings.disabled_agents.contains(name)
             })
+            .map(|(name, a)| {
+                let limits = settings.concurrency.limits(&name);
+                (name, slots.limit(a, limits))
+            })
             .collect();
+        for name in settings.concurrency.agents.keys() {
+            if !agents.contains_key(name) {
+                tracing::warn!("[concurrency.agents.{name}]: this node serves no agent {name}");
+            }
+        }
         let agent_names = agents
             .keys()
             .filter(|n| *n != mco_spec::subjects::DISCOVERY_AGENT)
@@ -60,7 +74,8 @@ impl Node {
             fstat_policy,
             settings,
             facts,
-            stats: Stats::default(),
+            stats,
+            messages_in_hand: slots.messages_in_hand(),
             security,
             agents,
             agent_names,

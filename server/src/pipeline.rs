@@ -4,8 +4,9 @@
 //!
 //! decode (size, JSON, protocol) → verify the caller's token and the signature over the
 //! exact request bytes → parse → the token speaks for the request's caller, agent and
-//! collective → collective check → time window (not from the future beyond the clock skew;
-//! neither its TTL nor the node's `max_ttl_seconds` passed) → **targets**: a direct request
+//! collective → collective check → time window ([`timeliness`]: not from the future beyond the
+//! clock skew; neither its TTL nor the node's `max_ttl_seconds` passed; clock trouble is
+//! answered only once the request proves to be for this node) → **targets**: a direct request
 //! names its nodes in its signed bytes, and its copy must prove this node is one of them;
 //! a request without targets is selected by its **filter** alone, whichever subject it
 //! arrived on → action policy → agent, action and DDL input validation → **replay**: the id
@@ -88,6 +89,69 @@ enum Admission {
     Answer(Box<Request>, Outcome),
 }
 
+/// Where a request stands in time on this node ([`timeliness`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Timeliness {
+    /// Within its time window.
+    Current,
+    /// Its TTL, or this node's cap on it, has passed, as a queued request's may while it
+    /// waited for the node.
+    Expired,
+    /// Its time and this node's clock differ by more than the allowed skew.
+    ClockOff {
+        /// This node's clock minus the request's time, in seconds, rounded (negative: the
+        /// node is behind).
+        offset_secs: i64,
+    },
+}
+
+/// The one rule for a request's time window, received by `route` at `now` (Unix ms), with
+/// `expires_at` the expiry this node honours (its own TTL or the node's cap, whichever is
+/// earlier) and `skew_ms` the clock difference allowed.
+///
+/// A request from further in the future than the skew is clock trouble. So is a broadcast
+/// already past its own TTL and the skew on arrival: core NATS holds nothing back, so it cannot
+/// have waited that long. A direct request past its TTL is merely expired, since it may have
+/// waited in the node's JetStream queue while the node was down.
+pub(crate) fn timeliness(
+    route: Route,
+    request: &Request,
+    expires_at: u64,
+    now: u64,
+    skew_ms: u64,
+) -> Timeliness {
+    // Rounded to the nearest second: the message was on its way for a few milliseconds.
+    let secs = |ms: u64| i64::try_from(ms.saturating_add(500) / 1000).unwrap_or(i64::MAX);
+    let offset_secs = if now >= request.time {
+        secs(now - request.time)
+    } else {
+        -secs(request.time - now)
+    };
+    let beyond_own_ttl = now > request.expires_at().saturating_add(skew_ms);
+    if request.time > now.saturating_add(skew_ms) || (route == Route::Broadcast && beyond_own_ttl) {
+        Timeliness::ClockOff { offset_secs }
+    } else if now > expires_at {
+        Timeliness::Expired
+    } else {
+        Timeliness::Current
+    }
+}
+
+/// Why a node refuses a request for clock trouble: what the log, the audit line and the
+/// caller read.
+fn clock_reason(offset_secs: i64, skew_ms: u64) -> String {
+    let way = if offset_secs < 0 {
+        "behind"
+    } else {
+        "ahead of"
+    };
+    format!(
+        "clock trouble: this node's clock is {} s {way} the request's time, more than its clock_skew_seconds ({} s) allows",
+        offset_secs.unsigned_abs(),
+        skew_ms / 1000
+    )
+}
+
 impl Node {
     /// Handles one message received in `collective`; returns the reply to publish, if any.
     pub async fn handle(
@@ -152,26 +216,40 @@ impl Node {
             );
             return Admission::Refuse(Rejection::of(WrongCollective, request, reason));
         }
-        if request.time > now.saturating_add(self.security.clock_skew_ms) {
-            return Admission::Refuse(Rejection::of(
-                FromTheFuture,
-                request,
-                "request time is in the future beyond the allowed clock skew",
-            ));
-        }
         let expires_at = self.security.expires_at(&request);
-        if now > expires_at {
-            let reason = if expires_at < request.expires_at() {
-                format!(
-                    "expired: older than this node's max_ttl_seconds ({} s; it asked for {} s)",
-                    self.security.max_ttl_ms / 1000,
-                    request.ttl
-                )
-            } else {
-                format!("expired: its TTL of {} s has passed", request.ttl)
+        let skew_ms = self.security.clock_skew_ms;
+        let clock_off = match timeliness(route, &request, expires_at, now, skew_ms) {
+            Timeliness::Current => None,
+            Timeliness::ClockOff { offset_secs } => Some(offset_secs),
+            Timeliness::Expired => {
+                let reason = if expires_at < request.expires_at() {
+                    format!(
+                        "expired: older than this node's max_ttl_seconds ({} s; it asked for {} s)",
+                        self.security.max_ttl_ms / 1000,
+                        request.ttl
+                    )
+                } else {
+                    format!("expired: its TTL of {} s has passed", request.ttl)
+                };
+                return Admission::Refuse(Rejection::of(Expired, request, reason));
+            }
+        };
+        // A request this node's clock cannot honour is still checked for being this node's:
+        // only then does its caller hear why, so a node with a wrong clock neither answers
+        // every broadcast of the fleet nor shows up in discoveries that do not select it.
+        // Until then its other refusals count as clock trouble, the node's real problem.
+        let refusal =
+            |kind: RejectionKind, request: Request, reason: Cow<'static, str>| match clock_off {
+                Some(offset_secs) => Rejection::of(
+                    ClockSkew {
+                        offset_secs,
+                        for_this_node: false,
+                    },
+                    request,
+                    clock_reason(offset_secs, skew_ms),
+                ),
+                None => Rejection::of(kind, request, reason),
             };
-            return Admission::Refuse(Rejection::of(Expired, request, reason));
-        }
         // Bound to its targets, or selected by its filter: never neither.
         let filter = match &request.targets {
             Some(targets) => {
@@ -186,7 +264,7 @@ impl Node {
                         if route == Route::Broadcast { ", sent as a broadcast," } else { "" },
                         self.identity()
                     );
-                    return Admission::Refuse(Rejection::of(NotTargeted, request, reason));
+                    return Admission::Refuse(refusal(NotTargeted, request, reason.into()));
                 }
                 None
             }
@@ -194,15 +272,25 @@ impl Node {
                 Ok(filter) => Some(filter),
                 Err(e) => {
                     let reason = format!("refused a filter this node does not evaluate: {e}");
-                    return Admission::Refuse(Rejection::of(BadFilter, request, reason));
+                    return Admission::Refuse(refusal(BadFilter, request, reason.into()));
                 }
             },
         };
-        Stats::bump(&self.stats.validated);
+        if clock_off.is_none() {
+            Stats::bump(&self.stats.validated);
+        }
         if let Some(filter) = filter {
             if let Err(reason) = self.selected_by(filter, &request).await {
-                return Admission::Refuse(Rejection::of(NotSelected, request, reason));
+                return Admission::Refuse(refusal(NotSelected, request, reason));
             }
+        }
+        if let Some(offset_secs) = clock_off {
+            let reason = clock_reason(offset_secs, skew_ms);
+            let kind = ClockSkew {
+                offset_secs,
+                for_this_node: true,
+            };
+            return Admission::Refuse(Rejection::of(kind, request, reason));
         }
         Stats::bump(&self.stats.passed);
         let rule = match self.authorize(&request).await {
@@ -499,5 +587,92 @@ impl Node {
             subject: request.reply_to.clone(),
             payload,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(time: u64, ttl: u64) -> Request {
+        Request {
+            id: "r".into(),
+            collective: "mco".into(),
+            agent: "rpcutil".into(),
+            action: "ping".into(),
+            data: Map::new(),
+            filter: Default::default(),
+            caller: "alice".into(),
+            sender: "admin".into(),
+            time,
+            ttl,
+            reply_to: "mco.reply.x.r".into(),
+            targets: None,
+        }
+    }
+
+    #[test]
+    fn the_time_window_tells_clock_trouble_from_a_wait_in_the_queue() {
+        use Route::{Broadcast, Direct};
+        use Timeliness::{ClockOff, Current, Expired};
+        const NOW: u64 = 1_000_000_000_000;
+        const SKEW: u64 = 30_000;
+        // (route, request time, its TTL s, the node's TTL cap s, expected)
+        let table = [
+            (Broadcast, NOW, 60, 86_400, Current),
+            (Direct, NOW - 59_000, 60, 86_400, Current),
+            // Ahead within the skew: a clock a little off is allowed.
+            (Broadcast, NOW + 30_000, 60, 86_400, Current),
+            // From the future beyond the skew, whatever the route.
+            (
+                Broadcast,
+                NOW + 600_000,
+                60,
+                86_400,
+                ClockOff { offset_secs: -600 },
+            ),
+            (
+                Direct,
+                NOW + 31_000,
+                60,
+                86_400,
+                ClockOff { offset_secs: -31 },
+            ),
+            // Past its TTL but within the skew: expired, as a small drift may make it.
+            (Broadcast, NOW - 80_000, 60, 86_400, Expired),
+            // A broadcast past its TTL and the skew cannot have waited that long.
+            (
+                Broadcast,
+                NOW - 600_000,
+                60,
+                86_400,
+                ClockOff { offset_secs: 600 },
+            ),
+            (
+                Broadcast,
+                NOW - 90_001,
+                60,
+                86_400,
+                ClockOff { offset_secs: 90 },
+            ),
+            // A queued direct request may have waited for the node: only expired.
+            (Direct, NOW - 600_000, 60, 86_400, Expired),
+            // The node's cap passed, the request's own TTL not: expired, also by broadcast.
+            (Broadcast, NOW - 120_000, 3_600, 60, Expired),
+        ];
+        for (route, time, ttl, cap_secs, want) in table {
+            let request = at(time, ttl);
+            let expires_at = request.expires_at().min(time + cap_secs * 1000);
+            assert_eq!(
+                timeliness(route, &request, expires_at, NOW, SKEW),
+                want,
+                "{route:?} at {} ms, ttl {ttl}",
+                time as i64 - NOW as i64
+            );
+        }
+        assert_eq!(
+            clock_reason(-600, SKEW),
+            "clock trouble: this node's clock is 600 s behind the request's time, more than its clock_skew_seconds (30 s) allows"
+        );
     }
 }

@@ -13,7 +13,7 @@ use std::borrow::Cow;
 use std::sync::atomic::AtomicU64;
 
 use mco_agents::Outcome;
-use mco_spec::message::now_millis;
+use mco_spec::message::{now_millis, CLOCK_OFFSET_FIELD};
 use mco_spec::Request;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -35,8 +35,17 @@ pub enum RejectionKind {
     Unauthorized,
     /// Received in another collective than it names.
     WrongCollective,
-    /// Made further in the future than the clock skew allows.
-    FromTheFuture,
+    /// Clock trouble: the request's time and this node's clock differ by more than
+    /// `clock_skew_seconds` allows ([`crate::pipeline::timeliness`]). Logged as a warning;
+    /// the caller hears why only when the request is for this node, and only ever on its own
+    /// reply subject (`check_reply_to` held when it parsed, and a replayed old request gets
+    /// nothing else), so a node whose clock is off says so rather than falling silent.
+    ClockSkew {
+        /// This node's clock minus the request's time, in seconds, rounded.
+        offset_secs: i64,
+        /// Whether its targets prove, or its filter selects, this node.
+        for_this_node: bool,
+    },
     /// Its TTL (or the node's TTL cap) has passed.
     Expired,
     /// A targeted request whose copy does not prove this node is a target.
@@ -69,10 +78,10 @@ impl RejectionKind {
             | RejectionKind::Unverified
             | RejectionKind::Unauthorized
             | RejectionKind::WrongCollective
-            | RejectionKind::FromTheFuture
             | RejectionKind::NotTargeted
             | RejectionKind::BadFilter => &stats.unvalidated,
             RejectionKind::Expired => &stats.ttlexpired,
+            RejectionKind::ClockSkew { .. } => &stats.clockskew,
             RejectionKind::NotSelected => &stats.filtered,
             RejectionKind::Denied => &stats.denied,
             RejectionKind::Replayed => &stats.replayed,
@@ -270,6 +279,19 @@ impl Node {
             RejectionKind::Denied => self.reply(request, Outcome::aborted(NOT_AUTHORIZED)),
             RejectionKind::Throttled => {
                 self.reply(request, Outcome::aborted(rejection.reason.into_owned()))
+            }
+            RejectionKind::ClockSkew {
+                offset_secs,
+                for_this_node: true,
+            } => {
+                let mut data = serde_json::Map::new();
+                data.insert(CLOCK_OFFSET_FIELD.into(), offset_secs.into());
+                data.insert(
+                    "clock_skew_seconds".into(),
+                    (self.security.clock_skew_ms / 1000).into(),
+                );
+                let outcome = Outcome::aborted(rejection.reason.into_owned()).with_data(data);
+                self.reply(request, outcome)
             }
             _ => None,
         }

@@ -29,6 +29,12 @@ pub struct Stats {
     /// Requests refused because the replay memory had no room for them (the caller's share
     /// of it, or all of it).
     pub throttled: AtomicU64,
+    /// Requests refused because their time and this node's clock differ by more than
+    /// `clock_skew_seconds` allows (from the future, or a broadcast already past its TTL).
+    pub clockskew: AtomicU64,
+    /// Requests refused because their agent was running all the actions it may and had no
+    /// room (or time) left for them to wait (`[concurrency]`).
+    pub busy: AtomicU64,
 }
 
 impl Stats {
@@ -38,7 +44,7 @@ impl Stats {
     }
 
     /// The counters by name.
-    pub fn snapshot(&self) -> [(&'static str, u64); 11] {
+    pub fn snapshot(&self) -> [(&'static str, u64); 13] {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("total", get(&self.total)),
@@ -52,6 +58,8 @@ impl Stats {
             ("replayed", get(&self.replayed)),
             ("denied", get(&self.denied)),
             ("throttled", get(&self.throttled)),
+            ("clockskew", get(&self.clockskew)),
+            ("busy", get(&self.busy)),
         ]
     }
 }

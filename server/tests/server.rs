@@ -215,9 +215,10 @@ async fn unknown_agents_actions_and_bad_inputs_get_status_codes() {
 #[tokio::test]
 async fn expired_malformed_and_misrouted_messages_are_dropped_and_counted() {
     let node = node("");
+    // Direct: it may have waited in the node's queue (an old broadcast is clock trouble).
     let mut old = request("rpcutil", "ping", json!({}), Filter::default());
     old.time = now_millis() - 120_000;
-    assert!(send(&node, Route::Broadcast, &old).await.is_none());
+    assert!(send(&node, Route::Direct, &old).await.is_none());
     assert_eq!(count(&node, "ttlexpired"), 1);
 
     for junk in [
@@ -456,6 +457,59 @@ async fn one_caller_cannot_take_the_replay_memory_from_the_others() {
         let reply = send(&node, Route::Broadcast, &from(caller)).await.unwrap();
         assert_eq!(reply.statuscode, StatusCode::Ok, "{caller}");
     }
+}
+
+#[tokio::test]
+async fn a_node_whose_clock_is_off_says_so_to_the_callers_it_would_serve() {
+    let node = node("");
+    let mut ahead = request("rpcutil", "ping", json!({}), Filter::default());
+    ahead.time = now_millis() + 600_000;
+    let mut behind = request("rpcutil", "ping", json!({}), Filter::default());
+    behind.time = now_millis() - 600_000;
+    for (request, route, way) in [
+        (&ahead, Route::Direct, "600 s behind"),
+        (&ahead, Route::Broadcast, "600 s behind"),
+        (&behind, Route::Broadcast, "600 s ahead of"),
+    ] {
+        let reply = send(&node, route, request).await.unwrap();
+        assert_eq!(reply.statuscode, StatusCode::Aborted, "{route:?}");
+        assert!(
+            reply.statusmsg.contains(way) && reply.statusmsg.contains("clock_skew_seconds (30 s)"),
+            "{}",
+            reply.statusmsg
+        );
+        assert_eq!(reply.data["clock_skew_seconds"], 30);
+        let offset = reply.data[mco_spec::message::CLOCK_OFFSET_FIELD]
+            .as_i64()
+            .unwrap();
+        assert!((offset.abs() - 600).abs() <= 1, "{offset}");
+    }
+    // A broadcast whose filter does not select the node, or a copy not proven for it:
+    // counted as clock trouble, not answered.
+    let mut filter = Filter::default();
+    filter.add_fact("country=de").unwrap();
+    let mut other = request("rpcutil", "ping", json!({}), filter);
+    other.time = now_millis() + 600_000;
+    assert!(send(&node, Route::Broadcast, &other).await.is_none());
+    let mut elsewhere = request("rpcutil", "ping", json!({}), Filter::default());
+    elsewhere.time = now_millis() + 600_000;
+    let (elsewhere, copy) = targeted(elsewhere, &["web2"], "web2");
+    assert!(send_bytes(&node, Route::Direct, &elsewhere, &copy)
+        .await
+        .is_none());
+    // The queued direct request past its TTL is only expired.
+    assert!(send(&node, Route::Direct, &behind).await.is_none());
+    assert_eq!(count(&node, "clockskew"), 5);
+    assert_eq!(count(&node, "ttlexpired"), 1);
+    assert_eq!(count(&node, "validated"), 0);
+    assert_eq!(count(&node, "filtered"), 0);
+    assert_eq!(count(&node, "unvalidated"), 0);
+    // Nothing ran, and nothing entered the replay memory: the same ids, in time, run.
+    ahead.time = now_millis();
+    assert_eq!(
+        send(&node, Route::Direct, &ahead).await.unwrap().statuscode,
+        StatusCode::Ok
+    );
 }
 
 #[tokio::test]

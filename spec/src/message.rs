@@ -66,6 +66,13 @@ pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 /// The longest TTL a request may ask for: seven days, in seconds.
 pub const MAX_TTL_SECONDS: u64 = 7 * 24 * 3600;
 
+/// The `data` field of a node's refusal for clock trouble: the node's clock minus the
+/// request's `time`, rounded to the second (negative: the node's clock is behind). A reply
+/// with a status other than 0 and this field says the node refused because the two clocks
+/// differ by more than the node allows (`clock_skew_seconds`, also in the data); clients
+/// read it to tell the operator which nodes' clocks are off.
+pub const CLOCK_OFFSET_FIELD: &str = "clock_offset_seconds";
+
 /// Why bytes could not be turned into a request or reply.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
