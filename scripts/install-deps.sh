@@ -69,6 +69,8 @@ command -v jq >/dev/null 2>&1 || debs+=(jq)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || debs+=(postgresql)
 # The TLS tests (broker, registry database) make their CA and certificates with openssl.
 command -v openssl >/dev/null 2>&1 || debs+=(openssl)
+# The clock tests run mcod and mco with their clocks set off by libfaketime.
+compgen -G '/usr/lib/*/faketime/libfaketime.so.1' >/dev/null || debs+=(faketime)
 if $agents; then
   command -v puppet >/dev/null 2>&1 || debs+=(puppet)
   command -v dpkg-scanpackages >/dev/null 2>&1 || debs+=(dpkg-dev)

@@ -22,7 +22,11 @@ pub fn exit_code(stats: &Stats) -> u8 {
             3
         };
     }
-    if stats.failed > 0 || !stats.no_response_from.is_empty() || !stats.not_contacted.is_empty() {
+    if stats.failed > 0
+        || !stats.no_response_from.is_empty()
+        || !stats.not_contacted.is_empty()
+        || !stats.clock_refused.is_empty()
+    {
         return 2;
     }
     0

@@ -8,8 +8,9 @@ use clap::Args;
 
 use crate::{CommonArgs, Failure, Printed};
 use futures::StreamExt;
-use mco_client::Call;
+use mco_client::result::clock_offset;
 use mco_client::Discovery;
+use mco_client::{Call, Warning};
 
 /// Arguments of `mco ping`.
 #[derive(Debug, Args)]
@@ -24,11 +25,12 @@ pub(super) async fn run(args: &PingArgs, printed: &mut Printed) -> Result<u8, Fa
     let targeting = args.common.targeting(&config)?;
     let client = args.common.connect().await?;
     let timeout = args.common.discovery_timeout()?;
-    let found = match targeting.discovery {
+    let (found, clock_refused) = match targeting.discovery {
         Discovery::Broadcast if targeting.limit.is_none() => {
-            client
-                .discover_timed(&filter, args.common.target.as_deref(), timeout)
-                .await?
+            let pinged = client
+                .ping_discovery(&filter, args.common.target.as_deref(), timeout)
+                .await?;
+            (pinged.answered, pinged.clock_refused)
         }
         discovery => {
             let mut call = Call::new("rpcutil", "ping")
@@ -47,11 +49,16 @@ pub(super) async fn run(args: &PingArgs, printed: &mut Printed) -> Result<u8, Fa
             let sent = Instant::now();
             let mut found = Vec::new();
             while let Some(reply) = replies.next().await {
-                found.push((reply.sender, sent.elapsed()));
+                if clock_offset(&reply).is_none() {
+                    found.push((reply.sender, sent.elapsed()));
+                }
             }
-            found
+            (found, replies.stats().clock_refused)
         }
     };
+    if let Some(warning) = Warning::clock_skew(&clock_refused) {
+        printed.err.push_str(&format!("mco: warning: {warning}\n"));
+    }
     if args.common.json {
         let rows: Vec<serde_json::Value> = found
             .iter()

@@ -139,6 +139,7 @@ pub(super) async fn run(args: &RpcArgs, printed: &mut Printed) -> Result<u8, Fai
         printed.err.push_str(&line);
     }
     if stats.discovered == 0 {
+        warn_clock(&stats, printed);
         printed
             .err
             .push_str("No request sent, we did not discover any nodes.\n");
@@ -153,6 +154,12 @@ pub(super) async fn run(args: &RpcArgs, printed: &mut Printed) -> Result<u8, Fai
     let collected = read_events(&mut replies, stats.batches_planned).await;
     let mut result = replies.result(collected);
     result.replies.sort_by(|a, b| a.sender.cmp(&b.sender));
+    // What went wrong during the call (a slice that could not be sent) comes after the
+    // warnings of its start.
+    for warning in result.stats.warnings.iter().skip(stats.warnings.len()) {
+        printed.err.push_str(&format!("mco: warning: {warning}\n"));
+    }
+    warn_clock(&result.stats, printed);
     let aggregates = result.aggregates();
     let action = result.action_ddl().map(|a| a.action());
     if args.json_full {
@@ -206,6 +213,14 @@ fn describe_mode(stats: &Stats, verbose: bool, printed: &mut Printed) {
         ));
     }
     for warning in &stats.warnings {
+        printed.err.push_str(&format!("mco: warning: {warning}\n"));
+    }
+}
+
+/// Names, on stderr, the nodes that refused the call or its discovery for clock trouble:
+/// known only once the replies are in, so apart from the warnings of the start.
+fn warn_clock(stats: &Stats, printed: &mut Printed) {
+    if let Some(warning) = stats.clock_warning() {
         printed.err.push_str(&format!("mco: warning: {warning}\n"));
     }
 }

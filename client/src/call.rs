@@ -274,6 +274,7 @@ impl Client {
                     .await?;
                 stats.discovery_method = Some(found.method);
                 stats.discovery_time = started_discovery.elapsed();
+                stats.clock_refused = found.clock_refused;
                 Source::Discovered {
                     nodes: found.nodes,
                     method: found.method,
@@ -303,6 +304,9 @@ impl Client {
                 QueueUse::NotQueued(reason) => {
                     stats.queued = Some(false);
                     stats.warnings.push(Warning::NotQueued { reason });
+                }
+                QueueUse::Unusable(why) => {
+                    return Err(crate::link::unusable_queue(&collective, &why));
                 }
             }
         }

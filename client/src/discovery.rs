@@ -14,6 +14,7 @@
 //! sending the request itself.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -25,6 +26,7 @@ use serde_json::Map;
 use crate::accept::ReplyGate;
 use crate::client::Client;
 use crate::error::{DiscoveryError, DiscoveryErrorKind};
+use crate::result::{clock_offset, note_sorted};
 
 /// How many discovery replies that have already arrived are verified in one batch.
 const DISCOVERY_VERIFY_BATCH: usize = 256;
@@ -121,6 +123,18 @@ pub struct Discovered {
     pub method: MethodKind,
     /// How long it took.
     pub elapsed: Duration,
+    /// Nodes the filter selects that refused the discovery ping for clock trouble, sorted
+    /// (broadcast discovery only): not in `nodes`, as they will not act on the call.
+    pub clock_refused: Vec<String>,
+}
+
+/// What a discovery ping heard ([`Client::ping_discovery`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Pinged {
+    /// The nodes that answered, each with the time its answer took, in arrival order.
+    pub answered: Vec<(String, Duration)>,
+    /// The nodes that refused for clock trouble ([`crate::result::clock_offset`]), sorted.
+    pub clock_refused: Vec<String>,
 }
 
 impl Client {
@@ -150,14 +164,14 @@ impl Client {
             .collective(collective)
             .map_err(|e| e.into_kind(DiscoveryErrorKind::InvalidFilter))?;
         let started = Instant::now();
+        let mut clock_refused = Vec::new();
         let nodes = match discovery {
             Discovery::Broadcast => {
-                let mut nodes: Vec<String> = self
-                    .discover_timed(filter, Some(&collective), timeout)
-                    .await?
-                    .into_iter()
-                    .map(|(n, _)| n)
-                    .collect();
+                let pinged = self
+                    .ping_discovery(filter, Some(&collective), timeout)
+                    .await?;
+                clock_refused = pinged.clock_refused;
+                let mut nodes: Vec<String> = pinged.answered.into_iter().map(|(n, _)| n).collect();
                 nodes.sort();
                 nodes
             }
@@ -199,6 +213,7 @@ impl Client {
             nodes,
             method: discovery.kind(),
             elapsed: started.elapsed(),
+            clock_refused,
         })
     }
 
@@ -211,6 +226,21 @@ impl Client {
         collective: Option<&str>,
         timeout: Option<Duration>,
     ) -> Result<Vec<(String, Duration)>, DiscoveryError> {
+        Ok(self
+            .ping_discovery(filter, collective, timeout)
+            .await?
+            .answered)
+    }
+
+    /// Like [`Client::discover_timed`], and also names the nodes that refused the ping for
+    /// clock trouble: the filter selects them, but they will not act on requests from here,
+    /// so they are kept apart from the nodes found.
+    pub async fn ping_discovery(
+        &self,
+        filter: &Filter,
+        collective: Option<&str>,
+        timeout: Option<Duration>,
+    ) -> Result<Pinged, DiscoveryError> {
         filter.compile()?;
         let collective = self
             .collective(collective)
@@ -240,9 +270,16 @@ impl Client {
             )
             .await
             .map_err(broker)?;
-        self.link().flush().await.map_err(broker)?;
+        let timeout = timeout.unwrap_or(o.discovery_timeout);
+        self.link()
+            .flush_before(tokio::time::Instant::now() + timeout)
+            .await
+            .map_err(broker)?;
         let client = self.clone();
         let mut gate = ReplyGate::new(request.id.clone());
+        // Filled as replies are read: a refusal is not a node found.
+        let refused = Arc::new(Mutex::new(Vec::new()));
+        let refused_here = Arc::clone(&refused);
         let senders = subscriber
             .ready_chunks(DISCOVERY_VERIFY_BATCH)
             .flat_map(move |messages| {
@@ -251,12 +288,24 @@ impl Client {
                     .accept_replies(&payloads)
                     .into_iter()
                     .filter_map(|reply| gate.admit(reply))
-                    .map(|reply| reply.sender)
+                    .filter_map(|reply| {
+                        if clock_offset(&reply).is_none() {
+                            return Some(reply.sender);
+                        }
+                        let mut refused = refused_here.lock().unwrap_or_else(|p| p.into_inner());
+                        note_sorted(&mut refused, &reply.sender);
+                        None
+                    })
                     .collect();
                 futures::stream::iter(accepted)
             });
-        let window = Window::new(timeout.unwrap_or(o.discovery_timeout), o.discovery_window);
-        Ok(mco_discovery::collect(senders, window).await)
+        let window = Window::new(timeout, o.discovery_window);
+        let answered = mco_discovery::collect(senders, window).await;
+        let clock_refused = std::mem::take(&mut *refused.lock().unwrap_or_else(|p| p.into_inner()));
+        Ok(Pinged {
+            answered,
+            clock_refused,
+        })
     }
 
     /// Finds the identities of the nodes matching `filter` by broadcast, sorted.

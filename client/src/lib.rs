@@ -125,7 +125,7 @@ pub use builder::{ClientBuilder, ClientOptions};
 pub use call::Call;
 pub use client::Client;
 pub use ddl::{ActionDdl, Ddls};
-pub use discovery::{Discovered, Discovery};
+pub use discovery::{Discovered, Discovery, Pinged};
 pub use error::{
     CallError, CallErrorKind, ConnectError, ConnectErrorKind, DiscoveryError, DiscoveryErrorKind,
     Error,

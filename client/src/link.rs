@@ -34,8 +34,14 @@ use crate::error::{broker, invalid, CallError, CallErrorKind, ConnectError, Conn
 pub enum QueueUse {
     /// Through the JetStream work queue: a node that is down gets them when it starts.
     Queued,
-    /// On plain subjects, with the reason (no JetStream, or turned off).
+    /// On plain subjects, with the reason (no JetStream, or turned off): nodes then read
+    /// the plain subjects too.
     NotQueued(String),
+    /// Not at all for now: the broker has JetStream, so the nodes take direct requests from
+    /// the queue, but the queue cannot be reached (its stream's servers are down, the
+    /// cluster is electing a leader, permissions forbid it). Sending on plain subjects would
+    /// reach no one, so nothing is sent. Found out again on the next call.
+    Unusable(String),
 }
 
 /// The limits of a collective's stream, for saying which one a refused request ran into.
@@ -133,6 +139,7 @@ async fn connect_nats(
         .name(format!("mco {name}"))
         .custom_inbox_prefix(mco_transport::inbox_prefix(role, name))
         .connection_timeout(timeout)
+        .ping_interval(mco_transport::PING_INTERVAL)
         .event_callback(move |event| {
             let recorder = recorder.clone();
             async move {
@@ -195,6 +202,10 @@ pub(crate) struct Link {
     nats: async_nats::Client,
     jetstream: async_nats::jetstream::Context,
     denied: Denials,
+    /// The longest any one exchange with the broker may take (the connect timeout): while
+    /// the connection is down async-nats holds a flush, and queues a publish or subscribe,
+    /// until it reconnects, which may be never.
+    broker_wait: Duration,
     direct_queue: bool,
     queue_settings: mco_transport::QueueSettings,
     /// Per collective: how direct requests travel, found out once, with the stream's limits.
@@ -218,6 +229,7 @@ impl Link {
             jetstream: async_nats::jetstream::new(nats.clone()),
             nats,
             denied,
+            broker_wait: settings.connect_timeout,
             direct_queue: settings.direct_queue,
             queue_settings: settings.queue_settings,
             queues: tokio::sync::Mutex::default(),
@@ -233,19 +245,55 @@ impl Link {
         &self,
         subject: &str,
     ) -> Result<async_nats::Subscriber, CallError> {
-        self.nats
-            .subscribe(subject.to_string())
-            .await
-            .map_err(broker)
+        let subscribing = self.nats.subscribe(subject.to_string());
+        match tokio::time::timeout(self.broker_wait, subscribing).await {
+            Ok(done) => done.map_err(broker),
+            Err(_) => Err(self.unanswered(self.broker_wait)),
+        }
     }
 
     pub(crate) async fn publish(&self, subject: String, payload: Bytes) -> Result<(), CallError> {
-        self.nats.publish(subject, payload).await.map_err(broker)
+        let publishing = self.nats.publish(subject, payload);
+        match tokio::time::timeout(self.broker_wait, publishing).await {
+            Ok(done) => done.map_err(broker),
+            Err(_) => Err(self.unanswered(self.broker_wait)),
+        }
     }
 
-    /// Waits until the broker has what was published and subscribed so far.
+    /// Waits until the broker has what was published and subscribed so far, for at most
+    /// the connect timeout.
     pub(crate) async fn flush(&self) -> Result<(), CallError> {
-        self.nats.flush().await.map_err(broker)
+        self.flush_before(tokio::time::Instant::now() + self.broker_wait)
+            .await
+    }
+
+    /// Like [`Self::flush`], giving up at `deadline` (a call's or a discovery's end) if that
+    /// comes first.
+    pub(crate) async fn flush_before(
+        &self,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), CallError> {
+        let started = tokio::time::Instant::now();
+        let deadline = deadline.min(started + self.broker_wait);
+        match tokio::time::timeout_at(deadline, self.nats.flush()).await {
+            Ok(done) => done.map_err(broker),
+            Err(_) => Err(self.unanswered(deadline - started)),
+        }
+    }
+
+    /// The error for an exchange with the broker that did not end within `waited`.
+    pub(crate) fn unanswered(&self, waited: Duration) -> CallError {
+        let state = match self.nats.connection_state() {
+            async_nats::connection::State::Connected => "the broker did not answer",
+            _ => "the connection to the broker is lost",
+        };
+        CallError::new(
+            CallErrorKind::Broker,
+            format!(
+                "{state}: nothing sent was confirmed within {:.1} s",
+                waited.as_secs_f64()
+            ),
+        )
     }
 
     /// How direct requests travel in `collective` (found out on first use).
@@ -264,14 +312,13 @@ impl Link {
         if let Some(known) = cache.get(collective) {
             return known.clone();
         }
-        let found = match mco_transport::ensure_stream(
-            &self.jetstream,
-            collective,
-            &self.queue_settings,
-            mco_transport::Ownership::UseExisting,
-        )
-        .await
-        {
+        let mut looked_up = self.look_up_stream(collective).await;
+        // A cluster that lost the server leading the stream answers again once it has
+        // elected another: one more try covers that.
+        if let Err(mco_transport::QueueError::TimedOut(_)) = &looked_up {
+            looked_up = self.look_up_stream(collective).await;
+        }
+        let found = match looked_up {
             Ok(stream) => {
                 let config = &stream.cached_info().config;
                 let limits = Limits {
@@ -281,21 +328,39 @@ impl Link {
                 };
                 (QueueUse::Queued, Some(limits))
             }
-            Err(e) => {
+            // No JetStream here: the nodes read plain subjects, and so this is settled.
+            Err(e @ mco_transport::QueueError::Unavailable(_)) => {
                 tracing::warn!("direct requests in {collective} are not queued: {e}");
+                (QueueUse::NotQueued(e.to_string()), None)
+            }
+            Err(e) => {
                 let why = match e {
                     // The broker permissions of `mco broker config` let a client read the
                     // stream but not create it; a refused create goes unanswered.
                     mco_transport::QueueError::TimedOut(_) => format!(
-                        "{e}; if the broker runs the permissions of `mco broker config`, run `mco broker setup` to create the stream"
+                        "{e} (the servers that hold the stream may be down; or the broker runs the permissions of `mco broker config` and the stream was never made: run `mco broker setup`)"
                     ),
                     _ => e.to_string(),
                 };
-                (QueueUse::NotQueued(why), None)
+                tracing::warn!("direct requests in {collective} cannot be queued: {why}");
+                return (QueueUse::Unusable(why), None);
             }
         };
         cache.insert(collective.to_string(), found.clone());
         found
+    }
+
+    async fn look_up_stream(
+        &self,
+        collective: &str,
+    ) -> Result<async_nats::jetstream::stream::Stream, mco_transport::QueueError> {
+        mco_transport::ensure_stream(
+            &self.jetstream,
+            collective,
+            &self.queue_settings,
+            mco_transport::Ownership::UseExisting,
+        )
+        .await
     }
 
     /// Sends `request` to each of `nodes` (which must be among its targets) on its direct
@@ -349,6 +414,7 @@ impl Link {
                     ));
                 }
             }
+            QueueUse::Unusable(why) => return Err(unusable_queue(collective, why)),
             QueueUse::NotQueued(_) => {
                 for node in nodes {
                     self.publish(subjects::direct(collective, node), request.copy_for(node)?)
@@ -395,6 +461,16 @@ impl Link {
             _ => format!("the broker refused to queue it: {error}"),
         }
     }
+}
+
+/// The error of a call whose direct requests cannot be queued now (see [`QueueUse::Unusable`]).
+pub(crate) fn unusable_queue(collective: &str, why: &str) -> CallError {
+    CallError::new(
+        CallErrorKind::NotQueued,
+        format!(
+            "direct requests in {collective} cannot be queued, so none was sent (the nodes take them from the queue; plain subjects would reach none of them): {why}"
+        ),
+    )
 }
 
 /// One line for "not one request was queued": the first node's reason, and how many more.

@@ -115,8 +115,17 @@ impl Progress {
             self.stats.ok += 1;
         } else {
             self.stats.failed += 1;
+            self.stats.note_clock_refusal(&reply);
         }
-        if !self.expected.contains(&reply.sender) {
+        // A node that refused discovery for clock trouble answers a broadcast the same way:
+        // it is named as such, not as unexpected.
+        if !self.expected.contains(&reply.sender)
+            && self
+                .stats
+                .clock_refused
+                .binary_search(&reply.sender)
+                .is_err()
+        {
             self.stats.unexpected_from.push(reply.sender.clone());
         }
         self.stats.elapsed = self.started.elapsed();
@@ -258,11 +267,15 @@ impl Driver {
         let (Some(slice), Some(direct)) = (self.pending.pop_front(), self.direct.clone()) else {
             return Ok(());
         };
-        let sent = self
-            .client
-            .link()
-            .send_direct(&self.collective, &slice, &direct)
-            .await?;
+        // Queuing waits for the broker's acknowledgements, which never come while the
+        // connection is down: a slice gets no longer to be sent than to be answered.
+        let link = self.client.link();
+        let sent = tokio::time::timeout(
+            self.timeout,
+            link.send_direct(&self.collective, &slice, &direct),
+        )
+        .await
+        .map_err(|_| link.unanswered(self.timeout))??;
         let number = {
             let mut progress = lock(&self.shared);
             progress.stats.send_failures.extend(sent.failed);
@@ -367,7 +380,7 @@ impl Replies {
                     .link()
                     .publish(subjects::broadcast(&collective, &agent), payload)
                     .await?;
-                client.link().flush().await?;
+                client.link().flush_before(driver.deadline).await?;
                 let mut progress = lock(&shared);
                 let expected = progress.expected.clone();
                 progress.stats.batches = 1;

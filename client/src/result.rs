@@ -113,6 +113,22 @@ pub enum Warning {
         /// Why.
         reason: String,
     },
+    /// Nodes refused because their clock and this machine's differ by more than they allow
+    /// (their `clock_skew_seconds`): they will not act on requests from here until one of
+    /// the clocks is fixed.
+    ClockSkew {
+        /// The nodes, sorted.
+        nodes: Vec<String>,
+    },
+}
+
+impl Warning {
+    /// The warning that `nodes` (sorted) refused for clock trouble, if there are any.
+    pub fn clock_skew(nodes: &[String]) -> Option<Warning> {
+        (!nodes.is_empty()).then(|| Warning::ClockSkew {
+            nodes: nodes.to_vec(),
+        })
+    }
 }
 
 impl fmt::Display for Warning {
@@ -127,6 +143,15 @@ impl fmt::Display for Warning {
                 "the TTL of {ttl} s is shorter than the batched run may take ({run} s): nodes in late batches may refuse the request as expired"
             ),
             Warning::Stopped { reason } => write!(f, "stopped: {reason}"),
+            Warning::ClockSkew { nodes } => write!(
+                f,
+                "{} refused: their clocks differ from this machine's by more than they allow: {}",
+                match nodes.len() {
+                    1 => "1 node".to_string(),
+                    n => format!("{n} nodes"),
+                },
+                nodes.join(", ")
+            ),
         }
     }
 }
@@ -158,6 +183,9 @@ pub struct Stats {
     pub not_contacted: Vec<String>,
     /// Nodes whose direct request the broker refused to queue, with why.
     pub send_failures: Vec<(String, String)>,
+    /// Nodes that refused the call, or its discovery, for clock trouble ([`clock_offset`]),
+    /// sorted: [`Stats::clock_warning`] says so in words.
+    pub clock_refused: Vec<String>,
     /// Whether direct requests were queued in JetStream (`None` for a broadcast).
     pub queued: Option<bool>,
     /// Slices sent (1 without batching).
@@ -175,6 +203,40 @@ pub struct Stats {
     pub dropped: usize,
     /// Replies whose signature or token did not verify (ignored).
     pub forged: usize,
+}
+
+impl Stats {
+    /// The warning about [`Stats::clock_refused`], if any node refused for clock trouble.
+    pub fn clock_warning(&self) -> Option<Warning> {
+        Warning::clock_skew(&self.clock_refused)
+    }
+
+    /// Notes `reply`'s sender in [`Stats::clock_refused`] if it is a refusal for clock
+    /// trouble.
+    pub(crate) fn note_clock_refusal(&mut self, reply: &Reply) {
+        if clock_offset(reply).is_some() {
+            note_sorted(&mut self.clock_refused, &reply.sender);
+        }
+    }
+}
+
+/// Adds `name` to the sorted list `names` unless it is there.
+pub(crate) fn note_sorted(names: &mut Vec<String>, name: &str) {
+    if let Err(at) = names.binary_search_by(|n| n.as_str().cmp(name)) {
+        names.insert(at, name.to_string());
+    }
+}
+
+/// If `reply` is a node's refusal for clock trouble, the node's clock minus the request's
+/// time in seconds, as the node reported it (`mco_spec::message::CLOCK_OFFSET_FIELD`).
+pub fn clock_offset(reply: &Reply) -> Option<i64> {
+    if reply.statuscode.is_ok() {
+        return None;
+    }
+    reply
+        .data
+        .get(mco_spec::message::CLOCK_OFFSET_FIELD)?
+        .as_i64()
 }
 
 fn method_name<S: Serializer>(m: &Option<MethodKind>, s: S) -> Result<S::Ok, S::Error> {
@@ -288,6 +350,7 @@ pub fn stats_json(stats: &Stats) -> Value {
         "failed": stats.failed,
         "no_response_from": stats.no_response_from,
         "unexpected_from": stats.unexpected_from,
+        "clock_refused": stats.clock_refused,
         "discovery_time_ms": ms(stats.discovery_time),
         "elapsed_ms": ms(stats.elapsed),
         "forged": stats.forged,
@@ -323,6 +386,38 @@ mod tests {
         assert_eq!(by_node["a"], NodeOutcome::Replied(&reply));
         assert_eq!(by_node["b"], NodeOutcome::NoResponse);
         assert_eq!(by_node["c"], NodeOutcome::NotContacted);
+    }
+
+    #[test]
+    fn clock_refusals_are_told_apart_and_named() {
+        let reply = |sender: &str, status, data| Reply {
+            request_id: "r".into(),
+            sender: sender.into(),
+            agent: "rpcutil".into(),
+            action: "ping".into(),
+            time: 0,
+            statuscode: status,
+            statusmsg: "refused".into(),
+            data,
+        };
+        let offset = json!({mco_spec::message::CLOCK_OFFSET_FIELD: -600});
+        let mut stats = Stats::default();
+        for r in [
+            reply("b", mco_spec::StatusCode::Aborted, offset.clone()),
+            reply("a", mco_spec::StatusCode::Aborted, offset.clone()),
+            reply("b", mco_spec::StatusCode::Aborted, offset.clone()),
+            // Only a refusal counts, and only one that says so.
+            reply("c", mco_spec::StatusCode::Ok, offset.clone()),
+            reply("d", mco_spec::StatusCode::Aborted, json!({})),
+        ] {
+            stats.note_clock_refusal(&r);
+        }
+        assert_eq!(stats.clock_refused, ["a", "b"]);
+        assert_eq!(
+            stats.clock_warning().unwrap().to_string(),
+            "2 nodes refused: their clocks differ from this machine's by more than they allow: a, b"
+        );
+        assert_eq!(Stats::default().clock_warning(), None);
     }
 
     #[test]

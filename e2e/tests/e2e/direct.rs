@@ -8,18 +8,18 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use mco_client::{Call, Client, NodeOutcome};
-use mco_testsupport::{finish, mco_command, Fleet, Mcod, NatsServer, NodeSpec};
+use mco_testsupport::{finish, mco_command, Broker, Fleet, Mcod, NatsServer, NodeSpec};
 use serde_json::{json, Value};
 
 use crate::wait_until;
 
-fn agents_dir() -> PathBuf {
+pub(crate) fn agents_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/agents")
 }
 
 /// A node with the tally agent, recording its runs in `<dir>/<id>.tally`, and a short ack wait
 /// so a request held by a killed daemon comes back within seconds.
-fn tally_node(id: &str, dir: &Path) -> NodeSpec {
+pub(crate) fn tally_node(id: &str, dir: &Path) -> NodeSpec {
     let mut spec = NodeSpec::new(
         id,
         json!({"tally_file": dir.join(format!("{id}.tally")).display().to_string()}),
@@ -32,14 +32,14 @@ fn tally_node(id: &str, dir: &Path) -> NodeSpec {
     spec
 }
 
-fn tally_fleet(ids: &[&str], dir: &Path) -> Fleet {
+pub(crate) fn tally_fleet(ids: &[&str], dir: &Path) -> Fleet {
     Fleet::start_with_client_config(
         ids.iter().map(|id| tally_node(id, dir)).collect(),
         &format!("ddl_dirs = [{:?}]", agents_dir().display().to_string()),
     )
 }
 
-fn runs(dir: &Path, id: &str) -> Vec<String> {
+pub(crate) fn runs(dir: &Path, id: &str) -> Vec<String> {
     std::fs::read_to_string(dir.join(format!("{id}.tally")))
         .unwrap_or_default()
         .lines()
@@ -48,7 +48,7 @@ fn runs(dir: &Path, id: &str) -> Vec<String> {
 }
 
 /// The audit decisions a node recorded for `request_id`, as (decision, reason).
-fn decisions(node: &Mcod, request_id: &str) -> Vec<(String, String)> {
+pub(crate) fn decisions(node: &Mcod, request_id: &str) -> Vec<(String, String)> {
     node.audit()
         .iter()
         .filter(|a| a["request_id"] == request_id)
@@ -62,7 +62,7 @@ fn decisions(node: &Mcod, request_id: &str) -> Vec<(String, String)> {
 }
 
 /// `mco rpc ... --nr`: the request id it prints.
-pub(crate) fn send_no_wait(fleet: &Fleet, args: &[&str]) -> String {
+pub(crate) fn send_no_wait<B: Broker>(fleet: &Fleet<B>, args: &[&str]) -> String {
     let mut all = vec!["rpc"];
     all.extend_from_slice(args);
     all.push("--nr");
@@ -123,36 +123,48 @@ fn a_queued_request_runs_when_its_node_starts_within_the_ttl_and_not_after() {
     assert_eq!(stats.json()[0]["data"]["ttlexpired"], 1, "{}", stats.stdout);
 }
 
-#[test]
-fn a_request_is_never_run_twice_across_a_daemon_kill_mid_action() {
+/// Sends a node an 8 s action, stops its daemon mid-action with `stop`, starts it again and
+/// checks that the redelivered request is recognised as a replay and the action ran once;
+/// returns the fleet, the tally directory and the request id.
+pub(crate) fn stop_mid_action(
+    id: &str,
+    stop: impl FnOnce(&mut Mcod),
+) -> (Fleet, tempfile::TempDir, String) {
     let tmp = tempfile::tempdir().unwrap();
-    let mut fleet = tally_fleet(&["k1"], tmp.path());
-    let id = send_no_wait(
+    let mut fleet = tally_fleet(&[id], tmp.path());
+    let request = send_no_wait(
         &fleet,
-        &["tally", "run", "seconds=8", "-I", "k1", "--ttl", "120"],
+        &["tally", "run", "seconds=8", "-I", id, "--ttl", "120"],
     );
     wait_until("the action to start", Duration::from_secs(10), || {
-        runs(tmp.path(), "k1").contains(&id)
+        runs(tmp.path(), id).contains(&request)
     });
-    // Killed mid-action: the request is not acknowledged, so JetStream hands it out again
-    // after the ack wait, to the restarted daemon.
-    fleet.node("k1").kill();
-    fleet.node("k1").start_again();
-    let node = fleet.node("k1");
+    stop(fleet.node(id));
+    fleet.node(id).start_again();
+    let node = fleet.node(id);
     wait_until(
         "the redelivered request to be recognised",
         Duration::from_secs(30),
         || {
-            decisions(node, &id)
+            decisions(node, &request)
                 .iter()
                 .any(|(d, r)| d == "rejected" && r.contains("replayed"))
         },
     );
     assert_eq!(
-        runs(tmp.path(), "k1"),
-        vec![id.clone()],
+        runs(tmp.path(), id),
+        vec![request.clone()],
         "ran more than once"
     );
+    (fleet, tmp, request)
+}
+
+#[test]
+fn a_request_is_never_run_twice_across_a_daemon_kill_mid_action() {
+    // Killed mid-action: the request is not acknowledged, so JetStream hands it out again
+    // after the ack wait, to the restarted daemon.
+    let (mut fleet, tmp, id) = stop_mid_action("k1", Mcod::kill);
+    let node = fleet.node("k1");
     assert_eq!(
         decisions(node, &id)
             .iter()
@@ -232,11 +244,43 @@ fn batches_visit_every_node_in_slices_with_the_sleep_between_them() {
     assert!(accepted[4] >= accepted[3] + 900, "{accepted:?}");
 }
 
+/// Reads the stderr of `child` (an `mco` started at `started`) until a line starting with
+/// `prefix`, then does `then` (an interrupt, a broker stop) and waits up to 30 s for it to
+/// end; returns how it ended and all it wrote on stderr.
+pub(crate) fn when_stderr_says(
+    mut child: std::process::Child,
+    started: Instant,
+    prefix: &str,
+    then: impl FnOnce(),
+) -> (mco_testsupport::Run, String) {
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "mco ended early: {seen}"
+        );
+        seen.push_str(&line);
+        if line.starts_with(prefix) {
+            break;
+        }
+    }
+    then();
+    let rest = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
+    let run = finish(child, started, Duration::from_secs(30));
+    (run, seen + &rest.join().unwrap())
+}
+
 #[test]
 fn an_interrupt_stops_a_batched_run_before_the_next_slice() {
     let fleet = crate::five_nodes();
     let started = Instant::now();
-    let mut child = mco_command(
+    let child = mco_command(
         &fleet.client_config(),
         &[
             "rpc",
@@ -250,31 +294,14 @@ fn an_interrupt_stops_a_batched_run_before_the_next_slice() {
     )
     .spawn()
     .unwrap();
+    let pid = child.id();
     // Read stderr until the first slice is out, then press Ctrl-C.
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    loop {
-        let mut line = String::new();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "mco ended early: {seen}"
-        );
-        seen.push_str(&line);
-        if line.starts_with("Sleeping") {
-            break;
+    let (run, stderr) = when_stderr_says(child, started, "Sleeping", || {
+        // SAFETY: signalling our own child by pid.
+        unsafe {
+            libc::kill(pid as i32, libc::SIGINT);
         }
-    }
-    // SAFETY: signalling our own child by pid.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGINT);
-    }
-    let rest = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
-        text
     });
-    let run = finish(child, started, Duration::from_secs(30));
-    let stderr = seen + &rest.join().unwrap();
     assert_eq!(run.code, Some(2), "{run:?} {stderr}");
     assert!(
         stderr.contains("Interrupted: no further batches"),

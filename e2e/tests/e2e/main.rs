@@ -9,18 +9,24 @@ mod attacks;
 mod attacks_agents;
 mod broker_auth;
 mod broker_permissions;
+mod clock;
+mod cluster;
 mod commands;
 mod direct;
 mod discovery;
 mod external;
 mod files;
 mod filters;
+mod floods;
 mod library;
+mod partitions;
 mod raw;
 mod registry;
 mod registry_tls;
 mod resilience;
+mod restarts;
 mod security;
+mod soak;
 mod web;
 mod web_console;
 
@@ -96,13 +102,13 @@ pub fn five_nodes_with(node_extra: &str, client_extra: &str) -> Fleet {
 
 /// A library client with the fleet's client credentials and trust, as an application
 /// configured like `mco` would build it.
-pub async fn signed_client(
-    fleet: &Fleet,
+pub async fn signed_client<B: mco_testsupport::Broker>(
+    fleet: &Fleet<B>,
     builder: mco_client::ClientBuilder,
 ) -> mco_client::Client {
     let (key, token) = fleet.client_credentials();
     builder
-        .broker(fleet.nats.url())
+        .brokers(fleet.nats.urls())
         .credentials(mco_keys::read_credentials(&key, &token).unwrap())
         .trust(
             vec![mco_keys::read_public_key(&fleet.keys.issuer_pub()).unwrap()],

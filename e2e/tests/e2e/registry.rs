@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use mco_testsupport::{Fleet, Postgres, RegistryService, Run};
+use mco_testsupport::{Broker, Fleet, Postgres, RegistryService, Run};
 
 /// Nodes register every second, starting at once.
 pub(crate) const FAST_REGISTRATION: &str =
@@ -41,14 +41,14 @@ const FILTERS: &[&[&str]] = &[
 
 /// A registry service's configuration: the fleet's broker, every collective, the fleet's
 /// issuer, and a server token of its own.
-pub(crate) fn registry_config(fleet: &Fleet, dir: &Path) -> PathBuf {
+pub(crate) fn registry_config<B: Broker>(fleet: &Fleet<B>, dir: &Path) -> PathBuf {
     let (key, token) = fleet.keys.issue("server", "registry", &[]);
     let path = dir.join("registry.toml");
     std::fs::write(
         &path,
         format!(
-            "identity = \"registry\"\nbrokers = [{:?}]\ncollectives = [\"mco\", \"uk\", \"eu\"]\nissuer_keys = [{:?}]\nkey_file = {:?}\ntoken_file = {:?}\nstate_dir = {:?}\n",
-            fleet.nats.url(),
+            "identity = \"registry\"\nbrokers = {:?}\ncollectives = [\"mco\", \"uk\", \"eu\"]\nissuer_keys = [{:?}]\nkey_file = {:?}\ntoken_file = {:?}\nstate_dir = {:?}\n",
+            fleet.nats.urls(),
             fleet.keys.issuer_pub().display().to_string(),
             key.display().to_string(),
             token.display().to_string(),
@@ -59,7 +59,7 @@ pub(crate) fn registry_config(fleet: &Fleet, dir: &Path) -> PathBuf {
     path
 }
 
-pub(crate) fn find(fleet: &Fleet, url: &str, filter: &[&str]) -> Run {
+pub(crate) fn find<B: Broker>(fleet: &Fleet<B>, url: &str, filter: &[&str]) -> Run {
     let do_url = format!("url={url}");
     let mut args = vec!["find", "--dm", "registry", "--do", &do_url];
     args.extend_from_slice(filter);
@@ -71,7 +71,11 @@ pub(crate) fn lines(run: &Run) -> Vec<&str> {
 }
 
 /// Waits until registry discovery finds exactly `want`; panics with the service's log.
-pub(crate) fn wait_for_registry(fleet: &Fleet, service: &RegistryService, want: &[&str]) {
+pub(crate) fn wait_for_registry<B: Broker>(
+    fleet: &Fleet<B>,
+    service: &RegistryService,
+    want: &[&str],
+) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let run = find(fleet, service.db(), &[]);
