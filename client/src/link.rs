@@ -186,6 +186,11 @@ pub async fn connect_as(
     connect_nats(brokers, auth, role, name, timeout, &Denials::default()).await
 }
 
+/// How long the broker has to confirm that it queued a direct request (JetStream's publish
+/// acknowledgement) or to answer a stream look-up; an unconfirmed request is reported per node
+/// with the reason ([`Link::send_direct`]).
+const QUEUE_CONFIRM_WAIT: Duration = Duration::from_secs(5);
+
 /// What the link needs to know of the client's settings.
 #[derive(Debug, Clone)]
 pub(crate) struct LinkSettings {
@@ -225,8 +230,10 @@ impl Link {
             &denied,
         )
         .await?;
+        let mut jetstream = async_nats::jetstream::new(nats.clone());
+        jetstream.set_timeout(QUEUE_CONFIRM_WAIT);
         Ok(Link {
-            jetstream: async_nats::jetstream::new(nats.clone()),
+            jetstream,
             nats,
             denied,
             broker_wait: settings.connect_timeout,
@@ -361,6 +368,14 @@ impl Link {
             mco_transport::Ownership::UseExisting,
         )
         .await
+    }
+
+    /// The longest [`Self::send_direct`] can take when the broker answers nothing: the wait
+    /// for the queue's confirmations and then for the flush. A caller that bounds a send by
+    /// its own deadline gives it at least this, so that a refusal is reported with its reason
+    /// rather than as silence.
+    pub(crate) fn send_direct_limit(&self) -> Duration {
+        QUEUE_CONFIRM_WAIT + self.broker_wait
     }
 
     /// Sends `request` to each of `nodes` (which must be among its targets) on its direct

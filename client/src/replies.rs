@@ -268,14 +268,13 @@ impl Driver {
             return Ok(());
         };
         // Queuing waits for the broker's acknowledgements, which never come while the
-        // connection is down: a slice gets no longer to be sent than to be answered.
+        // connection is down: a slice gets no longer to be sent than to be answered, but
+        // at least long enough for the broker's refusals to be told apart.
         let link = self.client.link();
-        let sent = tokio::time::timeout(
-            self.timeout,
-            link.send_direct(&self.collective, &slice, &direct),
-        )
-        .await
-        .map_err(|_| link.unanswered(self.timeout))??;
+        let limit = self.timeout.max(link.send_direct_limit());
+        let sent = tokio::time::timeout(limit, link.send_direct(&self.collective, &slice, &direct))
+            .await
+            .map_err(|_| link.unanswered(limit))??;
         let number = {
             let mut progress = lock(&self.shared);
             progress.stats.send_failures.extend(sent.failed);

@@ -35,33 +35,45 @@ fn cluster_fleet(dir: &Path) -> Fleet<NatsCluster> {
 }
 
 /// The direct-request stream's replica count and the server (index) leading it, as the
-/// broker reports them.
-fn stream_placement(fleet: &Fleet<NatsCluster>) -> (usize, usize) {
+/// broker reports them, once it has a leader other than `not` (a server just killed).
+fn stream_placement(fleet: &Fleet<NatsCluster>, not: Option<usize>) -> (usize, usize) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let urls = mco_testsupport::Broker::urls(&fleet.nats);
     runtime.block_on(async {
-        let mut last_error = String::new();
-        for url in urls {
-            let Ok(nats) = async_nats::connect(url).await else {
-                continue;
-            };
-            let js = async_nats::jetstream::new(nats);
-            match js.get_stream(mco_transport::stream_name("mco")).await {
-                Ok(mut stream) => {
-                    let info = stream.info().await.unwrap();
-                    let leader = info
-                        .cluster
-                        .as_ref()
-                        .and_then(|c| c.leader.as_deref())
-                        .and_then(|name| name.strip_prefix('n'))
-                        .and_then(|n| n.parse::<usize>().ok())
-                        .unwrap_or_else(|| panic!("no stream leader in {:?}", info.cluster));
-                    return (info.config.num_replicas, leader - 1);
+        // A stream just made may not have elected its leader yet.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            for url in &urls {
+                let Ok(nats) = async_nats::connect(url.as_str()).await else {
+                    continue;
+                };
+                let js = async_nats::jetstream::new(nats);
+                match js.get_stream(mco_transport::stream_name("mco")).await {
+                    Ok(mut stream) => match stream.info().await {
+                        Ok(info) => {
+                            let leader = info
+                                .cluster
+                                .as_ref()
+                                .and_then(|c| c.leader.as_deref())
+                                .and_then(|name| name.strip_prefix('n'))
+                                .and_then(|n| n.parse::<usize>().ok());
+                            match leader {
+                                Some(leader) if Some(leader - 1) != not => {
+                                    return (info.config.num_replicas, leader - 1)
+                                }
+                                _ => {}
+                            }
+                            last = format!("no stream leader yet in {:?}", info.cluster);
+                        }
+                        Err(e) => last = e.to_string(),
+                    },
+                    Err(e) => last = e.to_string(),
                 }
-                Err(e) => last_error = e.to_string(),
             }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        panic!("no server answered for the stream: {last_error}")
+        panic!("the stream has no leader after 20 s: {last}")
     })
 }
 
@@ -100,31 +112,38 @@ fn direct_pings(fleet: &Fleet<NatsCluster>, nodes: &[&str], rounds: usize) -> (u
     })
 }
 
-/// Waits until every node in `nodes` is connected to a server other than `dead`; returns
-/// how long that took.
-fn wait_for_failover(fleet: &Fleet<NatsCluster>, nodes: &[String], dead: usize) -> Duration {
+/// The registry service's connection name.
+const REGISTRY: &str = "mcod registry registry";
+
+/// Waits until every connection in `names` is on a server other than `dead`; returns how
+/// long that took.
+fn wait_for_failover(fleet: &Fleet<NatsCluster>, names: &[String], dead: usize) -> Duration {
     let started = Instant::now();
     wait_until(
-        "the nodes of the dead server to reconnect elsewhere",
+        "the clients of the dead server to reconnect elsewhere",
         Duration::from_secs(20),
         || {
-            nodes.iter().all(|n| {
-                fleet
-                    .nats
-                    .server_of(&format!("mcod {n}"))
-                    .is_some_and(|s| s != dead)
-            })
+            names
+                .iter()
+                .all(|n| fleet.nats.server_of(n).is_some_and(|s| s != dead))
         },
     );
     started.elapsed()
 }
 
-fn nodes_on(fleet: &Fleet<NatsCluster>, server: usize) -> Vec<String> {
+/// The connection names of the daemons and the registry service on `server`.
+fn clients_on(fleet: &Fleet<NatsCluster>, server: usize) -> Vec<String> {
     NODES
         .iter()
-        .filter(|n| fleet.nats.server_of(&format!("mcod {n}")) == Some(server))
-        .map(|n| n.to_string())
+        .map(|n| format!("mcod {n}"))
+        .chain([REGISTRY.to_string()])
+        .filter(|n| fleet.nats.server_of(n) == Some(server))
         .collect()
+}
+
+/// How many of `clients` are nodes (not the registry service).
+fn nodes_among(clients: &[String]) -> usize {
+    clients.iter().filter(|n| *n != REGISTRY).count()
 }
 
 #[test]
@@ -132,7 +151,7 @@ fn a_three_server_cluster_loses_no_request_when_servers_die_and_return() {
     let tmp = tempfile::tempdir().unwrap();
     let mut fleet = cluster_fleet(tmp.path());
     // Nobody asked for replicas: "auto" keeps three copies on a cluster.
-    let (replicas, leader) = stream_placement(&fleet);
+    let (replicas, leader) = stream_placement(&fleet, None);
     assert_eq!(replicas, 3);
     let config = registry_config(&fleet, tmp.path());
     let db = tmp.path().join("registry.sqlite").display().to_string();
@@ -148,14 +167,23 @@ fn a_three_server_cluster_loses_no_request_when_servers_die_and_return() {
 
     // Kill the server that leads the queue's stream, and with it the nodes' connections.
     let dead = leader;
-    let mut moved = nodes_on(&fleet, dead);
+    let first_moved = clients_on(&fleet, dead);
     fleet.nats.server(dead).stop();
-    let failover = wait_for_failover(&fleet, &moved, dead);
+    let failover = wait_for_failover(&fleet, &first_moved, dead);
     eprintln!(
         "figure: the stream leader n{} killed; {} node(s) on it moved to another server in {:.2} s",
         dead + 1,
-        moved.len(),
+        nodes_among(&first_moved),
         failover.as_secs_f64()
+    );
+
+    // JetStream needs the stream's leader: until the two left elect one, a direct request
+    // cannot be queued (and the client says so rather than sending it nowhere).
+    let election = Instant::now();
+    stream_placement(&fleet, Some(dead));
+    eprintln!(
+        "figure: the stream elected a new leader {:.2} s after its servers' clients had moved",
+        election.elapsed().as_secs_f64()
     );
 
     // Broadcasts and direct requests keep working on two servers of three.
@@ -174,23 +202,26 @@ fn a_three_server_cluster_loses_no_request_when_servers_die_and_return() {
     // every request queued for it, each once.
     fleet.nats.server(dead).start_again();
     fleet.nats.wait_for_leader(Duration::from_secs(30));
-    // The second to die is the one with the most nodes now.
-    let second = (0..3)
-        .filter(|&s| s != dead)
-        .max_by_key(|&s| nodes_on(&fleet, s).len())
-        .unwrap();
-    let moved_again = nodes_on(&fleet, second);
+    // The second to die is the registry service's (never the first: it moved off that).
+    let second = fleet
+        .nats
+        .server_of(REGISTRY)
+        .expect("the registry service is connected");
+    assert_ne!(second, dead);
+    let moved_again = clients_on(&fleet, second);
     fleet.nats.server(second).stop();
     fleet.node(absent).start_again();
     let failover = wait_for_failover(&fleet, &moved_again, second);
     eprintln!(
-        "figure: n{} killed; {} node(s) on it moved to another server in {:.2} s",
+        "figure: n{} killed; the registry service and {} node(s) on it moved to another server in {:.2} s",
         second + 1,
-        moved_again.len(),
+        nodes_among(&moved_again),
         failover.as_secs_f64()
     );
-    moved.extend(moved_again);
-    assert!(!moved.is_empty(), "no node was on a server that died");
+    assert!(
+        nodes_among(&first_moved) + nodes_among(&moved_again) > 0,
+        "no node was on a server that died"
+    );
     let started = Instant::now();
     wait_until(
         "the restarted node to run its queued requests",
@@ -215,7 +246,7 @@ fn a_three_server_cluster_loses_no_request_when_servers_die_and_return() {
         );
     }
 
-    // The registry service carries on: a node started now is registered.
+    // The registry service carries on on its new server: a node started now is registered.
     fleet.nats.server(second).start_again();
     let mut late = mco_testsupport::Mcod::start(
         registering_node("c7", tmp.path()),
