@@ -366,8 +366,9 @@ pub const ACTIVATION_LIMIT: Duration = Duration::from_secs(2);
 ///
 /// An agent is a DDL `<dir>/<name>.json` (or `<dir>/<name>/<name>.json`) whose
 /// `metadata.provider` is `external`, next to an executable named `<name>`. Its plugin config
-/// file is `<plugin_config_dir>/<name>` (Choria's `plugin.d` convention). Returns the agents
-/// and one message per agent that was skipped, and why.
+/// file is `<plugin_config_dir>/<name>` (Choria's `plugin.d` convention). DDLs load as Choria
+/// loads them. Returns the agents and the messages to log: one per agent that was skipped, and
+/// why, and one per DDL warning (what mco does not enforce or skips).
 pub async fn load_external_agents(
     dirs: &[PathBuf],
     plugin_config_dir: &Path,
@@ -400,15 +401,20 @@ pub async fn load_external_agents(
         candidates.sort();
         for (ddl_path, executable) in candidates {
             let ddl = match mco_ddl::AgentDdl::load(&ddl_path) {
-                Ok(ddl) => ddl,
+                Ok(loaded) => {
+                    if loaded.ddl.metadata.provider.as_deref() != Some("external") {
+                        continue;
+                    }
+                    for warning in &loaded.warnings {
+                        skipped.push(format!("{}: {warning}", ddl_path.display()));
+                    }
+                    loaded.ddl
+                }
                 Err(e) => {
                     skipped.push(e.to_string());
                     continue;
                 }
             };
-            if ddl.metadata.provider.as_deref() != Some("external") {
-                continue;
-            }
             let name = ddl.metadata.name.clone();
             if !executable.is_file() {
                 skipped.push(format!(

@@ -12,6 +12,10 @@ use serde_json::{Map, Value};
 
 use crate::model::{Action, AggregateSpec};
 
+/// The aggregate functions mco computes. A DDL may name others (plugins ship their own); as
+/// in Choria, those are skipped, and loading the DDL warns about them.
+pub const FUNCTIONS: [&str; 4] = ["summary", "boolean_summary", "average", "sum"];
+
 /// Accumulates the aggregates of one action over many replies.
 #[derive(Debug, Clone)]
 pub struct Aggregator {
@@ -60,11 +64,13 @@ impl AggregateResult {
 }
 
 impl Aggregator {
-    /// An aggregator for the aggregates `action` declares (none is fine).
+    /// An aggregator for the aggregates `action` declares (none is fine), skipping those
+    /// whose function mco does not know.
     pub fn new(action: &Action) -> Aggregator {
         let entries = action
             .aggregate
             .iter()
+            .filter(|spec| FUNCTIONS.contains(&spec.function.as_str()))
             .filter_map(|spec| {
                 let output = spec.output()?;
                 let display_as = action

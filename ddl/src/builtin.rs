@@ -30,8 +30,17 @@ pub fn ddl(agent: &str) -> Option<AgentDdl> {
 }
 
 /// The DDL of `agent` from `<dir>/<agent>.json` or `<dir>/<agent>/<agent>.json` in the first
-/// of `dirs` that has one, else the built-in one; `None` when there is neither.
+/// of `dirs` that has one, else the built-in one; `None` when there is neither. Loaded as
+/// Choria loads it; [`find_with_warnings`] also says what is not enforced.
 pub fn find(agent: &str, dirs: &[std::path::PathBuf]) -> Result<Option<AgentDdl>, crate::DdlError> {
+    Ok(find_with_warnings(agent, dirs)?.map(|loaded| loaded.ddl))
+}
+
+/// [`find`], with the load warnings (none for the built-in DDLs, which are clean).
+pub fn find_with_warnings(
+    agent: &str,
+    dirs: &[std::path::PathBuf],
+) -> Result<Option<crate::Loaded>, crate::DdlError> {
     for dir in dirs {
         for path in [
             dir.join(format!("{agent}.json")),
@@ -42,7 +51,10 @@ pub fn find(agent: &str, dirs: &[std::path::PathBuf]) -> Result<Option<AgentDdl>
             }
         }
     }
-    Ok(ddl(agent))
+    Ok(ddl(agent).map(|ddl| crate::Loaded {
+        ddl,
+        warnings: Vec::new(),
+    }))
 }
 
 /// Every agent with a DDL in `dirs` or built in, sorted.

@@ -6,9 +6,9 @@
 //! client), replies get output defaults, the CLI decides which nodes to print and how to label
 //! their data, and the client computes the declared aggregates over all replies.
 //!
-//! - [`load`]: reading a DDL, checking it against the JSON Schema and then semantically
-//!   ([`AgentDdl::from_json`], [`AgentDdl::load`]), with errors that name the file, the action
-//!   and the field.
+//! - [`load`]: reading a DDL as Choria does, with warnings for what mco does not enforce
+//!   ([`AgentDdl::load`]), and strictly against the JSON Schema and semantically
+//!   ([`load::lint`], [`AgentDdl::from_json`]), with findings that name the action and field.
 //! - [`model`]: the DDL types ([`AgentDdl`], [`Action`], [`Input`], [`Output`]).
 //! - [`validate`]: input validation and CLI value conversion, shared by client and node.
 //! - [`validators`]: `shellsafe`, `ipv4address`, `ipv6address`, `ipaddress`, named validators
@@ -42,6 +42,6 @@ pub mod validate;
 pub mod validators;
 
 pub use aggregate::{AggregateResult, Aggregator};
-pub use load::DdlError;
+pub use load::{DdlError, Finding, FindingKind, Loaded};
 pub use model::{Action, AgentDdl, Display, Input, InputType, Metadata, Output};
 pub use validate::{InputError, InputErrorKind};

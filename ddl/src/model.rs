@@ -173,7 +173,8 @@ pub struct Input {
     /// Its type.
     #[serde(rename = "type")]
     pub kind: InputType,
-    /// Whether it may be left out.
+    /// Whether it may be left out; absent means required, as Choria reads it.
+    #[serde(default)]
     pub optional: bool,
     /// The value used when it is left out (`null` means none).
     #[serde(default)]

@@ -2,12 +2,15 @@
 //!
 //! A `validation` is either the name of a validator (a bare lowercase word such as
 //! `shellsafe` or `service_name`) or a regular expression that the value must match somewhere
-//! (anchor it with `^…$` to match the whole value, as DDLs usually do). An unknown validator
-//! name is refused when the DDL loads: an input that cannot be checked is never accepted
-//! unchecked.
+//! (anchor it with `^…$` to match the whole value, as DDLs usually do), read in the Ruby/Go
+//! dialect by [`mco_spec::filter::compile_regex`]. A validator name mco does not know (a
+//! plugin's own, such as `*_fqdn`) is [`Validation::Unsupported`]: as in Choria, the DDL loads
+//! with a warning and the value is checked only by its type and length, so the agent itself
+//! must validate it. `mco plugin lint` reports it.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use mco_spec::filter::compile_regex;
 use regex::Regex;
 
 /// A parsed `validation` rule.
@@ -25,6 +28,8 @@ pub enum Validation {
     Named(&'static str, Regex),
     /// A regular expression from the DDL.
     Regex(Regex),
+    /// A validator name mco does not know; not enforced (Choria: "Unsupported validator").
+    Unsupported(String),
 }
 
 /// Named validators that real DDLs use, with the patterns their plugins define.
@@ -50,7 +55,7 @@ impl Validation {
             _ => {}
         }
         if let Some((name, pattern)) = NAMED.iter().find(|(name, _)| *name == rule) {
-            let regex = Regex::new(pattern).map_err(|e| format!("validator {name}: {e}"))?;
+            let regex = compile_regex(pattern).map_err(|e| format!("validator {name}: {e}"))?;
             return Ok(Validation::Named(name, regex));
         }
         let bare_word = !rule.is_empty()
@@ -58,23 +63,25 @@ impl Validation {
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
         if bare_word && rule.chars().next().is_some_and(|c| c.is_ascii_lowercase()) {
-            let known: Vec<&str> = ["shellsafe", "ipv4address", "ipv6address", "ipaddress"]
-                .into_iter()
-                .chain(NAMED.iter().map(|(n, _)| *n))
-                .collect();
-            return Err(format!(
-                "unknown validator {rule:?} (known: {})",
-                known.join(", ")
-            ));
+            return Ok(Validation::Unsupported(rule.to_string()));
         }
-        Regex::new(rule)
+        compile_regex(rule)
             .map(Validation::Regex)
             .map_err(|e| format!("invalid regular expression {rule:?}: {e}"))
+    }
+
+    /// The validator names mco enforces.
+    pub fn known_names() -> Vec<&'static str> {
+        ["shellsafe", "ipv4address", "ipv6address", "ipaddress"]
+            .into_iter()
+            .chain(NAMED.iter().map(|(n, _)| *n))
+            .collect()
     }
 
     /// Checks `value`; the error says why it was refused.
     pub fn check(&self, value: &str) -> Result<(), String> {
         match self {
+            Validation::Unsupported(_) => Ok(()),
             Validation::ShellSafe => match value.chars().find(|c| {
                 matches!(
                     c,
@@ -170,10 +177,12 @@ mod tests {
     }
 
     #[test]
-    fn unknown_names_and_bad_regexes_are_refused() {
-        assert!(Validation::parse("no_such_validator")
-            .unwrap_err()
-            .contains("unknown validator"));
+    fn unknown_names_are_not_enforced_and_bad_regexes_are_refused() {
+        let unknown = Validation::parse("host_fqdn").unwrap();
+        assert!(matches!(&unknown, Validation::Unsupported(n) if n == "host_fqdn"));
+        assert!(unknown.check("anything; at all").is_ok());
         assert!(Validation::parse("^(").is_err());
+        // Read in the Go/Ruby dialect: a brace that starts no repetition is a literal.
+        assert!(Validation::parse("^{.+}$").unwrap().check("{a}").is_ok());
     }
 }

@@ -13,7 +13,15 @@ fn data_dir() -> PathBuf {
 }
 
 fn corpus(name: &str) -> AgentDdl {
-    AgentDdl::load(&data_dir().join(format!("{name}.json"))).unwrap_or_else(|e| panic!("{e}"))
+    let path = data_dir().join(format!("{name}.json"));
+    let loaded = AgentDdl::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert!(loaded.warnings.is_empty(), "{name}: {:?}", loaded.warnings);
+    assert_eq!(
+        mco_ddl::load::lint(&path).unwrap(),
+        vec![],
+        "{name} lints clean"
+    );
+    loaded.ddl
 }
 
 #[test]
@@ -438,6 +446,9 @@ fn a_ddl_must_be_named_for_its_file() {
     let path = dir.path().join("other.json");
     std::fs::copy(data_dir().join("service.json"), &path).unwrap();
     let message = AgentDdl::load(&path).unwrap_err().to_string();
+    let lint = mco_ddl::load::lint(&path).unwrap();
+    assert_eq!(lint.len(), 1, "{lint:?}");
+    assert_eq!(lint[0].kind, mco_ddl::FindingKind::NameMismatch);
     assert!(
         message.contains("metadata.name") && message.contains("\"other\""),
         "{message}"
@@ -446,4 +457,165 @@ fn a_ddl_must_be_named_for_its_file() {
         .unwrap_err()
         .to_string();
     assert!(missing.contains("none.json"), "{missing}");
+}
+
+fn lenient(name: &str) -> PathBuf {
+    data_dir().join("lenient").join(format!("{name}.json"))
+}
+
+#[test]
+fn ddls_choria_loads_load_with_warnings_and_lint_names_each_problem() {
+    // (file, what loading warns about, what lint reports: one entry per finding)
+    type Case = (
+        &'static str,
+        &'static [&'static str],
+        &'static [&'static str],
+    );
+    let table: &[Case] = &[
+        (
+            "bolt_tasks",
+            &[
+                "action run_no_wait: input.host.validation: unknown validator \"puppet_server_fqdn\"",
+                "action run_no_wait: input.task.validation: unknown validator \"bolt_task_name\"",
+            ],
+            &["input.host.validation: unknown validator", "input.task.validation: unknown validator"],
+        ),
+        (
+            "summaries",
+            &["action report: aggregate[0]: unknown aggregate function \"chart_summary\""],
+            &["aggregate[0]: unknown aggregate function \"chart_summary\""],
+        ),
+        (
+            "generated",
+            &[],
+            &[
+                "action deploy: input.channel.default: \"Stable!\" does not match",
+                "action deploy: input.release.default: \"\" does not match",
+            ],
+        ),
+        ("certs", &[], &["/actions/0/input: Additional properties are not allowed ('C', 'O', 'OU', 'ST'"]),
+        ("nooptional", &[], &["/actions/0/input/key: has no \"optional\" key (read as false"]),
+        ("updates", &[], &["/actions/0/action: \"update-all\""]),
+        // Go, Ruby and Python all read the brace as a literal, so nothing is wrong with it.
+        ("braces", &[], &[]),
+    ];
+    for (name, warnings, problems) in table {
+        let loaded = AgentDdl::load(&lenient(name)).unwrap_or_else(|e| panic!("{e}"));
+        let got: Vec<String> = loaded.warnings.iter().map(|w| w.to_string()).collect();
+        assert_eq!(got.len(), warnings.len(), "{name}: {got:?}");
+        for (line, want) in got.iter().zip(warnings.iter()) {
+            assert!(line.contains(want), "{name}: {want:?} not in {line:?}");
+        }
+        let lint: Vec<String> = mco_ddl::load::lint(&lenient(name))
+            .unwrap()
+            .iter()
+            .map(|f| f.to_string())
+            .collect();
+        if problems.is_empty() {
+            assert!(lint.is_empty(), "{name}: {lint:?}");
+        }
+        for want in *problems {
+            assert!(
+                lint.iter().any(|l| l.contains(want)),
+                "{name}: {want:?} not in {lint:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn lenient_ddls_validate_what_mco_knows() {
+    let check = |name: &str, action: &str, data: Value| {
+        let loaded = AgentDdl::load(&lenient(name)).unwrap();
+        let mut data = data.as_object().unwrap().clone();
+        loaded
+            .ddl
+            .action(action)
+            .unwrap()
+            .validate_inputs(&mut data)
+            .map(|_| data)
+            .map_err(|e| e.status())
+    };
+    let invalid = Err(StatusCode::InvalidData);
+    let missing = Err(StatusCode::MissingData);
+    // An unknown validator is not enforced, but the type and maxlength still are.
+    assert!(check("bolt_tasks", "run_no_wait", json!({"task": "a::b"})).is_ok());
+    assert!(check(
+        "bolt_tasks",
+        "run_no_wait",
+        json!({"task": "x", "host": "h"})
+    )
+    .is_ok());
+    assert_eq!(
+        check("bolt_tasks", "run_no_wait", json!({"task": 5})).map(|_| ()),
+        invalid
+    );
+    assert_eq!(
+        check(
+            "bolt_tasks",
+            "run_no_wait",
+            json!({"task": "a".repeat(101)})
+        )
+        .map(|_| ()),
+        invalid
+    );
+    assert_eq!(
+        check("bolt_tasks", "run_no_wait", json!({})).map(|_| ()),
+        missing
+    );
+    // No `optional` key means required.
+    assert_eq!(
+        check("nooptional", "lookup", json!({})).map(|_| ()),
+        missing
+    );
+    assert_eq!(
+        check("nooptional", "lookup", json!({"key": "a;b"})).map(|_| ()),
+        invalid
+    );
+    assert!(check("certs", "request", json!({"C": "GB", "OU": "ops"})).is_ok());
+    assert_eq!(
+        check("certs", "request", json!({"C": "gb"})).map(|_| ()),
+        invalid
+    );
+    assert!(check("updates", "update-all", json!({})).is_ok());
+    assert!(check("braces", "set", json!({"doc": "{\"a\":1}"})).is_ok());
+    assert_eq!(
+        check("braces", "set", json!({"doc": "a"})).map(|_| ()),
+        invalid
+    );
+    // A given value is validated even when the default would not be.
+    assert_eq!(
+        check(
+            "generated",
+            "deploy",
+            json!({"release": "1.0", "channel": "Beta"})
+        )
+        .map(|_| ()),
+        invalid
+    );
+
+    let summaries = AgentDdl::load(&lenient("summaries")).unwrap().ddl;
+    let mut agg = Aggregator::new(summaries.action("report").unwrap());
+    agg.add(json!({"status": "ok", "size": 3}).as_object().unwrap());
+    let results = agg.results();
+    assert_eq!(results.len(), 1, "the unknown aggregate is skipped");
+    assert_eq!(results[0].function, "summary");
+}
+
+#[test]
+fn what_no_engine_could_run_is_still_refused_on_load() {
+    let one = r#"{"action":"a","description":"d","input":{},"output":{}}"#;
+    for (actions, timeout, needle) in [
+        (format!("[{one},{one}]"), 5, "declared more than once"),
+        (format!("[{one}]"), 0, "metadata.timeout"),
+        (r#"[{"action":"a"}]"#.to_string(), 5, "not a valid DDL"),
+    ] {
+        let text = format!(
+            r#"{{"metadata":{{"name":"x","description":"d","author":"a","license":"l","version":"1.0.0","url":"u","timeout":{timeout}}},"actions":{actions}}}"#
+        );
+        let err = AgentDdl::from_json_lenient(&text, "x.json")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(needle), "{needle:?} not in {err:?}");
+    }
 }

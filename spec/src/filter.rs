@@ -61,8 +61,10 @@ pub const REGEX_SIZE_LIMIT: usize = 256 * 1024;
 /// The most memory one regex's lazy DFA may cache (the `regex` crate's `dfa_size_limit`).
 pub const REGEX_DFA_SIZE_LIMIT: usize = 256 * 1024;
 
-/// Compiles `pattern` within the bounds above: the one way mco builds a regex from a filter
-/// or a policy, so that no message can make a node build a huge automaton.
+/// Compiles `pattern` within the bounds above: the one way mco builds a regex from a filter,
+/// a policy or a DDL `validation`, so that no message can make a node build a huge automaton.
+/// The pattern is read in the Ruby/Go dialect ([`crate::regex_dialect::translate`]); the
+/// length bound applies to the pattern as written.
 pub fn compile_regex(pattern: &str) -> Result<Regex, String> {
     if pattern.len() > MAX_REGEX_BYTES {
         return Err(format!(
@@ -70,7 +72,7 @@ pub fn compile_regex(pattern: &str) -> Result<Regex, String> {
             pattern.len()
         ));
     }
-    RegexBuilder::new(pattern)
+    RegexBuilder::new(&crate::regex_dialect::translate(pattern))
         .size_limit(REGEX_SIZE_LIMIT)
         .dfa_size_limit(REGEX_DFA_SIZE_LIMIT)
         .build()

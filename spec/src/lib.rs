@@ -12,6 +12,7 @@
 //!   evaluator that every component uses to decide a match.
 //! - [`compound`]: `-S` expressions (`and`, `or`, `not`, parentheses, facts, classes and
 //!   data-plugin calls), evaluated by the same evaluator.
+//! - [`regex_dialect`]: reading Ruby/Go regular expressions as those engines do.
 //! - [`registration`]: what a node tells registry services about itself, signed like a reply.
 //!
 //! It is deliberately free of I/O: it does not know NATS, files or clocks beyond
@@ -36,6 +37,7 @@ pub mod compound;
 pub mod envelope;
 pub mod filter;
 pub mod message;
+pub mod regex_dialect;
 pub mod registration;
 pub mod security;
 pub mod subjects;
