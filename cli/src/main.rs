@@ -19,11 +19,15 @@ use mco_client::config::ClientConfig;
 use mco_client::{CallError, Client, ClientBuilder, Ddls};
 
 mod broker;
+mod completion;
+mod config;
 mod discovery;
+mod examples;
 mod facts;
 mod find;
 mod inventory;
 mod keys;
+mod man;
 mod output;
 mod ping;
 mod plugin;
@@ -58,23 +62,40 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Ping every matching node and show how fast each answers.
+    #[command(after_help = examples::PING)]
     Ping(ping::PingArgs),
     /// Call an agent's action: mco rpc AGENT ACTION [key=value...] [filters].
+    #[command(after_help = examples::RPC)]
     Rpc(rpc::RpcArgs),
     /// List the nodes that match the filters.
+    #[command(after_help = examples::FIND)]
     Find(find::FindArgs),
     /// Count the values of a fact across the matching nodes.
+    #[command(after_help = examples::FACTS)]
     Facts(facts::FactsArgs),
     /// Show everything one node reports about itself.
+    #[command(after_help = examples::INVENTORY)]
     Inventory(inventory::InventoryArgs),
     /// Show agent documentation from their DDLs.
+    #[command(after_help = examples::PLUGIN)]
     Plugin(plugin::PluginArgs),
     /// Create the issuer key and issue client and server tokens; show and verify tokens.
+    #[command(after_help = examples::KEYS)]
     Keys(keys::KeysArgs),
     /// Read replies sent to a subject (by mco rpc --reply-to SUBJECT), here or elsewhere.
+    #[command(after_help = examples::REPLIES)]
     Replies(replies::RepliesArgs),
     /// Lock the broker down: nkeys, nats-server permissions and the direct-request streams.
     Broker(broker::BrokerArgs),
+    /// Show the effective client configuration and where each value came from; --check validates it.
+    #[command(after_help = examples::CONFIG)]
+    Config(config::ConfigArgs),
+    /// Write a shell completion script (bash, zsh, fish) with the DDLs' agent and action names.
+    #[command(after_help = examples::COMPLETION)]
+    Completion(completion::CompletionArgs),
+    /// Write the man pages to DIR (for packaging; docs/man/ holds them).
+    #[command(hide = true)]
+    Man(man::ManArgs),
 }
 
 /// Options every application takes: connection, targeting and output.
@@ -342,6 +363,9 @@ fn run() -> u8 {
             Command::Keys(a) => keys::run(a, &mut printed),
             Command::Replies(a) => replies::run(a, &mut printed).await,
             Command::Broker(a) => broker::run(a, &mut printed).await,
+            Command::Config(a) => config::run(a, &mut printed).await,
+            Command::Completion(a) => completion::run(a, &mut printed),
+            Command::Man(a) => man::run(a, &mut printed),
         };
         match result {
             Ok(code) => code,
@@ -399,7 +423,7 @@ mod tests {
         let mut texts = vec![("mco.txt".to_string(), root.render_long_help().to_string())];
         for sub in root
             .get_subcommands_mut()
-            .filter(|s| s.get_name() != "help")
+            .filter(|s| s.get_name() != "help" && !s.is_hide_set())
         {
             let name = format!("mco-{}.txt", sub.get_name());
             texts.push((name, sub.render_long_help().to_string()));
@@ -419,6 +443,24 @@ mod tests {
             stale.is_empty(),
             "help changed for {stale:?}: review and run MCO_BLESS=1 cargo test -p mco-cli help_texts"
         );
+    }
+
+    /// Each application's help ends with examples (broker's with its workflow, which is one).
+    #[test]
+    fn every_application_shows_examples() {
+        let mut root = Cli::command();
+        root.build();
+        for sub in root
+            .get_subcommands_mut()
+            .filter(|s| s.get_name() != "help" && !s.is_hide_set())
+        {
+            let text = sub.render_long_help().to_string();
+            assert!(
+                text.contains("\nExamples:\n") || text.contains("\nWorkflow:\n"),
+                "mco {} --help has no examples",
+                sub.get_name()
+            );
+        }
     }
 
     #[test]

@@ -1,0 +1,57 @@
+//! The examples at the end of each application's `mco help COMMAND` (and `--help`, its
+//! man page and the snapshots in cli/help/): one place to keep them, beside nothing else.
+//! Not a tutorial: the README explains; these show the common command lines.
+
+pub const PING: &str = "Examples:
+  mco ping
+  mco ping -W country=uk -t 2
+  mco ping -I web1.example.net -I web2.example.net";
+
+pub const RPC: &str = "Examples:
+  mco rpc rpcutil ping
+  mco rpc service restart service=httpd -W \"country=uk webserver\"
+  mco rpc package status package=openssl -j | jq '.[] | .data.ensure'
+  mco rpc puppet runonce force=true -C role::web --batch 10 --batch-sleep 5
+  mco find -F os.family=debian | mco rpc service status service=sshd";
+
+pub const FIND: &str = "Examples:
+  mco find
+  mco find -S \"country=uk and not role::db\"
+  mco find --dm registry --do url=/var/lib/mco/registry.sqlite -C webserver";
+
+pub const FACTS: &str = "Examples:
+  mco facts os.family
+  mco facts country -C role::web -j";
+
+pub const INVENTORY: &str = "Examples:
+  mco inventory web1.example.net
+  mco inventory web1.example.net -j | jq .facts";
+
+pub const PLUGIN: &str = "Examples:
+  mco plugin doc
+  mco plugin doc service";
+
+pub const KEYS: &str = "Examples:
+  mco keys issuer --dir /etc/mco/ca
+  mco keys client alice --issuer-key /etc/mco/ca/issuer.key --dir ~/.config/mco
+  mco keys server web1.example.net --issuer-key /etc/mco/ca/issuer.key --dir /etc/mco
+  mco keys verify ~/.config/mco/alice.token --issuer /etc/mco/ca/issuer.pub";
+
+pub const REPLIES: &str = "Examples:
+  id=$(uuidgen | tr -d -)
+  mco replies deploy.42 --id \"$id\" --count 3 -j > replies.json &
+  mco rpc puppet runonce -W role=web --reply-to deploy.42 --request-id \"$id\"";
+
+pub const CONFIG: &str = "Examples:
+  mco config
+  MCO_CONFIG=/etc/mco/client.toml mco config --broker nats://nats1:4222
+  mco config --check";
+
+pub const COMPLETION: &str =
+    "The agent and action names of mco rpc are those of the DDLs the configuration
+knows (built in and in ddl_dirs) when the script is written: regenerate it after adding DDLs.
+
+Examples:
+  mco completion bash > /etc/bash_completion.d/mco
+  mco completion zsh > \"${fpath[1]}/_mco\"
+  mco completion fish > ~/.config/fish/completions/mco.fish";
