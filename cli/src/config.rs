@@ -153,6 +153,29 @@ fn show(found: &Found, brokers_flag: bool) -> String {
         "discovery_window_ms",
         o.discovery_window.as_millis().to_string(),
     );
+    row("discovery_end", o.discovery_end.name().to_string());
+    row(
+        "discovery_floor_ms",
+        o.discovery_adaptive.floor.as_millis().to_string(),
+    );
+    row(
+        "discovery_grace_ms",
+        o.discovery_adaptive.grace.as_millis().to_string(),
+    );
+    row(
+        "discovery_cache_dir",
+        o.discovery_cache.as_ref().map_or_else(
+            || "none (no cache)".to_string(),
+            |c| c.dir().display().to_string(),
+        ),
+    );
+    row(
+        "discovery_cache_seconds",
+        o.discovery_cache
+            .as_ref()
+            .map_or(0, |c| c.lifetime().as_secs())
+            .to_string(),
+    );
     row("timeout", seconds(o.timeout));
     row("ttl", format!("{}s", o.ttl));
     row("connect_timeout", seconds(o.connect_timeout));

@@ -16,6 +16,7 @@ use mco_discovery::nodelist;
 
 use crate::{CommonArgs, Failure};
 use mco_client::config::ClientConfig;
+use mco_client::discovery::DiscoveryEnding;
 use mco_client::{ClientBuilder, Discovery, Limit, Stats};
 
 /// What the flags ask for.
@@ -119,13 +120,38 @@ fn stdin_is_piped() -> bool {
 }
 
 /// `Discovering hosts using the METHOD method for S second(s) .... N` (stderr), when
-/// discovery happened.
-pub fn discovery_line(stats: &Stats) -> Option<String> {
+/// discovery happened; with `-v`, a second line says why a broadcast discovery ended.
+pub fn discovery_line(stats: &Stats, verbose: bool) -> Option<String> {
     let method = stats.discovery_method?;
-    Some(format!(
-        "Discovering hosts using the {} method for {:.2} second(s) .... {}\n",
-        method.name(),
-        stats.discovery_time.as_secs_f64(),
-        stats.discovered
+    Some(discovery_text(
+        method,
+        stats.discovery_time,
+        stats.discovered,
+        stats.discovery_end.as_ref(),
+        verbose,
     ))
+}
+
+/// The discovery line of [`discovery_line`] for what a discovery found.
+pub fn discovery_text(
+    method: MethodKind,
+    took: std::time::Duration,
+    found: usize,
+    ending: Option<&DiscoveryEnding>,
+    verbose: bool,
+) -> String {
+    let mut text = format!(
+        "Discovering hosts using the {} method for {:.2} second(s) .... {found}\n",
+        method.name(),
+        took.as_secs_f64(),
+    );
+    if let Some(ending) = ending.filter(|_| verbose) {
+        text.push_str(&ending_line(ending));
+    }
+    text
+}
+
+/// `Discovery ended: why` (for `-v`).
+pub fn ending_line(ending: &DiscoveryEnding) -> String {
+    format!("Discovery ended: {ending}\n")
 }

@@ -2,6 +2,7 @@
 
 use clap::Args;
 
+use crate::discovery::discovery_text;
 use crate::{CommonArgs, Failure, Printed};
 
 /// Arguments of `mco find`.
@@ -28,11 +29,12 @@ pub(super) async fn run(args: &FindArgs, printed: &mut Printed) -> Result<u8, Fa
         Some(limit) => mco_discovery::limit::choose(&found.nodes, limit.size, limit.seed),
         None => found.nodes,
     };
-    printed.err.push_str(&format!(
-        "Discovering hosts using the {} method for {:.2} second(s) .... {}\n",
-        found.method.name(),
-        found.elapsed.as_secs_f64(),
-        nodes.len()
+    printed.err.push_str(&discovery_text(
+        found.method,
+        found.elapsed,
+        nodes.len(),
+        found.ending.as_ref(),
+        args.common.verbose,
     ));
     if args.common.json {
         printed

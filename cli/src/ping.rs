@@ -6,6 +6,8 @@ use std::time::Instant;
 
 use clap::Args;
 
+use crate::discovery::ending_line;
+use crate::output::columns;
 use crate::{CommonArgs, Failure, Printed};
 use futures::StreamExt;
 use mco_client::result::clock_offset;
@@ -25,12 +27,15 @@ pub(super) async fn run(args: &PingArgs, printed: &mut Printed) -> Result<u8, Fa
     let targeting = args.common.targeting(&config)?;
     let client = args.common.connect().await?;
     let timeout = args.common.discovery_timeout()?;
-    let (found, clock_refused) = match targeting.discovery {
+    let (found, clock_refused, missing) = match targeting.discovery {
         Discovery::Broadcast if targeting.limit.is_none() => {
             let pinged = client
                 .ping_discovery(&filter, args.common.target.as_deref(), timeout)
                 .await?;
-            (pinged.answered, pinged.clock_refused)
+            if args.common.verbose {
+                printed.err.push_str(&ending_line(&pinged.ending));
+            }
+            (pinged.answered, pinged.clock_refused, pinged.missing)
         }
         discovery => {
             let mut call = Call::new("rpcutil", "ping")
@@ -53,7 +58,8 @@ pub(super) async fn run(args: &PingArgs, printed: &mut Printed) -> Result<u8, Fa
                     found.push((reply.sender, sent.elapsed()));
                 }
             }
-            (found, replies.stats().clock_refused)
+            let stats = replies.stats();
+            (found, stats.clock_refused, stats.no_response_from)
         }
     };
     if let Some(warning) = Warning::clock_skew(&clock_refused) {
@@ -81,6 +87,7 @@ pub(super) async fn run(args: &PingArgs, printed: &mut Printed) -> Result<u8, Fa
     printed.out.push_str("\n\n---- ping statistics ----\n");
     if times.is_empty() {
         printed.out.push_str("No responses received\n");
+        no_response(&missing, printed);
         return Ok(1);
     }
     let max = times.iter().cloned().fold(f64::MIN, f64::max);
@@ -90,5 +97,15 @@ pub(super) async fn run(args: &PingArgs, printed: &mut Printed) -> Result<u8, Fa
         "{} replies max: {max:.2} min: {min:.2} avg: {avg:.2}\n",
         times.len()
     ));
+    no_response(&missing, printed);
     Ok(0)
+}
+
+/// The nodes that were expected (or, without broadcast discovery, pinged) and did not
+/// answer, as `mco rpc` lists them.
+fn no_response(missing: &[String], printed: &mut Printed) {
+    if !missing.is_empty() {
+        printed.out.push_str("\nNo response from:\n\n");
+        printed.out.push_str(&columns(missing));
+    }
 }

@@ -135,7 +135,7 @@ pub(super) async fn run(args: &RpcArgs, printed: &mut Printed) -> Result<u8, Fai
 
     let mut replies = client.call(call).await?;
     let stats = replies.stats();
-    if let Some(line) = discovery_line(&stats) {
+    if let Some(line) = discovery_line(&stats, args.common.verbose) {
         printed.err.push_str(&line);
     }
     if stats.discovered == 0 {
@@ -292,7 +292,7 @@ async fn send_only(
     printed: &mut Printed,
 ) -> Result<u8, Failure> {
     let sent = client.send(call).await?;
-    if let Some(line) = discovery_line(&sent.stats) {
+    if let Some(line) = discovery_line(&sent.stats, args.common.verbose) {
         printed.err.push_str(&line);
     }
     if sent.nodes.is_empty() {

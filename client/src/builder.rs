@@ -23,6 +23,39 @@ use crate::ddl::Ddls;
 use crate::error::{ConnectError, ConnectErrorKind};
 use crate::link::{Link, LinkSettings};
 
+/// How broadcast discovery ends (`discovery_end`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum DiscoveryEnd {
+    /// When the expected nodes have answered (from the registry, when `registry_url` is
+    /// set, or from the discovery cache), else after a multiple of the time the replies took
+    /// ([`mco_discovery::Adaptive`]).
+    #[default]
+    Adaptive,
+    /// A fixed quiet window after the last reply (`discovery_window_ms`), as MCollective
+    /// and Choria do.
+    Window,
+}
+
+impl DiscoveryEnd {
+    /// `adaptive` or `window`.
+    pub fn from_name(name: &str) -> Option<DiscoveryEnd> {
+        match name {
+            "adaptive" => Some(DiscoveryEnd::Adaptive),
+            "window" => Some(DiscoveryEnd::Window),
+            _ => None,
+        }
+    }
+
+    /// Its name in the configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            DiscoveryEnd::Adaptive => "adaptive",
+            DiscoveryEnd::Window => "window",
+        }
+    }
+}
+
 /// Settings of a [`Client`]; [`ClientBuilder`] fills them.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -41,8 +74,15 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// Longest broadcast discovery.
     pub discovery_timeout: Duration,
-    /// Discovery ends this long after the last reply.
+    /// With [`DiscoveryEnd::Window`], discovery ends this long after the last reply.
     pub discovery_window: Duration,
+    /// How broadcast discovery decides the fleet has answered.
+    pub discovery_end: DiscoveryEnd,
+    /// The adaptive end's floor, factor and grace ([`DiscoveryEnd::Adaptive`]).
+    pub discovery_adaptive: mco_discovery::Adaptive,
+    /// Who answered recently, by filter, for the adaptive end's expected set; `None` keeps
+    /// no cache.
+    pub discovery_cache: Option<mco_discovery::cache::DiscoveryCache>,
     /// How long to wait for replies.
     pub timeout: Duration,
     /// How long a request stays valid, seconds.
@@ -88,6 +128,14 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_secs(2),
             discovery_timeout: Duration::from_secs(2),
             discovery_window: Duration::from_millis(300),
+            discovery_end: DiscoveryEnd::Adaptive,
+            discovery_adaptive: mco_discovery::Adaptive::default(),
+            discovery_cache: mco_discovery::cache::DiscoveryCache::default_dir().map(|dir| {
+                mco_discovery::cache::DiscoveryCache::new(
+                    dir,
+                    mco_discovery::cache::DEFAULT_LIFETIME,
+                )
+            }),
             timeout: Duration::from_secs(10),
             ttl: 60,
             credentials: None,
@@ -219,7 +267,55 @@ impl ClientBuilder {
         self
     }
 
-    /// Sets the quiet window that ends discovery early (`discovery_window_ms`).
+    /// Sets how broadcast discovery ends (`discovery_end`).
+    pub fn discovery_end(mut self, end: DiscoveryEnd) -> Self {
+        self.options.discovery_end = end;
+        self
+    }
+
+    /// Sets the adaptive end's floor (`discovery_floor_ms`).
+    pub fn discovery_floor(mut self, floor: Duration) -> Self {
+        self.options.discovery_adaptive.floor = floor;
+        self
+    }
+
+    /// Sets the adaptive end's grace for new nodes (`discovery_grace_ms`).
+    pub fn discovery_grace(mut self, grace: Duration) -> Self {
+        self.options.discovery_adaptive.grace = grace;
+        self
+    }
+
+    /// Keeps the discovery cache in `dir` (`discovery_cache_dir`).
+    pub fn discovery_cache_dir(mut self, dir: PathBuf) -> Self {
+        let lifetime = self
+            .options
+            .discovery_cache
+            .as_ref()
+            .map_or(mco_discovery::cache::DEFAULT_LIFETIME, |c| c.lifetime());
+        self.options.discovery_cache =
+            Some(mco_discovery::cache::DiscoveryCache::new(dir, lifetime));
+        self
+    }
+
+    /// Uses discovery cache entries for `lifetime` (`discovery_cache_seconds`); zero keeps no
+    /// cache.
+    pub fn discovery_cache_lifetime(mut self, lifetime: Duration) -> Self {
+        self.options.discovery_cache = if lifetime.is_zero() {
+            None
+        } else {
+            let dir = self
+                .options
+                .discovery_cache
+                .as_ref()
+                .map(|c| c.dir().to_path_buf())
+                .or_else(mco_discovery::cache::DiscoveryCache::default_dir);
+            dir.map(|dir| mco_discovery::cache::DiscoveryCache::new(dir, lifetime))
+        };
+        self
+    }
+
+    /// Sets the quiet window that ends discovery with [`DiscoveryEnd::Window`]
+    /// (`discovery_window_ms`).
     pub fn discovery_window(mut self, window: Duration) -> Self {
         self.options.discovery_window = window;
         self

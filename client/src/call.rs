@@ -275,6 +275,8 @@ impl Client {
                 stats.discovery_method = Some(found.method);
                 stats.discovery_time = started_discovery.elapsed();
                 stats.clock_refused = found.clock_refused;
+                stats.discovery_missing = found.missing;
+                stats.discovery_end = found.ending;
                 Source::Discovered {
                     nodes: found.nodes,
                     method: found.method,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::builder::ClientBuilder;
+use crate::builder::{ClientBuilder, DiscoveryEnd};
 
 /// The client configuration file as written; every key optional.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -24,8 +24,19 @@ pub struct ClientConfig {
     pub caller: Option<String>,
     /// Broadcast discovery timeout, seconds.
     pub discovery_timeout: Option<f64>,
-    /// Discovery ends this many milliseconds after the last reply.
+    /// Discovery ends this many milliseconds after the last reply (`discovery_end = "window"`).
     pub discovery_window_ms: Option<u64>,
+    /// How broadcast discovery ends: `adaptive` (default) or `window` (fixed quiet window).
+    pub discovery_end: Option<String>,
+    /// Adaptive discovery without a complete expected set lasts at least this long, ms.
+    pub discovery_floor_ms: Option<u64>,
+    /// Adaptive discovery waits at least this long for new nodes once every expected node
+    /// answered, ms.
+    pub discovery_grace_ms: Option<u64>,
+    /// Where the discovery cache is (default `$XDG_CACHE_HOME/mco/discovery`).
+    pub discovery_cache_dir: Option<PathBuf>,
+    /// How long a discovery cache entry is used, seconds; 0 turns the cache off.
+    pub discovery_cache_seconds: Option<u64>,
     /// How long to wait for replies, seconds.
     pub timeout: Option<f64>,
     /// How long a request stays valid, seconds.
@@ -229,6 +240,23 @@ impl ClientConfig {
                 .validate()
                 .map_err(|reason| invalid("direct_queue", &reason))?;
         }
+        if let Some(end) = &config.discovery_end {
+            if DiscoveryEnd::from_name(end).is_none() {
+                return Err(invalid(
+                    "discovery_end",
+                    &format!("{end:?} is not adaptive or window"),
+                ));
+            }
+        }
+        for (key, value) in [
+            ("discovery_floor_ms", config.discovery_floor_ms),
+            ("discovery_grace_ms", config.discovery_grace_ms),
+            ("discovery_window_ms", config.discovery_window_ms),
+        ] {
+            if value.is_some_and(|v| v > 86_400_000) {
+                return Err(invalid(key, "must be at most 86400000 (a day)"));
+            }
+        }
         if let Some(method) = &config.default_discovery_method {
             if let Err(e) = mco_discovery::method::MethodKind::from_name(method) {
                 return Err(invalid("default_discovery_method", &e.to_string()));
@@ -287,6 +315,26 @@ impl ClientConfig {
         }
         if let Some(w) = self.discovery_window_ms {
             builder = builder.discovery_window(Duration::from_millis(w));
+        }
+        // Checked when the file was parsed.
+        if let Some(end) = self
+            .discovery_end
+            .as_deref()
+            .and_then(DiscoveryEnd::from_name)
+        {
+            builder = builder.discovery_end(end);
+        }
+        if let Some(ms) = self.discovery_floor_ms {
+            builder = builder.discovery_floor(Duration::from_millis(ms));
+        }
+        if let Some(ms) = self.discovery_grace_ms {
+            builder = builder.discovery_grace(Duration::from_millis(ms));
+        }
+        if let Some(dir) = &self.discovery_cache_dir {
+            builder = builder.discovery_cache_dir(abs(dir));
+        }
+        if let Some(seconds) = self.discovery_cache_seconds {
+            builder = builder.discovery_cache_lifetime(Duration::from_secs(seconds));
         }
         if let Some(t) = self.timeout {
             builder = builder.timeout(Duration::from_secs_f64(t));
@@ -370,6 +418,11 @@ mod tests {
             caller: Some(String::new()),
             discovery_timeout: Some(1.0),
             discovery_window_ms: Some(1),
+            discovery_end: Some(String::new()),
+            discovery_floor_ms: Some(1),
+            discovery_grace_ms: Some(1),
+            discovery_cache_dir: Some(PathBuf::new()),
+            discovery_cache_seconds: Some(1),
             timeout: Some(1.0),
             ttl: Some(1),
             connect_timeout: Some(1.0),

@@ -14,19 +14,31 @@
 //! sending the request itself.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use mco_discovery::cache::{CacheKey, Entry};
 use mco_discovery::method::{select_from_list, MethodKind};
-use mco_discovery::Window;
+use mco_discovery::{Ended, Expected, Window};
 use mco_spec::{subjects, Filter};
 use serde_json::Map;
 
 use crate::accept::ReplyGate;
+use crate::builder::DiscoveryEnd;
 use crate::client::Client;
 use crate::error::{DiscoveryError, DiscoveryErrorKind};
 use crate::result::{clock_offset, note_sorted};
+
+/// What a discovery expects, looked up while its ping is out.
+#[derive(Debug, Default)]
+struct Expecting {
+    expected: Option<Expected>,
+    from: Option<ExpectedFrom>,
+    /// The broker's count of the collective's nodes now, for the cache entry written after.
+    fleet_size: Option<u64>,
+}
 
 /// How many discovery replies that have already arrived are verified in one batch.
 const DISCOVERY_VERIFY_BATCH: usize = 256;
@@ -126,15 +138,73 @@ pub struct Discovered {
     /// Nodes the filter selects that refused the discovery ping for clock trouble, sorted
     /// (broadcast discovery only): not in `nodes`, as they will not act on the call.
     pub clock_refused: Vec<String>,
+    /// Nodes expected to answer (from the registry or the discovery cache) that did not,
+    /// sorted (broadcast discovery only): not in `nodes`.
+    pub missing: Vec<String>,
+    /// Why a broadcast discovery ended (`None` for the other methods).
+    pub ending: Option<DiscoveryEnding>,
+}
+
+/// Where a discovery's expected set came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ExpectedFrom {
+    /// The registry database (`registry_url`).
+    Registry,
+    /// The discovery cache, written this long ago.
+    Cache {
+        /// The entry's age.
+        age: Duration,
+    },
+}
+
+/// Why a broadcast discovery ended, and what it knew.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiscoveryEnding {
+    /// Why it ended.
+    pub ended: Ended,
+    /// Where its expected set came from, if it had one.
+    pub expected_from: Option<ExpectedFrom>,
+    /// The broker knew a different number of nodes than when the cache entry was written,
+    /// so the expected set did not end discovery early.
+    pub fleet_changed: bool,
+    /// How the end was decided (`discovery_end`).
+    pub end: DiscoveryEnd,
+}
+
+impl fmt::Display for DiscoveryEnding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.ended)?;
+        match (self.end, self.expected_from) {
+            (DiscoveryEnd::Window, _) => f.write_str(" (discovery_end = window)")?,
+            (DiscoveryEnd::Adaptive, None) => f.write_str(" (nothing expected)")?,
+            (DiscoveryEnd::Adaptive, Some(ExpectedFrom::Registry)) => {
+                f.write_str(" (expected: the registry's nodes)")?
+            }
+            (DiscoveryEnd::Adaptive, Some(ExpectedFrom::Cache { age })) => write!(
+                f,
+                " (expected: the discovery cache of {} s ago)",
+                age.as_secs()
+            )?,
+        }
+        if self.fleet_changed {
+            f.write_str("; the broker knows another number of nodes than then, so discovery waited for new ones")?;
+        }
+        Ok(())
+    }
 }
 
 /// What a discovery ping heard ([`Client::ping_discovery`]).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Pinged {
     /// The nodes that answered, each with the time its answer took, in arrival order.
     pub answered: Vec<(String, Duration)>,
     /// The nodes that refused for clock trouble ([`crate::result::clock_offset`]), sorted.
     pub clock_refused: Vec<String>,
+    /// Expected nodes that did not answer, sorted.
+    pub missing: Vec<String>,
+    /// Why it ended.
+    pub ending: DiscoveryEnding,
 }
 
 impl Client {
@@ -165,12 +235,16 @@ impl Client {
             .map_err(|e| e.into_kind(DiscoveryErrorKind::InvalidFilter))?;
         let started = Instant::now();
         let mut clock_refused = Vec::new();
+        let mut missing = Vec::new();
+        let mut ending = None;
         let nodes = match discovery {
             Discovery::Broadcast => {
                 let pinged = self
                     .ping_discovery(filter, Some(&collective), timeout)
                     .await?;
                 clock_refused = pinged.clock_refused;
+                missing = pinged.missing;
+                ending = Some(pinged.ending);
                 let mut nodes: Vec<String> = pinged.answered.into_iter().map(|(n, _)| n).collect();
                 nodes.sort();
                 nodes
@@ -214,12 +288,14 @@ impl Client {
             method: discovery.kind(),
             elapsed: started.elapsed(),
             clock_refused,
+            missing,
+            ending,
         })
     }
 
     /// Finds the nodes matching `filter` in `collective` (main if `None`) by broadcast, each
     /// with the time its answer took, in arrival order. Ends at `timeout` (default: the
-    /// client's discovery timeout) or a quiet window after the last reply.
+    /// client's discovery timeout) or earlier, as `discovery_end` says ([`DiscoveryEnd`]).
     pub async fn discover_timed(
         &self,
         filter: &Filter,
@@ -263,18 +339,27 @@ impl Client {
         let payload = self
             .encode(&request)
             .map_err(|e| e.into_kind(DiscoveryErrorKind::InvalidFilter))?;
-        self.link()
-            .publish(
-                subjects::broadcast(&collective, subjects::DISCOVERY_AGENT),
-                payload,
-            )
-            .await
-            .map_err(broker)?;
         let timeout = timeout.unwrap_or(o.discovery_timeout);
-        self.link()
-            .flush_before(tokio::time::Instant::now() + timeout)
-            .await
-            .map_err(broker)?;
+        let adaptive = o.discovery_end == DiscoveryEnd::Adaptive;
+        let started = tokio::time::Instant::now();
+        let send = async {
+            self.link()
+                .publish(
+                    subjects::broadcast(&collective, subjects::DISCOVERY_AGENT),
+                    payload,
+                )
+                .await?;
+            self.link().flush_before(started + timeout).await
+        };
+        // Whom to expect is looked up while the ping is out.
+        let (sent, expecting) = tokio::join!(send, async {
+            if adaptive {
+                self.expected_set(&collective, filter, timeout).await
+            } else {
+                Expecting::default()
+            }
+        });
+        sent.map_err(broker)?;
         let client = self.clone();
         let mut gate = ReplyGate::new(request.id.clone());
         // Filled as replies are read: a refusal is not a node found.
@@ -299,13 +384,123 @@ impl Client {
                     .collect();
                 futures::stream::iter(accepted)
             });
-        let window = Window::new(timeout, o.discovery_window);
-        let answered = mco_discovery::collect(senders, window).await;
+        let window = if adaptive {
+            Window::adaptive(timeout, o.discovery_adaptive, expecting.expected.clone())
+        } else {
+            Window::new(timeout, o.discovery_window)
+        };
+        let heard = mco_discovery::collect(senders, window, started).await;
         let clock_refused = std::mem::take(&mut *refused.lock().unwrap_or_else(|p| p.into_inner()));
+        if adaptive && heard.ended != Ended::Limit {
+            self.remember(&collective, filter, expecting.fleet_size, &heard.found)
+                .await;
+        }
         Ok(Pinged {
-            answered,
+            answered: heard.found,
             clock_refused,
+            missing: heard.missing,
+            ending: DiscoveryEnding {
+                ended: heard.ended,
+                expected_from: expecting.from,
+                fleet_changed: expecting.expected.as_ref().is_some_and(|e| e.fleet_changed),
+                end: o.discovery_end,
+            },
         })
+    }
+
+    /// The nodes a broadcast discovery for `filter` expects: the registry's when
+    /// `registry_url` is set (and it can answer the filter), else the discovery cache's, marked
+    /// as possibly incomplete when the broker now knows another number of nodes.
+    async fn expected_set(
+        &self,
+        collective: &str,
+        filter: &Filter,
+        timeout: Duration,
+    ) -> Expecting {
+        let o = self.options();
+        let fleet_size = self.link().fleet_size(collective, timeout / 4);
+        #[cfg(feature = "registry")]
+        if let Some(url) = &o.registry_url {
+            let (url, filter_for, in_collective) =
+                (url.clone(), filter.clone(), collective.to_string());
+            let looked_up = tokio::task::spawn_blocking(move || {
+                mco_discovery::registry::Registry::open_existing(&url)?
+                    .discover(&filter_for, &in_collective)
+            });
+            let (looked_up, fleet_size) = tokio::join!(looked_up, fleet_size);
+            match looked_up {
+                Ok(Ok(nodes)) => {
+                    return Expecting {
+                        expected: Some(Expected {
+                            nodes: nodes.into_iter().collect(),
+                            fleet_changed: false,
+                        }),
+                        from: Some(ExpectedFrom::Registry),
+                        fleet_size,
+                    }
+                }
+                Ok(Err(e)) => tracing::debug!("no expected set from the registry: {e}"),
+                Err(e) => tracing::debug!("no expected set from the registry: {e}"),
+            }
+            return self.expected_from_cache(collective, filter, fleet_size);
+        }
+        let fleet_size = fleet_size.await;
+        self.expected_from_cache(collective, filter, fleet_size)
+    }
+
+    fn expected_from_cache(
+        &self,
+        collective: &str,
+        filter: &Filter,
+        fleet_size: Option<u64>,
+    ) -> Expecting {
+        let o = self.options();
+        let Some(cache) = &o.discovery_cache else {
+            return Expecting {
+                fleet_size,
+                ..Expecting::default()
+            };
+        };
+        let key = CacheKey::new(&o.brokers, collective, &o.caller, filter);
+        let Some(entry) = cache.load(&key) else {
+            return Expecting {
+                fleet_size,
+                ..Expecting::default()
+            };
+        };
+        let fleet_changed =
+            matches!((entry.fleet_size, fleet_size), (Some(then), Some(now)) if then != now);
+        Expecting {
+            from: Some(ExpectedFrom::Cache { age: entry.age() }),
+            expected: Some(Expected {
+                nodes: entry.nodes.into_iter().map(|n| n.identity).collect(),
+                fleet_changed,
+            }),
+            fleet_size,
+        }
+    }
+
+    /// Writes what a discovery found to the discovery cache (failures are logged: the
+    /// cache only makes the next discovery quicker).
+    async fn remember(
+        &self,
+        collective: &str,
+        filter: &Filter,
+        fleet_size: Option<u64>,
+        found: &[(String, Duration)],
+    ) {
+        let o = self.options();
+        let Some(cache) = o.discovery_cache.clone() else {
+            return;
+        };
+        let key = CacheKey::new(&o.brokers, collective, &o.caller, filter);
+        let entry = Entry::new(collective, filter, fleet_size, found);
+        let stored = tokio::task::spawn_blocking(move || cache.store(&key, &entry)).await;
+        match stored {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("{e}"),
+            Err(e) => tracing::warn!("discovery cache: {e}"),
+        }
     }
 
     /// Finds the identities of the nodes matching `filter` by broadcast, sorted.

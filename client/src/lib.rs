@@ -77,7 +77,9 @@
 //! # Discovery
 //!
 //! A call discovers its nodes with the client's default method (a broadcast `discovery`
-//! ping, ending a short quiet window after the last reply) unless it names them
+//! ping, ending as soon as the nodes expected from the registry or the discovery cache have
+//! answered, else after a multiple of the time the replies took: [`DiscoveryEnd`]) unless it
+//! names them
 //! ([`Call::nodes`]) or another [`Discovery`]: a node list already read, the registry
 //! database (cargo feature `registry`, on by default), or an external program.
 //! [`Client::discover_with`] discovers without calling. Direct requests wait in a JetStream
@@ -121,7 +123,7 @@ pub mod replies;
 pub mod result;
 
 pub use accept::ReplyRejected;
-pub use builder::{ClientBuilder, ClientOptions};
+pub use builder::{ClientBuilder, ClientOptions, DiscoveryEnd};
 pub use call::Call;
 pub use client::Client;
 pub use ddl::{ActionDdl, Ddls};
@@ -141,4 +143,5 @@ pub use result::{
 pub use mco_ddl::{AggregateResult, InputError, InputErrorKind};
 pub use mco_discovery::limit::Size;
 pub use mco_discovery::method::MethodKind;
+pub use mco_discovery::Ended;
 pub use mco_spec::{Filter, FilterError, Reply, StatusCode};

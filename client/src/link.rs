@@ -304,6 +304,23 @@ impl Link {
     }
 
     /// How direct requests travel in `collective` (found out on first use).
+    /// How many nodes the broker knows in `collective`: the consumers of its direct queue
+    /// (one per node that ever started, kept until `mco broker` removes it), asked afresh,
+    /// within `limit`. `None` without the queue, or when the broker does not say in time.
+    /// Discovery compares it with what its cache entry saw, to notice a node that joined.
+    pub(crate) async fn fleet_size(&self, collective: &str, limit: Duration) -> Option<u64> {
+        if !self.direct_queue {
+            return None;
+        }
+        let name = mco_transport::stream_name(collective);
+        let asked = async {
+            // Looking the stream up is one STREAM.INFO request, the count in its answer.
+            let stream = self.jetstream.get_stream(&name).await.ok()?;
+            Some(stream.cached_info().state.consumer_count as u64)
+        };
+        tokio::time::timeout(limit, asked).await.ok().flatten()
+    }
+
     pub(crate) async fn queue_use(&self, collective: &str) -> QueueUse {
         self.queue(collective).await.0
     }

@@ -30,7 +30,7 @@ use crate::client::Client;
 use crate::ddl::ActionDdl;
 use crate::error::CallError;
 use crate::link::DirectRequest;
-use crate::result::{CallResult, Mode, Stats, Warning};
+use crate::result::{note_sorted, CallResult, Mode, Stats, Warning};
 
 /// Something that happened during a call, in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -148,6 +148,15 @@ impl Progress {
             .filter(|n| !seen.contains(*n))
             .cloned()
             .collect();
+        // Expected by discovery and silent: not contacted, but not to be forgotten. One that
+        // answered the broadcast after all is not in the list.
+        let missing = std::mem::take(&mut self.stats.discovery_missing);
+        for node in &missing {
+            if !seen.contains(node) {
+                note_sorted(&mut self.stats.no_response_from, node);
+            }
+        }
+        self.stats.discovery_missing = missing;
         self.stats.not_contacted = self
             .expected
             .iter()

@@ -175,8 +175,16 @@ pub struct Stats {
     pub ok: usize,
     /// Replies with another status.
     pub failed: usize,
-    /// Nodes sent a request that did not answer, sorted.
+    /// Nodes that did not answer, sorted: those sent a request, and those the discovery
+    /// expected ([`Stats::discovery_missing`]).
     pub no_response_from: Vec<String>,
+    /// Nodes a broadcast discovery expected (from the registry or the discovery cache) that
+    /// did not answer it, sorted; never sent the request, and also in
+    /// [`Stats::no_response_from`].
+    pub discovery_missing: Vec<String>,
+    /// Why a broadcast discovery ended.
+    #[serde(serialize_with = "as_text")]
+    pub discovery_end: Option<crate::discovery::DiscoveryEnding>,
     /// Nodes that answered without being expected, sorted.
     pub unexpected_from: Vec<String>,
     /// Nodes never sent the request because the call was stopped between batches, sorted.

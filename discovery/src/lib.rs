@@ -2,8 +2,10 @@
 //!
 //! The methods (`--dm`, see [`method::MethodKind`]) and the pieces they are made of:
 //! - broadcast: collecting the senders of discovery replies until the discovery timeout, or
-//!   until replies stop arriving for a short *window* after the last one ([`collect`]); the
-//!   client feeds it the replies it reads from NATS;
+//!   earlier when they are all in ([`collect`], [`Window`]): adaptively, when every node of an
+//!   expected set has answered (the registry's, or [`cache`]'s record of who answered the same
+//!   filter recently) or a multiple of the time the replies took, or after a fixed quiet
+//!   window; the client feeds it the replies it reads from NATS;
 //! - flatfile and stdin: node lists in the formats people and programs write
 //!   ([`nodelist::parse`]), narrowed by identity filters ([`method::select_from_list`]);
 //! - external: a program speaking Choria's external discovery protocol ([`external`]);
@@ -19,14 +21,18 @@
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! use std::time::Duration;
-//! use mco_discovery::{collect, Window};
+//! use mco_discovery::{collect, Adaptive, Ended, Expected, Window};
 //! let replies = futures::stream::iter(["web1", "web2", "web1"].map(String::from));
-//! let found = collect(replies, Window::new(Duration::from_secs(2), Duration::from_millis(300))).await;
-//! assert_eq!(found.iter().map(|f| f.0.as_str()).collect::<Vec<_>>(), ["web1", "web2"]);
+//! let expected = Expected { nodes: ["web1", "web2"].map(String::from).into(), fleet_changed: false };
+//! let window = Window::adaptive(Duration::from_secs(2), Adaptive::default(), Some(expected));
+//! let heard = collect(replies, window, tokio::time::Instant::now()).await;
+//! assert_eq!(heard.found.iter().map(|f| f.0.as_str()).collect::<Vec<_>>(), ["web1", "web2"]);
+//! assert_eq!(heard.ended, Ended::Closed);
 //! # }
 //! ```
 #![warn(missing_docs)]
 
+pub mod cache;
 pub mod external;
 pub mod limit;
 pub mod method;
@@ -37,6 +43,7 @@ mod pg_tls;
 pub mod registry;
 
 use std::collections::HashSet;
+use std::fmt;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
@@ -75,61 +82,220 @@ pub enum DiscoveryError {
     },
 }
 
-/// When to stop collecting discovery replies.
+/// How broadcast discovery decides it has heard everyone (`discovery_end` in the client
+/// configuration).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Window {
-    /// Never wait longer than this in total.
-    pub timeout: Duration,
-    /// Stop when no new reply arrived for this long after the last one. Until the first
-    /// reply arrives only `timeout` applies, so a slow fleet is not cut short.
-    pub quiet: Duration,
-    /// Stop after this many distinct nodes.
-    pub limit: Option<usize>,
+pub enum Ending {
+    /// End this long after the last new reply, whatever came before (MCollective's and
+    /// Choria's windowed discovery; `discovery_end = "window"`).
+    Quiet(Duration),
+    /// End as soon as what is known says the fleet has answered ([`Adaptive`]).
+    Adaptive(Adaptive),
 }
 
-impl Window {
-    /// A window with no node limit.
-    pub fn new(timeout: Duration, quiet: Duration) -> Window {
-        Window {
-            timeout,
-            quiet,
-            limit: None,
+/// The adaptive end of discovery (`discovery_end = "adaptive"`, the default).
+///
+/// With an [`Expected`] set that every node of has answered, and no node outside it, discovery
+/// ends a grace after the last expected reply: `max(grace, time to that reply)`, so a fleet
+/// that took 8 ms is done at 25 ms and one that took 150 ms at 300 ms. Otherwise (nothing
+/// expected, an expected node silent, a node nobody expected, or a fleet known to have
+/// changed) it ends at `max(floor, factor × time to the latest new reply)` from the ping:
+/// long enough for a node a few hundred milliseconds away, and growing with a fleet whose
+/// replies keep coming. Until a first reply arrives only the timeout applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Adaptive {
+    /// The shortest discovery without a complete expected set.
+    pub floor: Duration,
+    /// How many times the time to the latest new reply discovery lasts at least.
+    pub factor: u32,
+    /// The shortest wait for new nodes once every expected node has answered.
+    pub grace: Duration,
+}
+
+impl Default for Adaptive {
+    fn default() -> Self {
+        Adaptive {
+            floor: Duration::from_millis(200),
+            factor: 3,
+            grace: Duration::from_millis(25),
         }
     }
 }
 
-/// Collects distinct senders from `replies` within `window`; each with the time it took to
-/// arrive, in arrival order. Duplicates are ignored.
-pub async fn collect<S>(replies: S, window: Window) -> Vec<(String, Duration)>
+/// The nodes a discovery expects to hear from (from the registry, or the discovery cache of
+/// [`cache`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Expected {
+    /// Their identities.
+    pub nodes: HashSet<String>,
+    /// The fleet is known to have changed since the set was made (a node joined): the set
+    /// may be incomplete, so it does not end discovery early.
+    pub fleet_changed: bool,
+}
+
+/// When to stop collecting discovery replies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Window {
+    /// Never wait longer than this in total (`--dt`).
+    pub timeout: Duration,
+    /// What ends discovery before the timeout.
+    pub ending: Ending,
+    /// Stop after this many distinct nodes.
+    pub limit: Option<usize>,
+    /// Who should answer, if known (adaptive ending only).
+    pub expected: Option<Expected>,
+}
+
+impl Window {
+    /// A window that ends `quiet` after the last reply, with no node limit.
+    pub fn new(timeout: Duration, quiet: Duration) -> Window {
+        Window {
+            timeout,
+            ending: Ending::Quiet(quiet),
+            limit: None,
+            expected: None,
+        }
+    }
+
+    /// An adaptive window ([`Adaptive`]) with no node limit.
+    pub fn adaptive(timeout: Duration, adaptive: Adaptive, expected: Option<Expected>) -> Window {
+        Window {
+            timeout,
+            ending: Ending::Adaptive(adaptive),
+            limit: None,
+            expected,
+        }
+    }
+}
+
+/// Why a discovery ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Ended {
+    /// Every expected node answered, and the grace for new nodes passed.
+    AllExpected {
+        /// How many were expected.
+        expected: usize,
+    },
+    /// The window after the replies passed (quiet, or adaptive without a complete expected
+    /// set).
+    Window,
+    /// The timeout (`--dt`) passed.
+    Cap,
+    /// The node limit was reached.
+    Limit,
+    /// The replies stopped coming (the subscription ended).
+    Closed,
+}
+
+impl fmt::Display for Ended {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Ended::AllExpected { expected } => {
+                write!(f, "all {expected} expected nodes answered")
+            }
+            Ended::Window => f.write_str("no new replies within the window"),
+            Ended::Cap => f.write_str("the discovery timeout passed"),
+            Ended::Limit => f.write_str("the node limit was reached"),
+            Ended::Closed => f.write_str("the replies ended"),
+        }
+    }
+}
+
+/// What [`collect`] heard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Collected {
+    /// Distinct senders, each with the time from `started` to its reply, in arrival order.
+    pub found: Vec<(String, Duration)>,
+    /// Expected nodes that did not answer, sorted.
+    pub missing: Vec<String>,
+    /// Why collection stopped.
+    pub ended: Ended,
+}
+
+/// Collects distinct senders from `replies` within `window`, timing them from `started`
+/// (when the ping was published). Duplicates are ignored.
+pub async fn collect<S>(replies: S, window: Window, started: Instant) -> Collected
 where
     S: Stream<Item = String>,
 {
-    let start = Instant::now();
-    let deadline = start + window.timeout;
+    let deadline = started + window.timeout;
+    let expected = window.expected.as_ref();
     let mut seen = HashSet::new();
     let mut found = Vec::new();
     let mut last: Option<Instant> = None;
+    let mut expected_heard = 0usize;
+    let mut all_expected_at: Option<Instant> = None;
+    let mut unexpected = false;
     futures::pin_mut!(replies);
-    loop {
+    let ended = loop {
         if window.limit.is_some_and(|l| found.len() >= l) {
-            break;
+            break Ended::Limit;
         }
-        let until = match last {
-            Some(at) => deadline.min(at + window.quiet),
-            None => deadline,
+        let (until, why) = match (last, window.ending) {
+            (None, _) => (deadline, Ended::Cap),
+            (Some(at), Ending::Quiet(quiet)) => (at + quiet, Ended::Window),
+            (Some(at), Ending::Adaptive(rule)) => match all_expected_at {
+                Some(done) if !unexpected => {
+                    let waited = done.saturating_duration_since(started);
+                    let count = expected.map_or(0, |e| e.nodes.len());
+                    (
+                        done + rule.grace.max(waited),
+                        Ended::AllExpected { expected: count },
+                    )
+                }
+                _ => {
+                    let waited = at.saturating_duration_since(started);
+                    (
+                        started + rule.floor.max(waited * rule.factor),
+                        Ended::Window,
+                    )
+                }
+            },
+        };
+        let (until, why) = if until >= deadline {
+            (deadline, Ended::Cap)
+        } else {
+            (until, why)
         };
         match tokio::time::timeout_at(until, replies.next()).await {
             Ok(Some(sender)) => {
                 let now = Instant::now();
-                if seen.insert(sender.clone()) {
-                    found.push((sender, now - start));
-                    last = Some(now);
+                if seen.contains(&sender) {
+                    continue;
                 }
+                match expected {
+                    Some(e) if e.nodes.contains(&sender) => {
+                        expected_heard += 1;
+                        if expected_heard == e.nodes.len() && !e.fleet_changed {
+                            all_expected_at = Some(now);
+                        }
+                    }
+                    _ => unexpected = true,
+                }
+                seen.insert(sender.clone());
+                found.push((sender, now.saturating_duration_since(started)));
+                last = Some(now);
             }
-            Ok(None) | Err(_) => break,
+            Ok(None) => break Ended::Closed,
+            Err(_) => break why,
         }
+    };
+    let mut missing: Vec<String> = expected
+        .map(|e| {
+            e.nodes
+                .iter()
+                .filter(|n| !seen.contains(*n))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    missing.sort();
+    Collected {
+        found,
+        missing,
+        ended,
     }
-    found
 }
 
 #[cfg(test)]
@@ -146,72 +312,137 @@ mod tests {
         .chain(stream::pending())
     }
 
-    fn names(found: &[(String, Duration)]) -> Vec<&str> {
-        found.iter().map(|f| f.0.as_str()).collect()
+    fn names(heard: &Collected) -> Vec<&str> {
+        heard.found.iter().map(|f| f.0.as_str()).collect()
+    }
+
+    fn quiet() -> Window {
+        Window::new(Duration::from_secs(2), Duration::from_millis(300))
+    }
+
+    fn adaptive(expected: &[&str]) -> Window {
+        let expected = (!expected.is_empty()).then(|| Expected {
+            nodes: expected.iter().map(|n| n.to_string()).collect(),
+            fleet_changed: false,
+        });
+        Window::adaptive(Duration::from_secs(2), Adaptive::default(), expected)
+    }
+
+    async fn run(items: Vec<(u64, &'static str)>, window: Window) -> (Collected, Duration) {
+        let start = Instant::now();
+        let heard = collect(delayed(items), window, start).await;
+        (heard, start.elapsed())
     }
 
     #[tokio::test(start_paused = true)]
     async fn ends_a_quiet_window_after_the_last_reply() {
-        let start = Instant::now();
-        let found = collect(
-            delayed(vec![(10, "a"), (50, "b"), (100, "c"), (1000, "late")]),
-            Window::new(Duration::from_secs(2), Duration::from_millis(300)),
-        )
-        .await;
-        assert_eq!(names(&found), ["a", "b", "c"]);
-        assert_eq!(start.elapsed(), Duration::from_millis(460));
+        let items = vec![(10, "a"), (50, "b"), (100, "c"), (1000, "late")];
+        let (heard, took) = run(items, quiet()).await;
+        assert_eq!(names(&heard), ["a", "b", "c"]);
+        assert_eq!(took, Duration::from_millis(460));
+        assert_eq!(heard.ended, Ended::Window);
     }
 
     #[tokio::test(start_paused = true)]
     async fn waits_the_full_timeout_for_a_first_reply() {
-        let start = Instant::now();
-        let found = collect(
-            delayed(vec![(1500, "slow")]),
-            Window::new(Duration::from_secs(2), Duration::from_millis(300)),
-        )
-        .await;
-        assert_eq!(names(&found), ["slow"]);
-        assert_eq!(start.elapsed(), Duration::from_millis(1800));
-        let start = Instant::now();
-        assert!(collect(
-            delayed(vec![]),
-            Window::new(Duration::from_secs(2), Duration::from_millis(300))
-        )
-        .await
-        .is_empty());
-        assert_eq!(start.elapsed(), Duration::from_secs(2));
+        for window in [quiet(), adaptive(&[]), adaptive(&["a"])] {
+            let (heard, took) = run(vec![(1500, "slow")], window.clone()).await;
+            assert_eq!(names(&heard), ["slow"]);
+            assert!(took >= Duration::from_millis(1500), "{window:?}: {took:?}");
+            let (heard, took) = run(vec![], window).await;
+            assert!(heard.found.is_empty());
+            assert_eq!(took, Duration::from_secs(2));
+            assert_eq!(heard.ended, Ended::Cap);
+        }
     }
 
     #[tokio::test(start_paused = true)]
     async fn never_exceeds_the_timeout_and_honours_limits_and_duplicates() {
-        let start = Instant::now();
-        let steady: Vec<(u64, &str)> = vec![
-            (200, "a"),
-            (200, "b"),
-            (200, "c"),
-            (200, "d"),
-            (200, "e"),
-            (200, "f"),
-            (200, "g"),
-            (200, "h"),
-            (200, "i"),
-            (200, "j"),
-            (200, "k"),
-        ];
-        let found = collect(
-            delayed(steady),
-            Window::new(Duration::from_secs(2), Duration::from_millis(300)),
-        )
-        .await;
-        assert_eq!(found.len(), 10);
-        assert_eq!(start.elapsed(), Duration::from_secs(2));
-        let mut window = Window::new(Duration::from_secs(2), Duration::from_millis(300));
+        let steady: Vec<(u64, &str)> = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k"]
+            .into_iter()
+            .map(|n| (200, n))
+            .collect();
+        let (heard, took) = run(steady, quiet()).await;
+        assert_eq!(heard.found.len(), 10);
+        assert_eq!(took, Duration::from_secs(2));
+        assert_eq!(heard.ended, Ended::Cap);
+        let mut window = quiet();
         window.limit = Some(2);
-        let found = collect(
-            delayed(vec![(1, "a"), (1, "a"), (1, "b"), (1, "c")]),
-            window,
-        )
-        .await;
-        assert_eq!(names(&found), ["a", "b"]);
+        let (heard, _) = run(vec![(1, "a"), (1, "a"), (1, "b"), (1, "c")], window).await;
+        assert_eq!(names(&heard), ["a", "b"]);
+        assert_eq!(heard.ended, Ended::Limit);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ends_a_grace_after_every_expected_node_answered() {
+        // A fast fleet: done 25 ms (the grace) after its last reply at 8 ms.
+        let items = vec![(2, "a"), (3, "b"), (3, "c"), (5000, "late")];
+        let (heard, took) = run(items, adaptive(&["a", "b", "c"])).await;
+        assert_eq!(names(&heard), ["a", "b", "c"]);
+        assert_eq!(took, Duration::from_millis(8 + 25));
+        assert_eq!(heard.ended, Ended::AllExpected { expected: 3 });
+        assert!(heard.missing.is_empty());
+        // A slow one: the grace grows to the time the fleet took (150 ms), which hears a new
+        // node as slow as the slowest expected one.
+        let items = vec![(2, "a"), (148, "far"), (100, "new-far"), (5000, "late")];
+        let (heard, took) = run(items, adaptive(&["a", "far"])).await;
+        assert_eq!(names(&heard), ["a", "far", "new-far"]);
+        assert_eq!(heard.ended, Ended::Window);
+        assert_eq!(took, Duration::from_millis(250 * 3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waits_for_an_expected_node_that_is_slow() {
+        let items = vec![(2, "a"), (3, "b"), (145, "delayed"), (5000, "late")];
+        let (heard, took) = run(items, adaptive(&["a", "b", "delayed"])).await;
+        assert_eq!(names(&heard), ["a", "b", "delayed"]);
+        assert_eq!(heard.ended, Ended::AllExpected { expected: 3 });
+        assert_eq!(took, Duration::from_millis(150 * 2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_node_nobody_expected_keeps_discovery_open_for_the_window() {
+        // Without an expected set the floor (200 ms) hears a node 150 ms away.
+        let items = vec![(2, "a"), (3, "b"), (145, "delayed"), (5000, "late")];
+        let (heard, took) = run(items, adaptive(&[])).await;
+        assert_eq!(names(&heard), ["a", "b", "delayed"]);
+        assert_eq!(heard.ended, Ended::Window);
+        assert_eq!(took, Duration::from_millis(450), "3 x 150 ms");
+        // A fast new node is heard within the grace and turns the rest into the window.
+        let items = vec![(2, "a"), (3, "b"), (3, "new")];
+        let (heard, took) = run(items, adaptive(&["a", "b"])).await;
+        assert_eq!(names(&heard), ["a", "b", "new"]);
+        assert_eq!(took, Duration::from_millis(200));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_expected_node_that_is_down_is_missing_after_the_window_not_the_timeout() {
+        let items = vec![(2, "a"), (3, "b")];
+        let (heard, took) = run(items, adaptive(&["a", "b", "down"])).await;
+        assert_eq!(names(&heard), ["a", "b"]);
+        assert_eq!(heard.missing, ["down"]);
+        assert_eq!(heard.ended, Ended::Window);
+        assert_eq!(took, Duration::from_millis(200));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fleet_known_to_have_changed_does_not_end_early() {
+        let mut window = adaptive(&["a"]);
+        if let Some(e) = window.expected.as_mut() {
+            e.fleet_changed = true;
+        }
+        let items = vec![(2, "a"), (148, "joined")];
+        let (heard, _) = run(items, window).await;
+        assert_eq!(names(&heard), ["a", "joined"]);
+        assert_eq!(heard.ended, Ended::Window);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keeps_listening_while_replies_keep_coming() {
+        // A large fleet whose replies take 600 ms to arrive: 3 x 600 ms, under the 2 s cap.
+        let items: Vec<(u64, &str)> = vec![(100, "a"), (200, "b"), (300, "c")];
+        let (heard, took) = run(items, adaptive(&[])).await;
+        assert_eq!(heard.found.len(), 3);
+        assert_eq!(took, Duration::from_millis(1800));
     }
 }

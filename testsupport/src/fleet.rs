@@ -68,10 +68,19 @@ impl<B: Broker> Fleet<B> {
             .collect();
         let (key, token) = keys.issue("client", "e2e", &[]);
         let quoted: Vec<String> = collectives.iter().map(|c| format!("{c:?}")).collect();
+        // The fleet's discovery cache is its own, whoever runs `mco` with its configuration.
+        let cache = if client_extra.contains("discovery_cache_dir") {
+            String::new()
+        } else {
+            format!(
+                "discovery_cache_dir = {:?}\n",
+                dir.path().join("cache").display().to_string()
+            )
+        };
         write(
             &dir.path().join("client.toml"),
             &format!(
-                "brokers = {:?}\ncollectives = [{}]\ndiscovery_timeout = 2\nkey_file = {:?}\ntoken_file = {:?}\nissuer_keys = [{:?}]\n{client_extra}\n",
+                "brokers = {:?}\ncollectives = [{}]\ndiscovery_timeout = 2\nkey_file = {:?}\ntoken_file = {:?}\nissuer_keys = [{:?}]\n{cache}{client_extra}\n",
                 nats.urls(),
                 quoted.join(", "),
                 key.display().to_string(),

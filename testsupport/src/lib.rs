@@ -14,7 +14,8 @@
 //!   real network partitions.
 //! - [`TestCa`]: a certificate authority made with the real `openssl`, for TLS tests.
 //! - [`RecordingProxy`]: a TCP proxy that records what crosses it, as someone on the network
-//!   path would see it.
+//!   path would see it; [`DelayProxy`], one that delivers a client's bytes late, for a node
+//!   on a distant link.
 //! - [`RegistryService`]: a real `mcod registry` process storing a fleet's registrations.
 //! - [`web::WebGateway`]: a real `mco-web` gateway in front of a fleet, with callers and tokens.
 //!
@@ -52,7 +53,7 @@ pub use nats::NatsServer;
 pub use netns::Netns;
 pub use postgres::{postgres_bin_dir, Postgres, PostgresTls};
 pub use process::{bin_path, free_port, nats_server_binary, require_program, rss_kb, MachineLock};
-pub use proxy::RecordingProxy;
+pub use proxy::{DelayProxy, Direction, RecordingProxy};
 pub use registry::RegistryService;
 pub use run::{finish, mco, mco_command, mcod, Run};
 pub use sim::SimulatedFleet;

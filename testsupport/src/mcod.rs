@@ -32,6 +32,9 @@ pub struct NodeSpec {
     /// Extra environment variables for the process (e.g. libfaketime's `LD_PRELOAD` and
     /// `FAKETIME`, to run it with its clock off).
     pub env: Vec<(String, String)>,
+    /// The broker URL this node connects to instead of the fleet's (a proxy in front of
+    /// it, such as a [`crate::DelayProxy`]).
+    pub broker: Option<String>,
 }
 
 impl NodeSpec {
@@ -45,7 +48,14 @@ impl NodeSpec {
             extra_config: String::new(),
             command_prefix: Vec::new(),
             env: Vec::new(),
+            broker: None,
         }
+    }
+
+    /// The same node, connecting through `url` instead of the fleet's brokers.
+    pub fn through(mut self, url: &str) -> NodeSpec {
+        self.broker = Some(url.to_string());
+        self
     }
 
     /// The same node, run with `key=value` in its environment.
@@ -123,11 +133,12 @@ impl Mcod {
     /// `keys`, or insecure (`insecure = true`) without.
     pub fn start(spec: NodeSpec, broker: &str, keys: Option<&Keys>) -> Mcod {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let broker = spec.broker.clone().unwrap_or_else(|| broker.to_string());
         let mut mcod = Mcod {
             child: None,
             spec,
             dir,
-            broker: broker.to_string(),
+            broker,
         };
         let security = match keys {
             Some(keys) => {

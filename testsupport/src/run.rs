@@ -54,6 +54,11 @@ pub fn mco_command(config: &Path, args: &[&str]) -> Command {
     command
         .args(args)
         .env("MCO_CONFIG", config)
+        // Each test's discovery cache is its own, beside its configuration.
+        .env(
+            "XDG_CACHE_HOME",
+            config.parent().unwrap_or(Path::new(".")).join("cache"),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

@@ -16,6 +16,7 @@ mod commands;
 mod ddl_compat;
 mod direct;
 mod discovery;
+mod discovery_end;
 mod external;
 mod files;
 mod filters;
