@@ -74,6 +74,24 @@ impl Issuer {
         dir: &Path,
         identity: &str,
     ) -> Result<(PathBuf, PathBuf, PathBuf), mco_keys::KeyFileError> {
+        self.write_holder(dir, identity, TokenRole::Server)
+    }
+
+    /// Like [`Issuer::write_node`], for a client (caller `name`), for `mco`'s configuration.
+    pub fn write_client(
+        &self,
+        dir: &Path,
+        name: &str,
+    ) -> Result<(PathBuf, PathBuf, PathBuf), mco_keys::KeyFileError> {
+        self.write_holder(dir, name, TokenRole::Client)
+    }
+
+    fn write_holder(
+        &self,
+        dir: &Path,
+        name: &str,
+        role: TokenRole,
+    ) -> Result<(PathBuf, PathBuf, PathBuf), mco_keys::KeyFileError> {
         let io = |path: &Path| {
             let path = path.display().to_string();
             move |source| mco_keys::KeyFileError::Io { path, source }
@@ -82,9 +100,9 @@ impl Issuer {
         let public = dir.join("issuer.pub");
         mco_keys::write_public_key(&public, &self.public())?;
         let key = mco_keys::generate_key()?;
-        let credentials = self.server(identity, &key);
-        let key_path = dir.join(format!("{identity}.key"));
-        let token_path = dir.join(format!("{identity}.token"));
+        let credentials = self.issue(role, name, &key);
+        let key_path = dir.join(format!("{name}.key"));
+        let token_path = dir.join(format!("{name}.token"));
         mco_keys::write_private_key(&key_path, &key)?;
         std::fs::write(&token_path, format!("{}\n", credentials.token)).map_err(io(&token_path))?;
         Ok((public, key_path, token_path))

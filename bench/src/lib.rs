@@ -8,6 +8,8 @@
 //!   request and its replies cannot avoid.
 //! - [`keys`]: an issuer and the credentials it signs, in memory.
 //! - [`measure`]: samples, percentiles, process memory, the figures table.
+//! - [`discovery`]: the real `mco`'s wall time with broadcast discovery (warm cache, none,
+//!   fixed window) against real `mcod` and simulated fleets, beside the raw floor.
 //! - [`broker`]: waiting until the broker has processed a connection's subscriptions.
 //!
 //! The benchmark binary `mco-bench` starts its own `nats-server`, runs mco and the raw floor
@@ -19,6 +21,7 @@
 //! and keeps its keys in memory.
 
 pub mod broker;
+pub mod discovery;
 pub mod keys;
 pub mod measure;
 pub mod raw;

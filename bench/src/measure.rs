@@ -142,8 +142,15 @@ impl Figure {
 
 /// Prints figures as a table.
 pub fn table(figures: &[Figure]) -> String {
+    // As wide as the longest name, so that every column lines up.
+    let width = figures
+        .iter()
+        .map(|f| f.name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(44);
     let mut out = format!(
-        "{:<44} {:>6} {:>10} {:>10} {:>6} {:>10} {:>9} {:>7}  {}\n",
+        "{:<width$} {:>6} {:>10} {:>10} {:>6} {:>10} {:>9} {:>7}  {}\n",
         "figure", "n", "p50", "p99", "unit", "baseline", "vs", "ratio", "target"
     );
     for f in figures {
@@ -158,7 +165,7 @@ pub fn table(figures: &[Figure]) -> String {
             target.push_str(&format!(" ({} incomplete rounds left out)", f.incomplete));
         }
         out.push_str(&format!(
-            "{:<44} {:>6} {:>10} {:>10} {:>6} {:>10} {:>9} {:>7}  {}\n",
+            "{:<width$} {:>6} {:>10} {:>10} {:>6} {:>10} {:>9} {:>7}  {}\n",
             f.name,
             f.n,
             fmt(f.p50),

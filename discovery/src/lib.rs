@@ -84,7 +84,7 @@ pub enum DiscoveryError {
 
 /// How broadcast discovery decides it has heard everyone (`discovery_end` in the client
 /// configuration).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Ending {
     /// End this long after the last new reply, whatever came before (MCollective's and
     /// Choria's windowed discovery; `discovery_end = "window"`).
@@ -96,18 +96,20 @@ pub enum Ending {
 /// The adaptive end of discovery (`discovery_end = "adaptive"`, the default).
 ///
 /// With an [`Expected`] set that every node of has answered, and no node outside it, discovery
-/// ends a grace after the last expected reply: `max(grace, time to that reply)`, so a fleet
-/// that took 8 ms is done at 25 ms and one that took 150 ms at 300 ms. Otherwise (nothing
-/// expected, an expected node silent, a node nobody expected, or a fleet known to have
-/// changed) it ends at `max(floor, factor × time to the latest new reply)` from the ping:
-/// long enough for a node a few hundred milliseconds away, and growing with a fleet whose
-/// replies keep coming. Until a first reply arrives only the timeout applies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// ends a grace after the last expected reply: `max(grace, a quarter of the time to that
+/// reply)`, so a fleet that took 8 ms is done at 33 ms and one 150 ms away at 188 ms.
+/// Otherwise (nothing expected, an expected node silent, a node nobody expected, or a fleet
+/// known to have changed) it ends at `max(floor, factor × time to the latest new reply)` from
+/// the ping: long enough for a node a couple of hundred milliseconds away, and growing with a
+/// fleet whose replies keep coming (a large fleet's replies take long to arrive because the
+/// client reads them one after another, so the factor is modest). Until a first reply
+/// arrives only the timeout applies.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Adaptive {
     /// The shortest discovery without a complete expected set.
     pub floor: Duration,
     /// How many times the time to the latest new reply discovery lasts at least.
-    pub factor: u32,
+    pub factor: f64,
     /// The shortest wait for new nodes once every expected node has answered.
     pub grace: Duration,
 }
@@ -116,7 +118,7 @@ impl Default for Adaptive {
     fn default() -> Self {
         Adaptive {
             floor: Duration::from_millis(200),
-            factor: 3,
+            factor: 1.5,
             grace: Duration::from_millis(25),
         }
     }
@@ -134,7 +136,7 @@ pub struct Expected {
 }
 
 /// When to stop collecting discovery replies.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Window {
     /// Never wait longer than this in total (`--dt`).
     pub timeout: Duration,
@@ -240,14 +242,14 @@ where
                     let waited = done.saturating_duration_since(started);
                     let count = expected.map_or(0, |e| e.nodes.len());
                     (
-                        done + rule.grace.max(waited),
+                        done + rule.grace.max(waited / 4),
                         Ended::AllExpected { expected: count },
                     )
                 }
                 _ => {
                     let waited = at.saturating_duration_since(started);
                     (
-                        started + rule.floor.max(waited * rule.factor),
+                        started + rule.floor.max(waited.mul_f64(rule.factor)),
                         Ended::Window,
                     )
                 }
@@ -382,13 +384,13 @@ mod tests {
         assert_eq!(took, Duration::from_millis(8 + 25));
         assert_eq!(heard.ended, Ended::AllExpected { expected: 3 });
         assert!(heard.missing.is_empty());
-        // A slow one: the grace grows to the time the fleet took (150 ms), which hears a new
-        // node as slow as the slowest expected one.
-        let items = vec![(2, "a"), (148, "far"), (100, "new-far"), (5000, "late")];
+        // A distant one: the grace grows with the time the fleet took (150 ms), which hears a
+        // new node about as far as the farthest expected one.
+        let items = vec![(2, "a"), (148, "far"), (20, "new-far"), (5000, "late")];
         let (heard, took) = run(items, adaptive(&["a", "far"])).await;
         assert_eq!(names(&heard), ["a", "far", "new-far"]);
         assert_eq!(heard.ended, Ended::Window);
-        assert_eq!(took, Duration::from_millis(250 * 3));
+        assert_eq!(took, Duration::from_millis(170 * 3 / 2));
     }
 
     #[tokio::test(start_paused = true)]
@@ -397,7 +399,8 @@ mod tests {
         let (heard, took) = run(items, adaptive(&["a", "b", "delayed"])).await;
         assert_eq!(names(&heard), ["a", "b", "delayed"]);
         assert_eq!(heard.ended, Ended::AllExpected { expected: 3 });
-        assert_eq!(took, Duration::from_millis(150 * 2));
+        // tokio's timers round up to the millisecond.
+        assert_eq!(took, Duration::from_millis(150 + 38));
     }
 
     #[tokio::test(start_paused = true)]
@@ -407,7 +410,7 @@ mod tests {
         let (heard, took) = run(items, adaptive(&[])).await;
         assert_eq!(names(&heard), ["a", "b", "delayed"]);
         assert_eq!(heard.ended, Ended::Window);
-        assert_eq!(took, Duration::from_millis(450), "3 x 150 ms");
+        assert_eq!(took, Duration::from_millis(225), "1.5 x 150 ms");
         // A fast new node is heard within the grace and turns the rest into the window.
         let items = vec![(2, "a"), (3, "b"), (3, "new")];
         let (heard, took) = run(items, adaptive(&["a", "b"])).await;
@@ -439,10 +442,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn keeps_listening_while_replies_keep_coming() {
-        // A large fleet whose replies take 600 ms to arrive: 3 x 600 ms, under the 2 s cap.
-        let items: Vec<(u64, &str)> = vec![(100, "a"), (200, "b"), (300, "c")];
+        // A large fleet whose replies take 550 ms to arrive: 1.5 x 550 ms.
+        let mut items: Vec<(u64, &str)> = vec![(100, "a")];
+        items.extend(["b", "c", "d", "e", "f"].map(|n| (90, n)));
         let (heard, took) = run(items, adaptive(&[])).await;
-        assert_eq!(heard.found.len(), 3);
-        assert_eq!(took, Duration::from_millis(1800));
+        assert_eq!(heard.found.len(), 6);
+        assert_eq!(took, Duration::from_millis(825));
     }
 }

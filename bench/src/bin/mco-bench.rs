@@ -12,6 +12,7 @@ use anyhow::{bail, Context};
 use bytes::Bytes;
 use clap::Parser;
 use ed25519_dalek::{Signer, SigningKey};
+use mco_bench::discovery::DiscoveryBench;
 use mco_bench::keys::{derived_key, Issuer};
 use mco_bench::measure::{memory_mb, rounds_for, table, Figure, Samples};
 use mco_bench::raw::{self, RawFleet, Work};
@@ -52,6 +53,9 @@ struct Cli {
     /// Skip the figures that run the real mcod and mco binaries.
     #[arg(long)]
     skip_processes: bool,
+    /// Real `mcod` processes for the discovery figures.
+    #[arg(long, default_value_t = 50)]
+    discovery_daemons: usize,
     /// Measure only these parts (for iterating on one figure); every part by default.
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Part>,
@@ -68,6 +72,9 @@ enum Part {
     Client,
     /// The real `mcod` (memory, queued round trip) and `mco --version`.
     Processes,
+    /// Wall time of `mco ping`, `mco rpc` and `mco find` with broadcast discovery, against
+    /// `--discovery-daemons` real `mcod` and the `--sizes` of 1,000 and more simulated.
+    Discovery,
 }
 
 fn main() -> ExitCode {
@@ -182,6 +189,7 @@ async fn measure(cli: Cli, broker: String) -> anyhow::Result<()> {
         wanted(Part::Client),
     );
     let run_processes = wanted(Part::Processes) && !bench.cli.skip_processes;
+    let run_discovery = wanted(Part::Discovery) && !bench.cli.skip_processes;
     if run_broadcast {
         for n in bench.cli.sizes.clone() {
             broadcast(&mut bench, n).await?;
@@ -195,6 +203,9 @@ async fn measure(cli: Cli, broker: String) -> anyhow::Result<()> {
     }
     if run_processes {
         processes(&mut bench).await?;
+    }
+    if run_discovery {
+        discovery(&mut bench).await?;
     }
 
     println!("{}", table(&bench.figures));
@@ -855,7 +866,8 @@ fn accept_all(client: &Client, payloads: &[Vec<u8>]) -> usize {
 
 /// The real binaries: `mcod`'s memory idle and under load (direct requests through the
 /// JetStream queue), and `mco --version`.
-async fn processes(bench: &mut Bench) -> anyhow::Result<()> {
+/// The directory of the real `mco` and `mcod`: the running binary's.
+fn binaries() -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
     let dir = std::env::current_exe()?
         .parent()
         .map(Path::to_path_buf)
@@ -869,6 +881,34 @@ async fn processes(bench: &mut Bench) -> anyhow::Result<()> {
             mco.display()
         );
     }
+    Ok((dir, mcod, mco))
+}
+
+/// The discovery figures ([`mco_bench::discovery`]).
+async fn discovery(bench: &mut Bench) -> anyhow::Result<()> {
+    let (dir, _, _) = binaries()?;
+    let (request_size, reply_size) = message_sizes(Some(&bench.caller), &bench.issuer);
+    let measuring = DiscoveryBench {
+        broker: &bench.broker,
+        issuer: &bench.issuer,
+        bin_dir: &dir,
+        raw_connections: &bench.raw_connections,
+        raw_caller: &bench.raw_caller,
+        samples: bench.cli.rounds.clamp(3, 10),
+        request_size,
+        reply_size,
+        connections: bench.cli.connections,
+    };
+    let mut figures = measuring.real(bench.cli.discovery_daemons).await?;
+    for n in bench.cli.sizes.iter().copied().filter(|n| *n >= 1000) {
+        figures.extend(measuring.simulated(n).await?);
+    }
+    bench.figures.extend(figures);
+    Ok(())
+}
+
+async fn processes(bench: &mut Bench) -> anyhow::Result<()> {
+    let (_, mcod, mco) = binaries()?;
     eprintln!("real mcod: memory idle and under load");
     let tmp = tempfile::tempdir()?;
     let (issuer_pub, key, token) = bench
