@@ -308,7 +308,9 @@ impl Bench {
             .timeout(TIMEOUT)
             .discovery_timeout(TIMEOUT)
             // Discovery must not end between two bursts of 10,000 replies.
+            .discovery_end(mco_client::DiscoveryEnd::Window)
             .discovery_window(Duration::from_millis(500))
+            .discovery_cache_lifetime(Duration::ZERO)
             .direct_threshold(0)
             // The simulator takes direct requests on plain subjects (see mco_bench::sim).
             .direct_queue(false);

@@ -71,7 +71,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let fleet = tokio::task::block_in_place(|| {
         Fleet::start_with_client_config(
             specs,
-            "direct_addressing_threshold = 0\ndiscovery_window_ms = 200\n",
+            "direct_addressing_threshold = 0\ndiscovery_end = \"window\"\ndiscovery_window_ms = 200\n",
         )
     });
     let gateway = WebGateway::start_with(&fleet, &["bench"], "max_calls_per_caller = 100000\n");

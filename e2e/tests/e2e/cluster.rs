@@ -276,9 +276,13 @@ fn scale_nodes() -> usize {
 #[test]
 fn a_broadcast_through_the_cluster_hears_every_one_of_ten_thousand_nodes() {
     let count = scale_nodes();
-    // The window is wide so that discovery waits for a debug-built simulator on two cores;
-    // the count, not the time, is what this test checks.
-    let fleet = Fleet::start_on(NatsCluster::start(3), vec![], "discovery_window_ms = 5000");
+    // A fixed, wide window so that discovery waits for a debug-built simulator on two cores
+    // whatever its pauses; the count, not the time, is what this test checks.
+    let fleet = Fleet::start_on(
+        NatsCluster::start(3),
+        vec![],
+        "discovery_end = \"window\"\ndiscovery_window_ms = 5000",
+    );
     let urls = mco_testsupport::Broker::urls(&fleet.nats);
     let started = Instant::now();
     let sim = SimulatedFleet::start(

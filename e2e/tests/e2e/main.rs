@@ -112,6 +112,8 @@ pub async fn signed_client<B: mco_testsupport::Broker>(
     let (key, token) = fleet.client_credentials();
     builder
         .brokers(fleet.nats.urls())
+        // The fleet's own discovery cache, as its `mco` runs use.
+        .discovery_cache_dir(fleet.client_config().with_file_name("cache"))
         .credentials(mco_keys::read_credentials(&key, &token).unwrap())
         .trust(
             vec![mco_keys::read_public_key(&fleet.keys.issuer_pub()).unwrap()],

@@ -136,6 +136,16 @@ fn registry_on_sqlite_agrees_with_broadcast_and_reaches_the_nodes_directly() {
     let run = fleet.mco(&["find", "--dm", "registry", "-F", "country=uk"]);
     assert_eq!(lines(&run), ["db2", "web1", "web2"], "{run:?}");
 
+    // ... and is what a broadcast discovery expects, so it ends when those have answered.
+    let run = fleet.mco(&["find", "-v", "-F", "country=uk"]);
+    assert_eq!(lines(&run), ["db2", "web1", "web2"], "{run:?}");
+    assert!(
+        run.stderr
+            .contains("all 3 expected nodes answered (expected: the registry's nodes)"),
+        "{}",
+        run.stderr
+    );
+
     // Requests go straight to the nodes the registry named, with the call's agent as filter.
     let rpc = fleet.mco(&[
         "rpc",
