@@ -9,6 +9,8 @@
 //! half a file). An entry older than its lifetime, unreadable, too large, of another version
 //! or naming an invalid identity is treated as absent: the cache can make a discovery end
 //! sooner or later, never change who is found, so a bad file costs at most a longer wait.
+//! Every write sweeps the entries past their lifetime, so the directory stays as small as
+//! the set of filters asked within one lifetime.
 //!
 //! Not for: deciding when discovery ends ([`crate::collect`] does) or talking to the broker.
 
@@ -203,8 +205,58 @@ impl DiscoveryCache {
             path: path.clone(),
             source: e.error,
         })?;
+        self.sweep();
         Ok(())
     }
+
+    /// Removes the entries no discovery will use again (older than the lifetime) and the
+    /// temporary files of writes that never finished, so the directory holds at most the
+    /// filters asked within one lifetime. Runs after every write; returns how many files it
+    /// removed. Only regular files named as this cache names them are touched: anything
+    /// else an operator keeps there is left alone.
+    pub fn sweep(&self) -> usize {
+        let Ok(listing) = std::fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        let now = SystemTime::now();
+        let mut removed = 0;
+        for item in listing.flatten() {
+            let name = item.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let limit = if is_entry_name(name) {
+                self.lifetime
+            } else if name.starts_with(".tmp") {
+                STALE_WRITE
+            } else {
+                continue;
+            };
+            let Ok(meta) = item.path().symlink_metadata() else {
+                continue;
+            };
+            let age = meta
+                .modified()
+                .ok()
+                .and_then(|m| now.duration_since(m).ok())
+                .unwrap_or_default();
+            if meta.file_type().is_file()
+                && age > limit
+                && std::fs::remove_file(item.path()).is_ok()
+            {
+                removed += 1;
+            }
+        }
+        removed
+    }
+}
+
+/// How old a temporary file must be before a sweep takes it for an abandoned write: a write
+/// takes milliseconds, so a minute leaves a concurrent `mco` well alone.
+const STALE_WRITE: Duration = Duration::from_secs(60);
+
+/// Whether `name` is an entry's file name ([`CacheKey::file_name`]: 32 hex digits, `.json`).
+fn is_entry_name(name: &str) -> bool {
+    name.strip_suffix(".json")
+        .is_some_and(|stem| stem.len() == 32 && stem.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
@@ -249,6 +301,41 @@ mod tests {
         assert_eq!(mode(cache.dir()).ok(), Some(0o700));
         let file = cache.dir().join(key(&uk).file_name());
         assert_eq!(mode(&file).ok(), Some(0o600));
+    }
+
+    #[test]
+    fn a_write_removes_expired_entries_and_abandoned_writes_only() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let cache = DiscoveryCache::new(dir.path(), Duration::from_secs(60));
+        let old = SystemTime::now() - Duration::from_secs(120);
+        let aged = |name: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, "{}").unwrap_or_else(|e| panic!("{e}"));
+            let file = std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .unwrap_or_else(|e| panic!("{e}"));
+            file.set_modified(old).unwrap_or_else(|e| panic!("{e}"));
+            path
+        };
+        let expired = aged(&format!("{}.json", "ab".repeat(16)));
+        let abandoned = aged(".tmpXYZ123");
+        let foreign = aged("notes.txt");
+        let odd_name = aged("abc.json");
+        let fresh_filter = filter("country=uk");
+        cache
+            .store(
+                &key(&fresh_filter),
+                &Entry::new("mco", &fresh_filter, None, &[]),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!expired.exists() && !abandoned.exists());
+        assert!(foreign.exists() && odd_name.exists());
+        assert!(
+            cache.load(&key(&fresh_filter)).is_some(),
+            "the new entry stays"
+        );
+        assert_eq!(cache.sweep(), 0);
     }
 
     #[test]
