@@ -25,14 +25,17 @@ mod discovery;
 mod examples;
 mod facts;
 mod find;
+mod format;
 mod inventory;
 mod keys;
 mod man;
 mod output;
 mod ping;
 mod plugin;
+mod progress;
 mod replies;
 mod rpc;
+mod table;
 
 const EXIT_CODES: &str = "Exit codes:
   0  every node answered OK

@@ -4,11 +4,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use mco_ddl::{Action, Display};
+use mco_ddl::Action;
 use mco_spec::Reply;
 use serde_json::Value;
 
 use mco_client::{Mode, Stats};
+
+use crate::format::Palette;
 
 /// The exit code for a call's statistics (see the module docs of [`crate::cli`]).
 pub fn exit_code(stats: &Stats) -> u8 {
@@ -43,15 +45,20 @@ pub fn show(value: &Value) -> String {
 
 /// One node's block: `"%-40s %s"` (identity, status text when not OK), the status message
 /// when not OK, then the outputs as right-aligned `label: value` lines.
-pub fn reply_block(reply: &Reply, action: Option<&Action>, verbose: bool) -> String {
+/// A failed reply's first line is red when `palette` colours.
+pub fn reply_block(
+    reply: &Reply,
+    action: Option<&Action>,
+    verbose: bool,
+    palette: Palette,
+) -> String {
     let status = if reply.statuscode.is_ok() {
         ""
     } else {
         reply.statuscode.description()
     };
-    let mut out = format!("{:<40} {}\n", reply.sender, status)
-        .trim_end()
-        .to_string();
+    let head = format!("{:<40} {}", reply.sender, status);
+    let mut out = palette.failure(head.trim_end());
     out.push('\n');
     if !reply.statuscode.is_ok() {
         out.push_str(&format!("    {}\n", reply.statusmsg));
@@ -85,16 +92,6 @@ pub fn reply_block(reply: &Reply, action: Option<&Action>, verbose: bool) -> Str
         }
     }
     out
-}
-
-/// Whether to print a reply: by the DDL's display rule, or every reply without a DDL;
-/// verbose prints everything.
-pub fn shows(reply: &Reply, action: Option<&Action>, verbose: bool) -> bool {
-    verbose
-        || action
-            .map(|a| a.display)
-            .unwrap_or(Display::Always)
-            .shows(reply.statuscode)
 }
 
 /// The lines after the per-node output: `Finished processing…` and the missing nodes.
@@ -217,28 +214,32 @@ pub fn fact_report(fact: &str, values: &BTreeMap<String, Vec<String>>, verbose: 
     out
 }
 
+/// A reply for the renderers' tests: failed ones say "it broke".
+#[cfg(test)]
+pub(crate) fn test_reply(sender: &str, status: mco_spec::StatusCode, data: Value) -> Reply {
+    Reply {
+        request_id: "r".into(),
+        sender: sender.into(),
+        agent: "service".into(),
+        action: "status".into(),
+        time: 0,
+        statuscode: status,
+        statusmsg: if status.is_ok() {
+            "OK".into()
+        } else {
+            "it broke".into()
+        },
+        data,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use mco_spec::StatusCode;
     use serde_json::json;
 
-    fn reply(sender: &str, status: StatusCode, data: Value) -> Reply {
-        Reply {
-            request_id: "r".into(),
-            sender: sender.into(),
-            agent: "service".into(),
-            action: "status".into(),
-            time: 0,
-            statuscode: status,
-            statusmsg: if status.is_ok() {
-                "OK".into()
-            } else {
-                "it broke".into()
-            },
-            data,
-        }
-    }
+    use super::test_reply as reply;
 
     fn stats(
         mode: Mode,
@@ -283,12 +284,14 @@ mod tests {
             &reply("web1", StatusCode::Ok, json!({"status": "running"})),
             action,
             false,
+            Palette::PLAIN,
         );
         assert_eq!(ok, "web1\n    Service Status: running\n");
         let failed = reply_block(
             &reply("web2", StatusCode::Aborted, json!({"status": "unknown"})),
             action,
             false,
+            Palette::PLAIN,
         );
         assert!(
             failed.starts_with(&format!("{:<40} Request Aborted\n    it broke\n", "web2")),
@@ -298,22 +301,13 @@ mod tests {
             &reply("web1", StatusCode::Ok, json!({"status": "running", "n": 1})),
             None,
             false,
+            Palette::PLAIN,
         );
         assert_eq!(raw, "web1\n         n: 1\n    status: running\n");
-        // restart displays failures only; status always.
-        let restart = ddl.action("restart");
-        assert!(!shows(
-            &reply("a", StatusCode::Ok, json!({})),
-            restart,
-            false
-        ));
-        assert!(shows(
-            &reply("a", StatusCode::Aborted, json!({})),
-            restart,
-            false
-        ));
-        assert!(shows(&reply("a", StatusCode::Ok, json!({})), restart, true));
-        assert!(shows(&reply("a", StatusCode::Ok, json!({})), None, false));
+        // restart displays failures only.
+        let restart = ddl.action("restart").map(|a| a.display);
+        assert!(!crate::format::shown(None, restart, false).shows(StatusCode::Ok));
+        assert!(crate::format::shown(None, restart, false).shows(StatusCode::Aborted));
     }
 
     #[test]

@@ -73,7 +73,7 @@ pub(super) async fn run(args: &RepliesArgs, printed: &mut Printed) -> Result<u8,
         }
         if !args.json {
             // Printed as they come: a listener may run for a long time.
-            let block = output::reply_block(&reply, action, false);
+            let block = output::reply_block(&reply, action, false, crate::format::stdout_palette());
             let mut stdout = std::io::stdout().lock();
             let _ = writeln!(stdout, "{block}").and_then(|_| stdout.flush());
         }

@@ -15,7 +15,9 @@ use mco_spec::Reply;
 use serde_json::Map;
 
 use crate::discovery::discovery_line;
+use crate::format::{self, OutputArgs};
 use crate::output;
+use crate::progress::Progress;
 use crate::{CommonArgs, Failure, Printed};
 use mco_client::{Call, Event, Mode, Replies, Stats};
 use mco_discovery::limit::Size;
@@ -63,6 +65,8 @@ pub struct RpcArgs {
     /// (`-j` prints only the replies, as an array other commands read).
     #[arg(long)]
     pub json_full: bool,
+    #[command(flatten)]
+    pub(super) output: OutputArgs,
     #[command(flatten)]
     pub(super) common: CommonArgs,
 }
@@ -133,6 +137,7 @@ pub(super) async fn run(args: &RpcArgs, printed: &mut Printed) -> Result<u8, Fai
         return send_only(args, &client, call, printed).await;
     }
 
+    let mut progress = Progress::start(!args.output.no_progress);
     let mut replies = client.call(call).await?;
     let stats = replies.stats();
     if let Some(line) = discovery_line(&stats, args.common.verbose) {
@@ -146,12 +151,41 @@ pub(super) async fn run(args: &RpcArgs, printed: &mut Printed) -> Result<u8, Fai
         return Ok(1);
     }
     describe_mode(&stats, args.common.verbose, printed);
-    if stats.batches_planned > 1 {
-        // Batch progress is written as it happens; what came before goes out first.
-        let _ = std::io::stderr().write_all(printed.err.as_bytes());
-        printed.err.clear();
+    progress.expect(stats.discovered);
+    if stats.batches_planned > 1 || args.output.jsonl || progress.is_drawn() {
+        // Batch progress and streamed replies are written as they happen; what came before
+        // goes out first.
+        if !printed.err.is_empty() {
+            progress.say(printed.err.trim_end_matches('\n'));
+            printed.err.clear();
+        }
     }
-    let collected = read_events(&mut replies, stats.batches_planned).await;
+    let streamed = if args.output.jsonl {
+        let mut stdout = std::io::stdout();
+        read_events(
+            &mut replies,
+            stats.batches_planned,
+            &mut progress,
+            |reply, progress| {
+                let line = format!("{}\n", mco_client::reply_json(&reply));
+                Sink::from(progress.suspend(|| stdout.write_all(line.as_bytes()).is_ok()))
+            },
+        )
+        .await
+    } else {
+        read_events(
+            &mut replies,
+            stats.batches_planned,
+            &mut progress,
+            |reply, _| Sink::Keep(reply),
+        )
+        .await
+    };
+    progress.finish();
+    let (collected, reader_gone) = match streamed {
+        Read::All(collected) => (collected, false),
+        Read::ReaderGone => (Vec::new(), true),
+    };
     let mut result = replies.result(collected);
     result.replies.sort_by(|a, b| a.sender.cmp(&b.sender));
     // What went wrong during the call (a slice that could not be sent) comes after the
@@ -160,8 +194,21 @@ pub(super) async fn run(args: &RpcArgs, printed: &mut Printed) -> Result<u8, Fai
         printed.err.push_str(&format!("mco: warning: {warning}\n"));
     }
     warn_clock(&result.stats, printed);
-    let aggregates = result.aggregates();
-    let action = result.action_ddl().map(|a| a.action());
+    if reader_gone {
+        // `| head`: whoever reads has what they wanted.
+        printed.err.clear();
+        return Ok(0);
+    }
+    let call_name = format!("{}#{}", args.agent, args.action);
+    if args.output.jsonl {
+        // stdout holds only the replies, for the next command of the pipeline.
+        printed.err.push_str(&output::summary(
+            &result.stats,
+            args.common.verbose,
+            &call_name,
+        ));
+        return Ok(output::exit_code(&result.stats));
+    }
     if args.json_full {
         printed.out.push_str(&output::full_json(&result));
         return Ok(output::exit_code(&result.stats));
@@ -170,25 +217,46 @@ pub(super) async fn run(args: &RpcArgs, printed: &mut Printed) -> Result<u8, Fai
         printed.out.push_str(&output::replies_json(&result.replies));
         return Ok(output::exit_code(&result.stats));
     }
+    let action = result.action_ddl().map(|a| a.action());
+    let shown = format::shown(
+        args.output.display,
+        action.map(|a| a.display),
+        args.common.verbose,
+    );
+    let palette = format::stdout_palette();
+    let chosen: Vec<&Reply> = result
+        .replies
+        .iter()
+        .filter(|r| shown.shows(r.statuscode))
+        .collect();
     printed.out.push('\n');
-    for reply in &result.replies {
-        if output::shows(reply, action, args.common.verbose) {
-            printed
-                .out
-                .push_str(&output::reply_block(reply, action, args.common.verbose));
+    if args.output.table {
+        let table = crate::table::replies_table(&chosen, action, args.common.verbose, palette);
+        if !table.is_empty() {
+            printed.out.push_str(&table);
+            printed.out.push('\n');
+        }
+    } else {
+        for reply in chosen {
+            printed.out.push_str(&output::reply_block(
+                reply,
+                action,
+                args.common.verbose,
+                palette,
+            ));
             printed.out.push('\n');
         }
     }
     // A summary over no successful replies has nothing to say; printing its heading alone
     // would read as a result.
-    for aggregate in aggregates.iter().filter(|a| !a.lines.is_empty()) {
+    for aggregate in result.aggregates().iter().filter(|a| !a.lines.is_empty()) {
         printed.out.push_str(&aggregate.render());
         printed.out.push('\n');
     }
     printed.out.push_str(&output::summary(
         &result.stats,
         args.common.verbose,
-        &format!("{}#{}", args.agent, args.action),
+        &call_name,
     ));
     Ok(output::exit_code(&result.stats))
 }
@@ -225,14 +293,46 @@ fn warn_clock(stats: &Stats, printed: &mut Printed) {
     }
 }
 
-/// Reads replies and batch progress until the call is over. With batches, progress goes to
-/// stderr as it happens, and Ctrl-C stops before the next slice (a second Ctrl-C stops
-/// waiting at once); without, Ctrl-C keeps its usual meaning.
-async fn read_events(replies: &mut Replies, batches: usize) -> Vec<Reply> {
+/// What to do with a reply that came in.
+enum Sink {
+    /// Keep it for the result.
+    Keep(Reply),
+    /// It has been written out: drop it.
+    Written,
+    /// Nobody reads any more: stop the call.
+    Stop,
+}
+
+impl From<bool> for Sink {
+    /// `true`: written; `false`: the reader has gone.
+    fn from(written: bool) -> Sink {
+        if written {
+            Sink::Written
+        } else {
+            Sink::Stop
+        }
+    }
+}
+
+/// How reading the replies ended.
+enum Read {
+    /// The call is over; the replies kept.
+    All(Vec<Reply>),
+    /// The reader of a streamed output went away and the call was stopped.
+    ReaderGone,
+}
+
+/// Reads replies and batch progress until the call is over, handing each reply to `sink`
+/// (which may write it out around the progress bar).
+/// With batches, progress goes to stderr as it happens, and Ctrl-C stops before the next
+/// slice (a second Ctrl-C stops waiting at once); without, Ctrl-C keeps its usual meaning.
+async fn read_events(
+    replies: &mut Replies,
+    batches: usize,
+    progress: &mut Progress,
+    mut sink: impl FnMut(Reply, &Progress) -> Sink,
+) -> Read {
     let mut collected = Vec::new();
-    let say = |line: String| {
-        let _ = writeln!(std::io::stderr(), "{line}");
-    };
     let hard_stop = std::sync::Arc::new(tokio::sync::Notify::new());
     // The handler is installed here, before the first slice can finish: `ctrl_c()` would
     // install it only when the spawned task first runs, and an interrupt right after a fast
@@ -257,7 +357,8 @@ async fn read_events(replies: &mut Replies, batches: usize) -> Vec<Reply> {
             }
         })
     });
-    loop {
+    let mut read = None;
+    while read.is_none() {
         let event = tokio::select! {
             event = replies.next_event() => event,
             _ = hard_stop.notified() => {
@@ -266,13 +367,26 @@ async fn read_events(replies: &mut Replies, batches: usize) -> Vec<Reply> {
             }
         };
         match event {
-            None => break,
-            Some(Event::Reply(reply)) => collected.push(reply),
-            Some(Event::BatchSent { number, of, nodes }) => say(format!(
-                "Batch {number}/{of}: sent to {} node(s)",
-                nodes.len()
-            )),
-            Some(Event::Pause { before, sleep }) => say(format!(
+            None => read = Some(Read::All(std::mem::take(&mut collected))),
+            Some(Event::Reply(reply)) => {
+                progress.reply(reply.statuscode.is_ok());
+                match sink(reply, progress) {
+                    Sink::Keep(reply) => collected.push(reply),
+                    Sink::Written => {}
+                    Sink::Stop => {
+                        replies.close();
+                        read = Some(Read::ReaderGone);
+                    }
+                }
+            }
+            Some(Event::BatchSent { number, of, nodes }) => {
+                progress.batch(number, of);
+                progress.say(&format!(
+                    "Batch {number}/{of}: sent to {} node(s)",
+                    nodes.len()
+                ));
+            }
+            Some(Event::Pause { before, sleep }) => progress.say(&format!(
                 "Sleeping {:.1} s before batch {before}",
                 sleep.as_secs_f64()
             )),
@@ -281,7 +395,7 @@ async fn read_events(replies: &mut Replies, batches: usize) -> Vec<Reply> {
     if let Some(task) = watcher {
         task.abort();
     }
-    collected
+    read.unwrap_or(Read::All(collected))
 }
 
 /// `--nr` and `--reply-to`: send, print the request id, exit.

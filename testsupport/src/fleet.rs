@@ -114,6 +114,28 @@ impl<B: Broker> Fleet<B> {
         mco(&self.client_config(), args, Duration::from_secs(30))
     }
 
+    /// Runs `script` with bash (`pipefail` set, so a pipeline fails if any of its commands
+    /// does) against this fleet: `$MCO` is the real `mco`, configured for the fleet, with a
+    /// 60 s limit.
+    pub fn shell(&self, script: &str) -> Run {
+        let started = Instant::now();
+        let config = self.client_config();
+        let mut command = std::process::Command::new("bash");
+        command
+            .args(["-o", "pipefail", "-c", script])
+            .env("MCO_CONFIG", &config)
+            .env("MCO", crate::bin_path("mco"))
+            .env("XDG_CACHE_HOME", self.dir.path().join("cache"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        crate::process::die_with_parent(&mut command);
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run bash: {e}"));
+        crate::finish(child, started, Duration::from_secs(60))
+    }
+
     /// The identities `mco ping` sees.
     pub fn ping(&self) -> Vec<String> {
         let run = self.mco(&["ping", "-j", "--dt", "1"]);

@@ -4,25 +4,8 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
-use mco_testsupport::{bin_path, Fleet, Run};
-
-/// Runs a shell pipeline in which `mco` is the real binary, with the fleet's configuration.
-fn pipeline(fleet: &Fleet, script: &str) -> Run {
-    let started = std::time::Instant::now();
-    let child = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .env("MCO_CONFIG", fleet.client_config())
-        .env("MCO", bin_path("mco"))
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    mco_testsupport::finish(child, started, Duration::from_secs(60))
-}
+use mco_testsupport::Fleet;
 
 /// The nodes that ran `rpcutil#ping` (audited as accepted), sorted.
 fn pinged(fleet: &Fleet) -> Vec<String> {
@@ -123,8 +106,7 @@ fn a_jq_chain_acts_on_exactly_the_filtered_nodes() {
     );
     let fleet = crate::five_nodes();
     // The issue's chain: get each node's country, keep the uk ones with jq, ping those.
-    let chain = pipeline(
-        &fleet,
+    let chain = fleet.shell(
         r#"$MCO rpc rpcutil get_fact fact=country -j | jq '[.[] | select(.data.value=="uk")]' | $MCO rpc rpcutil ping -j"#,
     );
     assert_eq!(chain.code, Some(0), "{chain:?}");
@@ -139,8 +121,7 @@ fn a_jq_chain_acts_on_exactly_the_filtered_nodes() {
     assert_eq!(pinged(&fleet), ["db2", "web1", "web2"]);
 
     // A filter that keeps nothing acts on nothing (never on the whole fleet).
-    let none = pipeline(
-        &fleet,
+    let none = fleet.shell(
         r#"$MCO rpc rpcutil get_fact fact=country -j | jq '[.[] | select(.data.value=="nowhere")]' | $MCO rpc rpcutil ping"#,
     );
     assert_eq!(none.code, Some(1), "{none:?}");
@@ -152,14 +133,13 @@ fn a_jq_chain_acts_on_exactly_the_filtered_nodes() {
     assert_eq!(pinged(&fleet), ["db2", "web1", "web2"]);
 
     // JSON lines and plain names work too; --dm broadcast ignores stdin.
-    let jsonl = pipeline(
-        &fleet,
+    let jsonl = fleet.shell(
         r#"$MCO rpc rpcutil get_fact fact=country -j | jq -c '.[] | select(.sender | startswith("db"))' | $MCO find"#,
     );
     assert_eq!(lines(&jsonl.stdout), ["db1", "db2"], "{jsonl:?}");
-    let plain = pipeline(&fleet, "printf 'web3\\n' | $MCO find");
+    let plain = fleet.shell("printf 'web3\\n' | $MCO find");
     assert_eq!(lines(&plain.stdout), ["web3"], "{plain:?}");
-    let ignored = pipeline(&fleet, "printf 'web3\\n' | $MCO find --dm broadcast");
+    let ignored = fleet.shell("printf 'web3\\n' | $MCO find --dm broadcast");
     assert_eq!(lines(&ignored.stdout).len(), 5, "{ignored:?}");
 }
 

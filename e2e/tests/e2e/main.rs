@@ -22,6 +22,7 @@ mod files;
 mod filters;
 mod floods;
 mod library;
+mod output_formats;
 mod partitions;
 mod raw;
 mod registry;
