@@ -189,7 +189,7 @@ pub fn build_nodes(spec: &FleetSpec, broker: &str) -> Result<Vec<Arc<Node>>, Sim
             security.credentials =
                 Some(issuer.server(&identity, &derived_key(issuer, "node", identity.as_bytes())));
         }
-        security.policies = policies.clone();
+        security.set_policies(policies.clone());
         let facts = FactStore::fixed(facts_for(index), classes_for(index));
         let node = Node::new(settings, facts, agents.clone()).with_security(security);
         nodes.push(Arc::new(node));
@@ -300,6 +300,7 @@ async fn serve(
     for collective in &node.settings.collectives {
         let mut subjects: Vec<(String, Route)> = node
             .subscribed_agents()
+            .iter()
             .map(|agent| {
                 (
                     mco_spec::subjects::broadcast(collective, agent),

@@ -1,8 +1,10 @@
 //! The daemon around the pipeline: connect to the broker pool (reconnecting forever with a
 //! capped backoff), subscribe to broadcasts in every collective, take direct requests from
 //! the JetStream work queue ([`crate::direct`]), run each request in its own task
-//! (acknowledging queued ones when done), reload facts when files change, publish the node's
-//! registration ([`crate::registration`]), and shut down gracefully.
+//! (acknowledging queued ones when done), reload facts when files change and everything from
+//! files on request ([`run_reloading`], SIGHUP), subscribing to the broadcasts of agents a
+//! reload added and leaving those of agents it removed, publish the node's registration
+//! ([`crate::registration`]), and shut down gracefully.
 //!
 //! What the daemon holds is bounded: at most `Node::messages_in_hand` messages in tasks (the
 //! agents' slots and queues, [`crate::slots`], refuse the rest as busy, so a slow agent never
@@ -16,13 +18,15 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::HashMap;
+
 use futures::channel::mpsc;
-use futures::stream::{SelectAll, StreamExt};
+use futures::stream::{abortable, AbortHandle, BoxStream, SelectAll, Stream, StreamExt};
 use tokio::sync::Semaphore;
 
 use crate::config::Settings;
 use crate::direct::{direct_requests, Incoming};
-use crate::node::Node;
+use crate::node::{AgentChanges, Node};
 use crate::pipeline::Route;
 
 /// Why the daemon stopped abnormally.
@@ -112,8 +116,76 @@ pub(crate) async fn connect(
         })
 }
 
+/// Subscribes to `subject`, naming it in the error.
+pub(crate) async fn subscribe(
+    client: &async_nats::Client,
+    subject: &str,
+) -> Result<async_nats::Subscriber, DaemonError> {
+    client
+        .subscribe(subject.to_string())
+        .await
+        .map_err(|source| DaemonError::Subscribe {
+            subject: subject.to_string(),
+            source,
+        })
+}
+
+/// What the daemon reads: broadcasts per collective and agent, and direct requests.
+type Messages = SelectAll<BoxStream<'static, (String, Route, Incoming)>>;
+
+/// The broadcast subscriptions, by collective and agent, each one ended by its handle.
+#[derive(Default)]
+struct Broadcasts {
+    handles: HashMap<(String, String), AbortHandle>,
+}
+
+impl Broadcasts {
+    /// Subscribes to `agent`'s broadcasts in `collective`, read through `messages`.
+    async fn subscribe(
+        &mut self,
+        client: &async_nats::Client,
+        messages: &mut Messages,
+        collective: &str,
+        agent: &str,
+    ) -> Result<(), DaemonError> {
+        let subject = mco_spec::subjects::broadcast(collective, agent);
+        let subscriber = subscribe(client, &subject).await?;
+        let owner = collective.to_string();
+        let (stream, handle) = abortable(
+            subscriber.map(move |m| (owner.clone(), Route::Broadcast, Incoming::Core(m))),
+        );
+        messages.push(stream.boxed());
+        self.handles
+            .insert((collective.to_string(), agent.to_string()), handle);
+        tracing::debug!("subscribed to {subject}");
+        Ok(())
+    }
+
+    /// Ends the subscriptions to `agent`'s broadcasts (dropping a subscriber unsubscribes).
+    fn unsubscribe(&mut self, agent: &str) {
+        self.handles.retain(|(_, subscribed), handle| {
+            let keep = subscribed != agent;
+            if !keep {
+                handle.abort();
+            }
+            keep
+        });
+    }
+}
+
 /// Runs a node until `shutdown` completes.
 pub async fn run(node: Arc<Node>, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+    run_reloading(node, shutdown, futures::stream::pending()).await
+}
+
+/// Runs a node until `shutdown` completes, reloading what it serves from files
+/// ([`crate::reload`]) each time `reloads` yields (mcod: on SIGHUP), one reload at a time,
+/// without pausing the requests in hand or those that come meanwhile.
+pub async fn run_reloading(
+    node: Arc<Node>,
+    shutdown: impl Future<Output = ()>,
+    reloads: impl Stream<Item = ()> + Send + 'static,
+) -> Result<(), DaemonError> {
     let settings = &node.settings;
     let client = connect(
         settings,
@@ -122,25 +194,28 @@ pub async fn run(node: Arc<Node>, shutdown: impl Future<Output = ()>) -> Result<
     )
     .await?;
 
-    let mut subscriptions = SelectAll::new();
+    let mut subscriptions: Messages = SelectAll::new();
+    let mut broadcasts = Broadcasts::default();
     for collective in &settings.collectives {
         for agent in node.subscribed_agents() {
-            let subject = mco_spec::subjects::broadcast(collective, agent);
-            let subscriber = client.subscribe(subject.clone()).await.map_err(|source| {
-                DaemonError::Subscribe {
-                    subject: subject.clone(),
-                    source,
-                }
-            })?;
-            let collective = collective.clone();
-            subscriptions.push(
-                subscriber
-                    .map(move |m| (collective.clone(), Route::Broadcast, Incoming::Core(m)))
-                    .boxed(),
-            );
-            tracing::debug!("subscribed to {subject}");
+            broadcasts
+                .subscribe(&client, &mut subscriptions, collective, &agent)
+                .await?;
         }
     }
+    let (reloaded_sink, mut reloaded) = tokio::sync::mpsc::channel::<AgentChanges>(1);
+    let reloader = {
+        let node = node.clone();
+        tokio::spawn(async move {
+            let mut reloads = std::pin::pin!(reloads);
+            while reloads.next().await.is_some() {
+                let changes = crate::reload::reload(&node).await;
+                if reloaded_sink.send(changes).await.is_err() {
+                    break;
+                }
+            }
+        })
+    };
     // Direct requests come from the JetStream work queue (or the plain subject without it),
     // at most as many handed out as the node holds, so a backlog waits in the broker.
     let in_hand = node.messages_in_hand;
@@ -173,6 +248,18 @@ pub async fn run(node: Arc<Node>, shutdown: impl Future<Output = ()>) -> Result<
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
+            Some(changes) = reloaded.recv() => {
+                for agent in &changes.removed {
+                    broadcasts.unsubscribe(agent);
+                }
+                for agent in &changes.added {
+                    for collective in &settings.collectives {
+                        if let Err(e) = broadcasts.subscribe(&client, &mut subscriptions, collective, agent).await {
+                            tracing::error!("agent {agent} is loaded but not reachable by broadcast: {e}");
+                        }
+                    }
+                }
+            }
             _ = refresh.tick() => {
                 let node = node.clone();
                 // File reads stay off the runtime's workers.
@@ -208,6 +295,7 @@ pub async fn run(node: Arc<Node>, shutdown: impl Future<Output = ()>) -> Result<
         settings.shutdown_grace_seconds
     );
     drop(subscriptions);
+    reloader.abort();
     for task in direct_tasks.into_iter().chain(registering) {
         task.abort();
     }

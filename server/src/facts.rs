@@ -144,6 +144,17 @@ pub struct FactStore {
     classes_mtime: Mutex<Option<SystemTime>>,
 }
 
+/// Which files a load reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Load {
+    /// All, at start.
+    First,
+    /// Those whose modification time changed.
+    Changed,
+    /// All, on request.
+    Every,
+}
+
 fn mtime(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
@@ -165,7 +176,7 @@ impl FactStore {
             classes: RwLock::new(Arc::new(Vec::new())),
             classes_mtime: Mutex::new(None),
         };
-        store.load_all(true);
+        store.load(Load::First);
         store
     }
 
@@ -192,16 +203,24 @@ impl FactStore {
 
     /// Re-reads files whose modification time changed; returns whether anything changed.
     pub fn refresh(&self) -> bool {
-        self.load_all(false)
+        self.load(Load::Changed)
     }
 
-    fn load_all(&self, first: bool) -> bool {
+    /// Re-reads every file whatever its modification time (SIGHUP: a file replaced within
+    /// the same second, or with its old time kept, is read too); a file that cannot be read
+    /// or parsed keeps its last good content. Returns whether anything was read.
+    pub fn reload(&self) -> bool {
+        self.load(Load::Every)
+    }
+
+    fn load(&self, what: Load) -> bool {
+        let first = what == Load::First;
         let mut changed = first;
         {
             let mut state = self.file_state.lock().unwrap_or_else(|p| p.into_inner());
             for (path, (seen, content)) in self.files.iter().zip(state.iter_mut()) {
                 let now = mtime(path);
-                if !first && now == *seen {
+                if what == Load::Changed && now == *seen {
                     continue;
                 }
                 *seen = now;
@@ -233,7 +252,7 @@ impl FactStore {
         if let Some(path) = &self.classes_file {
             let now = mtime(path);
             let mut seen = self.classes_mtime.lock().unwrap_or_else(|p| p.into_inner());
-            if first || now != *seen {
+            if what != Load::Changed || now != *seen {
                 *seen = now;
                 match std::fs::read_to_string(path) {
                     Ok(text) => {

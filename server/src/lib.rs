@@ -11,6 +11,8 @@
 //!   replay protection and the audit log, as the pipeline applies them.
 //! - [`daemon`]: the NATS connection, subscriptions, bounded concurrency and graceful
 //!   shutdown around the pipeline.
+//! - [`reload`]: the agents at start, and facts, policies and external agents again on
+//!   SIGHUP, keeping what is in force when a file no longer loads.
 //! - [`registration`]: publishing the node's signed registration every few minutes.
 //! - [`registry`]: the registry service (`mcod registry`), which verifies registrations and
 //!   stores them in the registry database that `mco --dm registry` reads.
@@ -29,6 +31,7 @@ pub mod pipeline;
 pub mod registration;
 pub mod registry;
 pub mod rejection;
+pub mod reload;
 pub mod replay;
 pub mod security;
 mod slots;
@@ -38,5 +41,5 @@ pub mod stats;
 pub use mco_policy as policy;
 
 pub use config::{Config, ConfigError, Settings};
-pub use daemon::{run, DaemonError};
+pub use daemon::{run, run_reloading, DaemonError};
 pub use node::Node;

@@ -119,33 +119,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             settings.facts_files.clone(),
             settings.classes_file.clone(),
         );
-        let mut agents = mco_agents::registry::builtin_agents();
-        let (system, inactive) = mco_agents::registry::system_agents(&settings.agents);
-        for reason in inactive {
-            tracing::info!("{reason}");
-        }
-        agents.extend(system);
-        let (external, skipped) = mco_agents::external::load_external_agents(
-            &settings.agent_dirs,
-            &settings.plugin_config_dir,
-            &facts.facts(),
-        )
-        .await;
-        for reason in skipped {
-            tracing::warn!("{reason}");
-        }
-        for agent in external {
-            let name = agent.ddl().metadata.name.clone();
-            if agents.iter().any(|a| a.ddl().metadata.name == name) {
-                tracing::warn!("external agent {name} ignored: a built-in agent has that name");
-            } else {
-                tracing::info!("loaded external agent {name}");
-                agents.push(agent);
-            }
-        }
+        let agents = mco_server::reload::agents_at_start(&settings, &facts.facts()).await;
         let security = mco_server::security::Security::load(&settings)?;
         let node = Arc::new(Node::new(settings, facts, agents).with_security(security));
-        mco_server::run(node, shutdown_signal())
+        mco_server::run_reloading(node, shutdown_signal(), hangups())
             .await
             .map_err(anyhow::Error::from)
     });
@@ -153,6 +130,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     // must not keep the daemon from exiting: dropping the runtime would wait for it.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     result
+}
+
+/// Yields on each SIGHUP: reload facts, policies and external agents.
+fn hangups() -> impl futures::Stream<Item = ()> + Send + 'static {
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+    futures::stream::unfold(hangup, |hangup| async move {
+        match hangup {
+            Ok(mut signal) => signal.recv().await.map(|()| ((), Ok(signal))),
+            Err(e) => {
+                tracing::error!("cannot listen for SIGHUP, so it will not reload: {e}");
+                None
+            }
+        }
+    })
 }
 
 /// Completes on SIGTERM or SIGINT.

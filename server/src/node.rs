@@ -1,8 +1,12 @@
 //! The node's state: settings, the agents it serves, facts, counters. Agents see it through
 //! [`NodeInfo`]; the pipeline and the daemon share it behind an `Arc`.
+//!
+//! The agents are an [`AgentTable`] behind a lock, replaced whole when external agents are
+//! reloaded ([`Node::replace_external`], on SIGHUP): a request holds the agent it was
+//! admitted with, so a reload never changes or drops an action that is running.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, RwLock};
 
 use mco_agents::data::{self, DataTask};
 use mco_agents::fstat::FstatPolicy;
@@ -12,7 +16,65 @@ use serde_json::{json, Map, Value};
 
 use crate::config::Settings;
 use crate::facts::FactStore;
+use crate::slots::Slots;
 use crate::stats::Stats;
+
+/// The agents a node serves at one moment, each already bounded by its `[concurrency]`.
+#[derive(Default)]
+pub struct AgentTable {
+    /// By name, disabled agents removed, discovery included.
+    agents: BTreeMap<String, Arc<dyn Agent>>,
+    /// Names for filters and inventories, discovery excluded.
+    names: Vec<String>,
+    /// Which of them are external agents (what a reload replaces).
+    external: BTreeSet<String>,
+}
+
+impl AgentTable {
+    fn new(agents: BTreeMap<String, Arc<dyn Agent>>, external: BTreeSet<String>) -> AgentTable {
+        let names = agents
+            .keys()
+            .filter(|n| *n != mco_spec::subjects::DISCOVERY_AGENT)
+            .cloned()
+            .collect();
+        AgentTable {
+            agents,
+            names,
+            external,
+        }
+    }
+
+    /// The agent called `name`, if served.
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Agent>> {
+        self.agents.get(name)
+    }
+
+    /// Agent names as filters see them (`-A`), discovery excluded.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Every served agent name including `discovery`: what the daemon subscribes to.
+    pub fn subscribed(&self) -> impl Iterator<Item = &str> {
+        self.agents.keys().map(String::as_str)
+    }
+}
+
+/// What a reload of the external agents changed, by agent name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentChanges {
+    /// Served now and not before.
+    pub added: Vec<String>,
+    /// Served before and not now.
+    pub removed: Vec<String>,
+    /// Served before and now, from what was loaded now.
+    pub reloaded: Vec<String>,
+}
+
+/// Whether `agent` is an external agent (a program beside its DDL).
+fn is_external(agent: &dyn Agent) -> bool {
+    agent.ddl().metadata.provider.as_deref() == Some("external")
+}
 
 /// One node: what it is and what it serves.
 pub struct Node {
@@ -24,11 +86,12 @@ pub struct Node {
     pub stats: Arc<Stats>,
     /// Trust, credentials, replay memory, policies and audit.
     pub security: crate::security::Security,
-    /// Served agents by name (disabled agents removed), discovery included.
-    agents: BTreeMap<String, Arc<dyn Agent>>,
-    /// Agent names for filters and inventories, discovery excluded.
-    agent_names: Vec<String>,
-    /// The most messages the daemon holds at once ([`crate::slots::Slots::messages_in_hand`]).
+    /// The agents served now.
+    agents: RwLock<Arc<AgentTable>>,
+    /// The node's action slots, which bound every agent, reloaded ones included.
+    slots: Mutex<Slots>,
+    /// The most messages the daemon holds at once ([`crate::slots::Slots::messages_in_hand`]),
+    /// fixed at start.
     pub(crate) messages_in_hand: usize,
     /// One permit per data-plugin evaluation allowed at once (`[data] max_concurrent`).
     pub(crate) data_slots: Arc<tokio::sync::Semaphore>,
@@ -43,29 +106,18 @@ impl Node {
     /// `[concurrency]` bounds.
     pub fn new(settings: Settings, facts: FactStore, agents: Vec<Arc<dyn Agent>>) -> Node {
         let stats = Arc::new(Stats::default());
-        let mut slots = crate::slots::Slots::new(&settings, stats.clone());
-        let agents: BTreeMap<String, Arc<dyn Agent>> = agents
-            .into_iter()
-            .map(|a| (a.ddl().metadata.name.clone(), a))
-            .filter(|(name, _)| {
-                name == mco_spec::subjects::DISCOVERY_AGENT
-                    || !settings.disabled_agents.contains(name)
-            })
-            .map(|(name, a)| {
-                let limits = settings.concurrency.limits(&name);
-                (name, slots.limit(a, limits))
-            })
+        let mut slots = Slots::new(&settings, stats.clone());
+        let external = agents
+            .iter()
+            .filter(|a| is_external(a.as_ref()))
+            .map(|a| a.ddl().metadata.name.clone())
             .collect();
+        let agents = bounded(&settings, &mut slots, agents);
         for name in settings.concurrency.agents.keys() {
             if !agents.contains_key(name) {
                 tracing::warn!("[concurrency.agents.{name}]: this node serves no agent {name}");
             }
         }
-        let agent_names = agents
-            .keys()
-            .filter(|n| *n != mco_spec::subjects::DISCOVERY_AGENT)
-            .cloned()
-            .collect();
         let security = crate::security::Security::insecure(&settings);
         let data_slots = Arc::new(tokio::sync::Semaphore::new(settings.data.max_concurrent));
         let fstat_policy = Arc::new(settings.data.fstat_policy());
@@ -76,9 +128,9 @@ impl Node {
             facts,
             stats,
             messages_in_hand: slots.messages_in_hand(),
+            slots: Mutex::new(slots),
             security,
-            agents,
-            agent_names,
+            agents: RwLock::new(Arc::new(AgentTable::new(agents, external))),
             started: now_millis() / 1000,
         }
     }
@@ -89,20 +141,115 @@ impl Node {
         self
     }
 
+    /// The agents served now.
+    pub fn agents_now(&self) -> Arc<AgentTable> {
+        self.agents
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// The agent called `name`, if served.
-    pub fn agent(&self, name: &str) -> Option<&Arc<dyn Agent>> {
-        self.agents.get(name)
+    pub fn agent(&self, name: &str) -> Option<Arc<dyn Agent>> {
+        self.agents_now().get(name).cloned()
     }
 
     /// Every served agent name including `discovery`: what the daemon subscribes to.
-    pub fn subscribed_agents(&self) -> impl Iterator<Item = &str> {
-        self.agents.keys().map(String::as_str)
+    pub fn subscribed_agents(&self) -> Vec<String> {
+        self.agents_now().subscribed().map(str::to_string).collect()
     }
 
     /// Agent names as filters see them (`-A`), discovery excluded.
-    pub fn agent_names(&self) -> &[String] {
-        &self.agent_names
+    pub fn agent_names(&self) -> Vec<String> {
+        self.agents_now().names().to_vec()
     }
+
+    /// Serves `external` in place of the external agents served now; the built-in and
+    /// system agents stay. An external agent served now that is not in `external` but
+    /// `keep` says still exists (it failed to load) stays as it was. Returns what changed.
+    pub fn replace_external(
+        &self,
+        external: Vec<Arc<dyn Agent>>,
+        keep: impl Fn(&str) -> bool,
+    ) -> AgentChanges {
+        let now = self.agents_now();
+        let fresh: BTreeSet<String> = external
+            .iter()
+            .map(|a| a.ddl().metadata.name.clone())
+            .collect();
+        let mut agents: BTreeMap<String, Arc<dyn Agent>> = now
+            .agents
+            .iter()
+            .filter(|(name, _)| {
+                !now.external.contains(*name) || (!fresh.contains(*name) && keep(name))
+            })
+            .map(|(name, agent)| (name.clone(), agent.clone()))
+            .collect();
+        let mut kept_external: BTreeSet<String> = now
+            .external
+            .iter()
+            .filter(|n| agents.contains_key(*n))
+            .cloned()
+            .collect();
+        let external: Vec<Arc<dyn Agent>> = external
+            .into_iter()
+            .filter(|a| {
+                let name = &a.ddl().metadata.name;
+                let clash = agents.contains_key(name) && !kept_external.contains(name);
+                if clash {
+                    tracing::warn!("external agent {name} ignored: a built-in agent has that name");
+                }
+                !clash
+            })
+            .collect();
+        let loaded = {
+            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            bounded(&self.settings, &mut slots, external)
+        };
+        kept_external.extend(loaded.keys().cloned());
+        agents.extend(loaded);
+        let changes = AgentChanges {
+            added: agents
+                .keys()
+                .filter(|n| now.get(n).is_none())
+                .cloned()
+                .collect(),
+            removed: now
+                .agents
+                .keys()
+                .filter(|n| !agents.contains_key(*n))
+                .cloned()
+                .collect(),
+            reloaded: now
+                .external
+                .iter()
+                .filter(|n| fresh.contains(*n) && agents.contains_key(*n))
+                .cloned()
+                .collect(),
+        };
+        *self.agents.write().unwrap_or_else(|p| p.into_inner()) =
+            Arc::new(AgentTable::new(agents, kept_external));
+        changes
+    }
+}
+
+/// `agents` by name, minus those the settings disable, each bounded by its `[concurrency]`.
+fn bounded(
+    settings: &Settings,
+    slots: &mut Slots,
+    agents: Vec<Arc<dyn Agent>>,
+) -> BTreeMap<String, Arc<dyn Agent>> {
+    agents
+        .into_iter()
+        .map(|a| (a.ddl().metadata.name.clone(), a))
+        .filter(|(name, _)| {
+            name == mco_spec::subjects::DISCOVERY_AGENT || !settings.disabled_agents.contains(name)
+        })
+        .map(|(name, a)| {
+            let limits = settings.concurrency.limits(&name);
+            (name, slots.limit(a, limits))
+        })
+        .collect()
 }
 
 impl NodeInfo for Node {
@@ -127,9 +274,11 @@ impl NodeInfo for Node {
     }
 
     fn agents(&self) -> Vec<AgentSummary> {
-        self.agent_names
+        let table = self.agents_now();
+        table
+            .names()
             .iter()
-            .filter_map(|n| self.agents.get(n))
+            .filter_map(|n| table.get(n))
             .map(|a| AgentSummary::of(a.ddl()))
             .collect()
     }
@@ -143,7 +292,7 @@ impl NodeInfo for Node {
             .collect();
         let (user, system) = cpu_times();
         out.insert("threads".into(), json!([]));
-        out.insert("agents".into(), json!(self.agent_names));
+        out.insert("agents".into(), json!(self.agent_names()));
         out.insert("pid".into(), json!(std::process::id()));
         out.insert("times".into(), json!({"utime": user, "stime": system}));
         out.insert("starttime".into(), json!(self.started));
@@ -174,7 +323,7 @@ impl NodeInfo for Node {
             return task;
         }
         let missing = || format!("no data plugin called {plugin:?} on this node");
-        let Some(agent) = self.agents.get(plugin).cloned() else {
+        let Some(agent) = self.agent(plugin) else {
             return data::ready(Err(missing()));
         };
         let query = query.map(str::to_string);

@@ -380,7 +380,11 @@ impl Node {
                     inner: data,
                     allowed: node.settings.data.filter_plugins.as_deref(),
                 };
-                filter.evaluate(&node.view(&node.facts(), &node.classes()), &allowed)
+                let agents = node.agents_now();
+                filter.evaluate(
+                    &node.view(&node.facts(), &node.classes(), &agents),
+                    &allowed,
+                )
             })
             .await;
         match decided {
@@ -399,7 +403,7 @@ impl Node {
 
     /// The policy rule that allows `request`, or why it is denied.
     async fn authorize(self: &Arc<Self>, request: &Request) -> Result<Cow<'static, str>, String> {
-        let Some(policies) = &self.security.policies else {
+        let Some(policies) = self.security.policies() else {
             return Ok(Cow::Borrowed("no policy_dir: every verified caller"));
         };
         // Discovery only tells a verified caller that this node matches its filter; like
@@ -416,16 +420,13 @@ impl Node {
         );
         let verdict = self
             .with_data(needs_data, move |node, data| {
-                let Some(policies) = &node.security.policies else {
-                    return None;
-                };
-                let (facts, classes) = (node.facts(), node.classes());
+                let (facts, classes, agents) = (node.facts(), node.classes(), node.agents_now());
                 Some(policies.decide(
                     &agent,
                     &PolicyRequest {
                         caller: &caller,
                         action: &action,
-                        node: node.view(&facts, &classes),
+                        node: node.view(&facts, &classes, &agents),
                         data,
                     },
                 ))
@@ -459,10 +460,7 @@ impl Node {
         action
             .validate_inputs(&mut data)
             .map_err(|e| Outcome::fail(e.status(), e.to_string()))?;
-        Ok(Runnable {
-            agent: Arc::clone(agent),
-            data,
-        })
+        Ok(Runnable { agent, data })
     }
 
     /// Runs an admitted request's action and encodes the reply.
@@ -529,12 +527,17 @@ impl Node {
     }
 
     /// This node as the filter evaluator sees it, over a snapshot of its facts and classes.
-    pub(crate) fn view<'a>(&'a self, facts: &'a Value, classes: &'a [String]) -> NodeView<'a> {
+    pub(crate) fn view<'a>(
+        &'a self,
+        facts: &'a Value,
+        classes: &'a [String],
+        agents: &'a crate::node::AgentTable,
+    ) -> NodeView<'a> {
         NodeView {
             identity: &self.settings.identity,
             facts,
             classes,
-            agents: self.agent_names(),
+            agents: agents.names(),
         }
     }
 

@@ -195,14 +195,7 @@ async fn listen(
     let mut subscriptions = SelectAll::new();
     for collective in &settings.collectives {
         let subject = mco_spec::subjects::registration(collective);
-        let subscriber =
-            client
-                .subscribe(subject.clone())
-                .await
-                .map_err(|source| DaemonError::Subscribe {
-                    subject: subject.clone(),
-                    source,
-                })?;
+        let subscriber = crate::daemon::subscribe(&client, &subject).await?;
         let collective = collective.clone();
         subscriptions.push(subscriber.map(move |m| (collective.clone(), m)).boxed());
     }

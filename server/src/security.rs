@@ -1,9 +1,10 @@
 //! What a node trusts and enforces: the issuers whose tokens it accepts, its own signing
 //! credentials, replay memory, the longest TTL it honours, action policies, the audit log
-//! and the rate limit on refusals. Loaded once at start from [`Settings`]; the pipeline
-//! consults it at each security stage.
+//! and the rate limit on refusals. Loaded at start from [`Settings`]; the pipeline consults
+//! it at each security stage. Only the action policies change afterwards (reloaded on
+//! SIGHUP, [`crate::reload`]): keys, trust and the replay memory stay as they started.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 
 use mco_spec::security::{Credentials, TokenCache, Trust};
 
@@ -57,8 +58,8 @@ pub struct Security {
     /// The longest TTL honoured, milliseconds: a request expires at most this long after
     /// it was made, whatever it asks for.
     pub max_ttl_ms: u64,
-    /// Action policies, when a policy directory is configured.
-    pub policies: Option<PolicySet>,
+    /// Action policies, when a policy directory is configured ([`Security::policies`]).
+    policies: RwLock<Option<Arc<PolicySet>>>,
     /// The audit log, when configured.
     pub audit: Option<AuditLog>,
     /// Which inputs the audit log never shows.
@@ -82,12 +83,26 @@ impl Security {
             )),
             clock_skew_ms: settings.clock_skew_seconds.saturating_mul(1000),
             max_ttl_ms: settings.max_ttl_seconds.saturating_mul(1000),
-            policies: None,
+            policies: RwLock::new(None),
             audit: None,
             redaction: Redaction::new(&settings.audit_redact),
             refusals: Mutex::new(RefusalGate::new(settings.audit_refusals_per_second)),
             tokens: TokenCache::default(),
         }
+    }
+
+    /// The action policies in force; a request keeps the set it was checked with even if a
+    /// reload replaces it meanwhile.
+    pub fn policies(&self) -> Option<Arc<PolicySet>> {
+        self.policies
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Puts `policies` in force for the requests that come next.
+    pub fn set_policies(&self, policies: Option<PolicySet>) {
+        *self.policies.write().unwrap_or_else(|p| p.into_inner()) = policies.map(Arc::new);
     }
 
     /// When `request` stops being acceptable here: its own expiry or the node's TTL cap,
@@ -134,7 +149,7 @@ impl Security {
             security.credentials = Some(credentials);
         }
         if let Some(dir) = &settings.policy_dir {
-            security.policies = Some(PolicySet::load_dir(dir, settings.allow_unconfigured)?);
+            security.set_policies(Some(PolicySet::load_dir(dir, settings.allow_unconfigured)?));
         } else {
             tracing::info!(
                 "no policy_dir: every verified caller may call every action its token allows"

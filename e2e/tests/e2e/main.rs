@@ -27,6 +27,7 @@ mod partitions;
 mod raw;
 mod registry;
 mod registry_tls;
+mod reload;
 mod resilience;
 mod restarts;
 mod security;
