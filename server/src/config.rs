@@ -34,6 +34,9 @@ pub struct Config {
     /// `error`, `warn`, `info`, `debug` or `trace`; `RUST_LOG` overrides it.
     #[serde(default = "default_log_level")]
     pub log_level: String,
+    /// How log lines are written ([`LogFormat`]).
+    #[serde(default)]
+    pub log_format: LogFormat,
     /// How long running actions may take to finish after SIGTERM, seconds.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace_seconds: u64,
@@ -311,6 +314,31 @@ fn default_brokers() -> Vec<String> {
 fn default_facts_refresh() -> u64 {
     5
 }
+/// How mcod writes its log lines (on stderr).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Text on a terminal, JSON otherwise (a file, a pipe, the journal).
+    #[default]
+    Auto,
+    /// Text: time, level, message and fields.
+    Text,
+    /// One JSON object a line: `timestamp`, `level`, `fields` (`message` and the event's
+    /// fields) and `span`s, for log shippers and `jq`.
+    Json,
+}
+
+impl LogFormat {
+    /// Whether lines are JSON, given whether stderr is a terminal.
+    pub fn is_json(self, on_terminal: bool) -> bool {
+        match self {
+            LogFormat::Auto => !on_terminal,
+            LogFormat::Text => false,
+            LogFormat::Json => true,
+        }
+    }
+}
+
 fn default_log_level() -> String {
     "info".into()
 }
@@ -406,6 +434,8 @@ pub struct Settings {
     pub facts_refresh_seconds: u64,
     /// Log level.
     pub log_level: String,
+    /// Log line format.
+    pub log_format: LogFormat,
     /// Shutdown grace, seconds.
     pub shutdown_grace_seconds: u64,
     /// Agents not served.
@@ -638,6 +668,7 @@ impl Settings {
             classes_file: config.classes_file.as_ref().map(absolute),
             facts_refresh_seconds: config.facts_refresh_seconds,
             log_level: config.log_level.clone(),
+            log_format: config.log_format,
             shutdown_grace_seconds: config.shutdown_grace_seconds,
             disabled_agents: config.disabled_agents.clone(),
             max_concurrent_actions: config.max_concurrent_actions,

@@ -30,6 +30,9 @@ struct Cli {
     /// Override the configured log level (error, warn, info, debug, trace).
     #[arg(long, global = true)]
     log_level: Option<String>,
+    /// Override the configured log format: auto (text on a terminal, else JSON), text, json.
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<mco_server::config::LogFormat>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -88,13 +91,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             "warn,mco_server={level},mco_agents={level},mco_discovery={level},mcod={level}"
         ))
     });
-    tracing_subscriber::fmt()
-        // Colour codes only for a terminal: log files and journald get plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+    let on_terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let format = cli.log_format.unwrap_or(settings.log_format);
+    let logger = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+        .with_target(false);
+    if format.is_json(on_terminal) {
+        logger.json().init();
+    } else {
+        // Colour codes only for a terminal: log files and journald get plain text.
+        logger.with_ansi(on_terminal).init();
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

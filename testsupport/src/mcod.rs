@@ -171,8 +171,14 @@ impl Mcod {
             .iter()
             .map(|c| format!("{c:?}"))
             .collect();
+        // Text, which the tests read, unless the node's own lines choose a format.
+        let log_format = if self.spec.extra_config.contains("log_format") {
+            ""
+        } else {
+            "log_format = \"text\"\n"
+        };
         let config = format!(
-            "identity = {:?}\nbrokers = {:?}\ncollectives = [{}]\nfacts_files = [\"facts.yaml\"]\nclasses_file = \"classes.txt\"\nfacts_refresh_seconds = 1\nstate_dir = \"state\"\nlog_level = \"debug\"\nshutdown_grace_seconds = 5\n{security}{}\n",
+            "identity = {:?}\nbrokers = {:?}\ncollectives = [{}]\nfacts_files = [\"facts.yaml\"]\nclasses_file = \"classes.txt\"\nfacts_refresh_seconds = 1\nstate_dir = \"state\"\nlog_level = \"debug\"\n{log_format}shutdown_grace_seconds = 5\n{security}{}\n",
             self.spec.identity,
             self.broker.split(',').collect::<Vec<_>>(),
             collectives.join(", "),

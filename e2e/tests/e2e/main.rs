@@ -31,6 +31,7 @@ mod reload;
 mod resilience;
 mod restarts;
 mod security;
+mod service_units;
 mod soak;
 mod web;
 mod web_console;

@@ -148,7 +148,9 @@ fn sighup_reloads_facts_policies_and_agents_while_an_action_runs() {
     std::fs::write(agents.join("echo2.json"), "{broken").unwrap();
     reload(&fleet, 3);
     assert!(
-        fleet.nodes[0].log().contains("external agent echo2 did not load"),
+        fleet.nodes[0]
+            .log()
+            .contains("external agent echo2 did not load"),
         "{}",
         fleet.nodes[0].log()
     );
