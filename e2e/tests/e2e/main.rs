@@ -23,6 +23,7 @@ mod filters;
 mod floods;
 mod library;
 mod output_formats;
+mod packages;
 mod partitions;
 mod raw;
 mod registry;
