@@ -74,6 +74,8 @@ compgen -G '/usr/lib/*/faketime/libfaketime.so.1' >/dev/null || debs+=(faketime)
 if $agents; then
   command -v puppet >/dev/null 2>&1 || debs+=(puppet)
   command -v dpkg-scanpackages >/dev/null 2>&1 || debs+=(dpkg-dev)
+  # mco plot --png draws its text with a TrueType font.
+  [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || debs+=(fonts-dejavu-core)
   # The unit files' test checks them with systemd-analyze.
   command -v systemd-analyze >/dev/null 2>&1 || debs+=(systemd)
   # The web console test drives Debian's Chromium, headless, through chromedriver.

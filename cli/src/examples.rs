@@ -12,7 +12,14 @@ pub const RPC: &str = "Examples:
   mco rpc service restart service=httpd -W \"country=uk webserver\"
   mco rpc package status package=openssl -j | jq '.[] | .data.ensure'
   mco rpc puppet runonce force=true -C role::web --batch 10 --batch-sleep 5
+  mco rpc service status service=sshd --table --display failed
+  mco rpc rpcutil ping --jsonl | jq -c 'select(.data.pong < 1700000000)'
   mco find -F os.family=debian | mco rpc service status service=sshd";
+
+pub const PLOT: &str = "Examples:
+  mco plot puppet last_run_summary config_retrieval_time -C role::web
+  mco plot rpcutil daemon_stats total --buckets 20
+  mco plot rpcutil get_fact value fact=processors.count --png cpus.png";
 
 pub const FIND: &str = "Examples:
   mco find

@@ -19,6 +19,7 @@ use mco_client::config::ClientConfig;
 use mco_client::{CallError, Client, ClientBuilder, Ddls};
 
 mod broker;
+mod chart;
 mod completion;
 mod config;
 mod discovery;
@@ -31,6 +32,7 @@ mod keys;
 mod man;
 mod output;
 mod ping;
+mod plot;
 mod plugin;
 mod progress;
 mod replies;
@@ -70,6 +72,9 @@ pub enum Command {
     /// Call an agent's action: mco rpc AGENT ACTION [key=value...] [filters].
     #[command(after_help = examples::RPC)]
     Rpc(rpc::RpcArgs),
+    /// Draw a numeric output across the matching nodes as a histogram: mco plot AGENT ACTION OUTPUT.
+    #[command(after_help = examples::PLOT)]
+    Plot(plot::PlotArgs),
     /// List the nodes that match the filters.
     #[command(after_help = examples::FIND)]
     Find(find::FindArgs),
@@ -359,6 +364,7 @@ fn run() -> u8 {
         let result = match &cli.command {
             Command::Ping(a) => ping::run(a, &mut printed).await,
             Command::Rpc(a) => rpc::run(a, &mut printed).await,
+            Command::Plot(a) => plot::run(a, &mut printed).await,
             Command::Find(a) => find::run(a, &mut printed).await,
             Command::Facts(a) => facts::run(a, &mut printed).await,
             Command::Inventory(a) => inventory::run(a, &mut printed).await,

@@ -83,42 +83,45 @@ fn parse_inputs(inputs: &[String]) -> Result<Vec<(String, String)>, Failure> {
         .collect()
 }
 
-pub(super) async fn run(args: &RpcArgs, printed: &mut Printed) -> Result<u8, Failure> {
-    let filter = args.common.filter()?;
-    let raw = parse_inputs(&args.inputs)?;
-    let (config, ddl_dirs, _) = args.common.client_config()?;
+/// The call `mco rpc` and `mco plot` make: inputs converted and checked against the DDL
+/// (before anything else, so a bad input is an error even with no broker), the filters,
+/// discovery, limits, collective, TTL and time limits of the flags. Connects.
+pub(super) async fn prepared_call(
+    common: &CommonArgs,
+    agent: &str,
+    action: &str,
+    inputs: &[String],
+    ttl: Option<u64>,
+) -> Result<(mco_client::Client, Call), Failure> {
+    let filter = common.filter()?;
+    let raw = parse_inputs(inputs)?;
+    let (config, ddl_dirs, _) = common.client_config()?;
     // The library checks the inputs again when calling; checking them here too makes a bad
     // input an error before anything else, a broker that cannot be reached included.
     let ddls = Ddls::new(ddl_dirs);
-    let ddl = ddls.action(&args.agent, &args.action)?;
+    let ddl = ddls.action(agent, action)?;
     let data = ddls.inputs(ddl.as_ref(), Map::new(), &raw)?;
-    let targeting = args.common.targeting(&config)?;
-    let client = args.common.connect().await?;
+    let targeting = common.targeting(&config)?;
+    let client = common.connect().await?;
 
-    let mut call = Call::new(&args.agent, &args.action)
+    let mut call = Call::new(agent, action)
         .data(data)
         .filter(filter)
         .discovery(targeting.discovery);
     if let Some(limit) = targeting.limit {
         call = call.limit(limit.size, limit.seed);
     }
-    if let Some(t) = &args.common.target {
+    if let Some(t) = &common.target {
         call = call.collective(t);
     }
-    if let Some(ttl) = args.ttl {
+    if let Some(ttl) = ttl {
         call = call.ttl(ttl);
     }
-    if let Some(dt) = args.common.discovery_timeout()? {
+    if let Some(dt) = common.discovery_timeout()? {
         call = call.discovery_timeout(dt);
     }
-    if let Some(size) = &args.batch {
-        let size: Size = size.parse().map_err(|e| anyhow::anyhow!("--batch: {e}"))?;
-        let sleep = super::seconds("--batch-sleep", Some(args.batch_sleep).filter(|s| *s > 0.0))?
-            .unwrap_or_default();
-        call = call.batch(size, sleep);
-    }
     // Wait as long as the action may run on the node, plus a second for the round trip.
-    let timeout = match (args.common.timeout()?, &ddl) {
+    let timeout = match (common.timeout()?, &ddl) {
         (Some(t), _) => Some(t),
         (None, Some(ddl)) => Some(Duration::from_secs(ddl.agent().metadata.timeout + 1)),
         (None, None) => None,
@@ -126,7 +129,24 @@ pub(super) async fn run(args: &RpcArgs, printed: &mut Printed) -> Result<u8, Fai
     if let Some(t) = timeout {
         call = call.timeout(t);
     }
+    Ok((client, call))
+}
 
+pub(super) async fn run(args: &RpcArgs, printed: &mut Printed) -> Result<u8, Failure> {
+    let (client, mut call) = prepared_call(
+        &args.common,
+        &args.agent,
+        &args.action,
+        &args.inputs,
+        args.ttl,
+    )
+    .await?;
+    if let Some(size) = &args.batch {
+        let size: Size = size.parse().map_err(|e| anyhow::anyhow!("--batch: {e}"))?;
+        let sleep = super::seconds("--batch-sleep", Some(args.batch_sleep).filter(|s| *s > 0.0))?
+            .unwrap_or_default();
+        call = call.batch(size, sleep);
+    }
     if let Some(id) = &args.request_id {
         call = call.request_id(id);
     }
@@ -248,10 +268,22 @@ pub(super) async fn run(args: &RpcArgs, printed: &mut Printed) -> Result<u8, Fai
         }
     }
     // A summary over no successful replies has nothing to say; printing its heading alone
-    // would read as a result.
+    // would read as a result. On a terminal the summaries are drawn, and numeric outputs
+    // summarised too; a pipe gets MCollective's text.
+    let charts = std::io::IsTerminal::is_terminal(&std::io::stdout());
     for aggregate in result.aggregates().iter().filter(|a| !a.lines.is_empty()) {
-        printed.out.push_str(&aggregate.render());
+        printed.out.push_str(&if charts {
+            crate::chart::aggregate_with_bars(aggregate)
+        } else {
+            aggregate.render()
+        });
         printed.out.push('\n');
+    }
+    if charts {
+        for numbers in crate::chart::numeric_summaries(&result.replies, action) {
+            printed.out.push_str(&numbers.render());
+            printed.out.push('\n');
+        }
     }
     printed.out.push_str(&output::summary(
         &result.stats,

@@ -1,7 +1,7 @@
 //! `mco rpc`'s output formats against the five-node fleet: the text, table, JSON and JSON
 //! lines outputs pinned by snapshots, `--display`, JSON lines streamed into the next command,
-//! a closed pipe ending the call quietly, colour and the progress bar on a terminal (a pty
-//! from `script`) and never in a pipe.
+//! a closed pipe ending the call quietly, colour, charts and the progress bar on a terminal
+//! (a pty from `script`) and never in a pipe; `mco plot`'s histogram in text and as a PNG.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -219,6 +219,20 @@ fn progress_and_colour_on_a_terminal_and_never_in_a_pipe() {
     let quiet = on_terminal(&fleet, &[&batched[..], &["--np"]].concat(), &[]);
     assert!(!quiet.contains("replies,"), "{quiet:?}");
 
+    // Summaries drawn as bars, and numeric outputs summarised, on a terminal only.
+    let fact = ["rpc", "rpcutil", "get_fact", "fact=country", "--np"];
+    let drawn = on_terminal(&fleet, &fact, &[]);
+    assert!(drawn.contains("uk = 3 ████"), "{drawn:?}");
+    let stats = on_terminal(&fleet, &["rpc", "rpcutil", "daemon_stats", "--np"], &[]);
+    assert!(
+        stats.contains("   min ") && stats.contains("(5 nodes)"),
+        "{stats:?}"
+    );
+    let piped = rpc(&fleet, &fact[2..]);
+    assert!(piped.stdout.contains("   uk = 3\n"), "{piped:?}");
+    let piped_stats = rpc(&fleet, &["daemon_stats"]);
+    assert!(!piped_stats.stdout.contains("   min "), "{piped_stats:?}");
+
     // Failures in red on a terminal; not with NO_COLOR.
     let failing = [
         "rpc",
@@ -235,5 +249,66 @@ fn progress_and_colour_on_a_terminal_and_never_in_a_pipe() {
     assert!(
         plain.contains("web1") && !plain.contains('\u{1b}'),
         "{plain:?}"
+    );
+}
+
+#[test]
+fn plot_draws_a_numeric_output_across_the_fleet_and_writes_a_png() {
+    let fleet = five_nodes();
+    let tmp = tempfile::tempdir().unwrap();
+    let png = tmp.path().join("cpus.png");
+    let png_arg = png.display().to_string();
+    // cpus: web1 4, web2 2, web3 8, db1 16, db2 8.
+    let args = [
+        "plot",
+        "rpcutil",
+        "get_fact",
+        "value",
+        "fact=cpus",
+        "--buckets",
+        "7",
+    ];
+    let plot = fleet.mco(&[&args[..], &["--png", &png_arg]].concat());
+    assert_eq!(plot.code, Some(0), "{plot:?}");
+    snapshot("plot.txt", &untimed(&plot.stdout));
+    assert!(plot.stderr.contains("Histogram written to"), "{plot:?}");
+
+    let file = std::fs::File::open(&png).unwrap();
+    let mut reader = png::Decoder::new(std::io::BufReader::new(file))
+        .read_info()
+        .unwrap();
+    let mut pixels = vec![0; reader.output_buffer_size()];
+    let frame = reader.next_frame(&mut pixels).unwrap();
+    assert_eq!((frame.width, frame.height), (800, 480));
+    let bar_pixels = pixels[..frame.buffer_size()]
+        .chunks(3)
+        .filter(|p| p == &[70, 110, 180])
+        .count();
+    assert!(bar_pixels > 1000, "the bars are drawn: {bar_pixels} pixels");
+    let dark = pixels
+        .chunks(3)
+        .filter(|p| p.iter().all(|c| *c < 80))
+        .count();
+    assert!(
+        dark > 500,
+        "the title, axes and labels are drawn: {dark} pixels"
+    );
+
+    let unknown = fleet.mco(&["plot", "rpcutil", "get_fact", "nope", "fact=cpus"]);
+    assert_eq!(unknown.code, Some(1), "{unknown:?}");
+    assert!(
+        unknown
+            .stderr
+            .contains("rpcutil#get_fact has no output \"nope\"; its outputs: fact, value"),
+        "{unknown:?}"
+    );
+    let words = fleet.mco(&["plot", "rpcutil", "get_fact", "value", "fact=country"]);
+    assert_eq!(words.code, Some(1), "{words:?}");
+    assert!(
+        words
+            .stderr
+            .contains("no node answered with a number for value")
+            && words.stdout.contains("No number for value from:"),
+        "{words:?}"
     );
 }
