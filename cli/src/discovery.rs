@@ -33,14 +33,18 @@ impl CommonArgs {
     pub fn targeting(&self, config: &ClientConfig) -> Result<Targeting, Failure> {
         let (_, _, base) = self.client_config()?;
         let client = config.apply(ClientBuilder::default(), &base);
-        let limit = match &self.limit_nodes {
-            Some(text) => Some(Limit {
+        let limit = match (&self.limit_nodes, self.one) {
+            (_, true) => Some(Limit {
+                size: Size::Count(1),
+                seed: self.limit_seed,
+            }),
+            (Some(text), false) => Some(Limit {
                 size: text
                     .parse::<Size>()
                     .map_err(|e| anyhow::anyhow!("--limit-nodes: {e}"))?,
                 seed: self.limit_seed,
             }),
-            None => None,
+            (None, false) => None,
         };
         let mut options = BTreeMap::new();
         for kv in &self.discovery_options {
@@ -101,6 +105,28 @@ impl CommonArgs {
             }
         };
         Ok(Targeting { discovery, limit })
+    }
+}
+
+impl CommonArgs {
+    /// Whether the flags address every node of the collective: no filter, no node list (from
+    /// `--nodes`, a flatfile or stdin) and no limit. What MCollective asks about before an
+    /// application changes anything.
+    pub fn addresses_whole_fleet(&self) -> Result<bool, Failure> {
+        if !self.filter()?.is_empty()
+            || self.nodes.is_some()
+            || self.limit_nodes.is_some()
+            || self.one
+        {
+            return Ok(false);
+        }
+        Ok(match &self.discovery_method {
+            Some(name) => !matches!(
+                MethodKind::from_name(name).map_err(anyhow::Error::from)?,
+                MethodKind::Flatfile | MethodKind::Stdin
+            ),
+            None => !stdin_is_piped(),
+        })
     }
 }
 

@@ -16,6 +16,22 @@ pub const RPC: &str = "Examples:
   mco rpc rpcutil ping --jsonl | jq -c 'select(.data.pong < 1700000000)'
   mco find -F os.family=debian | mco rpc service status service=sshd";
 
+pub const SERVICE: &str = "Examples:
+  mco service httpd status
+  mco service httpd restart -W \"country=uk webserver\"
+  mco service httpd restart -y --batch 10%";
+
+pub const PACKAGE: &str = "Examples:
+  mco package openssl status
+  mco package openssl update -C role::web --batch 20
+  mco package htop install version=3.2.2-2 -I web1.example.net";
+
+pub const PUPPET: &str = "Examples:
+  mco puppet count
+  mco puppet summary -C role::web
+  mco puppet runonce --force -C role::db --batch 5
+  mco puppet disable message=\"deploy in progress\" -W country=uk";
+
 pub const PLOT: &str = "Examples:
   mco plot puppet last_run_summary config_retrieval_time -C role::web
   mco plot rpcutil daemon_stats total --buckets 20

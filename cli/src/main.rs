@@ -6,7 +6,8 @@
 //! Exit codes follow MCollective: 0 every node answered OK; 1 nothing discovered, or a fatal
 //! error (printed as one line on stderr); 2 some nodes failed or did not answer; 3 nodes were
 //! discovered but none answered; 4 no discovery was done (nodes named with -I) and none
-//! answered. A closed stdout (`mco ... | head`) is not an error.
+//! answered; 64 a usage error (unknown flag, bad value). A closed stdout (`mco ... | head`) is
+//! not an error. `MCO_EXTRA_OPTS` adds default flags to every command.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -37,6 +38,7 @@ mod plugin;
 mod progress;
 mod replies;
 mod rpc;
+mod shortcuts;
 mod table;
 
 const EXIT_CODES: &str = "Exit codes:
@@ -44,7 +46,10 @@ const EXIT_CODES: &str = "Exit codes:
   1  no nodes discovered, or a fatal error
   2  some nodes failed or did not answer
   3  nodes were discovered but none answered
-  4  nodes were named with -I (no discovery) and none answered";
+  4  nodes were named with -I (no discovery) and none answered
+  64 a usage error: an unknown flag or a bad value
+
+MCO_EXTRA_OPTS adds its flags to every command (e.g. MCO_EXTRA_OPTS='--dt 1 -T eu').";
 
 /// mco: run actions on a fleet of nodes over NATS.
 #[derive(Debug, Parser)]
@@ -72,6 +77,15 @@ pub enum Command {
     /// Call an agent's action: mco rpc AGENT ACTION [key=value...] [filters].
     #[command(after_help = examples::RPC)]
     Rpc(rpc::RpcArgs),
+    /// Check, start, stop or restart a service: mco service NAME status|start|stop|restart.
+    #[command(after_help = examples::SERVICE)]
+    Service(shortcuts::ServiceArgs),
+    /// Check, install, update, uninstall or purge a package: mco package NAME ACTION.
+    #[command(after_help = examples::PACKAGE)]
+    Package(shortcuts::PackageArgs),
+    /// Run, check, enable or disable Puppet; count and summarise its state across the fleet.
+    #[command(after_help = examples::PUPPET)]
+    Puppet(shortcuts::PuppetArgs),
     /// Draw a numeric output across the matching nodes as a histogram: mco plot AGENT ACTION OUTPUT.
     #[command(after_help = examples::PLOT)]
     Plot(plot::PlotArgs),
@@ -119,6 +133,7 @@ pub struct CommonArgs {
     #[arg(
         short = 'F',
         long = "wf",
+        visible_alias = "with-fact",
         value_name = "FACT",
         help_heading = "Filters"
     )]
@@ -127,6 +142,7 @@ pub struct CommonArgs {
     #[arg(
         short = 'C',
         long = "wc",
+        visible_alias = "with-class",
         value_name = "CLASS",
         help_heading = "Filters"
     )]
@@ -135,6 +151,7 @@ pub struct CommonArgs {
     #[arg(
         short = 'I',
         long = "wi",
+        visible_alias = "with-identity",
         value_name = "IDENTITY",
         help_heading = "Filters"
     )]
@@ -143,6 +160,7 @@ pub struct CommonArgs {
     #[arg(
         short = 'A',
         long = "wa",
+        visible_alias = "with-agent",
         id = "agent_filter",
         value_name = "AGENT",
         help_heading = "Filters"
@@ -196,6 +214,14 @@ pub struct CommonArgs {
         help_heading = "Discovery"
     )]
     pub limit_nodes: Option<String>,
+    /// Act on one node chosen at random from those discovered (--limit-nodes 1).
+    #[arg(
+        short = '1',
+        long = "one",
+        conflicts_with = "limit_nodes",
+        help_heading = "Discovery"
+    )]
+    pub one: bool,
     /// Seed for --limit-nodes: the same seed picks the same nodes.
     #[arg(
         long,
@@ -345,9 +371,47 @@ fn main() -> std::process::ExitCode {
     std::process::ExitCode::from(run())
 }
 
+/// The exit code of a usage error (an unknown flag, a bad value): sysexits' `EX_USAGE`, apart
+/// from 1 to 4, which say what happened to a call, so a script can tell a typo from a
+/// partial failure.
+pub const USAGE_ERROR: u8 = 64;
+
+/// The command line: the arguments, then the words of `MCO_EXTRA_OPTS` (default flags for
+/// every command, as MCollective's `MCOLLECTIVE_EXTRA_OPTS`), before any `--`.
+fn arguments() -> Result<Vec<std::ffi::OsString>, String> {
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let Some(extra) = std::env::var_os("MCO_EXTRA_OPTS").filter(|v| !v.is_empty()) else {
+        return Ok(args);
+    };
+    let extra = extra
+        .to_str()
+        .and_then(shlex::split)
+        .ok_or("MCO_EXTRA_OPTS is not a list of shell words")?;
+    // Only after an application: `mco` alone, or `mco --help`, stays as it is.
+    if args.len() > 1 {
+        let end = args.iter().position(|a| a == "--").unwrap_or(args.len());
+        args.splice(end..end, extra.into_iter().map(Into::into));
+    }
+    Ok(args)
+}
+
 /// Parses the command line, runs the application and returns the exit code.
 fn run() -> u8 {
-    let cli = Cli::parse();
+    let args = match arguments() {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("mco: {e}");
+            return USAGE_ERROR;
+        }
+    };
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // Help and --version are asked for; the rest are mistakes.
+            return if e.use_stderr() { USAGE_ERROR } else { 0 };
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -361,20 +425,23 @@ fn run() -> u8 {
     };
     let mut printed = Printed::default();
     let code = runtime.block_on(async {
-        let result = match &cli.command {
-            Command::Ping(a) => ping::run(a, &mut printed).await,
-            Command::Rpc(a) => rpc::run(a, &mut printed).await,
-            Command::Plot(a) => plot::run(a, &mut printed).await,
-            Command::Find(a) => find::run(a, &mut printed).await,
-            Command::Facts(a) => facts::run(a, &mut printed).await,
-            Command::Inventory(a) => inventory::run(a, &mut printed).await,
-            Command::Plugin(a) => plugin::run(a, &mut printed),
-            Command::Keys(a) => keys::run(a, &mut printed),
-            Command::Replies(a) => replies::run(a, &mut printed).await,
-            Command::Broker(a) => broker::run(a, &mut printed).await,
-            Command::Config(a) => config::run(a, &mut printed).await,
-            Command::Completion(a) => completion::run(a, &mut printed),
-            Command::Man(a) => man::run(a, &mut printed),
+        let result = match cli.command {
+            Command::Ping(a) => ping::run(&a, &mut printed).await,
+            Command::Rpc(a) => rpc::run(&a, &mut printed).await,
+            Command::Service(a) => shortcuts::service(a, &mut printed).await,
+            Command::Package(a) => shortcuts::package(a, &mut printed).await,
+            Command::Puppet(a) => shortcuts::puppet(a, &mut printed).await,
+            Command::Plot(a) => plot::run(&a, &mut printed).await,
+            Command::Find(a) => find::run(&a, &mut printed).await,
+            Command::Facts(a) => facts::run(&a, &mut printed).await,
+            Command::Inventory(a) => inventory::run(&a, &mut printed).await,
+            Command::Plugin(a) => plugin::run(&a, &mut printed),
+            Command::Keys(a) => keys::run(&a, &mut printed),
+            Command::Replies(a) => replies::run(&a, &mut printed).await,
+            Command::Broker(a) => broker::run(&a, &mut printed).await,
+            Command::Config(a) => config::run(&a, &mut printed).await,
+            Command::Completion(a) => completion::run(&a, &mut printed),
+            Command::Man(a) => man::run(&a, &mut printed),
         };
         match result {
             Ok(code) => code,

@@ -36,18 +36,8 @@ pub struct RpcArgs {
     /// runs if the node starts within it.
     #[arg(long, value_name = "SECONDS")]
     pub ttl: Option<u64>,
-    /// Send direct requests in slices of N nodes (or N%), waiting for each slice's replies
-    /// before the next; Ctrl-C stops before the next slice.
-    #[arg(long, value_name = "N|N%")]
-    pub batch: Option<String>,
-    /// Seconds to pause between slices.
-    #[arg(
-        long,
-        value_name = "SECONDS",
-        default_value_t = 1.0,
-        requires = "batch"
-    )]
-    pub batch_sleep: f64,
+    #[command(flatten)]
+    pub batching: BatchArgs,
     /// Have replies sent to NAME under this caller's reply prefix
     /// (`<collective>.reply.<caller-hash>.NAME`, or a full subject under that prefix), print
     /// the request id and exit; read them with `mco replies NAME --id ID`. Nodes send replies
@@ -69,6 +59,23 @@ pub struct RpcArgs {
     pub(super) output: OutputArgs,
     #[command(flatten)]
     pub(super) common: CommonArgs,
+}
+
+/// `--batch` and `--batch-sleep`, for every application that calls an action.
+#[derive(Debug, Args)]
+pub struct BatchArgs {
+    /// Send direct requests in slices of N nodes (or N%), waiting for each slice's replies
+    /// before the next; Ctrl-C stops before the next slice.
+    #[arg(long, value_name = "N|N%")]
+    pub batch: Option<String>,
+    /// Seconds to pause between slices.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 1.0,
+        requires = "batch"
+    )]
+    pub batch_sleep: f64,
 }
 
 fn parse_inputs(inputs: &[String]) -> Result<Vec<(String, String)>, Failure> {
@@ -141,10 +148,13 @@ pub(super) async fn run(args: &RpcArgs, printed: &mut Printed) -> Result<u8, Fai
         args.ttl,
     )
     .await?;
-    if let Some(size) = &args.batch {
+    if let Some(size) = &args.batching.batch {
         let size: Size = size.parse().map_err(|e| anyhow::anyhow!("--batch: {e}"))?;
-        let sleep = super::seconds("--batch-sleep", Some(args.batch_sleep).filter(|s| *s > 0.0))?
-            .unwrap_or_default();
+        let sleep = super::seconds(
+            "--batch-sleep",
+            Some(args.batching.batch_sleep).filter(|s| *s > 0.0),
+        )?
+        .unwrap_or_default();
         call = call.batch(size, sleep);
     }
     if let Some(id) = &args.request_id {

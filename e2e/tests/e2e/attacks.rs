@@ -480,7 +480,7 @@ fn a_reply_reader_takes_only_the_replies_of_its_own_request() {
             .payload
     });
     let without_id = fleet.mco(&["replies", "jobs", "-t", "1"]);
-    assert_eq!(without_id.code, Some(2), "{without_id:?}");
+    assert_eq!(without_id.code, Some(64), "a usage error: {without_id:?}");
     assert!(without_id.stderr.contains("--id"), "{}", without_id.stderr);
 
     let id = new_request_id();

@@ -22,6 +22,7 @@ mod files;
 mod filters;
 mod floods;
 mod library;
+mod mcollective_cli;
 mod output_formats;
 mod packages;
 mod partitions;
@@ -173,4 +174,47 @@ pub fn wait_until(what: &str, limit: std::time::Duration, mut done: impl FnMut()
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+}
+
+/// Runs `mco` with `args` on a pseudo-terminal (its stdin, stdout and stderr, from `script`)
+/// with `env` set, typing `input`; returns what the terminal showed.
+pub fn on_terminal_typing(
+    fleet: &Fleet,
+    args: &[&str],
+    env: &[(&str, &str)],
+    input: &str,
+) -> String {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let script = mco_testsupport::require_program("script", "apt-get install bsdutils");
+    let mut line = format!("'{}'", mco_testsupport::bin_path("mco").display());
+    for arg in args {
+        line.push_str(&format!(" '{arg}'"));
+    }
+    let mut command = Command::new(script);
+    command
+        .args(["-qfec", &line, "/dev/null"])
+        .env("MCO_CONFIG", fleet.client_config())
+        .env("TERM", "xterm-256color")
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let started = std::time::Instant::now();
+    let mut child = command.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).unwrap();
+    // Kept open until mco is done: a closed input would end the terminal session early.
+    let run = mco_testsupport::finish(child, started, std::time::Duration::from_secs(60));
+    drop(stdin);
+    assert!(run.code.is_some(), "{run:?}");
+    run.stdout
+}
+
+/// [`on_terminal_typing`] with nothing typed.
+pub fn on_terminal(fleet: &Fleet, args: &[&str], env: &[(&str, &str)]) -> String {
+    on_terminal_typing(fleet, args, env, "")
 }

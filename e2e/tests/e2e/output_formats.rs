@@ -4,12 +4,10 @@
 //! (a pty from `script`) and never in a pipe; `mco plot`'s histogram in text and as a PNG.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::Duration;
 
-use mco_testsupport::{bin_path, require_program, Fleet, Run};
+use mco_testsupport::{Fleet, Run};
 
-use crate::five_nodes;
+use crate::{five_nodes, on_terminal};
 
 /// Compares `text` with `e2e/tests/e2e/snapshots/NAME`; `MCO_BLESS=1` rewrites it.
 fn snapshot(name: &str, text: &str) {
@@ -105,14 +103,14 @@ fn text_table_json_and_json_lines_are_pinned() {
         "{none:?}"
     );
     let bad = fleet.mco(&["rpc", "rpcutil", "ping", "--display", "some"]);
-    assert_eq!(bad.code, Some(2), "clap refuses it: {bad:?}");
+    assert_eq!(bad.code, Some(64), "a usage error: {bad:?}");
     assert!(
         bad.stderr
             .contains("possible values: ok, failed, all, none"),
         "{bad:?}"
     );
     let clash = fleet.mco(&["rpc", "rpcutil", "ping", "--table", "-j"]);
-    assert_eq!(clash.code, Some(2), "{clash:?}");
+    assert_eq!(clash.code, Some(64), "{clash:?}");
 }
 
 /// The nodes that ran `rpcutil#ping`.
@@ -158,32 +156,6 @@ fn json_lines_feed_the_next_command_and_a_closed_pipe_ends_the_call_quietly() {
         ran < 5,
         "the call went on after its reader left: {ran} nodes pinged"
     );
-}
-
-/// Runs `mco` on a pseudo-terminal (its stdout and stderr), returning what the terminal got.
-fn on_terminal(fleet: &Fleet, args: &[&str], env: &[(&str, &str)]) -> String {
-    let script = require_program("script", "apt-get install bsdutils");
-    let mut line = format!("'{}'", bin_path("mco").display());
-    for arg in args {
-        line.push_str(&format!(" '{arg}'"));
-    }
-    let mut command = Command::new(script);
-    command
-        .args(["-qfec", &line, "/dev/null"])
-        .env("MCO_CONFIG", fleet.client_config())
-        .env("TERM", "xterm-256color")
-        .env_remove("NO_COLOR")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    let started = std::time::Instant::now();
-    let child = command.spawn().unwrap();
-    let run = mco_testsupport::finish(child, started, Duration::from_secs(60));
-    assert!(run.code.is_some(), "{run:?}");
-    run.stdout
 }
 
 #[test]

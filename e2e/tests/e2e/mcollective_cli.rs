@@ -1,0 +1,131 @@
+//! MCollective's command line in mco, against the five-node fleet: `mco package` and
+//! `mco service` as shortcuts of `mco rpc`, the question before changing every node
+//! unfiltered (asked on a terminal, refused without one), `-1`, the `--with-*` flags,
+//! `MCO_EXTRA_OPTS`, and usage errors exiting 64 rather than a call's codes.
+
+use mco_testsupport::{mco_command, Fleet};
+
+use crate::{five_nodes, on_terminal_typing};
+
+/// The nodes whose audit log accepted `agent#action`.
+fn ran(fleet: &Fleet, agent: &str, action: &str) -> usize {
+    fleet
+        .nodes
+        .iter()
+        .filter(|n| {
+            n.audit().iter().any(|a| {
+                a["agent"] == agent && a["action"] == action && a["decision"] == "accepted"
+            })
+        })
+        .count()
+}
+
+#[test]
+fn agent_applications_ask_before_changing_the_whole_fleet() {
+    let fleet = five_nodes();
+
+    // `mco package NAME status` is `mco rpc package status package=NAME`.
+    let short = fleet.mco(&["package", "dpkg", "status", "-I", "web1", "-j"]);
+    assert_eq!(short.code, Some(0), "{short:?}");
+    let long = fleet.mco(&[
+        "rpc",
+        "package",
+        "status",
+        "package=dpkg",
+        "-I",
+        "web1",
+        "-j",
+    ]);
+    assert_eq!(short.json()[0]["data"], long.json()[0]["data"], "{short:?}");
+    assert!(short.json()[0]["data"]["ensure"].is_string(), "{short:?}");
+
+    // Changing every node with no filter: no terminal to ask, so refused, nothing sent.
+    let refused = fleet.mco(&["service", "mco-e2e-nosuch", "restart"]);
+    assert_eq!(refused.code, Some(1), "{refused:?}");
+    assert!(
+        refused.stderr.contains(
+            "refusing to restart the service mco-e2e-nosuch on every node with no filter"
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(ran(&fleet, "service", "restart"), 0);
+
+    // On a terminal it asks; "n" does nothing, "y" acts on all five.
+    let no = on_terminal_typing(
+        &fleet,
+        &["service", "mco-e2e-nosuch", "restart", "--np"],
+        &[],
+        "n\n",
+    );
+    assert!(
+        no.contains("You are about to restart the service mco-e2e-nosuch on every node, unfiltered. Continue? (y/n)")
+            && no.contains("not confirmed: nothing was done"),
+        "{no:?}"
+    );
+    assert_eq!(ran(&fleet, "service", "restart"), 0);
+    let yes = on_terminal_typing(
+        &fleet,
+        &["service", "mco-e2e-nosuch", "restart", "--np"],
+        &[],
+        "y\n",
+    );
+    assert!(yes.contains("Finished processing 5 / 5 hosts"), "{yes:?}");
+    assert_eq!(ran(&fleet, "service", "restart"), 5);
+
+    // -y skips the question; a filter or a status needs none.
+    let filtered = fleet.mco(&["service", "mco-e2e-nosuch", "stop", "-W", "country=uk"]);
+    assert!(
+        filtered.stdout.contains("Finished processing 3 / 3 hosts"),
+        "{filtered:?}"
+    );
+    let status = fleet.mco(&["service", "mco-e2e-nosuch", "status"]);
+    assert!(
+        status.stdout.contains("Finished processing 5 / 5 hosts"),
+        "{status:?}"
+    );
+    let confirmed = fleet.mco(&["service", "mco-e2e-nosuch", "start", "-y"]);
+    assert!(
+        confirmed.stdout.contains("Finished processing 5 / 5 hosts"),
+        "{confirmed:?}"
+    );
+}
+
+#[test]
+fn mcollective_flags_extra_options_and_usage_errors() {
+    let fleet = five_nodes();
+    let one = fleet.mco(&["rpc", "rpcutil", "ping", "-1", "-j"]);
+    assert_eq!(one.code, Some(0), "{one:?}");
+    assert_eq!(one.json().as_array().map(Vec::len), Some(1), "{one:?}");
+    let uk = fleet.mco(&["find", "--with-fact", "country=uk"]);
+    assert_eq!(uk.stdout, "db2\nweb1\nweb2\n", "{uk:?}");
+    let db = fleet.mco(&[
+        "find",
+        "--with-class",
+        "role::db",
+        "--with-identity",
+        "/1$/",
+    ]);
+    assert_eq!(db.stdout, "db1\n", "{db:?}");
+
+    // MCO_EXTRA_OPTS adds its flags to the command line (before any `--`).
+    let run = mco_command(&fleet.client_config(), &["find"])
+        .env("MCO_EXTRA_OPTS", "-W 'country=de'")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&run.stdout), "web3\n", "{run:?}");
+    let bad = mco_command(&fleet.client_config(), &["find"])
+        .env("MCO_EXTRA_OPTS", "-W 'unclosed")
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(64), "{bad:?}");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("MCO_EXTRA_OPTS"));
+
+    // A typo is 64, not 2 ("some nodes failed"); help and --version are 0.
+    let typo = fleet.mco(&["rpc", "rpcutil", "ping", "--no-such-flag"]);
+    assert_eq!(typo.code, Some(64), "{typo:?}");
+    assert!(typo.stderr.contains("--no-such-flag"), "{typo:?}");
+    let value = fleet.mco(&["service", "httpd", "reboot"]);
+    assert_eq!(value.code, Some(64), "{value:?}");
+    assert_eq!(fleet.mco(&["--version"]).code, Some(0));
+    assert_eq!(fleet.mco(&["service", "--help"]).code, Some(0));
+}
