@@ -48,10 +48,14 @@ impl CommonArgs {
         };
         let mut options = BTreeMap::new();
         for kv in &self.discovery_options {
-            let (k, v) = kv
-                .split_once('=')
-                .filter(|(k, _)| !k.is_empty())
-                .ok_or_else(|| anyhow::anyhow!("--do {kv:?} is not KEY=VALUE"))?;
+            // MCollective's `--dm flatfile --do FILE`: a value without `=` names the file.
+            let (k, v) = match kv.split_once('=') {
+                Some((k, v)) if !k.is_empty() => (k, v),
+                Some(_) => {
+                    return Err(anyhow::anyhow!("--do {kv:?} is not KEY=VALUE or FILE").into())
+                }
+                None => ("file", kv.as_str()),
+            };
             options.insert(k.to_string(), v.to_string());
         }
         let method = match (&self.discovery_method, &self.nodes) {
@@ -147,7 +151,11 @@ fn stdin_is_piped() -> bool {
 
 /// `Discovering hosts using the METHOD method for S second(s) .... N` (stderr), when
 /// discovery happened; with `-v`, a second line says why a broadcast discovery ended.
-pub fn discovery_line(stats: &Stats, verbose: bool) -> Option<String> {
+pub fn discovery_line(stats: &Stats, common: &CommonArgs) -> Option<String> {
+    if common.quiet {
+        return None;
+    }
+    let verbose = common.verbose;
     let method = stats.discovery_method?;
     Some(discovery_text(
         method,

@@ -41,7 +41,7 @@ pub(super) async fn run(args: &FactsArgs, printed: &mut Printed) -> Result<u8, F
         call = call.timeout(t);
     }
     let result = client.call(call).await?.collect().await;
-    if let Some(line) = super::discovery::discovery_line(&result.stats, args.common.verbose) {
+    if let Some(line) = super::discovery::discovery_line(&result.stats, &args.common) {
         printed.err.push_str(&line);
     }
     for warning in &result.stats.warnings {

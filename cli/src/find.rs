@@ -29,13 +29,15 @@ pub(super) async fn run(args: &FindArgs, printed: &mut Printed) -> Result<u8, Fa
         Some(limit) => mco_discovery::limit::choose(&found.nodes, limit.size, limit.seed),
         None => found.nodes,
     };
-    printed.err.push_str(&discovery_text(
-        found.method,
-        found.elapsed,
-        nodes.len(),
-        found.ending.as_ref(),
-        args.common.verbose,
-    ));
+    if !args.common.quiet {
+        printed.err.push_str(&discovery_text(
+            found.method,
+            found.elapsed,
+            nodes.len(),
+            found.ending.as_ref(),
+            args.common.verbose,
+        ));
+    }
     if args.common.json {
         printed
             .out

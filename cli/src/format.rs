@@ -24,6 +24,9 @@ pub struct OutputArgs {
     /// display rule; -v shows all). JSON output always has every reply.
     #[arg(long, value_enum, value_name = "WHICH", help_heading = "Output")]
     pub display: Option<DisplayChoice>,
+    /// Sort replies by node name: accepted for MCollective's scripts; mco always does.
+    #[arg(long, help_heading = "Output")]
+    pub sort: bool,
     /// No progress bar (it is drawn on stderr only when stderr is a terminal).
     #[arg(long = "np", visible_alias = "no-progress", help_heading = "Output")]
     pub no_progress: bool,

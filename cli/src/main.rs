@@ -194,8 +194,9 @@ pub struct CommonArgs {
         help_heading = "Discovery"
     )]
     pub discovery_method: Option<String>,
-    /// Discovery option KEY=VALUE (flatfile: file=PATH; registry: url=URL; external:
-    /// command=PROGRAM, and any other options it takes). Repeatable.
+    /// Discovery option KEY=VALUE (flatfile: file=PATH, or just PATH as in MCollective;
+    /// registry: url=URL; external: command=PROGRAM, and any other options it takes).
+    /// Repeatable.
     #[arg(
         long = "do",
         alias = "disc-option",
@@ -245,8 +246,11 @@ pub struct CommonArgs {
     #[arg(short = 'j', long)]
     pub json: bool,
     /// Say more: which nodes, timings, call statistics.
-    #[arg(short = 'v', long)]
+    #[arg(short = 'v', long, conflicts_with = "quiet")]
     pub verbose: bool,
+    /// Say less: no discovery line and no progress bar (results and warnings still print).
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
 }
 
 /// A fatal error with its exit code (1 unless said otherwise).

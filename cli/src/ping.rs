@@ -17,6 +17,9 @@ use mco_client::{Call, Warning};
 /// Arguments of `mco ping`.
 #[derive(Debug, Args)]
 pub struct PingArgs {
+    /// Draw the spread of the response times as a line of bars (MCollective's --graph).
+    #[arg(short = 'g', long)]
+    pub graph: bool,
     #[command(flatten)]
     pub(super) common: CommonArgs,
 }
@@ -97,6 +100,12 @@ pub(super) async fn run(args: &PingArgs, printed: &mut Printed) -> Result<u8, Fa
         "{} replies max: {max:.2} min: {min:.2} avg: {avg:.2}\n",
         times.len()
     ));
+    if args.graph {
+        let spread = crate::chart::sparkline(&crate::chart::histogram(&times, 20));
+        printed
+            .out
+            .push_str(&format!("{min:.2} ms {spread} {max:.2} ms\n"));
+    }
     no_response(&missing, printed);
     Ok(0)
 }

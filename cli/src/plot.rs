@@ -63,7 +63,7 @@ pub(super) async fn run(args: &PlotArgs, printed: &mut Printed) -> Result<u8, Fa
             .await?;
     let replies = client.call(call).await?;
     let stats = replies.stats();
-    if let Some(line) = discovery_line(&stats, args.common.verbose) {
+    if let Some(line) = discovery_line(&stats, &args.common) {
         printed.err.push_str(&line);
     }
     if stats.discovered == 0 {

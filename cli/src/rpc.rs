@@ -167,10 +167,10 @@ pub(super) async fn run(args: &RpcArgs, printed: &mut Printed) -> Result<u8, Fai
         return send_only(args, &client, call, printed).await;
     }
 
-    let mut progress = Progress::start(!args.output.no_progress);
+    let mut progress = Progress::start(!args.output.no_progress && !args.common.quiet);
     let mut replies = client.call(call).await?;
     let stats = replies.stats();
-    if let Some(line) = discovery_line(&stats, args.common.verbose) {
+    if let Some(line) = discovery_line(&stats, &args.common) {
         printed.err.push_str(&line);
     }
     if stats.discovered == 0 {
@@ -448,7 +448,7 @@ async fn send_only(
     printed: &mut Printed,
 ) -> Result<u8, Failure> {
     let sent = client.send(call).await?;
-    if let Some(line) = discovery_line(&sent.stats, args.common.verbose) {
+    if let Some(line) = discovery_line(&sent.stats, &args.common) {
         printed.err.push_str(&line);
     }
     if sent.nodes.is_empty() {

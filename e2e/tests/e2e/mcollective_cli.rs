@@ -1,7 +1,8 @@
 //! MCollective's command line in mco, against the five-node fleet: `mco package` and
 //! `mco service` as shortcuts of `mco rpc`, the question before changing every node
 //! unfiltered (asked on a terminal, refused without one), `-1`, the `--with-*` flags,
-//! `MCO_EXTRA_OPTS`, and usage errors exiting 64 rather than a call's codes.
+//! `--do FILE`, `-q`, `--sort`, `ping -g`, `MCO_EXTRA_OPTS`, and usage errors exiting 64
+//! rather than a call's codes.
 
 use mco_testsupport::{mco_command, Fleet};
 
@@ -106,6 +107,36 @@ fn mcollective_flags_extra_options_and_usage_errors() {
         "/1$/",
     ]);
     assert_eq!(db.stdout, "db1\n", "{db:?}");
+
+    // --dm flatfile --do FILE, -q, --sort, ping -g.
+    let tmp = tempfile::tempdir().unwrap();
+    let list = tmp.path().join("nodes.txt");
+    std::fs::write(&list, "web2\ndb1\n").unwrap();
+    let listed = fleet.mco(&[
+        "find",
+        "--dm",
+        "flatfile",
+        "--do",
+        &list.display().to_string(),
+    ]);
+    assert_eq!(listed.stdout, "db1\nweb2\n", "{listed:?}");
+    let quiet = fleet.mco(&["rpc", "rpcutil", "ping", "-q", "--sort"]);
+    assert_eq!(quiet.code, Some(0), "{quiet:?}");
+    assert!(!quiet.stderr.contains("Discovering"), "{quiet:?}");
+    assert!(
+        quiet.stdout.contains("Finished processing 5 / 5"),
+        "{quiet:?}"
+    );
+    let graph = fleet.mco(&["ping", "-g"]);
+    let last = graph
+        .stdout
+        .lines()
+        .find(|l| l.ends_with(" ms") && l.contains(" ms "))
+        .unwrap_or_default();
+    assert!(
+        last.chars().any(|c| ('▁'..='█').contains(&c)),
+        "a line of bars between the fastest and slowest: {graph:?}"
+    );
 
     // MCO_EXTRA_OPTS adds its flags to the command line (before any `--`).
     let run = mco_command(&fleet.client_config(), &["find"])
