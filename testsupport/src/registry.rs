@@ -52,7 +52,9 @@ impl RegistryService {
         command
             .arg("--config")
             .arg(&self.config)
-            .args(["--log-level", "debug", "registry", "--db", &self.db])
+            // Text, which the tests read, whatever the node's configuration says.
+            .args(["--log-level", "debug", "--log-format", "text"])
+            .args(["registry", "--db", &self.db])
             .arg("--expire-after")
             .arg(self.expire_after.to_string())
             .env_remove("RUST_LOG")

@@ -2,7 +2,7 @@
 //! py-mco-agent, one that is not active; a hung agent killed at its timeout while the daemon
 //! keeps serving; a failing one reported as status 1; node-side validation.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use mco_client::{Call, Client};
@@ -142,7 +142,19 @@ fn external_agents_run_end_to_end() {
     );
 
     // A hung agent is killed at its DDL timeout (2 s), children and all; the daemon keeps serving.
-    let hung = fleet.mco(&["rpc", "echo", "sleep", "seconds=20", "-I", "x1"]);
+    // Its id names the marker its child would leave (the agent runs with a cleared
+    // environment, so the marker goes to /tmp, where another test's could be too).
+    let id = "e2e0000000000000000000000000e001";
+    let hung = fleet.mco(&[
+        "rpc",
+        "echo",
+        "sleep",
+        "seconds=20",
+        "-I",
+        "x1",
+        "--request-id",
+        id,
+    ]);
     assert_eq!(hung.code, Some(2), "{hung:?}");
     assert!(
         hung.stdout.contains("Request Aborted") && hung.stdout.contains("timed out"),
@@ -154,10 +166,9 @@ fn external_agents_run_end_to_end() {
     let ping = fleet.mco(&["rpc", "rpcutil", "ping", "-I", "x1", "-j"]);
     assert_eq!(ping.senders(), ["x1"]);
     std::thread::sleep(Duration::from_secs(11));
-    let leftovers = std::fs::read_dir("/tmp")
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("sleep-child-"))
-        .count();
-    assert_eq!(leftovers, 0, "the hung agent's child outlived the timeout");
+    let marker = Path::new("/tmp").join(format!("sleep-child-{id}"));
+    assert!(
+        !marker.exists(),
+        "the hung agent's child outlived the timeout"
+    );
 }

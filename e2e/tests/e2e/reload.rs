@@ -11,6 +11,9 @@ use serde_json::json;
 
 use crate::wait_until;
 
+/// The id of the long action, which names the marker its child leaves in /tmp.
+const LONG_ID: &str = "e2e0000000000000000000000000a001";
+
 fn agents_dir() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/agents")
 }
@@ -65,8 +68,7 @@ fn sighup_reloads_facts_policies_and_agents_while_an_action_runs() {
     install_echo(&agents, "echo");
     let policy = policies.join("echo.policy");
     std::fs::write(&policy, "policy default deny\nallow\te2e\tsleep\t*\t*\n").unwrap();
-    let mut spec = NodeSpec::new("r1", json!({"country": "uk"}), &["web"])
-        .env("MARKER_DIR", &tmp.path().display().to_string());
+    let mut spec = NodeSpec::new("r1", json!({"country": "uk"}), &["web"]);
     spec.extra_config = format!(
         "agent_dirs = [{:?}]\npolicy_dir = {:?}\ndisabled_agents = [\"package\", \"service\", \"puppet\"]\n",
         agents.display().to_string(),
@@ -87,7 +89,17 @@ fn sighup_reloads_facts_policies_and_agents_while_an_action_runs() {
     // A long action starts, then policies, facts and classes change and a new agent appears.
     let long = mco_command(
         &fleet.client_config(),
-        &["rpc", "echo", "sleep", "seconds=5", "-I", "r1", "-j"],
+        &[
+            "rpc",
+            "echo",
+            "sleep",
+            "seconds=5",
+            "-I",
+            "r1",
+            "-j",
+            "--request-id",
+            LONG_ID,
+        ],
     )
     .spawn()
     .unwrap();
@@ -130,6 +142,8 @@ fn sighup_reloads_facts_policies_and_agents_while_an_action_runs() {
         mco_testsupport::finish(long, std::time::Instant::now(), Duration::from_secs(20));
     assert_eq!(finished.code, Some(0), "{finished:?}");
     assert_eq!(finished.json()[0]["statusmsg"], "slept", "{finished:?}");
+    // The echo agent's sleep leaves a marker in /tmp from a child when it is not killed.
+    let _ = std::fs::remove_file(format!("/tmp/sleep-child-{LONG_ID}"));
 
     // A policy file that no longer parses: the policies in force stay, and the log says so.
     std::fs::write(&policy, "policy default sideways\n").unwrap();
