@@ -189,3 +189,38 @@ pub fn discovery_text(
 pub fn ending_line(ending: &DiscoveryEnding) -> String {
     format!("Discovery ended: {ending}\n")
 }
+
+impl CommonArgs {
+    /// The nodes the flags select for `filter`, found by the flags' discovery method and cut
+    /// by `--limit-nodes`/`-1`, with the discovery line on `err` (unless `-q`).
+    pub async fn discover_nodes(
+        &self,
+        client: &mco_client::Client,
+        filter: &mco_spec::Filter,
+        err: &mut String,
+    ) -> Result<mco_client::discovery::Discovered, Failure> {
+        let (config, _, _) = self.client_config()?;
+        let targeting = self.targeting(&config)?;
+        let mut found = client
+            .discover_with(
+                &targeting.discovery,
+                filter,
+                self.target.as_deref(),
+                self.discovery_timeout()?,
+            )
+            .await?;
+        if let Some(limit) = targeting.limit {
+            found.nodes = mco_discovery::limit::choose(&found.nodes, limit.size, limit.seed);
+        }
+        if !self.quiet {
+            err.push_str(&discovery_text(
+                found.method,
+                found.elapsed,
+                found.nodes.len(),
+                found.ending.as_ref(),
+                self.verbose,
+            ));
+        }
+        Ok(found)
+    }
+}

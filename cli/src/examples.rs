@@ -14,7 +14,8 @@ pub const RPC: &str = "Examples:
   mco rpc puppet runonce force=true -C role::web --batch 10 --batch-sleep 5
   mco rpc service status service=sshd --table --display failed
   mco rpc rpcutil ping --jsonl | jq -c 'select(.data.pong < 1700000000)'
-  mco find -F os.family=debian | mco rpc service status service=sshd";
+  mco find -F os.family=debian | mco rpc service status service=sshd
+  mco rpc --agent service --action status --arg service=sshd";
 
 pub const SERVICE: &str = "Examples:
   mco service httpd status
@@ -30,7 +31,8 @@ pub const PUPPET: &str = "Examples:
   mco puppet count
   mco puppet summary -C role::web
   mco puppet runonce --force -C role::db --batch 5
-  mco puppet disable message=\"deploy in progress\" -W country=uk";
+  mco puppet disable message=\"deploy in progress\" -W country=uk
+  mco puppet runall 5 -C role::web";
 
 pub const PLOT: &str = "Examples:
   mco plot puppet last_run_summary config_retrieval_time -C role::web
@@ -48,7 +50,17 @@ pub const FACTS: &str = "Examples:
 
 pub const INVENTORY: &str = "Examples:
   mco inventory web1.example.net
-  mco inventory web1.example.net -j | jq .facts";
+  mco inventory web1.example.net -j | jq .facts
+  mco inventory --list-collectives -C role::web
+  mco inventory --collective-graph collectives.dot && dot -Tpng collectives.dot > collectives.png
+  mco inventory --script report.mc -W country=uk
+
+An inventory script (MCollective's format; fields are identity, facts[\"NAME\"], classes,
+agents, collectives or a string, with .join(\",\"), .sort, .size, .upcase, .downcase):
+  inventory do
+    format \"%-30s %s\"
+    fields { [ identity, facts[\"os.family\"] ] }
+  end";
 
 pub const PLUGIN: &str = "Examples:
   mco plugin doc

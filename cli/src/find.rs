@@ -2,7 +2,6 @@
 
 use clap::Args;
 
-use crate::discovery::discovery_text;
 use crate::{CommonArgs, Failure, Printed};
 
 /// Arguments of `mco find`.
@@ -14,30 +13,12 @@ pub struct FindArgs {
 
 pub(super) async fn run(args: &FindArgs, printed: &mut Printed) -> Result<u8, Failure> {
     let filter = args.common.filter()?;
-    let (config, _, _) = args.common.client_config()?;
-    let targeting = args.common.targeting(&config)?;
     let client = args.common.connect().await?;
-    let found = client
-        .discover_with(
-            &targeting.discovery,
-            &filter,
-            args.common.target.as_deref(),
-            args.common.discovery_timeout()?,
-        )
-        .await?;
-    let nodes = match targeting.limit {
-        Some(limit) => mco_discovery::limit::choose(&found.nodes, limit.size, limit.seed),
-        None => found.nodes,
-    };
-    if !args.common.quiet {
-        printed.err.push_str(&discovery_text(
-            found.method,
-            found.elapsed,
-            nodes.len(),
-            found.ending.as_ref(),
-            args.common.verbose,
-        ));
-    }
+    let nodes = args
+        .common
+        .discover_nodes(&client, &filter, &mut printed.err)
+        .await?
+        .nodes;
     if args.common.json {
         printed
             .out

@@ -86,9 +86,15 @@ pub fn colour_for(is_terminal: bool) -> Palette {
     }
 }
 
+/// Whether stdout is read by a person at a terminal (colours, charts) rather than by a
+/// program (MCollective's plain text): the one place that asks.
+pub fn stdout_is_terminal() -> bool {
+    std::io::stdout().is_terminal()
+}
+
 /// The palette for stdout.
 pub fn stdout_palette() -> Palette {
-    colour_for(std::io::stdout().is_terminal())
+    colour_for(stdout_is_terminal())
 }
 
 /// Colours, or none.

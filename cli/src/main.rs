@@ -29,6 +29,7 @@ mod facts;
 mod find;
 mod format;
 mod inventory;
+mod inventory_script;
 mod keys;
 mod man;
 mod output;
@@ -38,6 +39,7 @@ mod plugin;
 mod progress;
 mod replies;
 mod rpc;
+mod runall;
 mod shortcuts;
 mod table;
 
@@ -257,6 +259,13 @@ pub struct CommonArgs {
 #[derive(Debug)]
 pub struct Failure(pub anyhow::Error);
 
+/// A mistake on the command line found after parsing (arguments that only make sense
+/// together): it exits with [`USAGE_ERROR`], as clap's own usage errors do, so a script can
+/// tell a typo from nodes that failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
 impl<E: Into<anyhow::Error>> From<E> for Failure {
     fn from(e: E) -> Self {
         Failure(e.into())
@@ -451,7 +460,11 @@ fn run() -> u8 {
             Ok(code) => code,
             Err(Failure(e)) => {
                 printed.err.push_str(&format!("mco: {}\n", one_line(&e)));
-                1
+                if e.downcast_ref::<UsageError>().is_some() {
+                    USAGE_ERROR
+                } else {
+                    1
+                }
             }
         }
     });

@@ -25,19 +25,27 @@ use mco_discovery::limit::Size;
 /// Arguments of `mco rpc`.
 #[derive(Debug, Args)]
 pub struct RpcArgs {
-    /// The agent, e.g. service.
-    pub agent: String,
-    /// The action, e.g. restart.
-    pub action: String,
-    /// Inputs as key=value, e.g. service=httpd.
+    /// The agent, e.g. service (or --agent).
+    pub agent: Option<String>,
+    /// The action, e.g. restart (or --action).
+    pub action: Option<String>,
+    /// Inputs as key=value, e.g. service=httpd (or --arg).
     #[arg(value_name = "KEY=VALUE")]
     pub inputs: Vec<String>,
+    /// The agent, as MCollective's `mco rpc --agent` spells it; the words then are the action
+    /// (unless --action) and the inputs.
+    #[arg(long = "agent", value_name = "AGENT")]
+    pub agent_flag: Option<String>,
+    /// The action, as MCollective's `mco rpc --action` spells it.
+    #[arg(long = "action", value_name = "ACTION")]
+    pub action_flag: Option<String>,
+    /// An input as key=value, as MCollective's `mco rpc --arg` spells it; repeat for more.
+    #[arg(long = "arg", visible_alias = "argument", value_name = "KEY=VALUE")]
+    pub args: Vec<String>,
     /// How long the request stays valid, seconds: a direct request to a node that is down
     /// runs if the node starts within it.
     #[arg(long, value_name = "SECONDS")]
     pub ttl: Option<u64>,
-    #[command(flatten)]
-    pub batching: BatchArgs,
     /// Have replies sent to NAME under this caller's reply prefix
     /// (`<collective>.reply.<caller-hash>.NAME`, or a full subject under that prefix), print
     /// the request id and exit; read them with `mco replies NAME --id ID`. Nodes send replies
@@ -51,6 +59,16 @@ pub struct RpcArgs {
     /// Send the request, print its id and exit without waiting for replies.
     #[arg(long = "nr", visible_alias = "no-results", conflicts_with = "batch")]
     pub no_results: bool,
+    #[command(flatten)]
+    pub(super) call: CallArgs,
+}
+
+/// What every application that calls an action shares (`mco rpc` and MCollective's
+/// per-agent applications): batches, the JSON forms, the output choices and the usual flags.
+#[derive(Debug, Args)]
+pub struct CallArgs {
+    #[command(flatten)]
+    pub batching: BatchArgs,
     /// Print one JSON object with the replies, the DDL's aggregates and the call statistics
     /// (`-j` prints only the replies, as an array other commands read).
     #[arg(long)]
@@ -59,6 +77,60 @@ pub struct RpcArgs {
     pub(super) output: OutputArgs,
     #[command(flatten)]
     pub(super) common: CommonArgs,
+}
+
+/// The agent, action and inputs of one `mco rpc` call.
+#[derive(Debug, PartialEq, Eq)]
+pub struct CallParts {
+    /// The agent.
+    pub agent: String,
+    /// The action.
+    pub action: String,
+    /// The inputs, as key=value.
+    pub inputs: Vec<String>,
+}
+
+impl RpcArgs {
+    /// The agent, action and inputs, however they were spelt: `mco rpc AGENT ACTION K=V`,
+    /// MCollective's `--agent A --action B --arg K=V`, or a mix. With a flag given, the words
+    /// that remain are what follows it: `--agent A B K=V` is action B.
+    pub fn call_parts(&self) -> Result<CallParts, crate::UsageError> {
+        let mut words: std::collections::VecDeque<String> = self
+            .agent
+            .iter()
+            .chain(&self.action)
+            .chain(&self.inputs)
+            .cloned()
+            .collect();
+        let agent = match &self.agent_flag {
+            Some(a) => a.clone(),
+            None => words.pop_front().ok_or_else(|| {
+                crate::UsageError(
+                    "mco rpc needs an agent: mco rpc AGENT ACTION [KEY=VALUE...]".into(),
+                )
+            })?,
+        };
+        let action = match &self.action_flag {
+            Some(a) => a.clone(),
+            None => words.pop_front().ok_or_else(|| {
+                crate::UsageError(format!(
+                    "mco rpc needs an action of {agent}: mco rpc {agent} ACTION [KEY=VALUE...]"
+                ))
+            })?,
+        };
+        if let Some(word) = words.iter().find(|w| !w.contains('=')) {
+            return Err(crate::UsageError(format!(
+                "{word:?} is not key=value (agent {agent}, action {action})"
+            )));
+        }
+        let mut inputs: Vec<String> = words.into();
+        inputs.extend(self.args.iter().cloned());
+        Ok(CallParts {
+            agent,
+            action,
+            inputs,
+        })
+    }
 }
 
 /// `--batch` and `--batch-sleep`, for every application that calls an action.
@@ -90,9 +162,7 @@ fn parse_inputs(inputs: &[String]) -> Result<Vec<(String, String)>, Failure> {
         .collect()
 }
 
-/// The call `mco rpc` and `mco plot` make: inputs converted and checked against the DDL
-/// (before anything else, so a bad input is an error even with no broker), the filters,
-/// discovery, limits, collective, TTL and time limits of the flags. Connects.
+/// The call `mco rpc` and `mco plot` make, connected: see [`call_of_flags`].
 pub(super) async fn prepared_call(
     common: &CommonArgs,
     agent: &str,
@@ -100,6 +170,21 @@ pub(super) async fn prepared_call(
     inputs: &[String],
     ttl: Option<u64>,
 ) -> Result<(mco_client::Client, Call), Failure> {
+    let call = call_of_flags(common, agent, action, inputs, ttl)?;
+    let client = common.connect().await?;
+    Ok((client, call))
+}
+
+/// A call as the flags describe it: inputs converted and checked against the DDL (before
+/// anything else, so a bad input is an error even with no broker), the filters, discovery,
+/// limits, collective, TTL and time limits. Does not connect.
+pub(super) fn call_of_flags(
+    common: &CommonArgs,
+    agent: &str,
+    action: &str,
+    inputs: &[String],
+    ttl: Option<u64>,
+) -> Result<Call, Failure> {
     let filter = common.filter()?;
     let raw = parse_inputs(inputs)?;
     let (config, ddl_dirs, _) = common.client_config()?;
@@ -109,7 +194,6 @@ pub(super) async fn prepared_call(
     let ddl = ddls.action(agent, action)?;
     let data = ddls.inputs(ddl.as_ref(), Map::new(), &raw)?;
     let targeting = common.targeting(&config)?;
-    let client = common.connect().await?;
 
     let mut call = Call::new(agent, action)
         .data(data)
@@ -136,23 +220,24 @@ pub(super) async fn prepared_call(
     if let Some(t) = timeout {
         call = call.timeout(t);
     }
-    Ok((client, call))
+    Ok(call)
 }
 
 pub(super) async fn run(args: &RpcArgs, printed: &mut Printed) -> Result<u8, Failure> {
+    let parts = args.call_parts()?;
     let (client, mut call) = prepared_call(
-        &args.common,
-        &args.agent,
-        &args.action,
-        &args.inputs,
+        &args.call.common,
+        &parts.agent,
+        &parts.action,
+        &parts.inputs,
         args.ttl,
     )
     .await?;
-    if let Some(size) = &args.batching.batch {
+    if let Some(size) = &args.call.batching.batch {
         let size: Size = size.parse().map_err(|e| anyhow::anyhow!("--batch: {e}"))?;
         let sleep = super::seconds(
             "--batch-sleep",
-            Some(args.batching.batch_sleep).filter(|s| *s > 0.0),
+            Some(args.call.batching.batch_sleep).filter(|s| *s > 0.0),
         )?
         .unwrap_or_default();
         call = call.batch(size, sleep);
@@ -162,15 +247,15 @@ pub(super) async fn run(args: &RpcArgs, printed: &mut Printed) -> Result<u8, Fai
     }
     if args.no_results || args.reply_to.is_some() {
         if let Some(name) = &args.reply_to {
-            call = call.reply_to(client.reply_subject(args.common.target.as_deref(), name)?);
+            call = call.reply_to(client.reply_subject(args.call.common.target.as_deref(), name)?);
         }
         return send_only(args, &client, call, printed).await;
     }
 
-    let mut progress = Progress::start(!args.output.no_progress && !args.common.quiet);
+    let mut progress = Progress::start(!args.call.output.no_progress && !args.call.common.quiet);
     let mut replies = client.call(call).await?;
     let stats = replies.stats();
-    if let Some(line) = discovery_line(&stats, &args.common) {
+    if let Some(line) = discovery_line(&stats, &args.call.common) {
         printed.err.push_str(&line);
     }
     if stats.discovered == 0 {
@@ -180,9 +265,9 @@ pub(super) async fn run(args: &RpcArgs, printed: &mut Printed) -> Result<u8, Fai
             .push_str("No request sent, we did not discover any nodes.\n");
         return Ok(1);
     }
-    describe_mode(&stats, args.common.verbose, printed);
+    describe_mode(&stats, args.call.common.verbose, printed);
     progress.expect(stats.discovered);
-    if stats.batches_planned > 1 || args.output.jsonl || progress.is_drawn() {
+    if stats.batches_planned > 1 || args.call.output.jsonl || progress.is_drawn() {
         // Batch progress and streamed replies are written as they happen; what came before
         // goes out first.
         if !printed.err.is_empty() {
@@ -190,7 +275,7 @@ pub(super) async fn run(args: &RpcArgs, printed: &mut Printed) -> Result<u8, Fai
             printed.err.clear();
         }
     }
-    let streamed = if args.output.jsonl {
+    let streamed = if args.call.output.jsonl {
         let mut stdout = std::io::stdout();
         read_events(
             &mut replies,
@@ -229,39 +314,40 @@ pub(super) async fn run(args: &RpcArgs, printed: &mut Printed) -> Result<u8, Fai
         printed.err.clear();
         return Ok(0);
     }
-    let call_name = format!("{}#{}", args.agent, args.action);
-    if args.output.jsonl {
+    let call_name = format!("{}#{}", parts.agent, parts.action);
+    if args.call.output.jsonl {
         // stdout holds only the replies, for the next command of the pipeline.
         printed.err.push_str(&output::summary(
             &result.stats,
-            args.common.verbose,
+            args.call.common.verbose,
             &call_name,
         ));
         return Ok(output::exit_code(&result.stats));
     }
-    if args.json_full {
+    if args.call.json_full {
         printed.out.push_str(&output::full_json(&result));
         return Ok(output::exit_code(&result.stats));
     }
-    if args.common.json {
+    if args.call.common.json {
         printed.out.push_str(&output::replies_json(&result.replies));
         return Ok(output::exit_code(&result.stats));
     }
     let action = result.action_ddl().map(|a| a.action());
     let shown = format::shown(
-        args.output.display,
+        args.call.output.display,
         action.map(|a| a.display),
-        args.common.verbose,
+        args.call.common.verbose,
     );
-    let palette = format::stdout_palette();
+    let on_terminal = format::stdout_is_terminal();
+    let palette = format::colour_for(on_terminal);
     let chosen: Vec<&Reply> = result
         .replies
         .iter()
         .filter(|r| shown.shows(r.statuscode))
         .collect();
     printed.out.push('\n');
-    if args.output.table {
-        let table = crate::table::replies_table(&chosen, action, args.common.verbose, palette);
+    if args.call.output.table {
+        let table = crate::table::replies_table(&chosen, action, args.call.common.verbose, palette);
         if !table.is_empty() {
             printed.out.push_str(&table);
             printed.out.push('\n');
@@ -271,7 +357,7 @@ pub(super) async fn run(args: &RpcArgs, printed: &mut Printed) -> Result<u8, Fai
             printed.out.push_str(&output::reply_block(
                 reply,
                 action,
-                args.common.verbose,
+                args.call.common.verbose,
                 palette,
             ));
             printed.out.push('\n');
@@ -280,7 +366,7 @@ pub(super) async fn run(args: &RpcArgs, printed: &mut Printed) -> Result<u8, Fai
     // A summary over no successful replies has nothing to say; printing its heading alone
     // would read as a result. On a terminal the summaries are drawn, and numeric outputs
     // summarised too; a pipe gets MCollective's text.
-    let charts = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let charts = on_terminal;
     for aggregate in result.aggregates().iter().filter(|a| !a.lines.is_empty()) {
         printed.out.push_str(&if charts {
             crate::chart::aggregate_with_bars(aggregate)
@@ -297,7 +383,7 @@ pub(super) async fn run(args: &RpcArgs, printed: &mut Printed) -> Result<u8, Fai
     }
     printed.out.push_str(&output::summary(
         &result.stats,
-        args.common.verbose,
+        args.call.common.verbose,
         &call_name,
     ));
     Ok(output::exit_code(&result.stats))
@@ -448,7 +534,7 @@ async fn send_only(
     printed: &mut Printed,
 ) -> Result<u8, Failure> {
     let sent = client.send(call).await?;
-    if let Some(line) = discovery_line(&sent.stats, &args.common) {
+    if let Some(line) = discovery_line(&sent.stats, &args.call.common) {
         printed.err.push_str(&line);
     }
     if sent.nodes.is_empty() {
@@ -457,13 +543,13 @@ async fn send_only(
             .push_str("No request sent, we did not discover any nodes.\n");
         return Ok(1);
     }
-    describe_mode(&sent.stats, args.common.verbose, printed);
+    describe_mode(&sent.stats, args.call.common.verbose, printed);
     for (node, why) in &sent.stats.send_failures {
         printed
             .err
             .push_str(&format!("mco: {node}: the request was not queued: {why}\n"));
     }
-    if args.common.json {
+    if args.call.common.json {
         printed.out.push_str(&format!(
             "{}\n",
             serde_json::json!({
@@ -501,5 +587,56 @@ mod tests {
             parse_inputs(&["a=b=c".into()]).unwrap(),
             [("a".to_string(), "b=c".to_string())]
         );
+    }
+
+    fn parts(args: &[&str]) -> Result<CallParts, crate::UsageError> {
+        use clap::Parser;
+        let cli = crate::Cli::try_parse_from(["mco", "rpc"].iter().chain(args))
+            .map_err(|e| crate::UsageError(e.to_string()))?;
+        match cli.command {
+            crate::Command::Rpc(rpc) => rpc.call_parts(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn agent_action_and_inputs_are_spelt_either_way() {
+        let want = CallParts {
+            agent: "package".into(),
+            action: "status".into(),
+            inputs: vec!["package=foo".into(), "verbose=1".into()],
+        };
+        for args in [
+            &["package", "status", "package=foo", "verbose=1"][..],
+            &[
+                "--agent",
+                "package",
+                "--action",
+                "status",
+                "--arg",
+                "package=foo",
+                "--arg",
+                "verbose=1",
+            ],
+            &[
+                "--agent",
+                "package",
+                "status",
+                "package=foo",
+                "--argument",
+                "verbose=1",
+            ],
+            &["package", "--action", "status", "package=foo", "verbose=1"],
+        ] {
+            assert_eq!(parts(args).as_ref().ok(), Some(&want), "{args:?}");
+        }
+        let no_agent = parts(&[]).unwrap_err().to_string();
+        assert!(no_agent.contains("needs an agent"), "{no_agent}");
+        let no_action = parts(&["--agent", "package"]).unwrap_err().to_string();
+        assert!(no_action.contains("action of package"), "{no_action}");
+        let stray = parts(&["--agent", "package", "--action", "status", "foo"])
+            .unwrap_err()
+            .to_string();
+        assert!(stray.contains("\"foo\" is not key=value"), "{stray}");
     }
 }

@@ -6,31 +6,24 @@
 //! there is nobody to ask.
 //!
 //! Not for: anything `mco rpc` does not do; `mco puppet runall` (keeping N runs going across
-//! the fleet) is not here.
+//! the fleet) is in [`crate::runall`].
 
 use std::io::{BufRead, IsTerminal, Write};
 
 use clap::{Args, ValueEnum};
 
-use crate::format::{DisplayChoice, OutputArgs};
-use crate::rpc::{BatchArgs, RpcArgs};
-use crate::{CommonArgs, Failure, Printed};
+use crate::format::DisplayChoice;
+use crate::rpc::{CallArgs, RpcArgs};
+use crate::{Failure, Printed};
 
-/// What the three applications share: the safety prompt, batches, output and the usual flags.
+/// What the three applications share: the safety prompt and what `mco rpc` calls with.
 #[derive(Debug, Args)]
 pub struct ActArgs {
     /// Do not ask before changing every node of the collective (no filter given).
     #[arg(short = 'y', long = "yes")]
     pub yes: bool,
     #[command(flatten)]
-    pub batching: BatchArgs,
-    /// Print one JSON object with the replies, the DDL's aggregates and the call statistics.
-    #[arg(long)]
-    pub json_full: bool,
-    #[command(flatten)]
-    pub(super) output: OutputArgs,
-    #[command(flatten)]
-    pub(super) common: CommonArgs,
+    pub(super) call: CallArgs,
 }
 
 /// Arguments of `mco service`.
@@ -94,7 +87,8 @@ pub struct PuppetArgs {
     /// What to do.
     #[arg(value_enum)]
     pub action: PuppetAction,
-    /// Inputs as key=value (runonce: tags, environment, splay...; disable: message).
+    /// Inputs as key=value (runonce: tags, environment, splay...; disable: message); runall
+    /// takes the number of runs at once first.
     #[arg(value_name = "KEY=VALUE")]
     pub inputs: Vec<String>,
     /// runonce: apply even if a run is in progress or splayed (force=true).
@@ -122,37 +116,60 @@ pub enum PuppetAction {
     Count,
     /// Run times and resource counts across the fleet (the summaries of last_run_summary).
     Summary,
+    /// Run Puppet on every node, at most N at once: `runall N [KEY=VALUE...]`.
+    Runall,
 }
 
 /// `mco service NAME ACTION`.
 pub(super) async fn service(args: ServiceArgs, printed: &mut Printed) -> Result<u8, Failure> {
-    let action = args
-        .action
-        .to_possible_value()
-        .map(|v| v.get_name().to_string())
-        .unwrap_or_default();
     let changes = args.action != ServiceAction::Status;
-    let inputs = vec![format!("service={}", args.service)];
-    let what = format!("{action} the service {}", args.service);
-    act(
-        "service", &action, inputs, changes, &what, None, args.act, printed,
+    on_named(
+        "service",
+        &args.service,
+        args.action,
+        changes,
+        Vec::new(),
+        args.act,
+        printed,
     )
     .await
 }
 
 /// `mco package NAME ACTION`.
 pub(super) async fn package(args: PackageArgs, printed: &mut Printed) -> Result<u8, Failure> {
-    let action = args
-        .action
+    let changes = args.action != PackageAction::Status;
+    on_named(
+        "package",
+        &args.package,
+        args.action,
+        changes,
+        args.inputs,
+        args.act,
+        printed,
+    )
+    .await
+}
+
+/// `mco AGENT NAME ACTION`, for the agents whose every action takes the thing it acts on as
+/// the input named after the agent (`service=httpd`, `package=openssl`).
+async fn on_named(
+    agent: &str,
+    name: &str,
+    action: impl ValueEnum,
+    changes: bool,
+    more_inputs: Vec<String>,
+    act_args: ActArgs,
+    printed: &mut Printed,
+) -> Result<u8, Failure> {
+    let action = action
         .to_possible_value()
         .map(|v| v.get_name().to_string())
         .unwrap_or_default();
-    let changes = args.action != PackageAction::Status;
-    let mut inputs = vec![format!("package={}", args.package)];
-    inputs.extend(args.inputs.iter().cloned());
-    let what = format!("{action} the package {}", args.package);
+    let mut inputs = vec![format!("{agent}={name}")];
+    inputs.extend(more_inputs);
+    let what = format!("{action} the {agent} {name}");
     act(
-        "package", &action, inputs, changes, &what, None, args.act, printed,
+        agent, &action, inputs, changes, &what, None, act_args, printed,
     )
     .await
 }
@@ -160,10 +177,18 @@ pub(super) async fn package(args: PackageArgs, printed: &mut Printed) -> Result<
 /// `mco puppet ACTION`.
 pub(super) async fn puppet(args: PuppetArgs, printed: &mut Printed) -> Result<u8, Failure> {
     let (action, changes, display) = puppet_call(args.action);
-    if (args.force || args.noop) && args.action != PuppetAction::Runonce {
-        return Err(anyhow::anyhow!("--force and --noop are for runonce only").into());
+    if (args.force || args.noop)
+        && !matches!(args.action, PuppetAction::Runonce | PuppetAction::Runall)
+    {
+        return Err(anyhow::anyhow!("--force and --noop are for runonce and runall only").into());
     }
     let mut inputs = args.inputs.clone();
+    let runall_concurrency = if args.action == PuppetAction::Runall {
+        let first = (!inputs.is_empty()).then(|| inputs.remove(0));
+        Some(crate::runall::concurrency(first.as_deref())?)
+    } else {
+        None
+    };
     if args.force {
         inputs.push("force=true".into());
     }
@@ -171,6 +196,10 @@ pub(super) async fn puppet(args: PuppetArgs, printed: &mut Printed) -> Result<u8
         inputs.push("noop=true".into());
     }
     let what = format!("{action} Puppet");
+    if let Some(concurrency) = runall_concurrency {
+        confirm_unless_filtered(&what, &args.act)?;
+        return crate::runall::run(concurrency, inputs, args.act, printed).await;
+    }
     act(
         "puppet", action, inputs, changes, &what, display, args.act, printed,
     )
@@ -187,6 +216,7 @@ fn puppet_call(action: PuppetAction) -> (&'static str, bool, Option<DisplayChoic
         PuppetAction::Disable => ("disable", true, None),
         PuppetAction::Count => ("status", false, Some(DisplayChoice::None)),
         PuppetAction::Summary => ("last_run_summary", false, Some(DisplayChoice::None)),
+        PuppetAction::Runall => ("runonce", true, None),
     }
 }
 
@@ -202,26 +232,34 @@ async fn act(
     mut act: ActArgs,
     printed: &mut Printed,
 ) -> Result<u8, Failure> {
-    if changes && !act.yes && act.common.addresses_whole_fleet()? {
-        confirm_whole_fleet(what)?;
+    if changes {
+        confirm_unless_filtered(what, &act)?;
     }
-    if act.output.display.is_none() {
-        act.output.display = display;
+    if act.call.output.display.is_none() {
+        act.call.output.display = display;
     }
     let rpc = RpcArgs {
-        agent: agent.to_string(),
-        action: action.to_string(),
+        agent: Some(agent.to_string()),
+        action: Some(action.to_string()),
         inputs,
+        agent_flag: None,
+        action_flag: None,
+        args: Vec::new(),
         ttl: None,
-        batching: act.batching,
         reply_to: None,
         request_id: None,
         no_results: false,
-        json_full: act.json_full,
-        output: act.output,
-        common: act.common,
+        call: act.call,
     };
     crate::rpc::run(&rpc, printed).await
+}
+
+/// Asks before `what` changes every node, unless `-y` or the flags select fewer.
+fn confirm_unless_filtered(what: &str, act: &ActArgs) -> Result<(), Failure> {
+    if !act.yes && act.call.common.addresses_whole_fleet()? {
+        confirm_whole_fleet(what)?;
+    }
+    Ok(())
 }
 
 /// MCollective's question before changing every node: asked on a terminal; with nobody to

@@ -320,3 +320,85 @@ fn puppet_runs_reports_and_locks_through_mco() {
 fn lock_exists(vardir: &Path) -> bool {
     vardir.join("state/agent_disabled.lock").exists()
 }
+
+/// `mco puppet runall 1` over three nodes, each applying a manifest whose run takes two
+/// seconds and records when it ran: every node runs once, and no two runs overlap.
+#[test]
+fn runall_keeps_at_most_n_runs_going() {
+    require_program("puppet", "apt-get install puppet");
+    let windows = tempfile::tempdir().unwrap();
+    let nodes = ["pup1", "pup2", "pup3"];
+    let dirs: Vec<PuppetDirs> = nodes.iter().map(|_| PuppetDirs::new()).collect();
+    let specs = nodes
+        .iter()
+        .zip(&dirs)
+        .map(|(id, dirs)| {
+            let record = windows.path().join(id);
+            std::fs::write(
+                dirs.path("site.pp"),
+                format!(
+                    "exec {{ 'mco runall window': command => \"/bin/sh -c 'date +%s%N > {0}.start; sleep 2; date +%s%N > {0}.tmp; mv {0}.tmp {0}.end'\" }}\n",
+                    record.display()
+                ),
+            )
+            .unwrap();
+            let args: Vec<String> = dirs.args().iter().map(|a| format!("{a:?}")).collect();
+            let mut spec = NodeSpec::new(id, json!({"role": "puppet"}), &[]);
+            spec.extra_config = format!(
+                "[agents.puppet]\nrun_mode = \"apply\"\nmanifest = {:?}\nargs = [{}]\n",
+                dirs.path("site.pp").display().to_string(),
+                args.join(", ")
+            );
+            spec
+        })
+        .collect();
+    let fleet = Fleet::start(specs);
+
+    let run = fleet.mco(&["puppet", "runall", "1", "-W", "role=puppet"]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(
+        run.stdout
+            .contains("Running Puppet on 3 nodes, at most 1 at a time")
+            && run.stdout.contains("Started Puppet on 3 of 3 nodes"),
+        "{run:?}"
+    );
+    for id in nodes {
+        assert!(
+            run.stdout.contains(&format!("{id}: Puppet run started")),
+            "{run:?}"
+        );
+    }
+
+    // The last run was started, not waited for.
+    let ended = |id: &str| windows.path().join(format!("{id}.end")).exists();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !nodes.iter().all(|id| ended(id)) {
+        assert!(Instant::now() < deadline, "runs did not all end: {run:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let read = |id: &str, end: &str| -> u128 {
+        std::fs::read_to_string(windows.path().join(format!("{id}.{end}")))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let mut spans: Vec<(u128, u128, &str)> = nodes
+        .iter()
+        .map(|id| (read(id, "start"), read(id, "end"), *id))
+        .collect();
+    spans.sort();
+    for pair in spans.windows(2) {
+        assert!(
+            pair[0].1 <= pair[1].0,
+            "{} ran until {} but {} started at {}: more than one run at once",
+            pair[0].2,
+            pair[0].1,
+            pair[1].2,
+            pair[1].0
+        );
+    }
+
+    let bad = fleet.mco(&["puppet", "runall", "none", "-W", "role=puppet"]);
+    assert_eq!(bad.code, Some(64), "{bad:?}");
+}

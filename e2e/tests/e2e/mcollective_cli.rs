@@ -1,7 +1,8 @@
 //! MCollective's command line in mco, against the five-node fleet: `mco package` and
 //! `mco service` as shortcuts of `mco rpc`, the question before changing every node
 //! unfiltered (asked on a terminal, refused without one), `-1`, the `--with-*` flags,
-//! `--do FILE`, `-q`, `--sort`, `ping -g`, `MCO_EXTRA_OPTS`, and usage errors exiting 64
+//! `--do FILE`, `-q`, `--sort`, `ping -g`, `MCO_EXTRA_OPTS`, `mco rpc --agent/--action/--arg`,
+//! `mco inventory --list-collectives/--collective-graph/--script`, and usage errors exiting 64
 //! rather than a call's codes.
 
 use mco_testsupport::{mco_command, Fleet};
@@ -159,4 +160,127 @@ fn mcollective_flags_extra_options_and_usage_errors() {
     assert_eq!(value.code, Some(64), "{value:?}");
     assert_eq!(fleet.mco(&["--version"]).code, Some(0));
     assert_eq!(fleet.mco(&["service", "--help"]).code, Some(0));
+}
+
+#[test]
+fn rpc_flags_and_inventory_reports_as_mcollective_spells_them() {
+    let fleet = five_nodes();
+    // --agent/--action/--arg is the same call as the positional form.
+    let flags = fleet.mco(&[
+        "rpc",
+        "--agent",
+        "rpcutil",
+        "--action",
+        "get_fact",
+        "--arg",
+        "fact=country",
+        "-W",
+        "country=uk",
+        "-j",
+    ]);
+    let words = fleet.mco(&[
+        "rpc",
+        "rpcutil",
+        "get_fact",
+        "fact=country",
+        "-W",
+        "country=uk",
+        "-j",
+    ]);
+    assert_eq!(flags.code, Some(0), "{flags:?}");
+    let values = |out: &mco_testsupport::Run| {
+        let mut v: Vec<String> = out
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| format!("{}={}", r["sender"], r["data"]["value"]))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(values(&flags), values(&words));
+    assert_eq!(values(&flags).len(), 3, "{flags:?}");
+    let no_action = fleet.mco(&["rpc", "--agent", "rpcutil"]);
+    assert_eq!(no_action.code, Some(64), "{no_action:?}");
+    assert!(
+        no_action.stderr.contains("needs an action"),
+        "{no_action:?}"
+    );
+
+    // --list-collectives counts the matching nodes per collective.
+    let listed = fleet.mco(&["inventory", "--list-collectives"]);
+    assert_eq!(listed.code, Some(0), "{listed:?}");
+    let rows: Vec<Vec<&str>> = listed
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .filter(|w: &Vec<&str>| w.len() == 2 && w[1].parse::<u32>().is_ok())
+        .collect();
+    assert_eq!(
+        rows,
+        [vec!["eu", "2"], vec!["mco", "5"], vec!["uk", "3"]],
+        "{listed:?}"
+    );
+    assert!(listed.stdout.contains("Total nodes: 5"), "{listed:?}");
+    let filtered = fleet.mco(&["inventory", "--lc", "-W", "country=uk", "-j"]);
+    assert_eq!(
+        filtered.json(),
+        serde_json::json!({"collectives": {"mco": 3, "uk": 3}, "total_nodes": 3}),
+        "{filtered:?}"
+    );
+
+    // --collective-graph writes a graph that Graphviz's grammar reads: one edge per member.
+    let tmp = tempfile::tempdir().unwrap();
+    let dot = tmp.path().join("collectives.dot");
+    let graph = fleet.mco(&[
+        "inventory",
+        "--collective-graph",
+        &dot.display().to_string(),
+    ]);
+    assert_eq!(graph.code, Some(0), "{graph:?}");
+    assert!(graph.stdout.contains("Graph of 5 nodes"), "{graph:?}");
+    let text = std::fs::read_to_string(&dot).unwrap();
+    assert!(
+        text.starts_with("graph {\n") && text.ends_with("}\n"),
+        "{text}"
+    );
+    assert_eq!(text.matches(" -- ").count(), 10, "{text}");
+    assert!(text.contains("\"web3\" -- \"eu\";"), "{text}");
+
+    // --script prints a line per matching node in the script's format.
+    let script = tmp.path().join("report.mc");
+    std::fs::write(
+        &script,
+        "# MCollective's inventory DSL\ninventory do\n  format \"%-5s|%s|%s|%d\"\n  fields { [ identity, facts[\"country\"], classes.sort.join(\",\"), facts[\"cpus\"] ] }\nend\n",
+    )
+    .unwrap();
+    let report = fleet.mco(&[
+        "inventory",
+        "--script",
+        &script.display().to_string(),
+        "-C",
+        "role::web",
+    ]);
+    assert_eq!(report.code, Some(0), "{report:?}");
+    assert_eq!(
+        report.stdout,
+        "web1 |uk|role::web,webserver|4\nweb2 |uk|role::web,webserver|2\nweb3 |de|role::web|8\n",
+        "{report:?}"
+    );
+    std::fs::write(
+        &script,
+        "inventory do\n  format \"%s\"\n  fields { [ hostname ] }\nend\n",
+    )
+    .unwrap();
+    let broken = fleet.mco(&["inventory", "--script", &script.display().to_string()]);
+    assert_eq!(broken.code, Some(1), "{broken:?}");
+    assert!(
+        broken
+            .stderr
+            .contains("report.mc:line 3: `hostname` is not a field"),
+        "{broken:?}"
+    );
+    let nothing = fleet.mco(&["inventory"]);
+    assert_eq!(nothing.code, Some(64), "{nothing:?}");
 }
