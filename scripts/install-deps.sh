@@ -37,6 +37,21 @@ if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import mco_agent' 2>/dev/
     || say "could not install py-mco-agent; the external agent tests will say so"
 fi
 
+# Agents written for py-mco-agent 0.3 (`from mco_agent import dispatch`) and for 0.4 (which
+# moved dispatch to py-choria-external) cannot share one Python; each runs from its own venv,
+# as on a node where two agents pin different versions. The compatibility test uses both.
+pyenvs="${XDG_CACHE_HOME:-$HOME/.cache}/mco/py-mco-agent"
+if command -v python3 >/dev/null 2>&1; then
+  for version in 0.3.3 0.4.0; do
+    if ! "$pyenvs/$version/bin/python3" -c 'import mco_agent' 2>/dev/null; then
+      say "installing py-mco-agent $version in $pyenvs/$version"
+      { python3 -m venv "$pyenvs/$version" \
+          && "$pyenvs/$version/bin/pip" install --quiet --disable-pip-version-check "py-mco-agent==$version" jsonschema; } \
+        || say "could not install py-mco-agent $version; the py-mco-agent versions test will say so"
+    fi
+  done
+fi
+
 # The protocol test signs a request with an independent Python client (PROTOCOL.md's
 # worked example), which needs the `cryptography` package.
 if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import cryptography' 2>/dev/null; then
