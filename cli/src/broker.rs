@@ -335,6 +335,17 @@ async fn setup(args: SetupArgs<'_>, printed: &mut Printed) -> Result<u8, Failure
             report.consumers,
             if report.consumers == 1 { "" } else { "s" }
         ));
+        // The event history, which nodes under broker permissions may not create.
+        let events = mco_transport::ensure_events_stream(
+            &js,
+            collective,
+            &mco_transport::EventHistorySettings::default(),
+        )
+        .await?;
+        printed.out.push_str(&format!(
+            "{collective}: event history stream {} ready\n",
+            events.cached_info().config.name
+        ));
     }
     nats.flush().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(0)

@@ -77,6 +77,12 @@ pub const REPLIES: &str = "Examples:
   mco replies deploy.42 --id \"$id\" --count 3 -j > replies.json &
   mco rpc puppet runonce -W role=web --reply-to deploy.42 --request-id \"$id\"";
 
+pub const EVENTS: &str = "Examples:
+  mco events
+  mco events --type 'service.*' -C role::web
+  mco events --since 1h --type puppet.run_started -j | jq -r .identity
+  mco events --type node.started --count 1 --for 60";
+
 pub const CONFIG: &str = "Examples:
   mco config
   MCO_CONFIG=/etc/mco/client.toml mco config --broker nats://nats1:4222

@@ -24,6 +24,7 @@ mod chart;
 mod completion;
 mod config;
 mod discovery;
+mod events;
 mod examples;
 mod facts;
 mod find;
@@ -106,6 +107,9 @@ pub enum Command {
     /// Create the issuer key and issue client and server tokens; show and verify tokens.
     #[command(after_help = examples::KEYS)]
     Keys(keys::KeysArgs),
+    /// Follow the fleet's events (services changed, Puppet runs, nodes started), live or since a time.
+    #[command(after_help = examples::EVENTS)]
+    Events(events::EventsArgs),
     /// Read replies sent to a subject (by mco rpc --reply-to SUBJECT), here or elsewhere.
     #[command(after_help = examples::REPLIES)]
     Replies(replies::RepliesArgs),
@@ -451,6 +455,7 @@ fn run() -> u8 {
             Command::Plugin(a) => plugin::run(&a, &mut printed),
             Command::Keys(a) => keys::run(&a, &mut printed),
             Command::Replies(a) => replies::run(&a, &mut printed).await,
+            Command::Events(a) => events::run(&a, &mut printed).await,
             Command::Broker(a) => broker::run(&a, &mut printed).await,
             Command::Config(a) => config::run(&a, &mut printed).await,
             Command::Completion(a) => completion::run(&a, &mut printed),

@@ -130,6 +130,8 @@ pub enum CallErrorKind {
     /// The broker queued none of the call's direct requests (a full queue, a node the broker
     /// permissions do not list).
     NotQueued,
+    /// The broker keeps no event history for the collective (no `MCO_EVENTS_<collective>`).
+    NoHistory,
 }
 
 /// Why discovery could not produce a node list.

@@ -116,6 +116,7 @@ pub mod config;
 pub mod ddl;
 pub mod discovery;
 pub mod error;
+pub mod events;
 pub mod link;
 pub mod listen;
 pub mod plan;
@@ -132,6 +133,7 @@ pub use error::{
     CallError, CallErrorKind, ConnectError, ConnectErrorKind, DiscoveryError, DiscoveryErrorKind,
     Error,
 };
+pub use events::{EventItem, EventQuery, EventRejected, ReceivedEvent, Since};
 pub use link::{connect_as, QueueUse};
 pub use listen::{Listener, Sent};
 pub use plan::{Batch, Limit};

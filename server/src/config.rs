@@ -118,6 +118,9 @@ pub struct Config {
     /// Publishing this node's registration for registry services.
     #[serde(default)]
     pub registration: RegistrationConfig,
+    /// Publishing this node's events (`[events]`, [`crate::events`]).
+    #[serde(default)]
+    pub events: crate::events::EventsConfig,
 }
 
 /// The `[concurrency]` table: how many actions one agent may run at once and how many
@@ -482,6 +485,8 @@ pub struct Settings {
     pub direct_queue: DirectQueueConfig,
     /// Registration publishing.
     pub registration: RegistrationConfig,
+    /// Event publishing.
+    pub events: crate::events::EventsConfig,
     /// The package, service and puppet agents' settings, paths absolute.
     pub agents: mco_agents::registry::AgentSettings,
     /// What data plugins may look at.
@@ -640,6 +645,10 @@ impl Settings {
             .settings
             .validate()
             .map_err(|reason| invalid("direct_queue", reason))?;
+        config
+            .events
+            .validate()
+            .map_err(|reason| invalid("events", reason))?;
         if config.direct_queue.ack_wait_seconds < 3 {
             return Err(invalid(
                 "direct_queue",
@@ -704,6 +713,7 @@ impl Settings {
                 .unwrap_or_else(default_state_dir),
             direct_queue: config.direct_queue.clone(),
             registration: config.registration.clone(),
+            events: config.events.clone(),
             agents: config.agents.resolved(base),
             data: config.data.clone(),
             config_file,

@@ -239,6 +239,13 @@ pub async fn run_reloading(
     );
 
     let registering = crate::registration::spawn(client.clone(), node.clone());
+    let publishing = crate::events::spawn_publisher(client.clone(), node.clone());
+    node.events.emit(
+        "node.started",
+        mco_spec::event::Severity::Info,
+        serde_json::json!({"version": env!("CARGO_PKG_VERSION"), "agents": node.agent_names()}),
+        None,
+    );
 
     // One permit per message held, from reading it until it is answered and acknowledged.
     let slots = Arc::new(Semaphore::new(in_hand));
@@ -296,6 +303,12 @@ pub async fn run_reloading(
     );
     drop(subscriptions);
     reloader.abort();
+    node.events.emit(
+        "node.stopping",
+        mco_spec::event::Severity::Info,
+        serde_json::json!({"reason": "shutdown"}),
+        None,
+    );
     for task in direct_tasks.into_iter().chain(registering) {
         task.abort();
     }
@@ -306,6 +319,12 @@ pub async fn run_reloading(
         .is_err()
     {
         tracing::warn!("actions still running after the grace period; exiting anyway");
+    }
+    // The last events (the actions that finished in the grace period, node.stopping) go
+    // out before the connection does, unless the broker is gone.
+    crate::events::drain(&node.events, Duration::from_secs(2)).await;
+    if let Some(task) = publishing {
+        task.abort();
     }
     // Flushing waits for the broker; when it is gone, shutdown must not wait for it.
     match tokio::time::timeout(Duration::from_secs(2), client.flush()).await {

@@ -99,6 +99,8 @@ pub struct Node {
     /// tasks that run off the runtime.
     fstat_policy: Arc<FstatPolicy>,
     started: u64,
+    /// Where this node's events go out ([`crate::events`]).
+    pub events: crate::events::EventSink,
 }
 
 impl Node {
@@ -121,7 +123,9 @@ impl Node {
         let security = crate::security::Security::insecure(&settings);
         let data_slots = Arc::new(tokio::sync::Semaphore::new(settings.data.max_concurrent));
         let fstat_policy = Arc::new(settings.data.fstat_policy());
+        let events = crate::events::EventSink::new(&settings.events);
         Node {
+            events,
             data_slots,
             fstat_policy,
             settings,

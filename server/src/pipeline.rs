@@ -489,6 +489,8 @@ impl Node {
             }
         }
         let outcome = self.run_action(agent.as_ref(), &request, &data).await;
+        self.events
+            .after_action(&request, self.security.redaction.apply(&data), &outcome);
         self.reply(&request, outcome)
     }
 

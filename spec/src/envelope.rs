@@ -1,4 +1,5 @@
-//! The one signed envelope every message travels in: requests, replies and registrations.
+//! The one signed envelope every message travels in: requests, replies, registrations and
+//! events.
 //!
 //! An envelope holds its message as raw JSON bytes, exactly as the sender serialised them, so
 //! that a signature covers the very bytes the receiver parses; nothing is re-encoded between
@@ -17,6 +18,7 @@
 //!  "target": {"index": 0, "path": []}}
 //! {"protocol": "mco.reply.v1", "reply": { ... }, "signature": null, "token": null}
 //! {"protocol": "mco.registration.v1", "registration": { ... }, "signature": "...", "token": "..."}
+//! {"protocol": "mco.event.v1", "event": { ... }, "signature": "...", "token": "..."}
 //! ```
 //!
 //! Keys appear in this order when mco writes them; a reader accepts any order and ignores
@@ -31,6 +33,7 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 
+use crate::event::Event;
 use crate::message::{DecodeError, Reply, Request, MAX_MESSAGE_BYTES};
 use crate::registration::Registration;
 use crate::security::{sign, Credentials, TokenRole};
@@ -61,6 +64,9 @@ pub struct ReplyKind;
 /// Registrations, signed by a node (server token).
 #[derive(Debug, Clone, Copy)]
 pub struct RegistrationKind;
+/// Events, signed by a node (server token).
+#[derive(Debug, Clone, Copy)]
+pub struct EventKind;
 
 impl Kind for RequestKind {
     const PROTOCOL: &'static str = "mco.request.v1";
@@ -101,6 +107,17 @@ impl Kind for RegistrationKind {
     }
 }
 
+impl Kind for EventKind {
+    const PROTOCOL: &'static str = "mco.event.v1";
+    const FIELD: &'static str = "event";
+    const SIGNER: TokenRole = TokenRole::Server;
+    const TARGETED: bool = false;
+    type Body = Event;
+    fn check(body: &Event) -> Result<(), DecodeError> {
+        body.validate()
+    }
+}
+
 /// A message in its envelope. See the [module docs](self).
 pub struct Envelope<K: Kind> {
     /// Always `K::PROTOCOL` once decoded.
@@ -122,6 +139,8 @@ pub type RequestEnvelope = Envelope<RequestKind>;
 pub type ReplyEnvelope = Envelope<ReplyKind>;
 /// A registration envelope.
 pub type RegistrationEnvelope = Envelope<RegistrationKind>;
+/// An event envelope.
+pub type EventEnvelope = Envelope<EventKind>;
 
 impl<K: Kind> Clone for Envelope<K> {
     fn clone(&self) -> Self {

@@ -14,6 +14,7 @@
 //!   data-plugin calls), evaluated by the same evaluator.
 //! - [`regex_dialect`]: reading Ruby/Go regular expressions as those engines do.
 //! - [`registration`]: what a node tells registry services about itself, signed like a reply.
+//! - [`event`]: what changed on a node, signed like a reply.
 //!
 //! It is deliberately free of I/O: it does not know NATS, files or clocks beyond
 //! [`message::now_millis`]. Everything here is testable without a broker.
@@ -35,6 +36,7 @@
 
 pub mod compound;
 pub mod envelope;
+pub mod event;
 pub mod filter;
 pub mod message;
 pub mod regex_dialect;
@@ -43,7 +45,7 @@ pub mod security;
 pub mod subjects;
 pub mod targets;
 
-pub use envelope::{Envelope, RegistrationEnvelope, ReplyEnvelope, RequestEnvelope};
+pub use envelope::{Envelope, EventEnvelope, RegistrationEnvelope, ReplyEnvelope, RequestEnvelope};
 pub use filter::{CompiledFilter, FactFilter, FactOperator, Filter, FilterError, NodeView};
 pub use message::{DecodeError, Reply, Request, StatusCode, MAX_MESSAGE_BYTES};
 pub use targets::{TargetProof, TargetSet, Targets};

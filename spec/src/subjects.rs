@@ -115,6 +115,27 @@ pub fn check_reply_to(
     }
 }
 
+/// `<collective>.event.<category>.<name>.<identity>`: where `identity` says that an event of
+/// type `kind` ([`crate::event`]) happened.
+pub fn event(collective: &str, kind: &str, identity: &str) -> String {
+    format!("{collective}.event.{kind}.{identity}")
+}
+
+/// The subject that selects the events of `pattern` from every node of `collective`.
+pub fn events_matching(collective: &str, pattern: &crate::event::TypePattern) -> String {
+    format!("{collective}.event.{}.>", pattern.subject_tokens())
+}
+
+/// Every event of `collective`: what its event stream keeps.
+pub fn all_events(collective: &str) -> String {
+    format!("{collective}.event.>")
+}
+
+/// What a node of `identity` may publish events on: its own identity only.
+pub fn own_events(collective: &str, identity: &str) -> String {
+    format!("{collective}.event.*.*.{identity}")
+}
+
 /// `<collective>.broadcast.agent.registration`.
 pub fn registration(collective: &str) -> String {
     broadcast(collective, REGISTRATION_AGENT)

@@ -122,7 +122,6 @@ fn schema_and_decoder_refuse_the_same_requests() {
             .unwrap(),
     )
     .unwrap();
-    type Mutation = Box<dyn Fn(&mut Value)>;
     let mutations: Vec<(&str, Mutation)> = vec![
         (
             "missing ttl",
@@ -248,7 +247,6 @@ fn registrations_match_the_schema() {
     signed["token"] = json!("token");
     assert_valid(&validator, &signed);
 
-    type Mutation = Box<dyn Fn(&mut Value)>;
     let mutations: Vec<(&str, Mutation)> = vec![
         (
             "bad identity",
@@ -277,28 +275,49 @@ fn registrations_match_the_schema() {
             Box::new(|v| v["protocol"] = json!("mco.reply.v1")),
         ),
     ];
+    refused_by_both(&validator, &good, mutations, |bytes| {
+        RegistrationEnvelope::decode(bytes)
+            .and_then(|e| e.body())
+            .is_err()
+    });
+    declares_exactly(
+        "registration.json",
+        "registration",
+        &serde_json::to_value(&registration).unwrap(),
+    );
+}
+
+type Mutation = Box<dyn Fn(&mut Value)>;
+
+/// Each mutation of `good` is refused by the schema and by the decoder (`refuses`).
+fn refused_by_both(
+    validator: &jsonschema::Validator,
+    good: &Value,
+    mutations: Vec<(&str, Mutation)>,
+    refuses: impl Fn(&[u8]) -> bool,
+) {
     for (name, mutate) in mutations {
         let mut bad = good.clone();
         mutate(&mut bad);
         assert!(!validator.is_valid(&bad), "schema accepted: {name}");
-        let bytes = serde_json::to_vec(&bad).unwrap();
-        let decoded = RegistrationEnvelope::decode(&bytes).and_then(|e| e.body());
-        assert!(decoded.is_err(), "decoder accepted: {name}");
+        assert!(
+            refuses(&serde_json::to_vec(&bad).unwrap()),
+            "decoder accepted: {name}"
+        );
     }
+}
 
-    let text = std::fs::read_to_string(format!(
-        "{}/schemas/registration.json",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap();
+/// The schema `file` declares for `$defs.<def>` exactly the fields `serialised` has.
+fn declares_exactly(file: &str, def: &str, serialised: &Value) {
+    let text =
+        std::fs::read_to_string(format!("{}/schemas/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
     let schema_value: Value = serde_json::from_str(&text).unwrap();
-    let mut declared: Vec<&String> = schema_value["$defs"]["registration"]["properties"]
+    let mut declared: Vec<&String> = schema_value["$defs"][def]["properties"]
         .as_object()
         .unwrap()
         .keys()
         .collect();
     declared.sort();
-    let serialised = serde_json::to_value(&registration).unwrap();
     let mut fields: Vec<&String> = serialised.as_object().unwrap().keys().collect();
     fields.sort();
     assert_eq!(declared, fields);
@@ -394,4 +413,75 @@ fn protocol_md_test_vectors_hold() {
         "PROTOCOL.md lacks these test vectors:\n{}",
         missing.join("\n")
     );
+}
+
+/// An encoded event validates; what the decoder refuses, the schema refuses too; the schema
+/// declares exactly the serialised fields.
+#[test]
+fn events_match_the_schema() {
+    use mco_spec::event::{Event, EventEnvelope, Severity};
+    let validator = schema("event.json");
+    let event = Event {
+        id: new_request_id(),
+        kind: "service.state_changed".into(),
+        identity: "web1.example.net".into(),
+        collective: "mco".into(),
+        time: mco_spec::message::now_millis(),
+        severity: Severity::Warning,
+        data: json!({"service": "httpd", "state": "stopped"}),
+    };
+    let good: Value =
+        serde_json::from_slice(&EventEnvelope::unsigned(&event).unwrap().to_bytes().unwrap())
+            .unwrap();
+    assert_valid(&validator, &good);
+    let mut signed = good.clone();
+    signed["signature"] = json!("c2lnbmF0dXJl");
+    signed["token"] = json!("token");
+    assert_valid(&validator, &signed);
+
+    let mutations: Vec<(&str, Mutation)> = vec![
+        ("short id", Box::new(|v| v["event"]["id"] = json!("abc"))),
+        (
+            "one-part type",
+            Box::new(|v| v["event"]["type"] = json!("service")),
+        ),
+        (
+            "three-part type",
+            Box::new(|v| v["event"]["type"] = json!("a.b.c")),
+        ),
+        (
+            "upper-case type",
+            Box::new(|v| v["event"]["type"] = json!("Node.started")),
+        ),
+        (
+            "bad identity",
+            Box::new(|v| v["event"]["identity"] = json!("a b")),
+        ),
+        (
+            "dotted collective",
+            Box::new(|v| v["event"]["collective"] = json!("a.b")),
+        ),
+        (
+            "unknown severity",
+            Box::new(|v| v["event"]["severity"] = json!("fatal")),
+        ),
+        (
+            "data not object",
+            Box::new(|v| v["event"]["data"] = json!([1])),
+        ),
+        (
+            "missing time",
+            Box::new(|v| {
+                v["event"].as_object_mut().unwrap().remove("time");
+            }),
+        ),
+        (
+            "wrong protocol",
+            Box::new(|v| v["protocol"] = json!("mco.reply.v1")),
+        ),
+    ];
+    refused_by_both(&validator, &good, mutations, |bytes| {
+        EventEnvelope::decode(bytes).and_then(|e| e.body()).is_err()
+    });
+    declares_exactly("event.json", "event", &good["event"]);
 }

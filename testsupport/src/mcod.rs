@@ -93,6 +93,15 @@ impl Keys {
         );
     }
 
+    /// The key and token files `issue` wrote for `name` in `role`.
+    pub fn issued(&self, role: &str, name: &str) -> (PathBuf, PathBuf) {
+        let dir = self.dir.join(role);
+        (
+            dir.join(format!("{name}.key")),
+            dir.join(format!("{name}.token")),
+        )
+    }
+
     /// The issuer's public key file.
     pub fn issuer_pub(&self) -> PathBuf {
         self.dir.join("issuer.pub")
@@ -113,10 +122,7 @@ impl Keys {
         args.extend([issuer.as_str(), "--dir", dir_text.as_str()]);
         args.extend_from_slice(extra);
         self.run(&args);
-        (
-            dir.join(format!("{name}.key")),
-            dir.join(format!("{name}.token")),
-        )
+        self.issued(role, name)
     }
 }
 

@@ -31,7 +31,9 @@ use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, Storag
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub mod events;
 pub mod permissions;
+pub use events::{ensure_events_stream, events_stream_name, EventHistorySettings};
 pub use permissions::permissions;
 
 /// The default time a node may hold a queued request without acknowledging it before

@@ -8,8 +8,8 @@
 //!
 //! | role | publishes | subscribes |
 //! | --- | --- | --- |
-//! | node | replies (`<c>.reply.>`), its registration, and for its own consumer only: look-up, next message, acknowledgements | its collectives' broadcasts (not registrations), its own direct subject, its own inbox |
-//! | client | broadcasts (not registrations), the listed nodes' direct subjects, stream info of the queue | its own reply prefix (`<c>.reply.<caller-hash>.>`), its own inbox |
+//! | node | replies (`<c>.reply.>`), its registration, its own events (`<c>.event.*.*.<identity>`), and for its own consumer only: look-up, next message, acknowledgements | its collectives' broadcasts (not registrations), its own direct subject, its own inbox |
+//! | client | broadcasts (not registrations), the listed nodes' direct subjects, stream info of the queue; reading the event history (stream info, ephemeral consumers, next message) | its own reply prefix (`<c>.reply.<caller-hash>.>`), every event (`<c>.event.>`), its own inbox |
 //! | registry | nothing | registrations |
 //! | admin | the JetStream API (`mco broker setup`) | its own inbox |
 //!
@@ -32,7 +32,7 @@ use std::collections::HashSet;
 
 use mco_spec::subjects;
 
-use crate::{consumer_name, inbox_prefix, stream_name, BrokerRole};
+use crate::{consumer_name, events_stream_name, inbox_prefix, stream_name, BrokerRole};
 
 /// Subjects allowed and denied for one direction (publish or subscribe). A deny wins over an
 /// allow; with no allow, everything not denied is allowed (as in nats-server).
@@ -68,6 +68,10 @@ pub fn permissions(user: &BrokerUser, users: &[BrokerUser]) -> Permissions {
                 p.publish.allow.extend([
                     format!("{c}.reply.>"),
                     subjects::registration(c),
+                    // A node speaks only for itself: what its key signs names it too.
+                    subjects::own_events(c, name),
+                    // Whether the event history exists (it may not create it).
+                    format!("$JS.API.STREAM.INFO.{}", events_stream_name(c)),
                     format!("$JS.API.CONSUMER.INFO.{stream}.{consumer}"),
                     format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"),
                     // Acknowledgements and progress go to the delivery's reply subject:
@@ -97,10 +101,22 @@ pub fn permissions(user: &BrokerUser, users: &[BrokerUser]) -> Permissions {
                 p.publish
                     .allow
                     .push(format!("$JS.API.STREAM.INFO.{}", stream_name(c)));
+                // The event history: a client reads it through unacknowledged consumers of
+                // its own, without a subject filter (a filter would need `CREATE.<s>.<c>.>`),
+                // which can only read: the stream denies purge and delete.
+                let events = events_stream_name(c);
+                p.publish.allow.extend([
+                    format!("$JS.API.STREAM.INFO.{events}"),
+                    format!("$JS.API.CONSUMER.CREATE.{events}"),
+                    format!("$JS.API.CONSUMER.CREATE.{events}.*"),
+                    format!("$JS.API.CONSUMER.MSG.NEXT.{events}.*"),
+                    format!("$JS.API.CONSUMER.DELETE.{events}.*"),
+                ]);
                 p.publish.deny.push(subjects::registration(c));
-                p.subscribe
-                    .allow
-                    .push(format!("{}.>", subjects::reply_prefix(c, name)));
+                p.subscribe.allow.extend([
+                    format!("{}.>", subjects::reply_prefix(c, name)),
+                    subjects::all_events(c),
+                ]);
             }
             p.subscribe.allow.push(inbox);
         }
@@ -368,10 +384,15 @@ mod tests {
             assert!(
                 s.starts_with("mco.reply.")
                     || s == "mco.broadcast.agent.registration"
+                    || s == "mco.event.*.*.web1.example.net"
+                    || s == "$JS.API.STREAM.INFO.MCO_EVENTS_mco"
                     || s.contains(&consumer),
                 "{s}"
             );
-            assert!(!s.starts_with("$JS.API.STREAM"), "{s}");
+            assert!(
+                !s.starts_with("$JS.API.STREAM") || s.starts_with("$JS.API.STREAM.INFO."),
+                "{s}"
+            );
         }
     }
 
@@ -401,16 +422,20 @@ mod tests {
             p.subscribe.allow,
             [
                 format!("{}.>", subjects::reply_prefix("mco", "alice")),
+                "mco.event.>".to_string(),
                 format!("{}.>", subjects::reply_prefix("eu", "alice")),
+                "eu.event.>".to_string(),
                 format!("{}.>", inbox_prefix(BrokerRole::Client, "alice")),
             ]
         );
         assert!(p.publish.allow.iter().all(|s| !s.contains(".reply.")));
-        assert!(p
-            .publish
-            .allow
-            .iter()
-            .all(|s| !s.starts_with("$JS.") || s.starts_with("$JS.API.STREAM.INFO.")));
+        assert!(p.publish.allow.iter().all(|s| !s.contains(".event.")));
+        // The JetStream API only to read: the queue's info, and the event history.
+        assert!(p.publish.allow.iter().all(|s| !s.starts_with("$JS.")
+            || s.starts_with("$JS.API.STREAM.INFO.")
+            || s.starts_with("$JS.API.CONSUMER.CREATE.MCO_EVENTS_")
+            || s.starts_with("$JS.API.CONSUMER.MSG.NEXT.MCO_EVENTS_")
+            || s.starts_with("$JS.API.CONSUMER.DELETE.MCO_EVENTS_")));
     }
 
     #[test]

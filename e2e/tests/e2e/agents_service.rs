@@ -11,16 +11,16 @@ use std::time::Duration;
 use mco_testsupport::{Fleet, NodeSpec};
 use serde_json::json;
 
-const SERVICE: &str = "mco-e2e-svc";
+pub(crate) const SERVICE: &str = "mco-e2e-svc";
 
 /// The init directory with the service's init script and daemon; the daemon is stopped
 /// when this is dropped, even if the test failed half-way.
-struct InitDir {
+pub(crate) struct InitDir {
     dir: tempfile::TempDir,
 }
 
 impl InitDir {
-    fn new() -> InitDir {
+    pub(crate) fn new() -> InitDir {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().display().to_string();
         let daemon = "#!/bin/sh\n\
@@ -82,7 +82,7 @@ esac
         InitDir { dir }
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 

@@ -130,7 +130,7 @@ impl Broker {
         .unwrap();
         assert_eq!(
             run_setup(&admin, &users_file),
-            "mco: created stream MCO_DIRECT_mco; 3 node consumers ready\n"
+            "mco: created stream MCO_DIRECT_mco; 3 node consumers ready\nmco: event history stream MCO_EVENTS_mco ready\n"
         );
 
         let specs = NODES
@@ -296,6 +296,35 @@ fn a_fleet_works_under_the_generated_broker_permissions() {
     ]);
     assert_eq!(run.code, Some(0), "{run:?}");
     assert_eq!(run.senders(), want);
+    // The nodes' events, from the history stream `mco broker setup` made, read through the
+    // client's own consumer.
+    let count = NODES.len().to_string();
+    let started = fleet.mco(&[
+        "events",
+        "--since",
+        "10m",
+        "--type",
+        "node.started",
+        "--count",
+        &count,
+        "--for",
+        "15",
+        "-j",
+    ]);
+    assert_eq!(started.code, Some(0), "{started:?}");
+    let mut from: Vec<String> = started
+        .stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["identity"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    from.sort();
+    from.dedup();
+    assert_eq!(from, want, "{started:?}");
     // Direct requests, through the queue, to a node with dots in its name too.
     let run = fleet.mco(&[
         "rpc",
@@ -361,7 +390,7 @@ fn a_fleet_works_under_the_generated_broker_permissions() {
             &broker.dir.path().join("admin.toml"),
             &broker.dir.path().join("users.txt")
         ),
-        "mco: updated stream MCO_DIRECT_mco; 3 node consumers ready\n"
+        "mco: updated stream MCO_DIRECT_mco; 3 node consumers ready\nmco: event history stream MCO_EVENTS_mco ready\n"
     );
     wait_until(
         "web2 to take direct requests",
@@ -591,6 +620,17 @@ async fn publish_where_it_may_not(broker: &Broker) -> Outcome {
         ),
         (BrokerRole::Node, "web1", "mco.node.web2".to_string()),
         (BrokerRole::Client, "mallory", reply),
+        // Events: a node speaks only for itself, a client not at all.
+        (
+            BrokerRole::Node,
+            "web1",
+            mco_spec::subjects::event("mco", "service.state_changed", "web2"),
+        ),
+        (
+            BrokerRole::Client,
+            "mallory",
+            mco_spec::subjects::event("mco", "node.started", "web1"),
+        ),
     ];
     let mut arrived = 0;
     let mut refused = true;

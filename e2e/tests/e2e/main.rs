@@ -17,6 +17,7 @@ mod ddl_compat;
 mod direct;
 mod discovery;
 mod discovery_end;
+mod events;
 mod external;
 mod files;
 mod filters;
