@@ -815,12 +815,12 @@ fn json(node: &Node) -> Result<Json, ConvertError> {
 }
 
 /// Entries serialised as a JSON object in their order.
-struct InOrder<'a, T>(&'a [(String, T)]);
+struct InOrder<'a, T>(Vec<(&'a str, T)>);
 
 impl<T: Serialize> Serialize for InOrder<'_, T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(self.0.len()))?;
-        for (name, value) in self.0 {
+        for (name, value) in &self.0 {
             map.serialize_entry(name, value)?;
         }
         map.end()
@@ -841,12 +841,24 @@ struct ChoriaDdl<'a> {
 #[derive(Serialize)]
 struct ChoriaAction<'a> {
     action: &'a str,
-    input: InOrder<'a, Input>,
-    output: InOrder<'a, Output>,
+    input: InOrder<'a, &'a Input>,
+    output: InOrder<'a, ChoriaOutput<'a>>,
     display: Display,
     description: &'a str,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     aggregate: &'a [AggregateSpec],
+}
+
+/// An output as Choria's DDLs write one: without `default` or `type` keys when it has none
+/// (the model writes `"default": null`, which says the same at more length).
+#[derive(Serialize)]
+struct ChoriaOutput<'a> {
+    description: &'a str,
+    display_as: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    default: Option<&'a Json>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<InputType>,
 }
 
 fn render(metadata: &Metadata, actions: &[ActionParts]) -> Result<String, ConvertError> {
@@ -857,8 +869,21 @@ fn render(metadata: &Metadata, actions: &[ActionParts]) -> Result<String, Conver
             .iter()
             .map(|a| ChoriaAction {
                 action: &a.name,
-                input: InOrder(&a.inputs),
-                output: InOrder(&a.outputs),
+                input: InOrder(a.inputs.iter().map(|(n, i)| (n.as_str(), i)).collect()),
+                output: InOrder(
+                    a.outputs
+                        .iter()
+                        .map(|(name, o)| {
+                            let output = ChoriaOutput {
+                                description: &o.description,
+                                display_as: &o.display_as,
+                                default: o.default.as_ref(),
+                                kind: o.kind,
+                            };
+                            (name.as_str(), output)
+                        })
+                        .collect(),
+                ),
                 display: a.display,
                 description: &a.description,
                 aggregate: &a.aggregate,
@@ -1000,7 +1025,7 @@ mod tests {
         let action = &value["actions"][0];
         assert_eq!(
             action["output"]["status"],
-            json!({"description": "State", "display_as": "Status", "default": null, "type": "string"})
+            json!({"description": "State", "display_as": "Status", "type": "string"})
         );
         assert_eq!(action["output"]["enabled"]["default"], false);
         assert_eq!(

@@ -37,6 +37,14 @@ fn a_ruby_ddl_of_the_subset_converts_to_a_ddl_that_lints_clean() {
     );
     let ddl = lint_and_load(&converted.json, "servicectl");
     assert_eq!(ddl, converted.ddl);
+    // The same checks on the text, as `mco plugin convert` runs them before writing a file.
+    assert_eq!(
+        mco_ddl::load::lint_json(&converted.json, "-", None).unwrap(),
+        vec![]
+    );
+    let misnamed = mco_ddl::load::lint_json(&converted.json, "-", Some("other")).unwrap();
+    assert_eq!(misnamed.len(), 1);
+    assert_eq!(misnamed[0].kind, mco_ddl::FindingKind::NameMismatch);
     assert_eq!(
         ddl.action_names().collect::<Vec<_>>(),
         ["status", "restart", "count"]
