@@ -52,7 +52,9 @@ pub const INVENTORY: &str = "Examples:
 
 pub const PLUGIN: &str = "Examples:
   mco plugin doc
-  mco plugin doc service";
+  mco plugin doc service
+  mco plugin lint /etc/mco/agents/*.json
+  mco plugin convert nrpe.ddl -o /etc/mco/agents/nrpe.json";
 
 pub const KEYS: &str = "Examples:
   mco keys issuer --dir /etc/mco/ca
