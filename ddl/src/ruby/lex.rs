@@ -203,6 +203,18 @@ impl Lexer {
                     spaced = true;
                     continue;
                 }
+                '\\' if self.peek_at(1) == Some('\r') && self.peek_at(2) == Some('\n') => {
+                    self.bump();
+                    self.bump();
+                    self.bump();
+                    spaced = true;
+                    continue;
+                }
+                // A byte-order mark some editors write: not part of the program.
+                '\u{feff}' if self.index == 0 => {
+                    self.index += 1;
+                    continue;
+                }
                 '#' => {
                     while self.peek().is_some_and(|c| c != '\n') {
                         self.bump();
@@ -682,6 +694,10 @@ impl Lexer {
                     line.push(c);
                 }
                 self.bump();
+                // Lines of a file written on Windows end in \r\n.
+                if line.ends_with('\r') {
+                    line.pop();
+                }
                 let end = if heredoc.indented_end {
                     line.trim()
                 } else {
@@ -794,6 +810,24 @@ mod tests {
                 Tok::Newline,
                 Tok::Newline,
                 Tok::Ident("end".into()),
+                Tok::Eof,
+            ]
+        );
+    }
+
+    #[test]
+    fn windows_line_ends_and_a_byte_order_mark_are_read() {
+        assert_eq!(
+            toks("\u{feff}a :b, \\\r\n :c\r\nd <<X\r\nbody\r\nX\r\n"),
+            vec![
+                Tok::Ident("a".into()),
+                Tok::Symbol("b".into()),
+                Tok::Comma,
+                Tok::Symbol("c".into()),
+                Tok::Newline,
+                Tok::Ident("d".into()),
+                Tok::Str("body\n".into()),
+                Tok::Newline,
                 Tok::Eof,
             ]
         );

@@ -88,15 +88,32 @@ const KEYWORDS: &[&str] = &[
     "__FILE__", "__LINE__", "require", "load", "puts",
 ];
 
+/// How deeply blocks, arrays, hashes and calls may nest: real DDLs nest three or four
+/// levels, and a bound keeps a crafted file from exhausting the stack.
+pub const MAX_NESTING: usize = 32;
+
+/// What the parser reads when the tokens run out, whatever list it was given.
+static END_OF_INPUT: Token = Token {
+    tok: Tok::Eof,
+    at: Pos { line: 1, column: 1 },
+    spaced: true,
+};
+
 /// The calls of a whole file.
 pub fn parse(tokens: &[Token]) -> Result<Vec<Call>, ConvertError> {
-    let mut parser = Parser { tokens, index: 0 };
+    let mut parser = Parser {
+        tokens,
+        index: 0,
+        depth: 0,
+    };
     parser.statements(None)
 }
 
 struct Parser<'a> {
     tokens: &'a [Token],
     index: usize,
+    /// How many blocks, arrays, hashes and calls enclose the current token.
+    depth: usize,
 }
 
 /// What closes the statements being read.
@@ -115,7 +132,28 @@ fn syntax(at: Pos, reason: impl Into<String>) -> ConvertError {
 impl<'a> Parser<'a> {
     fn token(&self) -> &'a Token {
         // The lexer ends every list with Eof and the parser never moves past it.
-        &self.tokens[self.index.min(self.tokens.len() - 1)]
+        self.tokens
+            .get(self.index)
+            .or(self.tokens.last())
+            .unwrap_or(&END_OF_INPUT)
+    }
+
+    /// Runs `read` one nesting level deeper, refusing to go beyond [`MAX_NESTING`].
+    fn nested<T>(
+        &mut self,
+        at: Pos,
+        read: impl FnOnce(&mut Self) -> Result<T, ConvertError>,
+    ) -> Result<T, ConvertError> {
+        if self.depth >= MAX_NESTING {
+            return Err(ConvertError::outside(
+                at,
+                format!("nesting deeper than {MAX_NESTING} levels"),
+            ));
+        }
+        self.depth += 1;
+        let result = read(self);
+        self.depth -= 1;
+        result
     }
 
     fn tok(&self) -> &'a Tok {
@@ -235,10 +273,11 @@ impl<'a> Parser<'a> {
         let next = self.token();
         if self.is_ident("do") {
             self.advance();
-            call.block = Some(self.statements(Some(Closer::End(next.at)))?);
+            call.block = Some(self.nested(next.at, |p| p.statements(Some(Closer::End(next.at))))?);
         } else if next.tok == Tok::LBrace {
             self.advance();
-            call.block = Some(self.statements(Some(Closer::Brace(next.at)))?);
+            call.block =
+                Some(self.nested(next.at, |p| p.statements(Some(Closer::Brace(next.at))))?);
         }
         Ok(call)
     }
@@ -345,8 +384,8 @@ impl<'a> Parser<'a> {
                     })
                     .collect(),
             ),
-            Tok::LBracket => Value::Array(self.array()?),
-            Tok::LBrace => Value::Hash(self.hash(at)?),
+            Tok::LBracket => Value::Array(self.nested(at, Self::array)?),
+            Tok::LBrace => Value::Hash(self.nested(at, |p| p.hash(at))?),
             Tok::Ident(word) if word == "true" => Value::Bool(true),
             Tok::Ident(word) if word == "false" => Value::Bool(false),
             Tok::Ident(word) if word == "nil" => Value::Nil,
@@ -362,7 +401,7 @@ impl<'a> Parser<'a> {
                 Value::Call(Call {
                     name: name.clone(),
                     at,
-                    args: self.arguments(true)?,
+                    args: self.nested(at, |p| p.arguments(true))?,
                     block: None,
                 })
             }
@@ -531,6 +570,23 @@ mod tests {
         assert_eq!(pairs[1].0.value, Value::Symbol("n".into()));
         assert_eq!(pairs[1].1.value, Value::Int(-1));
         assert_eq!(args[2], &Value::Str("ab".into()));
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let deep = format!("x {}1{}", "[".repeat(MAX_NESTING), "]".repeat(MAX_NESTING));
+        assert_eq!(calls(&deep).len(), 1);
+        let deeper = format!("x {}1{}", "[".repeat(100_000), "]".repeat(100_000));
+        let (line, column, reason) = error(&deeper);
+        assert_eq!((line, column), (1, 3 + MAX_NESTING));
+        assert!(
+            reason.starts_with("nesting deeper than 32 levels"),
+            "{reason}"
+        );
+        let blocks = "a do\n".repeat(MAX_NESTING + 1);
+        assert!(error(&blocks).2.starts_with("nesting deeper"));
+        // A token list without its end is read as ending.
+        assert_eq!(parse(&[]).unwrap(), vec![]);
     }
 
     #[test]

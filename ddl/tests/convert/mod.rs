@@ -365,3 +365,24 @@ fn mcollective_plugin_ddls_are_refused_as_not_agents() {
         }
     }
 }
+
+/// Whatever a file holds, conversion answers: every prefix of a DDL, and the DDL with each
+/// character left out, converts or is refused at a place inside the file; nothing panics.
+#[test]
+fn a_damaged_ddl_is_refused_at_a_place_in_it_and_never_panics() {
+    let text = ruby("servicectl.ddl");
+    let chars: Vec<char> = text.chars().collect();
+    let lines = text.lines().count() + 1;
+    for end in 0..chars.len() {
+        let prefix: String = chars[..end].iter().collect();
+        let without: String = chars[..end].iter().chain(&chars[end + 1..]).collect();
+        for damaged in [prefix, without] {
+            if let Err(e) = convert(&damaged) {
+                assert!(
+                    (1..=lines).contains(&e.line) && e.column >= 1,
+                    "{e} for {damaged:?}"
+                );
+            }
+        }
+    }
+}
