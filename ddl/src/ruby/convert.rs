@@ -8,7 +8,8 @@
 //! like Choria's own DDLs and diffs well against them; the model is the same content.
 //!
 //! Not for: reading Ruby ([`super::lex`], [`super::parse`]); checking the result against the
-//! schema ([`crate::load::lint`], which the tests run on every conversion).
+//! schema ([`crate::load::lint_json`], which `mco plugin convert` and the tests run on every
+//! conversion).
 
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
@@ -167,24 +168,37 @@ struct Converter {
     actions: Vec<ActionParts>,
 }
 
-/// Replaces the entry called `name` in place or appends it: a Ruby hash keeps the later
-/// value, as MCollective does when a DDL declares an input, output or action twice.
-fn put<T>(entries: &mut Vec<(String, T)>, name: String, value: T) -> bool {
-    match entries.iter_mut().find(|(n, _)| *n == name) {
-        Some(entry) => {
-            entry.1 = value;
+/// Replaces the entry of the same name in place, or appends it; true when it replaced one. A
+/// Ruby hash keeps the later value, as MCollective does when a DDL declares an input, output
+/// or action twice, and the place of the first, as the JSON lists it.
+fn put<T>(entries: &mut Vec<T>, entry: T, name_of: impl Fn(&T) -> &str) -> bool {
+    match entries.iter_mut().find(|e| name_of(e) == name_of(&entry)) {
+        Some(earlier) => {
+            *earlier = entry;
             true
         }
         None => {
-            entries.push((name, value));
+            entries.push(entry);
             false
         }
     }
 }
 
+/// The name of an input or output entry.
+fn entry_name<T>(entry: &(String, T)) -> &str {
+    &entry.0
+}
+
 impl Converter {
     fn warn(&mut self, at: Pos, message: impl Into<String>) {
         self.warnings.push(ConvertWarning::new(at, message));
+    }
+
+    fn declared_again(&mut self, at: Pos, what: &str, name: &str) {
+        self.warn(
+            at,
+            format!("{what} {name:?} declared again: the later one is kept, as in MCollective"),
+        );
     }
 
     fn top_level(&mut self, call: &Call) -> Result<(), ConvertError> {
@@ -207,19 +221,9 @@ impl Converter {
             }
             "action" => {
                 let action = self.action(call)?;
-                let at = call.at;
                 let name = action.name.clone();
-                let existing = self.actions.iter_mut().find(|a| a.name == name);
-                let replaced = existing.is_some();
-                match existing {
-                    Some(earlier) => *earlier = action,
-                    None => self.actions.push(action),
-                }
-                if replaced {
-                    self.warn(
-                        at,
-                        format!("action {name:?} declared again: the later one is kept, as in MCollective"),
-                    );
+                if put(&mut self.actions, action, |a| &a.name) {
+                    self.declared_again(call.at, "action", &name);
                 }
             }
             "input" | "output" | "display" | "summarize" | "aggregate" => {
@@ -246,21 +250,17 @@ impl Converter {
             ));
         };
         let mut props = Props::new(hash, "metadata")?;
-        let text = |props: &mut Props, key| -> Result<String, ConvertError> {
+        let required_text = |props: &mut Props, key| -> Result<String, ConvertError> {
             text(props.require(key)?, &format!("metadata :{key}"))
         };
-        let name = text(&mut props, "name")?;
-        let description = text(&mut props, "description")?;
-        let author = text(&mut props, "author")?;
-        let license = text(&mut props, "license")?;
-        let version = text(&mut props, "version")?;
-        let url = text(&mut props, "url")?;
+        let name = required_text(&mut props, "name")?;
+        let description = required_text(&mut props, "description")?;
+        let author = required_text(&mut props, "author")?;
+        let license = required_text(&mut props, "license")?;
+        let version = required_text(&mut props, "version")?;
+        let url = required_text(&mut props, "url")?;
         let timeout = props.require("timeout")?;
-        let timeout = match timeout.value {
-            Value::Int(seconds) => u64::try_from(seconds).ok(),
-            _ => None,
-        }
-        .ok_or_else(|| {
+        let timeout = whole_number(timeout).ok_or_else(|| {
             invalid(
                 timeout.at,
                 format!(
@@ -331,34 +331,32 @@ impl Converter {
         match call.name.as_str() {
             "display" => {
                 no_block(call)?;
-                action.display = match call.args.as_slice() {
+                let rule = match call.args.as_slice() {
                     [Node {
                         value: Value::Symbol(rule),
                         ..
-                    }] if rule == "always" => Display::Always,
-                    [Node {
-                        value: Value::Symbol(rule),
-                        ..
-                    }] if rule == "ok" => Display::Ok,
-                    [Node {
-                        value: Value::Symbol(rule),
-                        ..
-                    }] if rule == "failed" => Display::Failed,
+                    }] => rule.as_str(),
+                    _ => "",
+                };
+                action.display = match rule {
+                    "always" => Display::Always,
+                    "ok" => Display::Ok,
+                    "failed" => Display::Failed,
                     _ => return Err(invalid(call.at, "`display` takes :always, :ok or :failed")),
                 };
             }
             "input" => {
                 no_block(call)?;
                 let (name, input) = self.input(call)?;
-                if put(&mut action.inputs, name.clone(), input) {
-                    self.warn(call.at, format!("input {name:?} declared again: the later one is kept, as in MCollective"));
+                if put(&mut action.inputs, (name.clone(), input), entry_name) {
+                    self.declared_again(call.at, "input", &name);
                 }
             }
             "output" => {
                 no_block(call)?;
                 let (name, output) = self.output(call)?;
-                if put(&mut action.outputs, name.clone(), output) {
-                    self.warn(call.at, format!("output {name:?} declared again: the later one is kept, as in MCollective"));
+                if put(&mut action.outputs, (name.clone(), output), entry_name) {
+                    self.declared_again(call.at, "output", &name);
                 }
             }
             "summarize" => {
@@ -423,18 +421,12 @@ impl Converter {
                     &what,
                 )?);
                 let limit = props.require_for("maxlength", "a string input")?;
-                maxlength = Some(
-                    match limit.value {
-                        Value::Int(n) => u64::try_from(n).ok(),
-                        _ => None,
-                    }
-                    .ok_or_else(|| {
-                        invalid(
-                            limit.at,
-                            format!("{what} :maxlength must be a whole number"),
-                        )
-                    })?,
-                );
+                maxlength = Some(whole_number(limit).ok_or_else(|| {
+                    invalid(
+                        limit.at,
+                        format!("{what} :maxlength must be a whole number"),
+                    )
+                })?);
             }
             InputType::List => {
                 let values = props.require_for("list", "a list input")?;
@@ -496,6 +488,14 @@ fn default_value(props: &mut Props) -> Result<Option<Json>, ConvertError> {
         .map(json)
         .transpose()?
         .filter(|value| !value.is_null()))
+}
+
+/// A non-negative integer literal.
+fn whole_number(node: &Node) -> Option<u64> {
+    match node.value {
+        Value::Int(n) => u64::try_from(n).ok(),
+        _ => None,
+    }
 }
 
 fn no_block(call: &Call) -> Result<(), ConvertError> {

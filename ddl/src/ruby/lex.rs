@@ -7,7 +7,7 @@
 //! MCollective saw. What the subset has no place for (operators, `=`, `.`, string
 //! interpolation) is refused here with its position, so the parser never sees it.
 //!
-//! Not for: deciding what a token means in the DSL ([`super::parse`], [`super::convert`]).
+//! Not for: deciding what a token means in the DSL ([`super::parse`], [`super::convert`](mod@super::convert)).
 
 use super::{ConvertError, ConvertErrorKind, ConvertWarning, Pos};
 

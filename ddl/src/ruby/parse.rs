@@ -5,7 +5,7 @@
 //! Ruby passes them.
 //!
 //! Not for: knowing which calls the DSL has or what their arguments mean
-//! ([`super::convert`]); tokens ([`super::lex`]).
+//! ([`super::convert`](mod@super::convert)); tokens ([`super::lex`]).
 
 use super::lex::{Tok, Token};
 use super::{ConvertError, ConvertErrorKind, Pos};
