@@ -671,6 +671,7 @@ impl<'a> Props<'a> {
     }
 }
 
+/// A string, or a symbol read as its name (Choria's JSON writes symbols as strings).
 fn text(node: &Node, what: &str) -> Result<String, ConvertError> {
     match &node.value {
         Value::Str(text) | Value::Symbol(text) => Ok(text.clone()),
@@ -756,19 +757,8 @@ fn list_values(node: &Node, what: &str) -> Result<Vec<String>, ConvertError> {
     let Value::Array(items) = &node.value else {
         return Err(invalid(node.at, format!("{what} :list must be an array")));
     };
-    items
-        .iter()
-        .map(|item| match &item.value {
-            Value::Str(v) | Value::Symbol(v) => Ok(v.clone()),
-            other => Err(invalid(
-                item.at,
-                format!(
-                    "{what} :list values must be strings, not {}",
-                    other.describe()
-                ),
-            )),
-        })
-        .collect()
+    let what = format!("{what} :list value");
+    items.iter().map(|item| text(item, &what)).collect()
 }
 
 /// A literal as JSON: symbols become strings, as Choria writes them.
@@ -786,19 +776,7 @@ fn json(node: &Node) -> Result<Json, ConvertError> {
         Value::Hash(pairs) => {
             let mut object = Map::new();
             for (key, value) in pairs {
-                let key = match &key.value {
-                    Value::Str(k) | Value::Symbol(k) => k.clone(),
-                    other => {
-                        return Err(invalid(
-                            key.at,
-                            format!(
-                                "a hash key must be a symbol or string, not {}",
-                                other.describe()
-                            ),
-                        ))
-                    }
-                };
-                object.insert(key, json(value)?);
+                object.insert(text(key, "a hash key")?, json(value)?);
             }
             Json::Object(object)
         }
@@ -1101,6 +1079,16 @@ end
                 "input \"x\": unknown type :text (known: :string, :integer, :float, :number, :boolean, :list, :hash, :array)",
             ),
             ("  output :x, :description => 'X'", 5, 14, "output \"x\" needs a :display_as"),
+            (
+                "  input :x, :prompt => 'X', :description => 'X', :type => :list, :optional => true, :list => ['a', 1]",
+                5, 100,
+                "input \"x\" :list value must be a string, not an integer",
+            ),
+            (
+                "  output :x, :description => 'X', :display_as => 'X', :default => {[1] => 2}",
+                5, 68,
+                "a hash key must be a string, not an array",
+            ),
             ("  display :sometimes", 5, 3, "`display` takes :always, :ok or :failed"),
             ("  aggregate summary(:x)", 5, 3, "`aggregate` outside `summarize`"),
             ("  summarize do\n    aggregate :x\n  end", 6, 5, "`aggregate` takes a function call such as summary(:output)"),
