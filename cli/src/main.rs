@@ -101,7 +101,7 @@ pub enum Command {
     /// Show everything one node reports about itself.
     #[command(after_help = examples::INVENTORY)]
     Inventory(inventory::InventoryArgs),
-    /// Show agent documentation from their DDLs.
+    /// Show agent documentation from their DDLs; check DDL files and convert Ruby ones.
     #[command(after_help = examples::PLUGIN)]
     Plugin(plugin::PluginArgs),
     /// Create the issuer key and issue client and server tokens; show and verify tokens.

@@ -1,9 +1,13 @@
 //! `mco plugin doc [AGENT]`: the agents mco has DDLs for, or one agent's documentation, with
 //! the warnings of loading its DDL as Choria does; `mco plugin lint FILE...`: every schema and
-//! semantic problem of DDL files, for their authors.
+//! semantic problem of DDL files, for their authors; `mco plugin convert FILE`: an MCollective
+//! Ruby agent DDL as Choria's JSON.
 //!
-//! Not for: loading or checking DDLs itself (`mco_ddl::load`).
+//! Not for: loading, checking or converting DDLs itself (`mco_ddl::load`, `mco_ddl::ruby`).
 
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use crate::{Failure, Printed};
@@ -37,12 +41,31 @@ enum PluginCommand {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<std::path::PathBuf>,
     },
+    /// Convert an MCollective Ruby agent DDL into a Choria JSON DDL, without running Ruby.
+    ///
+    /// Reads the documented subset of the DDL language (metadata, requires, action, input,
+    /// output, display, summarize and aggregate, with Ruby's literals, comments and both hash
+    /// syntaxes); anything else is an error naming FILE:LINE:COLUMN, exit code 1. Prints the
+    /// JSON, or writes it to OUT. What was dropped, and any problem mco plugin lint would
+    /// report, is printed on stderr. Only agent DDLs convert: data, discovery, validator,
+    /// aggregate and connector DDLs are refused.
+    Convert {
+        /// The Ruby DDL (AGENT.ddl).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Write the JSON to OUT instead of stdout (AGENT.json, to use it from ddl_dirs).
+        #[arg(short = 'o', long = "output", value_name = "OUT")]
+        output: Option<PathBuf>,
+    },
 }
 
 pub(super) fn run(args: &PluginArgs, printed: &mut Printed) -> Result<u8, Failure> {
     let agent = match &args.command {
         PluginCommand::Doc { agent } => agent,
         PluginCommand::Lint { files } => return Ok(lint(files, printed)),
+        PluginCommand::Convert { file, output } => {
+            return convert(file, output.as_deref(), printed)
+        }
     };
     let (_, dirs, _) = super::load_config(args.config.as_deref())?;
     match agent {
@@ -109,4 +132,42 @@ fn lint(files: &[std::path::PathBuf], printed: &mut Printed) -> u8 {
     } else {
         1
     }
+}
+
+fn convert(file: &Path, output: Option<&Path>, printed: &mut Printed) -> Result<u8, Failure> {
+    let shown = file.display();
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {shown}"))?;
+    let converted = mco_ddl::ruby::convert(&text)
+        .map_err(|e| anyhow::anyhow!("{shown}:{}:{}: {}", e.line, e.column, e.reason))?;
+    for warning in &converted.warnings {
+        printed.err.push_str(&format!(
+            "warning: {shown}:{}:{}: {}\n",
+            warning.line, warning.column, warning.message
+        ));
+    }
+    // A sane Ruby DDL converts to one that lints clean; one that does not (a name with a
+    // space, a one-second timeout) is said now rather than when it is first loaded. The
+    // name is checked against the file the JSON goes to, else against the Ruby file's.
+    let target = output.unwrap_or(file);
+    let stem = target.file_stem().and_then(|s| s.to_str());
+    let place = output.map_or_else(
+        || "the converted DDL".to_string(),
+        |o| o.display().to_string(),
+    );
+    match mco_ddl::load::lint_json(&converted.json, &place, stem) {
+        Ok(findings) => {
+            for finding in findings {
+                printed.err.push_str(&format!(
+                    "warning: {place}: {finding} (mco plugin lint reports it)\n"
+                ));
+            }
+        }
+        Err(e) => printed.err.push_str(&format!("warning: {e}\n")),
+    }
+    match output {
+        Some(out) => std::fs::write(out, &converted.json)
+            .with_context(|| format!("cannot write {}", out.display()))?,
+        None => printed.out.push_str(&converted.json),
+    }
+    Ok(0)
 }

@@ -16,6 +16,8 @@
 //! - [`aggregate`]: `summary`, `boolean_summary`, `average`, `sum` over replies.
 //! - [`doc`]: the text `mco plugin doc AGENT` prints.
 //! - [`builtin`]: the DDLs mco ships (rpcutil, service, package, puppet).
+//! - [`ruby`]: converting MCollective's Ruby agent DDLs to Choria's JSON
+//!   (`mco plugin convert`), without running Ruby.
 //!
 //! It does no network I/O and knows nothing of NATS; the only file access is
 //! [`AgentDdl::load`].
@@ -38,6 +40,7 @@ pub mod builtin;
 pub mod doc;
 pub mod load;
 pub mod model;
+pub mod ruby;
 pub mod validate;
 pub mod validators;
 

@@ -192,7 +192,8 @@ impl AgentDdl {
         let file = path.display().to_string();
         let text = read(path)?;
         let loaded = AgentDdl::from_json_lenient(&text, &file)?;
-        match name_mismatch(&loaded.ddl, path) {
+        let stem = path.file_stem().and_then(|s| s.to_str());
+        match stem.and_then(|stem| name_mismatch(&loaded.ddl, stem)) {
             Some(finding) => Err(finding.into_error(&file)),
             None => Ok(loaded),
         }
@@ -252,13 +253,27 @@ impl AgentDdl {
 /// What an author runs (`mco plugin lint`).
 pub fn lint(path: &Path) -> Result<Vec<Finding>, DdlError> {
     let file = path.display().to_string();
-    let value = parse(&read(path)?, &file)?;
+    lint_json(
+        &read(path)?,
+        &file,
+        path.file_stem().and_then(|s| s.to_str()),
+    )
+}
+
+/// [`lint`] for JSON text not (yet) in a file, such as a conversion's output: `file` is used
+/// in error messages, and the agent's name is checked against `file_stem` when there is one.
+pub fn lint_json(
+    text: &str,
+    file: &str,
+    file_stem: Option<&str>,
+) -> Result<Vec<Finding>, DdlError> {
+    let value = parse(text, file)?;
     let mut findings = schema_findings(&value);
     findings.extend(missing_optional(&value));
-    match decode(value, &file) {
+    match decode(value, file) {
         Ok(ddl) => {
             findings.extend(check(&ddl));
-            findings.extend(name_mismatch(&ddl, path));
+            findings.extend(file_stem.and_then(|stem| name_mismatch(&ddl, stem)));
         }
         // The schema findings say why, unless the schema allows what the types do not.
         Err(e) if findings.is_empty() => return Err(e),
@@ -288,8 +303,7 @@ fn decode(value: Value, file: &str) -> Result<AgentDdl, DdlError> {
     })
 }
 
-fn name_mismatch(ddl: &AgentDdl, path: &Path) -> Option<Finding> {
-    let stem = path.file_stem().and_then(|s| s.to_str())?;
+fn name_mismatch(ddl: &AgentDdl, stem: &str) -> Option<Finding> {
     (stem != ddl.metadata.name).then(|| Finding {
         kind: FindingKind::NameMismatch,
         action: None,

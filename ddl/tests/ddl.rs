@@ -8,6 +8,8 @@ use mco_ddl::{AgentDdl, Aggregator, Display, InputErrorKind};
 use mco_spec::StatusCode;
 use serde_json::{json, Map, Value};
 
+mod convert;
+
 fn data_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data")
 }

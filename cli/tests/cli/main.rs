@@ -1,7 +1,9 @@
-//! Tests of the real `mco` binary that need no fleet: help, completion scripts, man pages.
+//! Tests of the real `mco` binary that need no fleet: help, completion scripts, man pages,
+//! DDL conversion.
 //! (Those that talk to nodes are end-to-end tests, in e2e/tests/e2e/.)
 
 mod completion;
+mod convert;
 mod help;
 mod man;
 
