@@ -292,11 +292,13 @@ pub const ACTIVATION_LIMIT: Duration = Duration::from_secs(2);
 /// `metadata.provider` is `external`, next to an executable named `<name>`. Its plugin config
 /// file is `<plugin_config_dir>/<name>` (Choria's `plugin.d` convention). DDLs load as Choria
 /// loads them. Returns the agents and the messages to log: one per agent that was skipped, and
-/// why, and one per DDL warning (what mco does not enforce or skips).
+/// why, and one per DDL warning (what mco does not enforce or skips: a validator or aggregate
+/// that is neither built in nor one of `plugins`).
 pub async fn load_external_agents(
     dirs: &[PathBuf],
     plugin_config_dir: &Path,
     facts: &Value,
+    plugins: &mco_ddl::Plugins,
 ) -> (Vec<std::sync::Arc<dyn crate::Agent>>, Vec<String>) {
     let mut agents: Vec<std::sync::Arc<dyn crate::Agent>> = Vec::new();
     let mut skipped = Vec::new();
@@ -329,7 +331,7 @@ pub async fn load_external_agents(
                     if loaded.ddl.metadata.provider.as_deref() != Some("external") {
                         continue;
                     }
-                    for warning in &loaded.warnings {
+                    for warning in plugins.unresolved(&loaded.ddl, loaded.warnings.clone()) {
                         skipped.push(format!("{}: {warning}", ddl_path.display()));
                     }
                     loaded.ddl
@@ -538,6 +540,7 @@ else:
             &[dir.path().to_path_buf()],
             dir.path(),
             &serde_json::json!({}),
+            &mco_ddl::Plugins::none(),
         )
         .await;
         let names: Vec<String> = agents

@@ -103,11 +103,12 @@ pub(super) async fn prepared_call(
     let filter = common.filter()?;
     let raw = parse_inputs(inputs)?;
     let (config, ddl_dirs, _) = common.client_config()?;
-    // The library checks the inputs again when calling; checking them here too makes a bad
-    // input an error before anything else, a broker that cannot be reached included.
+    // The library checks the inputs again when calling, validator plugins included;
+    // checking them here too makes a bad input an error before anything else, a broker that
+    // cannot be reached included.
     let ddls = Ddls::new(ddl_dirs);
     let ddl = ddls.action(agent, action)?;
-    let data = ddls.inputs(ddl.as_ref(), Map::new(), &raw)?;
+    let data = ddls.inputs(ddl.as_ref(), Map::new(), &raw).await?;
     let targeting = common.targeting(&config)?;
     let client = common.connect().await?;
 
@@ -217,6 +218,7 @@ pub(super) async fn run(args: &RpcArgs, printed: &mut Printed) -> Result<u8, Fai
         Read::ReaderGone => (Vec::new(), true),
     };
     let mut result = replies.result(collected);
+    result.run_aggregate_plugins().await;
     result.replies.sort_by(|a, b| a.sender.cmp(&b.sender));
     // What went wrong during the call (a slice that could not be sent) comes after the
     // warnings of its start.

@@ -45,6 +45,8 @@ pub struct ClientConfig {
     pub connect_timeout: Option<f64>,
     /// Directories of agent DDLs (`<dir>/<agent>.json`), searched before the built-in ones.
     pub ddl_dirs: Option<Vec<PathBuf>>,
+    /// Validator and aggregate plugins (`mco_ddl::plugins`); `/etc/mco/plugins` by default.
+    pub plugins_dir: Option<PathBuf>,
     /// The caller's private key (mode 0600).
     pub key_file: Option<PathBuf>,
     /// The caller's token.
@@ -348,6 +350,9 @@ impl ClientConfig {
         if self.ddl_dirs.is_some() {
             builder = builder.ddl_dirs(self.ddl_dirs(base));
         }
+        if let Some(dir) = &self.plugins_dir {
+            builder = builder.plugins_dir(abs(dir));
+        }
         if let Some(key) = &self.key_file {
             builder = builder.key_file(abs(key));
         }
@@ -427,6 +432,7 @@ mod tests {
             ttl: Some(1),
             connect_timeout: Some(1.0),
             ddl_dirs: Some(vec![]),
+            plugins_dir: Some(PathBuf::new()),
             key_file: Some(PathBuf::new()),
             token_file: Some(PathBuf::new()),
             issuer_keys: Some(vec![]),

@@ -14,11 +14,14 @@
 //! - [`validators`]: `shellsafe`, `ipv4address`, `ipv6address`, `ipaddress`, named validators
 //!   such as `service_name`, and regular expressions.
 //! - [`aggregate`]: `summary`, `boolean_summary`, `average`, `sum` over replies.
+//! - [`plugins`]: validators and aggregate functions installed without recompiling
+//!   (declarative in `validators.toml`, or executables run through `mco-runner`).
 //! - [`doc`]: the text `mco plugin doc AGENT` prints.
 //! - [`builtin`]: the DDLs mco ships (rpcutil, service, package, puppet).
 //!
 //! It does no network I/O and knows nothing of NATS; the only file access is
-//! [`AgentDdl::load`].
+//! [`AgentDdl::load`] and [`plugins::Plugins`] (its directory, and the plugin executables it
+//! runs).
 //!
 //! ```
 //! use mco_ddl::AgentDdl;
@@ -38,10 +41,12 @@ pub mod builtin;
 pub mod doc;
 pub mod load;
 pub mod model;
+pub mod plugins;
 pub mod validate;
 pub mod validators;
 
 pub use aggregate::{AggregateResult, Aggregator};
 pub use load::{DdlError, Finding, FindingKind, Loaded};
 pub use model::{Action, AgentDdl, Display, Input, InputType, Metadata, Output};
+pub use plugins::Plugins;
 pub use validate::{InputError, InputErrorKind};

@@ -26,6 +26,7 @@ mod mcollective_cli;
 mod output_formats;
 mod packages;
 mod partitions;
+mod plugins;
 mod raw;
 mod registry;
 mod registry_tls;
