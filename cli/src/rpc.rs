@@ -102,11 +102,13 @@ pub(super) async fn prepared_call(
 ) -> Result<(mco_client::Client, Call), Failure> {
     let filter = common.filter()?;
     let raw = parse_inputs(inputs)?;
-    let (config, ddl_dirs, _) = common.client_config()?;
+    let (config, ddl_dirs, base) = common.client_config()?;
     // The library checks the inputs again when calling, validator plugins included;
     // checking them here too makes a bad input an error before anything else, a broker that
     // cannot be reached included.
-    let ddls = Ddls::new(ddl_dirs);
+    let plugins = mco_ddl::Plugins::load(&config.plugins_dir(&base))
+        .map_err(|e| anyhow::anyhow!("plugins_dir: {e}"))?;
+    let ddls = Ddls::new(ddl_dirs).with_plugins(plugins);
     let ddl = ddls.action(agent, action)?;
     let data = ddls.inputs(ddl.as_ref(), Map::new(), &raw).await?;
     let targeting = common.targeting(&config)?;

@@ -275,6 +275,15 @@ impl ClientConfig {
         Ok(config)
     }
 
+    /// The plugin directory, a relative path taken from `base` (the file's directory);
+    /// [`mco_ddl::plugins::DEFAULT_PLUGINS_DIR`] when not set.
+    pub fn plugins_dir(&self, base: &Path) -> PathBuf {
+        match &self.plugins_dir {
+            Some(dir) => base.join(dir),
+            None => mco_ddl::plugins::DEFAULT_PLUGINS_DIR.into(),
+        }
+    }
+
     /// The DDL directories, relative paths taken from `base` (the file's directory).
     pub fn ddl_dirs(&self, base: &Path) -> Vec<PathBuf> {
         self.ddl_dirs
@@ -350,9 +359,7 @@ impl ClientConfig {
         if self.ddl_dirs.is_some() {
             builder = builder.ddl_dirs(self.ddl_dirs(base));
         }
-        if let Some(dir) = &self.plugins_dir {
-            builder = builder.plugins_dir(abs(dir));
-        }
+        builder = builder.plugins_dir(self.plugins_dir(base));
         if let Some(key) = &self.key_file {
             builder = builder.key_file(abs(key));
         }

@@ -152,7 +152,11 @@ fn plugin_validators_guard_client_and_node_and_plugin_aggregates_summarise() {
         "{}",
         good.stdout
     );
-    // The node loaded the DDL without warning about what its plugins provide.
+    // Neither the client nor the node warns about what the plugins provide.
+    let doc = fleet.mco(&["plugin", "doc", "site"]);
+    assert_eq!(doc.code, Some(0), "{doc:?}");
+    assert!(!doc.stderr.contains("warning"), "{}", doc.stderr);
+
     let log = fleet.nodes[0].log();
     assert!(!log.contains("unknown validator \"site_fqdn\""), "{log}");
     assert!(
