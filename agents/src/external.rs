@@ -11,19 +11,20 @@
 //! (`io.choria.mcorpc.external.v1.activation_request`) asks whether the agent should be
 //! active on this node (`{"activate": true|false}`).
 //!
-//! The executable runs in its own process group; when the time limit passes the whole group
-//! is killed, so a hung agent or its children cannot outlive the call. A non-zero exit, a
-//! missing or malformed reply, or a timeout is an [`ExternalError`], which the caller turns
-//! into status 1 with the reason. stdout goes to the log at INFO, stderr at WARN.
+//! The executable runs through [`mco_runner`] (its own process group, terminated then killed
+//! at the time limit and when the call is abandoned, its leftovers killed when it exits) with
+//! the protocol's files in a private directory ([`mco_runner::external::Exchange`]). A
+//! non-zero exit, a missing, malformed or oversized reply, or a timeout is an
+//! [`ExternalError`], which the caller turns into status 1 with the reason. stdout goes to the
+//! log at INFO, stderr at WARN, each capped.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
+use mco_runner::external::{Exchange, ExchangeError};
+use mco_runner::RunError;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::process::Command;
 
 /// The protocol name of an action request.
 pub const RPC_REQUEST_PROTOCOL: &str = "io.choria.mcorpc.external.v1.rpc_request";
@@ -35,6 +36,8 @@ const ACTIVATION_SCHEMA: &str =
 
 /// The largest reply file read, in bytes; a larger one is an error, not an allocation.
 const MAX_REPLY_BYTES: u64 = 1024 * 1024;
+/// How much of each of stdout and stderr is kept for the log; the rest is dropped.
+const MAX_LOGGED_BYTES: usize = 64 * 1024;
 
 /// Why an external agent call failed.
 #[derive(Debug, thiserror::Error)]
@@ -48,9 +51,12 @@ pub enum ExternalError {
         /// Why.
         source: std::io::Error,
     },
-    /// Preparing or reading the request/reply files failed.
+    /// Preparing the request files failed.
     #[error("{0}")]
-    Io(#[from] std::io::Error),
+    Files(#[from] ExchangeError),
+    /// The run failed otherwise (its output was too large, waiting for it failed).
+    #[error("{0}")]
+    Run(RunError),
     /// The executable ran longer than allowed and was killed.
     #[error("timed out after {0:?} and was killed")]
     Timeout(Duration),
@@ -171,124 +177,42 @@ impl ExternalCommand {
         facts: &Value,
         limit: Duration,
     ) -> Result<Vec<u8>, ExternalError> {
-        let dir = tempfile::Builder::new().prefix("mco-external-").tempdir()?;
-        let request_file = dir.path().join("request.json");
-        let reply_file = dir.path().join("reply.json");
-        let facts_file = dir.path().join("facts.json");
-        tokio::fs::write(
-            &request_file,
-            serde_json::to_vec(request).unwrap_or_default(),
-        )
-        .await?;
-        tokio::fs::write(&facts_file, serde_json::to_vec(facts).unwrap_or_default()).await?;
-
-        let mut command = Command::new(&self.executable);
-        command
-            .arg(&request_file)
-            .arg(&reply_file)
-            .arg(protocol)
-            .current_dir(dir.path())
-            .env_clear()
-            .env(
-                "PATH",
-                std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
-            )
-            .env("CHORIA_EXTERNAL_REQUEST", &request_file)
-            .env("CHORIA_EXTERNAL_REPLY", &reply_file)
-            .env("CHORIA_EXTERNAL_PROTOCOL", protocol)
+        let exchange = Exchange::new(protocol, &serde_json::to_vec(request).unwrap_or_default())?;
+        let facts_file =
+            exchange.write_file("facts.json", &serde_json::to_vec(facts).unwrap_or_default())?;
+        let command = exchange
+            .apply(mco_runner::Command::new(&self.executable))
             .env("CHORIA_EXTERNAL_CONFIG", &self.config_file)
             .env("CHORIA_EXTERNAL_FACTS", &facts_file)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Its own process group, so a timeout kills the agent and everything it started.
-            .process_group(0)
-            .kill_on_drop(true);
-        let mut child = command.spawn().map_err(|source| ExternalError::Spawn {
-            path: self.executable.display().to_string(),
-            source,
+            .stdout_limit(MAX_LOGGED_BYTES)
+            .stderr_limit(MAX_LOGGED_BYTES)
+            .deadline(limit);
+        let output = command.run().await.map_err(|e| match e {
+            RunError::Spawn { source, .. } => ExternalError::Spawn {
+                path: self.executable.display().to_string(),
+                source,
+            },
+            RunError::Timeout { limit, .. } => ExternalError::Timeout(limit),
+            other => ExternalError::Run(other),
         })?;
-        let pid = child.id();
-        // However this call ends (finished, timed out, or cancelled by the caller), the
-        // agent's whole process group goes with it.
-        let _group = GroupGuard(pid.and_then(|p| i32::try_from(p).ok()));
-        let stdout = child
-            .stdout
-            .take()
-            .map(|s| tokio::spawn(log_lines(self.agent.clone(), s, false)));
-        let stderr = child
-            .stderr
-            .take()
-            .map(|s| tokio::spawn(log_lines(self.agent.clone(), s, true)));
-
-        let status = match tokio::time::timeout(limit, child.wait()).await {
-            Ok(status) => status?,
-            Err(_) => {
-                _group.kill();
-                let _ = child.wait().await;
-                return Err(ExternalError::Timeout(limit));
-            }
-        };
-        // The agent has exited; its children may hold the pipes open, so take the group down
-        // before waiting for the log readers.
-        _group.kill();
-        if let Some(task) = stdout {
-            let _ = task.await;
-        }
-        let last_stderr = match stderr {
-            Some(task) => task.await.unwrap_or_default(),
-            None => String::new(),
-        };
-        if !status.success() {
+        log_lines(&self.agent, &output.stdout, false);
+        let last_stderr = log_lines(&self.agent, &output.stderr, true);
+        if !output.success() {
             return Err(ExternalError::Exit {
-                status: status.to_string(),
+                status: output.status.to_string(),
                 stderr: last_stderr,
             });
         }
-        read_reply(&reply_file).await
+        exchange
+            .read_reply(MAX_REPLY_BYTES)
+            .map_err(|e| ExternalError::BadReply(e.to_string()))
     }
 }
 
-/// Kills a process group when dropped.
-struct GroupGuard(Option<i32>);
-
-impl GroupGuard {
-    fn kill(&self) {
-        if let Some(pid) = self.0 {
-            // SAFETY: kill(2) with a negative pid signals the process group created for the
-            // child; it touches no memory of ours, and a group already gone is reported
-            // harmlessly.
-            unsafe {
-                libc::kill(-pid, libc::SIGKILL);
-            }
-        }
-    }
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-async fn read_reply(path: &Path) -> Result<Vec<u8>, ExternalError> {
-    let metadata = tokio::fs::metadata(path)
-        .await
-        .map_err(|_| ExternalError::BadReply("the agent wrote no reply file".into()))?;
-    if metadata.len() > MAX_REPLY_BYTES {
-        return Err(ExternalError::BadReply(format!(
-            "reply of {} bytes exceeds {MAX_REPLY_BYTES}",
-            metadata.len()
-        )));
-    }
-    Ok(tokio::fs::read(path).await?)
-}
-
-/// Logs each line the agent writes; returns the last stderr line for error messages.
-async fn log_lines(agent: String, stream: impl AsyncRead + Unpin, is_stderr: bool) -> String {
-    let mut lines = BufReader::new(stream).lines();
+/// Logs each line the agent wrote; returns the last stderr line for error messages.
+fn log_lines(agent: &str, output: &[u8], is_stderr: bool) -> String {
     let mut last = String::new();
-    while let Ok(Some(line)) = lines.next_line().await {
+    for line in String::from_utf8_lossy(output).lines() {
         let line: String = line.chars().take(2000).collect();
         if is_stderr {
             tracing::warn!(agent = %agent, "external agent stderr: {line}");
@@ -368,11 +292,13 @@ pub const ACTIVATION_LIMIT: Duration = Duration::from_secs(2);
 /// `metadata.provider` is `external`, next to an executable named `<name>`. Its plugin config
 /// file is `<plugin_config_dir>/<name>` (Choria's `plugin.d` convention). DDLs load as Choria
 /// loads them. Returns the agents and the messages to log: one per agent that was skipped, and
-/// why, and one per DDL warning (what mco does not enforce or skips).
+/// why, and one per DDL warning (what mco does not enforce or skips: a validator or aggregate
+/// that is neither built in nor one of `plugins`).
 pub async fn load_external_agents(
     dirs: &[PathBuf],
     plugin_config_dir: &Path,
     facts: &Value,
+    plugins: &mco_ddl::Plugins,
 ) -> (Vec<std::sync::Arc<dyn crate::Agent>>, Vec<String>) {
     let mut agents: Vec<std::sync::Arc<dyn crate::Agent>> = Vec::new();
     let mut skipped = Vec::new();
@@ -405,7 +331,7 @@ pub async fn load_external_agents(
                     if loaded.ddl.metadata.provider.as_deref() != Some("external") {
                         continue;
                     }
-                    for warning in &loaded.warnings {
+                    for warning in plugins.unresolved(&loaded.ddl, loaded.warnings.clone()) {
                         skipped.push(format!("{}: {warning}", ddl_path.display()));
                     }
                     loaded.ddl
@@ -614,6 +540,7 @@ else:
             &[dir.path().to_path_buf()],
             dir.path(),
             &serde_json::json!({}),
+            &mco_ddl::Plugins::none(),
         )
         .await;
         let names: Vec<String> = agents

@@ -191,6 +191,7 @@ fn show(found: &Found, brokers_flag: bool) -> String {
                 .join(", ")
         },
     );
+    row("plugins_dir", o.plugins_dir.display().to_string());
     row(
         "key_file",
         c.key_file.as_ref().map(path).unwrap_or_default(),
@@ -372,6 +373,7 @@ async fn check(found: &Found, brokers_flag: bool) -> Result<String, String> {
             }
         }
     }
+    mco_ddl::Plugins::load(&o.plugins_dir).map_err(|e| at("plugins_dir", e.to_string()))?;
     let abs = |p: &PathBuf| found.base.join(p);
     let signing = match (&c.key_file, &c.token_file) {
         (Some(key), Some(token)) => {

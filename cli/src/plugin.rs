@@ -67,7 +67,7 @@ pub(super) fn run(args: &PluginArgs, printed: &mut Printed) -> Result<u8, Failur
             return convert(file, output.as_deref(), printed)
         }
     };
-    let (_, dirs, _) = super::load_config(args.config.as_deref())?;
+    let (config, dirs, base) = super::load_config(args.config.as_deref())?;
     match agent {
         None => {
             printed
@@ -87,7 +87,10 @@ pub(super) fn run(args: &PluginArgs, printed: &mut Printed) -> Result<u8, Failur
         }
         Some(name) => match mco_ddl::builtin::find_with_warnings(name, &dirs)? {
             Some(loaded) => {
-                for warning in &loaded.warnings {
+                // What an installed plugin provides is enforced: no warning for it.
+                let plugins = mco_ddl::Plugins::load(&config.plugins_dir(&base))
+                    .map_err(|e| anyhow::anyhow!("plugins_dir: {e}"))?;
+                for warning in plugins.unresolved(&loaded.ddl, loaded.warnings.clone()) {
                     printed
                         .err
                         .push_str(&format!("warning: agent {name}: {warning}\n"));

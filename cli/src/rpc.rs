@@ -170,7 +170,7 @@ pub(super) async fn prepared_call(
     inputs: &[String],
     ttl: Option<u64>,
 ) -> Result<(mco_client::Client, Call), Failure> {
-    let call = call_of_flags(common, agent, action, inputs, ttl)?;
+    let call = call_of_flags(common, agent, action, inputs, ttl).await?;
     let client = common.connect().await?;
     Ok((client, call))
 }
@@ -178,7 +178,7 @@ pub(super) async fn prepared_call(
 /// A call as the flags describe it: inputs converted and checked against the DDL (before
 /// anything else, so a bad input is an error even with no broker), the filters, discovery,
 /// limits, collective, TTL and time limits. Does not connect.
-pub(super) fn call_of_flags(
+pub(super) async fn call_of_flags(
     common: &CommonArgs,
     agent: &str,
     action: &str,
@@ -187,12 +187,15 @@ pub(super) fn call_of_flags(
 ) -> Result<Call, Failure> {
     let filter = common.filter()?;
     let raw = parse_inputs(inputs)?;
-    let (config, ddl_dirs, _) = common.client_config()?;
-    // The library checks the inputs again when calling; checking them here too makes a bad
-    // input an error before anything else, a broker that cannot be reached included.
-    let ddls = Ddls::new(ddl_dirs);
+    let (config, ddl_dirs, base) = common.client_config()?;
+    // The library checks the inputs again when calling, validator plugins included;
+    // checking them here too makes a bad input an error before anything else, a broker that
+    // cannot be reached included.
+    let plugins = mco_ddl::Plugins::load(&config.plugins_dir(&base))
+        .map_err(|e| anyhow::anyhow!("plugins_dir: {e}"))?;
+    let ddls = Ddls::new(ddl_dirs).with_plugins(plugins);
     let ddl = ddls.action(agent, action)?;
-    let data = ddls.inputs(ddl.as_ref(), Map::new(), &raw)?;
+    let data = ddls.inputs(ddl.as_ref(), Map::new(), &raw).await?;
     let targeting = common.targeting(&config)?;
 
     let mut call = Call::new(agent, action)
@@ -302,6 +305,7 @@ pub(super) async fn run(args: &RpcArgs, printed: &mut Printed) -> Result<u8, Fai
         Read::ReaderGone => (Vec::new(), true),
     };
     let mut result = replies.result(collected);
+    result.run_aggregate_plugins().await;
     result.replies.sort_by(|a, b| a.sender.cmp(&b.sender));
     // What went wrong during the call (a slice that could not be sent) comes after the
     // warnings of its start.

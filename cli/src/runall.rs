@@ -51,8 +51,8 @@ pub(super) async fn run(
     if !inputs.iter().any(|i| i.starts_with("splay=")) {
         inputs.push("splay=false".into());
     }
-    let runonce = call_of_flags(common, "puppet", "runonce", &inputs, None)?;
-    let status = call_of_flags(common, "puppet", "status", &[], None)?;
+    let runonce = call_of_flags(common, "puppet", "runonce", &inputs, None).await?;
+    let status = call_of_flags(common, "puppet", "status", &[], None).await?;
     let mut filter = common.filter()?;
     filter.add_agent("puppet")?;
     let client = common.connect().await?;

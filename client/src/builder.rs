@@ -108,6 +108,8 @@ pub struct ClientOptions {
     pub direct_threshold: usize,
     /// Directories of agent DDLs (`<dir>/<agent>.json`), searched before the built-in ones.
     pub ddl_dirs: Vec<PathBuf>,
+    /// The validator and aggregate plugins' directory (`mco_ddl::plugins`).
+    pub plugins_dir: PathBuf,
     /// The discovery method of a call that names none.
     pub default_discovery_method: MethodKind,
     /// The program (and arguments) the external discovery method runs.
@@ -146,6 +148,7 @@ impl Default for ClientOptions {
             queue_settings: mco_transport::QueueSettings::default(),
             direct_threshold: 10,
             ddl_dirs: Vec::new(),
+            plugins_dir: mco_ddl::plugins::DEFAULT_PLUGINS_DIR.into(),
             default_discovery_method: MethodKind::Broadcast,
             external_discovery_command: None,
             registry_url: None,
@@ -419,6 +422,13 @@ impl ClientBuilder {
         self
     }
 
+    /// Reads validator and aggregate plugins from this directory (`plugins_dir`): the same
+    /// validators the nodes enforce are checked before sending.
+    pub fn plugins_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.options.plugins_dir = dir.into();
+        self
+    }
+
     /// The discovery method of a call that names none (`default_discovery_method`).
     pub fn default_discovery_method(mut self, method: MethodKind) -> Self {
         self.options.default_discovery_method = method;
@@ -516,7 +526,9 @@ impl ClientBuilder {
             queue_settings: o.queue_settings.clone(),
         })
         .await?;
-        let ddls = Ddls::new(o.ddl_dirs.clone());
+        let plugins = mco_ddl::Plugins::load(&o.plugins_dir)
+            .map_err(|e| ConnectError::from_source(ConnectErrorKind::Config, e))?;
+        let ddls = Ddls::new(o.ddl_dirs.clone()).with_plugins(plugins);
         Ok(Client::new(link, o, Arc::new(ddls)))
     }
 }

@@ -240,7 +240,8 @@ impl Client {
         let action = self.ddls().action(&call.agent, &call.action)?;
         let data = self
             .ddls()
-            .inputs(action.as_ref(), call.data.clone(), &call.text)?;
+            .inputs(action.as_ref(), call.data.clone(), &call.text)
+            .await?;
         let mut filter = call.filter.clone();
         if !filter.agent.contains(&call.agent) {
             filter.agent.push(call.agent.clone());

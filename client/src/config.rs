@@ -45,6 +45,8 @@ pub struct ClientConfig {
     pub connect_timeout: Option<f64>,
     /// Directories of agent DDLs (`<dir>/<agent>.json`), searched before the built-in ones.
     pub ddl_dirs: Option<Vec<PathBuf>>,
+    /// Validator and aggregate plugins (`mco_ddl::plugins`); `/etc/mco/plugins` by default.
+    pub plugins_dir: Option<PathBuf>,
     /// The caller's private key (mode 0600).
     pub key_file: Option<PathBuf>,
     /// The caller's token.
@@ -273,6 +275,15 @@ impl ClientConfig {
         Ok(config)
     }
 
+    /// The plugin directory, a relative path taken from `base` (the file's directory);
+    /// [`mco_ddl::plugins::DEFAULT_PLUGINS_DIR`] when not set.
+    pub fn plugins_dir(&self, base: &Path) -> PathBuf {
+        match &self.plugins_dir {
+            Some(dir) => base.join(dir),
+            None => mco_ddl::plugins::DEFAULT_PLUGINS_DIR.into(),
+        }
+    }
+
     /// The DDL directories, relative paths taken from `base` (the file's directory).
     pub fn ddl_dirs(&self, base: &Path) -> Vec<PathBuf> {
         self.ddl_dirs
@@ -348,6 +359,7 @@ impl ClientConfig {
         if self.ddl_dirs.is_some() {
             builder = builder.ddl_dirs(self.ddl_dirs(base));
         }
+        builder = builder.plugins_dir(self.plugins_dir(base));
         if let Some(key) = &self.key_file {
             builder = builder.key_file(abs(key));
         }
@@ -427,6 +439,7 @@ mod tests {
             ttl: Some(1),
             connect_timeout: Some(1.0),
             ddl_dirs: Some(vec![]),
+            plugins_dir: Some(PathBuf::new()),
             key_file: Some(PathBuf::new()),
             token_file: Some(PathBuf::new()),
             issuer_keys: Some(vec![]),

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use mco_ddl::{Action, AgentDdl, AggregateResult, Aggregator};
+use mco_ddl::{Action, AgentDdl, AggregateResult, Aggregator, Plugins};
 use mco_spec::{Filter, Reply};
 use serde_json::{Map, Value};
 
@@ -28,6 +28,8 @@ pub const BUILTIN_DATA_PLUGINS: [&str; 4] = ["agent", "collective", "fact", "fst
 pub struct Ddls {
     dirs: Vec<PathBuf>,
     read: Mutex<HashMap<String, Option<Arc<AgentDdl>>>>,
+    /// The validators and aggregate functions installed besides the built-in ones.
+    plugins: Arc<Plugins>,
 }
 
 /// One action of an agent's DDL.
@@ -35,6 +37,7 @@ pub struct Ddls {
 pub struct ActionDdl {
     ddl: Arc<AgentDdl>,
     index: usize,
+    plugins: Arc<Plugins>,
 }
 
 impl ActionDdl {
@@ -69,6 +72,19 @@ impl ActionDdl {
         }
         aggregator.results()
     }
+
+    /// The declared aggregates that plugins compute, over the successful replies among
+    /// `replies` (run once per call: each is a program).
+    pub async fn plugin_aggregates(&self, replies: &[Reply]) -> Vec<AggregateResult> {
+        let data: Vec<&Map<String, Value>> = replies
+            .iter()
+            .filter(|r| r.statuscode.is_ok())
+            .filter_map(|r| r.data.as_object())
+            .collect();
+        self.plugins
+            .aggregates(self.action(), data.iter().copied())
+            .await
+    }
 }
 
 impl Ddls {
@@ -77,7 +93,14 @@ impl Ddls {
         Ddls {
             dirs,
             read: Mutex::default(),
+            plugins: Arc::default(),
         }
+    }
+
+    /// With the validator and aggregate `plugins` of the machine.
+    pub fn with_plugins(mut self, plugins: Plugins) -> Ddls {
+        self.plugins = Arc::new(plugins);
+        self
     }
 
     /// The directories searched.
@@ -110,7 +133,11 @@ impl Ddls {
             return Ok(None);
         };
         match ddl.actions.iter().position(|a| a.action == action) {
-            Some(index) => Ok(Some(ActionDdl { ddl, index })),
+            Some(index) => Ok(Some(ActionDdl {
+                ddl,
+                index,
+                plugins: self.plugins.clone(),
+            })),
             None => {
                 let known: Vec<&str> = ddl.action_names().collect();
                 Err(invalid(format!(
@@ -123,8 +150,8 @@ impl Ddls {
 
     /// The inputs of a call: `text` (`key=value` as typed) converted by the action's declared
     /// types and merged into `data`, then validated as the node will; without a DDL, `text`
-    /// values are strings and nothing is checked.
-    pub fn inputs(
+    /// values are strings and nothing is checked. Validator plugins are checked too.
+    pub async fn inputs(
         &self,
         action: Option<&ActionDdl>,
         mut data: Map<String, Value>,
@@ -141,7 +168,9 @@ impl Ddls {
             .convert_cli_args(text.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .map_err(|e| CallError::from_source(CallErrorKind::InvalidInput, e))?;
         data.extend(converted);
-        spec.validate_inputs(&mut data)
+        self.plugins
+            .validate_inputs(spec, &mut data)
+            .await
             .map_err(|e| CallError::from_source(CallErrorKind::InvalidInput, e))?;
         Ok(data)
     }
@@ -178,8 +207,8 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn inputs_are_converted_and_checked_before_sending() {
+    #[tokio::test]
+    async fn inputs_are_converted_and_checked_before_sending() {
         let ddls = Ddls::default();
         let puppet = ddls.action("puppet", "runonce").unwrap();
         let data = ddls
@@ -188,13 +217,17 @@ mod tests {
                 Map::new(),
                 &text(&[("noop", "yes"), ("splaylimit", "30")]),
             )
+            .await
             .unwrap();
         assert_eq!(
             Value::Object(data),
             serde_json::json!({"noop": true, "splaylimit": 30})
         );
         let restart = ddls.action("service", "restart").unwrap();
-        let err = ddls.inputs(restart.as_ref(), Map::new(), &[]).unwrap_err();
+        let err = ddls
+            .inputs(restart.as_ref(), Map::new(), &[])
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), CallErrorKind::InvalidInput);
         assert_eq!(err.to_string(), "action restart needs a service argument");
         let err = ddls
@@ -203,6 +236,7 @@ mod tests {
                 Map::new(),
                 &text(&[("service", "x;reboot")]),
             )
+            .await
             .unwrap_err();
         assert!(err.to_string().contains("invalid input service"), "{err}");
         let err = ddls.action("service", "explode").unwrap_err();
@@ -212,7 +246,10 @@ mod tests {
             "{err}"
         );
         assert!(ddls.action("custom", "go").unwrap().is_none());
-        let plain = ddls.inputs(None, Map::new(), &text(&[("n", "5")])).unwrap();
+        let plain = ddls
+            .inputs(None, Map::new(), &text(&[("n", "5")]))
+            .await
+            .unwrap();
         assert_eq!(plain["n"], "5");
     }
 

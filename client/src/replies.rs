@@ -455,7 +455,9 @@ impl Replies {
                 replies.push(reply);
             }
         }
-        self.result(replies)
+        let mut result = self.result(replies);
+        result.run_aggregate_plugins().await;
+        result
     }
 
     /// The call's result with `replies` (read by the caller from this stream).
@@ -466,6 +468,7 @@ impl Replies {
             nodes: progress.expected.iter().cloned().collect(),
             stats: progress.stats.clone(),
             action: self.action.clone(),
+            plugin_aggregates: Vec::new(),
         }
     }
 }

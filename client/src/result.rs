@@ -276,6 +276,8 @@ pub struct CallResult {
     pub stats: Stats,
     /// The action's DDL, when the client has one.
     pub(crate) action: Option<ActionDdl>,
+    /// The aggregates plugins computed ([`CallResult::run_aggregate_plugins`]).
+    pub(crate) plugin_aggregates: Vec<AggregateResult>,
 }
 
 /// What became of one node of a call.
@@ -319,10 +321,22 @@ impl CallResult {
 
     /// The summaries the action's DDL declares (`summarize`, `average`, ...) over the
     /// successful replies; none when the client has no DDL for the agent.
+    /// Aggregate plugins' results come after the built-in ones, once computed by
+    /// [`CallResult::run_aggregate_plugins`] ([`crate::Replies::collect`] does).
     pub fn aggregates(&self) -> Vec<AggregateResult> {
-        match &self.action {
+        let mut aggregates = match &self.action {
             Some(action) => action.aggregates(&self.replies),
             None => Vec::new(),
+        };
+        aggregates.extend(self.plugin_aggregates.iter().cloned());
+        aggregates
+    }
+
+    /// Runs the aggregate plugins the action's DDL names over the replies, for
+    /// [`CallResult::aggregates`]; a result made with [`crate::Replies::result`] needs it once.
+    pub async fn run_aggregate_plugins(&mut self) {
+        if let Some(action) = &self.action {
+            self.plugin_aggregates = action.plugin_aggregates(&self.replies).await;
         }
     }
 
@@ -389,6 +403,7 @@ mod tests {
                 ..Stats::default()
             },
             action: None,
+            plugin_aggregates: Vec::new(),
         };
         let by_node = result.by_node();
         assert_eq!(by_node["a"], NodeOutcome::Replied(&reply));

@@ -14,13 +14,16 @@
 //! - [`validators`]: `shellsafe`, `ipv4address`, `ipv6address`, `ipaddress`, named validators
 //!   such as `service_name`, and regular expressions.
 //! - [`aggregate`]: `summary`, `boolean_summary`, `average`, `sum` over replies.
+//! - [`plugins`]: validators and aggregate functions installed without recompiling
+//!   (declarative in `validators.toml`, or executables run through `mco-runner`).
 //! - [`doc`]: the text `mco plugin doc AGENT` prints.
 //! - [`builtin`]: the DDLs mco ships (rpcutil, service, package, puppet).
 //! - [`ruby`]: converting MCollective's Ruby agent DDLs to Choria's JSON
 //!   (`mco plugin convert`), without running Ruby.
 //!
 //! It does no network I/O and knows nothing of NATS; the only file access is
-//! [`AgentDdl::load`].
+//! [`AgentDdl::load`] and [`plugins::Plugins`] (its directory, and the plugin executables it
+//! runs).
 //!
 //! ```
 //! use mco_ddl::AgentDdl;
@@ -40,6 +43,7 @@ pub mod builtin;
 pub mod doc;
 pub mod load;
 pub mod model;
+pub mod plugins;
 pub mod ruby;
 pub mod validate;
 pub mod validators;
@@ -47,4 +51,5 @@ pub mod validators;
 pub use aggregate::{AggregateResult, Aggregator};
 pub use load::{DdlError, Finding, FindingKind, Loaded};
 pub use model::{Action, AgentDdl, Display, Input, InputType, Metadata, Output};
+pub use plugins::Plugins;
 pub use validate::{InputError, InputErrorKind};

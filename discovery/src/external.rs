@@ -16,16 +16,18 @@
 //!
 //! (`options` are the `--do key=value` pairs; `compound` holds the `-S` expressions as
 //! written.) The program writes `{"protocol": "io.choria.choria.discovery.v1.external_reply",
-//! "nodes": [...]}` or `{"error": "..."}` to the reply file. A non-zero exit, a missing or
-//! malformed reply, or running past the timeout (its whole process group is killed) is an
-//! error that names the command.
+//! "nodes": [...]}` or `{"error": "..."}` to the reply file. It runs through [`mco_runner`]
+//! (its own process group, killed at the timeout, when discovery is abandoned and when it
+//! exits; the files in a private directory). A non-zero exit, a missing, malformed or
+//! oversized reply, or running past the timeout is an error that names the command.
 //!
 //! Not for: deciding what the nodes are (the program does), or running agents.
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
 use std::time::Duration;
 
+use mco_runner::external::Exchange;
+use mco_runner::RunError;
 use mco_spec::Filter;
 use serde_json::{json, Value};
 
@@ -35,6 +37,10 @@ use crate::DiscoveryError;
 pub const REQUEST_PROTOCOL: &str = "io.choria.choria.discovery.v1.external_request";
 /// The protocol name of a reply.
 pub const REPLY_PROTOCOL: &str = "io.choria.choria.discovery.v1.external_reply";
+/// The largest reply read: hundreds of thousands of identities.
+const MAX_REPLY_BYTES: u64 = 16 * 1024 * 1024;
+/// How much of the program's stderr is kept for the error message.
+const MAX_STDERR_BYTES: usize = 64 * 1024;
 
 /// What the program is asked.
 #[derive(Debug, Clone)]
@@ -83,73 +89,42 @@ pub async fn discover(
         command: command.join(" "),
         reason,
     };
-    let dir =
-        tempfile::tempdir().map_err(|e| failed(format!("cannot make a work directory: {e}")))?;
-    let request_file = dir.path().join("request.json");
-    let reply_file = dir.path().join("reply.json");
-    std::fs::write(&request_file, request_json(request).to_string())
-        .map_err(|e| failed(format!("cannot write the request: {e}")))?;
-
-    let mut child = tokio::process::Command::new(program)
-        .args(&command[1..])
-        .arg(&request_file)
-        .arg(&reply_file)
-        .arg(REQUEST_PROTOCOL)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("CHORIA_EXTERNAL_REQUEST", &request_file)
-        .env("CHORIA_EXTERNAL_REPLY", &reply_file)
-        .env("CHORIA_EXTERNAL_PROTOCOL", REQUEST_PROTOCOL)
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| failed(format!("cannot run it: {e}")))?;
-    let group = child.id();
-    let finished = tokio::time::timeout(request.timeout, async {
-        let mut stderr = String::new();
-        if let Some(mut err) = child.stderr.take() {
-            use tokio::io::AsyncReadExt;
-            let mut bytes = Vec::new();
-            let _ = (&mut err).take(64 * 1024).read_to_end(&mut bytes).await;
-            stderr = String::from_utf8_lossy(&bytes).trim().to_string();
+    let exchange = Exchange::new(
+        REQUEST_PROTOCOL,
+        request_json(request).to_string().as_bytes(),
+    )
+    .map_err(|e| failed(e.to_string()))?;
+    let run = exchange
+        .apply(mco_runner::Command::new(program).args(&command[1..]))
+        // stdout is not part of the protocol: read and dropped.
+        .stdout_limit(0)
+        .stderr_limit(MAX_STDERR_BYTES)
+        .deadline(request.timeout)
+        .run()
+        .await;
+    let output = run.map_err(|e| match e {
+        RunError::Spawn { source, .. } => failed(format!("cannot run it: {source}")),
+        RunError::Timeout { limit, .. } => {
+            failed(format!("did not finish within {limit:?} and was killed"))
         }
-        (child.wait().await, stderr)
-    })
-    .await;
-    let (status, stderr) = match finished {
-        Ok(done) => done,
-        Err(_) => {
-            if let Some(pid) = group.and_then(|p| i32::try_from(p).ok()) {
-                // SAFETY: kill(2) on the process group created for this child
-                // (process_group(0)); it touches no memory of ours.
-                unsafe {
-                    libc::kill(-pid, libc::SIGKILL);
-                }
-            }
-            return Err(failed(format!(
-                "did not finish within {:?} and was killed",
-                request.timeout
-            )));
-        }
-    };
-    let status = status.map_err(|e| failed(format!("waiting for it: {e}")))?;
-    if !status.success() {
+        other => failed(other.to_string()),
+    })?;
+    if !output.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
         let tail: String = stderr
+            .trim()
             .lines()
             .last()
             .unwrap_or("")
             .chars()
             .take(300)
             .collect();
-        return Err(failed(format!("exited with {status}: {tail}")));
+        return Err(failed(format!("exited with {}: {tail}", output.status)));
     }
-    let text = std::fs::read_to_string(&reply_file)
-        .map_err(|e| failed(format!("wrote no reply file: {e}")))?;
-    parse_reply(&text).map_err(failed)
+    let reply = exchange
+        .read_reply(MAX_REPLY_BYTES)
+        .map_err(|e| failed(e.to_string()))?;
+    parse_reply(&String::from_utf8_lossy(&reply)).map_err(failed)
 }
 
 /// The nodes in a reply document, or the error it reports.

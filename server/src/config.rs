@@ -56,6 +56,9 @@ pub struct Config {
     /// Where external agents' plugin config files live (`<dir>/<agent>`).
     #[serde(default)]
     pub plugin_config_dir: Option<PathBuf>,
+    /// Validator plugins (`validators.toml`, `validator/<name>`); see `mco_ddl::plugins`.
+    #[serde(default)]
+    pub plugins_dir: Option<PathBuf>,
     /// Accept unsigned requests and send unsigned replies. Never in production.
     #[serde(default)]
     pub insecure: bool,
@@ -451,6 +454,8 @@ pub struct Settings {
     pub agent_dirs: Vec<PathBuf>,
     /// External agents' plugin config directory (absolute).
     pub plugin_config_dir: PathBuf,
+    /// The validator plugins' directory (absolute).
+    pub plugins_dir: PathBuf,
     /// Unsigned operation.
     pub insecure: bool,
     /// Trusted issuer key files (absolute).
@@ -688,6 +693,10 @@ impl Settings {
                 .as_ref()
                 .map(absolute)
                 .unwrap_or_else(|| base.join("plugin.d")),
+            plugins_dir: config
+                .plugins_dir
+                .as_ref()
+                .map_or_else(|| mco_ddl::plugins::DEFAULT_PLUGINS_DIR.into(), absolute),
             insecure: config.insecure,
             issuer_keys: config.issuer_keys.iter().map(absolute).collect(),
             key_file: config.key_file.as_ref().map(absolute),

@@ -129,7 +129,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         );
         let agents = mco_server::reload::agents_at_start(&settings, &facts.facts()).await;
         let security = mco_server::security::Security::load(&settings)?;
-        let node = Arc::new(Node::new(settings, facts, agents).with_security(security));
+        let plugins = mco_ddl::Plugins::load(&settings.plugins_dir)?;
+        let node = Arc::new(
+            Node::new(settings, facts, agents)
+                .with_security(security)
+                .with_plugins(plugins),
+        );
         mco_server::run_reloading(node, shutdown_signal(), hangups())
             .await
             .map_err(anyhow::Error::from)

@@ -98,6 +98,8 @@ pub struct Node {
     /// Where fstat may look, resolved once from `[data] fstat_paths`; shared with the data
     /// tasks that run off the runtime.
     fstat_policy: Arc<FstatPolicy>,
+    /// The validator plugins every request's inputs are checked with (`plugins_dir`).
+    pub(crate) plugins: Arc<mco_ddl::Plugins>,
     started: u64,
     /// Where this node's events go out ([`crate::events`]).
     pub events: crate::events::EventSink,
@@ -135,6 +137,7 @@ impl Node {
             slots: Mutex::new(slots),
             security,
             agents: RwLock::new(Arc::new(AgentTable::new(agents, external))),
+            plugins: Arc::new(mco_ddl::Plugins::none()),
             started: now_millis() / 1000,
         }
     }
@@ -142,6 +145,12 @@ impl Node {
     /// The node with these security settings (by default it is insecure: tests only).
     pub fn with_security(mut self, security: crate::security::Security) -> Node {
         self.security = security;
+        self
+    }
+
+    /// The node with the validator plugins of its `plugins_dir` (none otherwise).
+    pub fn with_plugins(mut self, plugins: mco_ddl::Plugins) -> Node {
+        self.plugins = Arc::new(plugins);
         self
     }
 

@@ -297,7 +297,7 @@ impl Node {
             Ok(rule) => rule,
             Err(reason) => return Admission::Refuse(Rejection::of(Denied, request, reason)),
         };
-        let Runnable { agent, data } = match self.checked_inputs(&request) {
+        let Runnable { agent, data } = match self.checked_inputs(&request).await {
             Ok(runnable) => runnable,
             Err(outcome) => return Admission::Answer(Box::new(request), outcome),
         };
@@ -445,8 +445,8 @@ impl Node {
 
     /// The agent to run the request and its inputs checked against the action's DDL, or the
     /// outcome that says why the action cannot run (unknown agent or action, missing or
-    /// invalid inputs).
-    fn checked_inputs(&self, request: &Request) -> Result<Runnable, Outcome> {
+    /// invalid inputs, by the DDL or a validator plugin).
+    async fn checked_inputs(&self, request: &Request) -> Result<Runnable, Outcome> {
         let Some(agent) = self.agent(&request.agent) else {
             return Err(Outcome::fail(
                 StatusCode::UnknownAction,
@@ -457,8 +457,9 @@ impl Node {
             return Err(Outcome::unknown_action(&request.agent, &request.action));
         };
         let mut data = request.data.clone();
-        action
-            .validate_inputs(&mut data)
+        self.plugins
+            .validate_inputs(action, &mut data)
+            .await
             .map_err(|e| Outcome::fail(e.status(), e.to_string()))?;
         Ok(Runnable { agent, data })
     }

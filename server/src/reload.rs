@@ -47,6 +47,9 @@ async fn external_agents(settings: &Settings, facts: &Value) -> Vec<Arc<dyn Agen
         &settings.agent_dirs,
         &settings.plugin_config_dir,
         facts,
+        // For the load warnings only: a validator a plugin provides is enforced. A broken
+        // plugin directory stops mcod at start (main), so it is only empty here.
+        &mco_ddl::Plugins::load(&settings.plugins_dir).unwrap_or_default(),
     )
     .await;
     for reason in skipped {

@@ -130,7 +130,8 @@ pub fn events<G: Send + 'static>(
             }
             None => {
                 let replies = state.replies.take()?;
-                let result = replies.result(std::mem::take(&mut state.collected));
+                let mut result = replies.result(std::mem::take(&mut state.collected));
+                result.run_aggregate_plugins().await;
                 CallEvent::Stats(finished(&result))
             }
         };

@@ -1,18 +1,14 @@
-//! Running system tools for agents: an argv (never a shell), a time limit that kills the
-//! whole process group (also when the action is abandoned at its timeout), no stdin, a
-//! non-interactive environment, and captured output capped in size so a chatty tool cannot
-//! exhaust memory. Also: a blocking variant for data plugins, detached background runs, and
-//! finding a program as the node would run it.
+//! Running system tools for agents, on [`mco_runner`] (argv only, its own process group,
+//! killed at the limit and when the action is abandoned, capped output): what tools add is a
+//! non-interactive environment, text output with a truncation mark, the action's
+//! [`Deadline`], and finding a program as the node would run it.
 //!
 //! Not for deciding what to run: callers build argv lists from validated inputs.
 
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
-use tokio::process::Command;
+use mco_runner::DEFAULT_PATH;
 
 /// Output beyond this many bytes per stream is dropped (and marked as truncated).
 pub const MAX_OUTPUT_BYTES: usize = 256 * 1024;
@@ -48,35 +44,8 @@ impl CommandOutput {
     }
 }
 
-/// Why a command did not produce output.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum CommandError {
-    /// The program could not be started (not installed, not executable).
-    #[error("could not run {program}: {source}")]
-    Spawn {
-        /// The program.
-        program: String,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// It ran longer than allowed and was killed.
-    #[error("{program} did not finish within {limit:?} and was killed")]
-    Timeout {
-        /// The program.
-        program: String,
-        /// The limit.
-        limit: Duration,
-    },
-    /// Waiting for it failed.
-    #[error("waiting for {program}: {source}")]
-    Wait {
-        /// The program.
-        program: String,
-        /// Why.
-        source: std::io::Error,
-    },
-}
+/// Why a command did not produce output: the runner's error (it names the program).
+pub use mco_runner::RunError as CommandError;
 
 /// When an action must be done by: its DDL timeout less a margin, so that a tool still
 /// running is killed, and the caller told why, before the node gives up on the action.
@@ -107,113 +76,27 @@ pub async fn run_until(argv: &[String], deadline: Deadline) -> Result<CommandOut
 ///
 /// The child leads its own process group. When the limit passes, or when the returned future
 /// is dropped before the command finished (the node's action timeout), the whole group is
-/// killed, so a tool's own children (dpkg under apt-get) do not outlive it.
+/// killed, so a tool's own children (dpkg under apt-get) do not outlive it. What the command
+/// leaves running after it exited is left alone: an init script's `start` leaves its daemon.
 pub async fn run(
     argv: &[&str],
     limit: Duration,
     env: &[(&str, &str)],
 ) -> Result<CommandOutput, CommandError> {
-    let program = argv.first().copied().unwrap_or_default().to_string();
-    let mut command = Command::from(prepare(argv, env)?);
-    command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = command.spawn().map_err(|source| CommandError::Spawn {
-        program: program.clone(),
-        source,
-    })?;
-    let mut group = GroupKiller(child.id().and_then(|p| i32::try_from(p).ok()));
-    let stdout = child.stdout.take().map(|s| tokio::spawn(read_capped(s)));
-    let stderr = child.stderr.take().map(|s| tokio::spawn(read_capped(s)));
-    let status = match tokio::time::timeout(limit, child.wait()).await {
-        Ok(status) => {
-            // Reaped: the group may now hold only what the command meant to leave running
-            // (an init script's daemon), which must survive.
-            group.disarm();
-            status.map_err(|source| CommandError::Wait {
-                program: program.clone(),
-                source,
-            })?
-        }
-        Err(_) => {
-            group.kill();
-            let _ = child.wait().await;
-            return Err(CommandError::Timeout { program, limit });
-        }
-    };
-    // Daemonising children (an init script's daemon) may keep the pipes open; the output we
-    // need is what the command itself wrote, so stop reading shortly after it exits.
-    let collect = |task: Option<tokio::task::JoinHandle<String>>| async move {
-        match task {
-            Some(task) => tokio::time::timeout(Duration::from_millis(500), task)
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .unwrap_or_default(),
-            None => String::new(),
-        }
-    };
-    Ok(CommandOutput {
-        code: status.code(),
-        stdout: collect(stdout).await,
-        stderr: collect(stderr).await,
-    })
+    let output = tool_command(argv, limit, env).run().await?;
+    Ok(tool_output(output))
 }
 
 /// Runs `argv` to completion on the calling thread, for the few answers that must be given
-/// synchronously (data plugins used by filters). Output goes to unnamed temporary files
-/// rather than pipes, so a daemon that inherits them cannot make the caller wait; the limit
-/// kills the process group like [`run`].
+/// synchronously (data plugins used by filters); the limit kills the process group like
+/// [`run`].
 pub fn run_blocking(
     argv: &[&str],
     limit: Duration,
     env: &[(&str, &str)],
 ) -> Result<CommandOutput, CommandError> {
-    let program = argv.first().copied().unwrap_or_default().to_string();
-    let spawn_error = |source| CommandError::Spawn {
-        program: program.clone(),
-        source,
-    };
-    let mut command = prepare(argv, env)?;
-    let stdout = tempfile::tempfile().map_err(spawn_error)?;
-    let stderr = tempfile::tempfile().map_err(spawn_error)?;
-    command
-        .stdout(stdout.try_clone().map_err(spawn_error)?)
-        .stderr(stderr.try_clone().map_err(spawn_error)?);
-    let mut child = command.spawn().map_err(spawn_error)?;
-    let mut group = GroupKiller(i32::try_from(child.id()).ok());
-    let deadline = std::time::Instant::now() + limit;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => {
-                group.disarm();
-                break status;
-            }
-            Ok(None) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Ok(None) => {
-                group.kill();
-                let _ = child.wait();
-                return Err(CommandError::Timeout { program, limit });
-            }
-            Err(source) => return Err(CommandError::Wait { program, source }),
-        }
-    };
-    Ok(CommandOutput {
-        code: status.code(),
-        stdout: read_file_capped(stdout),
-        stderr: read_file_capped(stderr),
-    })
-}
-
-fn read_file_capped(mut file: std::fs::File) -> String {
-    use std::io::{Read, Seek};
-    let mut kept = Vec::new();
-    let _ = file.rewind();
-    let _ = file.take(MAX_OUTPUT_BYTES as u64).read_to_end(&mut kept);
-    String::from_utf8_lossy(&kept).into_owned()
+    let output = tool_command(argv, limit, env).run_blocking()?;
+    Ok(tool_output(output))
 }
 
 /// Starts `argv` in the background in its own process group, with no stdin and its output
@@ -223,46 +106,52 @@ pub fn spawn_detached(
     argv: &[&str],
     env: &[(&str, &str)],
 ) -> Result<tokio::process::Child, CommandError> {
-    let program = argv.first().copied().unwrap_or_default().to_string();
-    let mut command = Command::from(prepare(argv, env)?);
-    command.stdout(Stdio::null()).stderr(Stdio::null());
-    command
-        .spawn()
-        .map_err(|source| CommandError::Spawn { program, source })
+    // No deadline applies to a detached run; the limit given is never used.
+    tool_command(argv, Duration::MAX, env).spawn_detached()
 }
 
-/// The command for `argv`: no shell, no stdin, its own process group, and an environment in
-/// which tools print in a fixed format and never prompt.
-fn prepare(argv: &[&str], env: &[(&str, &str)]) -> Result<std::process::Command, CommandError> {
-    let Some((program, args)) = argv.split_first() else {
-        return Err(CommandError::Spawn {
-            program: String::new(),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty command"),
-        });
-    };
-    let mut command = std::process::Command::new(program);
-    command
+/// The runner command for a system tool: an environment in which tools print in a fixed
+/// format and never prompt, and `HOME` (Puppet and apt read their per-user settings there),
+/// on top of the runner's cleared environment.
+fn tool_command(argv: &[&str], limit: Duration, env: &[(&str, &str)]) -> mco_runner::Command {
+    let (program, args) = argv.split_first().map_or(("", &[][..]), |(p, a)| (*p, a));
+    let mut command = mco_runner::Command::new(program)
         .args(args)
-        .stdin(Stdio::null())
         .env("LC_ALL", "C")
         .env("LANG", "C")
         .env("DEBIAN_FRONTEND", "noninteractive")
         .env("APT_LISTCHANGES_FRONTEND", "none")
         .env("SYSTEMD_PAGER", "")
         .env("PAGER", "cat")
-        .process_group(0);
-    if std::env::var_os("PATH").is_none() {
-        // A daemon started with an empty environment still finds the system tools.
-        command.env("PATH", DEFAULT_PATH);
+        .stdout_limit(MAX_OUTPUT_BYTES)
+        .stderr_limit(MAX_OUTPUT_BYTES)
+        .deadline(limit)
+        // Init scripts start daemons that must keep running after the script.
+        .leave_group_after_exit();
+    if let Some(home) = std::env::var_os("HOME") {
+        command = command.env("HOME", home);
     }
     for (key, value) in env {
-        command.env(key, value);
+        command = command.env(key, value);
     }
-    Ok(command)
+    command
 }
 
-/// Where tools are looked for when the daemon has no `PATH`, and in addition to it.
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// The runner's output as tools' text, a cut stream marked as such.
+fn tool_output(output: mco_runner::Output) -> CommandOutput {
+    let text = |bytes: &[u8], truncated: bool| {
+        let mut text = String::from_utf8_lossy(bytes).into_owned();
+        if truncated {
+            text.push_str("\n[output truncated]");
+        }
+        text
+    };
+    CommandOutput {
+        code: output.code(),
+        stdout: text(&output.stdout, output.stdout_truncated),
+        stderr: text(&output.stderr, output.stderr_truncated),
+    }
+}
 
 /// The executable `name` would run: `name` itself when it holds a `/`, else the first match
 /// in `PATH` and the system directories (`/usr/sbin` is often missing from a user's `PATH`).
@@ -284,53 +173,6 @@ pub fn find_program(name: &str) -> Option<PathBuf> {
 fn is_executable(path: &std::path::Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
-/// Kills a child's process group when dropped, unless disarmed once the child was reaped.
-struct GroupKiller(Option<i32>);
-
-impl GroupKiller {
-    fn disarm(&mut self) {
-        self.0 = None;
-    }
-
-    fn kill(&mut self) {
-        if let Some(pid) = self.0.take() {
-            // SAFETY: kill(2) on the process group this module created for a child that has
-            // not been reaped yet, so the group id cannot have been reused; no memory is
-            // shared with it.
-            unsafe {
-                libc::kill(-pid, libc::SIGKILL);
-            }
-        }
-    }
-}
-
-impl Drop for GroupKiller {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-async fn read_capped(mut stream: impl tokio::io::AsyncRead + Unpin) -> String {
-    let mut kept = Vec::new();
-    let mut buffer = [0u8; 8192];
-    let mut truncated = false;
-    loop {
-        match stream.read(&mut buffer).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                let room = MAX_OUTPUT_BYTES.saturating_sub(kept.len());
-                kept.extend_from_slice(&buffer[..n.min(room)]);
-                truncated |= n > room;
-            }
-        }
-    }
-    let mut text = String::from_utf8_lossy(&kept).into_owned();
-    if truncated {
-        text.push_str("\n[output truncated]");
-    }
-    text
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ mod mcollective_cli;
 mod output_formats;
 mod packages;
 mod partitions;
+mod plugins;
 mod py_mco_agent;
 mod raw;
 mod registry;
