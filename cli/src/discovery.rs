@@ -5,7 +5,8 @@
 //! stdin is read as a node list when no `--dm` is given and stdin is a pipe or a file (not a
 //! terminal, not /dev/null), as MCollective and Choria do: `mco rpc ... -j | jq ... | mco rpc
 //! ...` acts on exactly the nodes the first command printed and the filter kept — none if it
-//! kept none, never the whole fleet. `--dm broadcast` ignores stdin.
+//! kept none, never the whole fleet. `--dm broadcast` ignores stdin, and so does a command run
+//! as an `mco events --run` callback, whose stdin is the event.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -61,7 +62,7 @@ impl CommonArgs {
         let method = match (&self.discovery_method, &self.nodes) {
             (Some(name), _) => MethodKind::from_name(name).map_err(anyhow::Error::from)?,
             (None, Some(_)) => MethodKind::Flatfile,
-            (None, None) if stdin_is_piped() => MethodKind::Stdin,
+            (None, None) if stdin_holds_nodes() => MethodKind::Stdin,
             (None, None) => match &config.default_discovery_method {
                 Some(name) => MethodKind::from_name(name).map_err(anyhow::Error::from)?,
                 None => MethodKind::Broadcast,
@@ -129,9 +130,17 @@ impl CommonArgs {
                 MethodKind::from_name(name).map_err(anyhow::Error::from)?,
                 MethodKind::Flatfile | MethodKind::Stdin
             ),
-            None => !stdin_is_piped(),
+            None => !stdin_holds_nodes(),
         })
     }
+}
+
+/// Whether stdin, unasked, is a node list: piped to mco, and not the event an `mco events
+/// --run` callback is given ([`crate::callbacks`] sets `MCO_EVENT_ID`), so that a callback
+/// running `mco rpc ... -C role` discovers as typed on a terminal (`--dm stdin` still reads
+/// it).
+fn stdin_holds_nodes() -> bool {
+    stdin_is_piped() && std::env::var_os(crate::callbacks::EVENT_ID_VARIABLE).is_none()
 }
 
 /// Whether stdin is a pipe or a regular file: something that was given to mco to read, as

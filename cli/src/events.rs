@@ -4,7 +4,11 @@
 //! at start, as an event carries only its node's identity; `--type` chooses types. Forged
 //! and malformed events are dropped, each said on stderr and counted at the end.
 //!
-//! Not for: running commands on events (callbacks), which build on this.
+//! With `--run COMMAND` each event shown also runs a command ([`crate::callbacks`]); with
+//! filters, the nodes are discovered again every `--rediscover` seconds so that a long watch
+//! sees nodes that joined.
+//!
+//! Not for: what a callback does (the operator's command).
 
 use std::io::Write;
 
@@ -21,8 +25,30 @@ use crate::{CommonArgs, Failure, Printed, UsageError};
 pub struct EventsArgs {
     /// Only events of this type: node.started, puppet.* (a category), *.started; repeat for
     /// more.
-    #[arg(long = "type", value_name = "PATTERN")]
+    #[arg(long = "type", visible_alias = "on", value_name = "PATTERN")]
     pub types: Vec<String>,
+    /// Only events whose data has KEY equal to VALUE (e.g. service=httpd); repeat: all of
+    /// them.
+    #[arg(long = "where", value_name = "KEY=VALUE")]
+    pub conditions: Vec<String>,
+    /// Run COMMAND (by /bin/sh) for each event shown, with the event as JSON on stdin and
+    /// MCO_EVENT_TYPE, MCO_EVENT_IDENTITY, MCO_EVENT_DATA_<KEY>... in its environment.
+    #[arg(long, value_name = "COMMAND")]
+    pub run: Option<String>,
+    /// How many --run commands may run at once (1: one at a time, in order).
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "run")]
+    pub concurrency: usize,
+    /// Seconds a --run command may take before it is killed.
+    #[arg(
+        long = "run-timeout",
+        value_name = "SECONDS",
+        default_value_t = 300.0,
+        requires = "run"
+    )]
+    pub run_timeout: f64,
+    /// With filters: discover the matching nodes again every SECONDS.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+    pub rediscover: f64,
     /// Start in the history: a time ago (30s, 10m, 2h, 1d) or an RFC 3339 time
     /// (2026-12-03T10:00:00Z); then go on with new events.
     #[arg(long, value_name = "WHEN", conflicts_with = "since_sequence")]
@@ -67,6 +93,35 @@ pub fn since_millis(text: &str, now_ms: u64) -> Result<u64, UsageError> {
         })
 }
 
+/// `--where KEY=VALUE`: the data field KEY, as text, is VALUE.
+pub fn parse_conditions(conditions: &[String]) -> Result<Vec<(String, String)>, UsageError> {
+    conditions
+        .iter()
+        .map(|c| match c.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => Err(UsageError(format!("--where {c:?} is not KEY=VALUE"))),
+        })
+        .collect()
+}
+
+/// Whether `event`'s data meets every condition (a value compares as its text: strings as
+/// they are, numbers and booleans as JSON writes them).
+pub fn meets(conditions: &[(String, String)], data: &Value) -> bool {
+    conditions.iter().all(|(key, want)| {
+        data.get(key)
+            .filter(|v| !v.is_null())
+            .is_some_and(|v| data_text(v) == *want)
+    })
+}
+
+/// A data field as text: a string as it is, anything else as JSON writes it.
+pub fn data_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// An event as one line of text: time, node, type, severity, then the data as key=value.
 pub fn event_line(received: &ReceivedEvent) -> String {
     let event = &received.event;
@@ -85,11 +140,7 @@ pub fn event_line(received: &ReceivedEvent) -> String {
     );
     if let Value::Object(data) = &event.data {
         for (key, value) in data {
-            let shown = match value {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            line.push_str(&format!(" {key}={shown}"));
+            line.push_str(&format!(" {key}={}", data_text(value)));
         }
     }
     line
@@ -119,6 +170,26 @@ pub(super) async fn run(args: &EventsArgs, printed: &mut Printed) -> Result<u8, 
         (None, None) => None,
     };
     let duration = crate::seconds("--for", args.duration)?;
+    let conditions = parse_conditions(&args.conditions)?;
+    let rediscover = crate::seconds("--rediscover", Some(args.rediscover))?
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| UsageError("--rediscover must be more than 0 seconds".into()))?;
+    let mut callbacks = match &args.run {
+        Some(command) => {
+            if args.concurrency == 0 {
+                return Err(UsageError("--concurrency must be at least 1".into()).into());
+            }
+            let timeout = crate::seconds("--run-timeout", Some(args.run_timeout))?
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| UsageError("--run-timeout must be more than 0 seconds".into()))?;
+            Some(crate::callbacks::Callbacks::new(
+                command.clone(),
+                args.concurrency,
+                timeout,
+            ))
+        }
+        None => None,
+    };
     let filter = args.common.filter()?;
     let client = args.common.connect().await?;
     let mut query = EventQuery::new().types(types);
@@ -128,14 +199,23 @@ pub(super) async fn run(args: &EventsArgs, printed: &mut Printed) -> Result<u8, 
     if let Some(t) = &args.common.target {
         query = query.collective(t);
     }
-    if !filter.is_empty() || args.common.nodes.is_some() {
-        let found = args
-            .common
-            .discover_nodes(&client, &filter, &mut printed.err)
-            .await?;
-        query = query.nodes(found.nodes);
-    }
+    // With filters the nodes are chosen here, from a discovery made again now and then.
+    let filtered = !filter.is_empty() || args.common.nodes.is_some();
+    let mut nodes = if filtered {
+        Some(
+            args.common
+                .discover_nodes(&client, &filter, &mut printed.err)
+                .await?
+                .nodes
+                .into_iter()
+                .collect::<std::collections::BTreeSet<String>>(),
+        )
+    } else {
+        None
+    };
     let mut events = client.events(query).await?;
+    let mut again = tokio::time::interval(rediscover);
+    again.tick().await;
     // What came before (the discovery line) goes out before the events.
     let _ = std::io::stderr().write_all(printed.err.as_bytes());
     printed.err.clear();
@@ -149,10 +229,30 @@ pub(super) async fn run(args: &EventsArgs, printed: &mut Printed) -> Result<u8, 
             item = events.next() => item,
             _ = tokio::signal::ctrl_c() => break,
             _ = sleep_until(deadline) => break,
+            _ = again.tick(), if filtered => {
+                let mut quiet = String::new();
+                match args.common.discover_nodes(&client, &filter, &mut quiet).await {
+                    Ok(found) => nodes = Some(found.nodes.into_iter().collect()),
+                    Err(Failure(e)) => {
+                        let _ = writeln!(std::io::stderr(), "mco: warning: discovering the nodes again: {e}; keeping the last ones");
+                    }
+                }
+                continue;
+            }
         };
         let Some(item) = next else { break };
         match item {
             EventItem::Event(received) => {
+                if nodes
+                    .as_ref()
+                    .is_some_and(|n| !n.contains(&received.event.identity))
+                    || !meets(&conditions, &received.event.data)
+                {
+                    continue;
+                }
+                if let Some(callbacks) = &mut callbacks {
+                    callbacks.start(&received);
+                }
                 let line = if args.common.json {
                     event_json(&received)
                 } else {
@@ -179,12 +279,24 @@ pub(super) async fn run(args: &EventsArgs, printed: &mut Printed) -> Result<u8, 
             }
         }
     }
+    let mut code = 0;
+    if let Some(callbacks) = &mut callbacks {
+        // The commands already started finish; a watch ends when its last callback does.
+        callbacks.finish().await;
+        if callbacks.failed + callbacks.skipped > 0 {
+            printed.err.push_str(&format!(
+                "mco: {} callback(s) failed, {} not run\n",
+                callbacks.failed, callbacks.skipped
+            ));
+            code = 2;
+        }
+    }
     if rejected > 0 {
         printed.err.push_str(&format!(
             "mco: {rejected} event(s) dropped as forged or malformed\n"
         ));
     }
-    Ok(0)
+    Ok(code)
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
@@ -214,6 +326,20 @@ mod tests {
         for bad in ["10 minutes", "yesterday", "5w", ""] {
             assert!(since_millis(bad, now).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn conditions_compare_data_fields_as_text() {
+        let conditions = parse_conditions(&["service=httpd".into(), "pid=42".into()]).unwrap();
+        assert!(meets(
+            &conditions,
+            &json!({"service": "httpd", "pid": 42, "x": 1})
+        ));
+        assert!(!meets(&conditions, &json!({"service": "httpd", "pid": 43})));
+        assert!(!meets(&conditions, &json!({"service": "httpd"})));
+        assert!(meets(&[], &json!({})));
+        assert!(parse_conditions(&["=x".into()]).is_err());
+        assert!(parse_conditions(&["novalue".into()]).is_err());
     }
 
     #[test]

@@ -83,7 +83,9 @@ pub const EVENTS: &str = "Examples:
   mco events
   mco events --type 'service.*' -C role::web
   mco events --since 1h --type puppet.run_started -j | jq -r .identity
-  mco events --type node.started --count 1 --for 60";
+  mco events --type node.started --count 1 --for 60
+  mco events --on service.state_changed --where service=httpd --where state=running \\
+    -C roles::frontend_web --run 'mco rpc puppet runonce -C roles::frontend_lb'";
 
 pub const CONFIG: &str = "Examples:
   mco config

@@ -20,6 +20,7 @@ use mco_client::config::ClientConfig;
 use mco_client::{CallError, Client, ClientBuilder, Ddls};
 
 mod broker;
+mod callbacks;
 mod chart;
 mod completion;
 mod config;

@@ -34,6 +34,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+/// How long the first events wait for the history stream to be made.
+const HISTORY_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Events waiting to be published; beyond this they are dropped and counted.
 const QUEUED_EVENTS: usize = 1024;
 
@@ -246,7 +249,8 @@ pub fn spawn_publisher(
         return None;
     }
     let mut events = node.events.take_receiver()?;
-    // Making the history may wait for the broker; events go out meanwhile.
+    // The first events (node.started) belong in the history, so they wait for it to be
+    // made, but not long: making it may wait for the broker, and events wait in the queue.
     let history = {
         let (client, node) = (client.clone(), node.clone());
         tokio::spawn(async move {
@@ -267,7 +271,8 @@ pub fn spawn_publisher(
         })
     };
     Some(tokio::spawn(async move {
-        let _history = AbortOnDrop(history);
+        let mut history = AbortOnDrop(history);
+        let _ = tokio::time::timeout(HISTORY_WAIT, &mut history.0).await;
         while let Some(pending) = events.recv().await {
             publish(&client, &node, pending).await;
             node.events.done.fetch_add(1, Ordering::Relaxed);

@@ -18,12 +18,12 @@ use serde_json::{json, Value};
 
 use crate::{single_reply, twice_at_once};
 
-struct PuppetDirs {
+pub(crate) struct PuppetDirs {
     dir: tempfile::TempDir,
 }
 
 impl PuppetDirs {
-    fn new() -> PuppetDirs {
+    pub(crate) fn new() -> PuppetDirs {
         let dir = tempfile::tempdir().unwrap();
         let managed = dir.path().join("managed.txt");
         std::fs::write(
@@ -37,12 +37,12 @@ impl PuppetDirs {
         PuppetDirs { dir }
     }
 
-    fn path(&self, sub: &str) -> PathBuf {
+    pub(crate) fn path(&self, sub: &str) -> PathBuf {
         self.dir.path().join(sub)
     }
 
     /// Puppet's arguments: every directory it writes in is here.
-    fn args(&self) -> Vec<String> {
+    pub(crate) fn args(&self) -> Vec<String> {
         [
             "confdir",
             "vardir",

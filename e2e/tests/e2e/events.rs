@@ -217,3 +217,120 @@ fn events_are_said_live_kept_for_since_and_forgeries_dropped() {
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(lines(&out)[0]["identity"], "db1", "{out}");
 }
+
+/// The seed's example: when the service starts on a `roles::frontend_web` node, run Puppet
+/// on every `roles::frontend_lb` node through mco. Runs once for the one event that matches,
+/// not for the same change on another class of node nor for a stop; Puppet runs on exactly
+/// the load-balancer nodes.
+#[test]
+fn a_callback_runs_puppet_on_the_load_balancers_once_per_event() {
+    mco_testsupport::require_program("puppet", "apt-get install puppet");
+    let init = InitDir::new();
+    let service = format!(
+        "[agents.service]\nprovider = \"sysv\"\ninit_dir = {:?}\n",
+        init.path().display().to_string()
+    );
+    let puppets: Vec<(String, crate::agents_puppet::PuppetDirs)> = ["lb1", "lb2", "db1"]
+        .iter()
+        .map(|id| (id.to_string(), crate::agents_puppet::PuppetDirs::new()))
+        .collect();
+    let puppet_config = |dirs: &crate::agents_puppet::PuppetDirs| {
+        let args: Vec<String> = dirs.args().iter().map(|a| format!("{a:?}")).collect();
+        format!(
+            "[agents.puppet]\nrun_mode = \"apply\"\nmanifest = {:?}\nargs = [{}]\n",
+            dirs.path("site.pp").display().to_string(),
+            args.join(", ")
+        )
+    };
+    let mut specs = Vec::new();
+    for id in ["web1", "web2"] {
+        let mut spec = NodeSpec::new(id, json!({}), &["roles::frontend_web"]);
+        spec.extra_config = service.clone();
+        specs.push(spec);
+    }
+    for (id, dirs) in &puppets {
+        let class = if id == "db1" {
+            "roles::db"
+        } else {
+            "roles::frontend_lb"
+        };
+        let mut spec = NodeSpec::new(id, json!({}), &[class]);
+        // db1 runs the service too: the same change on a node of another class.
+        spec.extra_config = format!("{}{service}", puppet_config(dirs));
+        specs.push(spec);
+    }
+    let fleet = Fleet::start(specs);
+    let callback = format!(
+        "{} rpc puppet runonce -C roles::frontend_lb -j",
+        mco_testsupport::bin_path("mco").display()
+    );
+
+    let watch = tail(
+        &fleet,
+        &[
+            "--on",
+            "service.state_changed",
+            "--where",
+            &format!("service={SERVICE}"),
+            "--where",
+            "state=running",
+            "-C",
+            "roles::frontend_web",
+            "--run",
+            &callback,
+            "--count",
+            "1",
+            "--for",
+            "90",
+            "-j",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    // Neither of these is the event the callback is for.
+    let other = fleet.mco(&["service", SERVICE, "restart", "-I", "db1"]);
+    assert_eq!(other.code, Some(0), "{other:?}");
+    let stop = fleet.mco(&["service", SERVICE, "stop", "-I", "web2"]);
+    assert_eq!(stop.code, Some(0), "{stop:?}");
+    // This one is.
+    let start = fleet.mco(&["service", SERVICE, "start", "-I", "web1"]);
+    assert_eq!(start.code, Some(0), "{start:?}");
+    let (code, out, err) = finish(watch, Duration::from_secs(120));
+    assert_eq!(code, Some(0), "{err}");
+    let shown = lines(&out);
+    assert_eq!(shown.len(), 1, "{out}\n{err}");
+    assert_eq!(shown[0]["identity"], "web1");
+    assert_eq!(shown[0]["data"]["state"], "running");
+    assert!(
+        err.contains("callback for service.state_changed from web1: exit 0"),
+        "{err}"
+    );
+
+    let runonce = |id: &str| {
+        fleet
+            .nodes
+            .iter()
+            .find(|n| n.identity() == id)
+            .unwrap()
+            .audit()
+            .iter()
+            .filter(|a| {
+                a["agent"] == "puppet" && a["action"] == "runonce" && a["decision"] == "accepted"
+            })
+            .count()
+    };
+    for (id, want) in [("lb1", 1), ("lb2", 1), ("db1", 0), ("web1", 0), ("web2", 0)] {
+        assert_eq!(runonce(id), want, "{id}: {err}");
+    }
+    // And Puppet really ran there: the default manifest writes its file.
+    for (id, dirs) in &puppets {
+        let managed = dirs.path("managed.txt");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while id != "db1" && !managed.exists() {
+            assert!(Instant::now() < deadline, "{id}: Puppet did not run");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        if id == "db1" {
+            assert!(!managed.exists(), "db1 ran Puppet");
+        }
+    }
+}
