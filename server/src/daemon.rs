@@ -240,6 +240,7 @@ pub async fn run_reloading(
 
     let registering = crate::registration::spawn(client.clone(), node.clone());
     let publishing = crate::events::spawn_publisher(client.clone(), node.clone());
+    let local_events = crate::emit::spawn(node.clone());
     node.events.emit(
         "node.started",
         mco_spec::event::Severity::Info,
@@ -309,7 +310,11 @@ pub async fn run_reloading(
         serde_json::json!({"reason": "shutdown"}),
         None,
     );
-    for task in direct_tasks.into_iter().chain(registering) {
+    for task in direct_tasks
+        .into_iter()
+        .chain(registering)
+        .chain(local_events)
+    {
         task.abort();
     }
     let all = u32::try_from(in_hand).unwrap_or(u32::MAX);

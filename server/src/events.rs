@@ -19,7 +19,8 @@
 //! | `package.changed` | a package was installed, updated, uninstalled or purged | `package`, `action`, `ensure` |
 //! | `puppet.run_started` | runonce started a Puppet run | `summary` |
 //!
-//! `[events] types` chooses which of them go out.
+//! Tools on the node add their own types through the local socket ([`crate::emit`]).
+//! `[events] types` chooses which of them all go out.
 //!
 //! Not for: reading events (the client does) or keeping them (the stream does).
 
@@ -50,6 +51,12 @@ pub struct EventsConfig {
     /// The types published, as patterns (`node.*`, `service.state_changed`, `*`).
     #[serde(default = "every_type")]
     pub types: Vec<String>,
+    /// Accept events from tools on this node through the local socket ([`crate::emit`]).
+    #[serde(default = "default_true")]
+    pub local: bool,
+    /// The local socket (default `<state_dir>/events.sock`).
+    #[serde(default)]
+    pub socket: Option<std::path::PathBuf>,
     /// The history stream this node creates when there is none.
     #[serde(default)]
     pub history: mco_transport::EventHistorySettings,
@@ -68,6 +75,8 @@ impl Default for EventsConfig {
         EventsConfig {
             enabled: true,
             types: every_type(),
+            local: true,
+            socket: None,
             history: Default::default(),
         }
     }

@@ -25,6 +25,7 @@ pub mod audit;
 pub mod config;
 pub mod daemon;
 pub mod direct;
+pub mod emit;
 pub mod events;
 pub mod facts;
 pub mod node;

@@ -43,6 +43,35 @@ enum Command {
     /// fleet publishes in a database, for `mco ... --dm registry`. Uses the configuration's
     /// brokers, collectives, broker_auth and issuer_keys; the node's agents are not served.
     Registry(RegistryArgs),
+    /// Events on this node: `mcod event emit TYPE key=value...` says one through the running
+    /// mcod (its local socket), signed with the node's key, for tools without broker
+    /// credentials of their own.
+    Event {
+        #[command(subcommand)]
+        command: EventCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EventCommand {
+    /// Say an event: `mcod event emit check.disk_full mount=/ used=97 --severity warning`.
+    Emit(EmitArgs),
+}
+
+#[derive(Debug, Args)]
+struct EmitArgs {
+    /// The type, `<category>.<name>` (not node.* or agent.*, which are mcod's own).
+    #[arg(value_name = "TYPE")]
+    kind: String,
+    /// The data, as key=value (strings).
+    #[arg(value_name = "KEY=VALUE")]
+    fields: Vec<String>,
+    /// The data as a JSON object (fields given as key=value are added to it).
+    #[arg(long, value_name = "JSON")]
+    data: Option<String>,
+    /// How much it matters: debug, info, warning, error, critical.
+    #[arg(long, default_value = "info")]
+    severity: String,
 }
 
 #[derive(Debug, Args)]
@@ -73,6 +102,12 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load(&cli.config)?;
+    if let Some(Command::Event {
+        command: EventCommand::Emit(args),
+    }) = &cli.command
+    {
+        return emit(&settings, args);
+    }
     if cli.check {
         println!(
             "{}: OK (identity {}, collectives {})",
@@ -143,6 +178,35 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     // must not keep the daemon from exiting: dropping the runtime would wait for it.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     result
+}
+
+/// `mcod event emit`: one event through the running mcod's local socket.
+fn emit(settings: &Settings, args: &EmitArgs) -> anyhow::Result<()> {
+    let mut data = match &args.data {
+        Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => anyhow::bail!("--data must be a JSON object"),
+        },
+        None => serde_json::Map::new(),
+    };
+    for field in &args.fields {
+        let Some((key, value)) = field.split_once('=').filter(|(k, _)| !k.is_empty()) else {
+            anyhow::bail!("{field:?} is not key=value");
+        };
+        data.insert(key.to_string(), value.into());
+    }
+    let severity: mco_spec::event::Severity = args
+        .severity
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!(e))?;
+    let event = serde_json::json!({"type": args.kind, "severity": severity, "data": data});
+    let path = mco_server::emit::socket_path(settings);
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(mco_server::emit::emit(&path, &event))
+        .map_err(|e| anyhow::anyhow!(e))
 }
 
 /// Yields on each SIGHUP: reload facts, policies and external agents.

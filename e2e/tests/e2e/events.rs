@@ -194,6 +194,47 @@ fn events_are_said_live_kept_for_since_and_forgeries_dropped() {
     assert_eq!(err.matches("dropped forged event").count(), 3, "{err}");
     assert!(err.contains("3 event(s) dropped"), "{err}");
 
+    // A tool on the node says an event through mcod, signed as the node; it may not say
+    // mcod's own.
+    let config = fleet.nodes[0].config_path().display().to_string();
+    let socket = fleet.nodes[0].dir().join("state/events.sock");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&socket).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "{}", socket.display());
+    let said = mco_testsupport::mcod(
+        &[
+            "-c",
+            &config,
+            "event",
+            "emit",
+            "check.disk_full",
+            "mount=/",
+            "--data",
+            r#"{"used": 97}"#,
+            "--severity",
+            "warning",
+        ],
+        Duration::from_secs(10),
+    );
+    assert_eq!(said.code, Some(0), "{said:?}");
+    let refused = mco_testsupport::mcod(
+        &["-c", &config, "event", "emit", "node.stopping"],
+        Duration::from_secs(10),
+    );
+    assert_eq!(refused.code, Some(1), "{refused:?}");
+    assert!(
+        refused.stderr.contains("node.* events are mcod's own"),
+        "{refused:?}"
+    );
+    let local = fleet.mco(&[
+        "events", "--since", "1m", "--type", "check.*", "--count", "1", "--for", "10", "-j",
+    ]);
+    let local = lines(&local.stdout);
+    assert_eq!(local.len(), 1, "{local:?}");
+    assert_eq!(local[0]["identity"], fleet.nodes[0].identity());
+    assert_eq!(local[0]["severity"], "warning");
+    assert_eq!(local[0]["data"], json!({"mount": "/", "used": 97}));
+
     // Stopping says so.
     let mut fleet = fleet;
     let stopping = tail(
