@@ -132,6 +132,7 @@ pub fn event_line(received: &ReceivedEvent) -> String {
                 .ok()
         })
         .unwrap_or_else(|| event.time.to_string());
+    // Identity and type are checked to be plain; the data is the node's to choose.
     let mut line = format!(
         "{when} {} {} {}",
         event.identity,
@@ -140,7 +141,11 @@ pub fn event_line(received: &ReceivedEvent) -> String {
     );
     if let Value::Object(data) = &event.data {
         for (key, value) in data {
-            line.push_str(&format!(" {key}={}", data_text(value)));
+            line.push_str(&format!(
+                " {}={}",
+                crate::output::printable(key),
+                crate::output::show(value)
+            ));
         }
     }
     line
@@ -363,5 +368,13 @@ mod tests {
         let json: Value = serde_json::from_str(&event_json(&received)).unwrap();
         assert_eq!(json["sequence"], 7);
         assert_eq!(json["type"], "service.state_changed");
+        let mut hostile = received.clone();
+        hostile.event.data = json!({"msg": "\u{1b}]0;pwned\u{7}ok\n", "k\u{1b}": 1});
+        let line = event_line(&hostile);
+        assert!(
+            !line.contains('\u{1b}') && !line.contains('\u{7}'),
+            "{line:?}"
+        );
+        assert!(line.contains("msg=\\u{1b}]0;pwned\\u{7}ok\n"), "{line:?}");
     }
 }

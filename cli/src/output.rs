@@ -37,10 +37,32 @@ pub fn exit_code(stats: &Stats) -> u8 {
 /// A value as a person reads it: strings bare, everything else compact JSON.
 pub fn show(value: &Value) -> String {
     match value {
-        Value::String(s) => s.clone(),
+        Value::String(s) => printable(s),
         Value::Null => String::new(),
         other => other.to_string(),
     }
+}
+
+/// Text from a node as it may reach a terminal: control characters other than newline and
+/// tab written as `\u{..}`, so that a node cannot send escape sequences to the operator's
+/// terminal (move the cursor, rewrite what was printed, set the window title).
+pub fn printable(text: &str) -> String {
+    if !text.chars().any(is_unsafe) {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| {
+            if is_unsafe(c) {
+                format!("\\u{{{:x}}}", c as u32)
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+fn is_unsafe(c: char) -> bool {
+    c.is_control() && c != '\n' && c != '\t'
 }
 
 /// One node's block: `"%-40s %s"` (identity, status text when not OK), the status message
@@ -335,5 +357,12 @@ mod tests {
         values.insert("de".to_string(), vec!["c".to_string()]);
         let report = fact_report("country", &values, false);
         assert_eq!(report, format!("Report for fact: country\n\n        {:<40} found 2 times\n        {:<40} found 1 times\n", "uk", "de"));
+    }
+
+    #[test]
+    fn node_text_cannot_reach_the_terminal_as_control_sequences() {
+        assert_eq!(super::printable("plain\ttext\n"), "plain\ttext\n");
+        assert_eq!(super::printable("\u{1b}[2Jx\u{9b}"), "\\u{1b}[2Jx\\u{9b}");
+        assert_eq!(super::show(&serde_json::json!("a\u{7}")), "a\\u{7}");
     }
 }

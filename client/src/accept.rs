@@ -12,6 +12,7 @@
 
 use std::collections::HashSet;
 
+use mco_spec::envelope::{Envelope, Kind};
 use mco_spec::message::now_millis;
 use mco_spec::security::Token;
 use mco_spec::{Reply, ReplyEnvelope};
@@ -104,27 +105,45 @@ impl Client {
             .iter()
             .map(|p| ReplyEnvelope::decode(p).map_err(|e| ReplyRejected::Malformed(e.to_string())))
             .collect();
+        self.verified(
+            &decoded,
+            |_, why| ReplyRejected::Forged(why),
+            |_, envelope, token| check_sender(envelope, token),
+        )
+    }
+
+    /// Verifies decoded envelopes of any kind, all signatures in one batch (none on an
+    /// insecure client), then `check`s each with the token that signed it; `forged` says why
+    /// envelope `i` did not verify. One result per envelope, in order: what replies and events
+    /// both go through.
+    pub(crate) fn verified<K: Kind, T, E: Clone>(
+        &self,
+        decoded: &[Result<Envelope<K>, E>],
+        forged: impl Fn(usize, String) -> E,
+        check: impl Fn(usize, &Envelope<K>, Option<&Token>) -> Result<T, E>,
+    ) -> Vec<Result<T, E>> {
         let Some(trust) = self.trust() else {
             return decoded
-                .into_iter()
-                .map(|e| check_sender(&e?, None))
+                .iter()
+                .enumerate()
+                .map(|(i, e)| check(i, e.as_ref().map_err(Clone::clone)?, None))
                 .collect();
         };
-        let envelopes: Vec<&ReplyEnvelope> =
-            decoded.iter().filter_map(|e| e.as_ref().ok()).collect();
+        let envelopes: Vec<&Envelope<K>> = decoded.iter().filter_map(|e| e.as_ref().ok()).collect();
         let mut verified = self
             .tokens()
             .verify_many(&envelopes, trust, now_millis() / 1000)
             .into_iter();
         decoded
             .iter()
-            .map(|e| {
+            .enumerate()
+            .map(|(i, e)| {
                 let envelope = e.as_ref().map_err(Clone::clone)?;
                 let token = verified
                     .next()
                     .unwrap_or(Err(mco_spec::security::SecurityError::Unsigned))
-                    .map_err(|e| ReplyRejected::Forged(e.to_string()))?;
-                check_sender(envelope, Some(&token))
+                    .map_err(|why| forged(i, why.to_string()))?;
+                check(i, envelope, Some(&token))
             })
             .collect()
     }

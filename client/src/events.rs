@@ -20,7 +20,6 @@ use std::collections::BTreeSet;
 
 use futures::stream::{BoxStream, StreamExt};
 use mco_spec::event::{Event, EventEnvelope, TypePattern};
-use mco_spec::message::now_millis;
 
 use crate::client::Client;
 use crate::error::{CallError, CallErrorKind};
@@ -134,42 +133,40 @@ impl Client {
         subject: &str,
         payload: &[u8],
     ) -> Result<Event, EventRejected> {
-        let malformed = |reason: String| EventRejected::Malformed {
-            subject: subject.to_string(),
-            reason,
-        };
-        let forged = |reason: String| EventRejected::Forged {
-            subject: subject.to_string(),
-            reason,
-        };
-        let envelope = EventEnvelope::decode(payload).map_err(|e| malformed(e.to_string()))?;
-        let token = match self.trust() {
-            Some(trust) => Some(
-                self.tokens()
-                    .verify(&envelope, trust, now_millis() / 1000)
-                    .map_err(|e| forged(e.to_string()))?,
-            ),
-            None => None,
-        };
-        let event = envelope.body().map_err(|e| malformed(e.to_string()))?;
-        if let Some(token) = &token {
-            if token.claims().name != event.identity {
-                return Err(forged(format!(
-                    "it says it is from {} but is signed by {}",
-                    event.identity,
-                    token.claims().name
-                )));
-            }
-        }
-        if event.collective != collective
-            || subject != mco_spec::subjects::event(collective, &event.kind, &event.identity)
-        {
-            return Err(forged(format!(
-                "event {} of {} in collective {} does not belong on this subject",
-                event.kind, event.identity, event.collective
-            )));
-        }
-        Ok(event)
+        self.accept_events(collective, &[(subject, payload)])
+            .pop()
+            .unwrap_or_else(|| {
+                Err(EventRejected::Malformed {
+                    subject: subject.to_string(),
+                    reason: "nothing to accept".into(),
+                })
+            })
+    }
+
+    /// [`Self::accept_event`] for many `(subject, payload)` at once: their signatures are
+    /// verified in one batch. One result per message, in order.
+    pub fn accept_events(
+        &self,
+        collective: &str,
+        messages: &[(&str, &[u8])],
+    ) -> Vec<Result<Event, EventRejected>> {
+        let decoded: Vec<Result<EventEnvelope, EventRejected>> = messages
+            .iter()
+            .map(|(subject, payload)| {
+                EventEnvelope::decode(payload).map_err(|e| EventRejected::Malformed {
+                    subject: subject.to_string(),
+                    reason: e.to_string(),
+                })
+            })
+            .collect();
+        self.verified(
+            &decoded,
+            |i, reason| EventRejected::Forged {
+                subject: messages[i].0.to_string(),
+                reason,
+            },
+            |i, envelope, token| check_event(envelope, token, collective, messages[i].0),
+        )
     }
 
     /// The events `query` selects, verified, as they arrive; the stream ends only when the
@@ -208,17 +205,15 @@ impl Client {
             subscriptions.push(subscriber);
         }
         let client = self.clone();
+        // What is already waiting is verified together; a lone event goes at once.
         Ok(futures::stream::select_all(subscriptions)
-            .filter_map(move |message| {
-                let item = gate(
-                    &client,
-                    &collective,
-                    &query,
-                    &message.subject,
-                    &message.payload,
-                    None,
-                );
-                async move { item }
+            .ready_chunks(BATCH)
+            .flat_map(move |messages| {
+                let arrived: Vec<_> = messages
+                    .into_iter()
+                    .map(|m| (m.subject.to_string(), m.payload, None))
+                    .collect();
+                futures::stream::iter(gate(&client, &collective, &query, &arrived))
             })
             .boxed())
     }
@@ -272,43 +267,94 @@ impl Client {
         })?;
         let client = self.clone();
         Ok(messages
-            .filter_map(move |message| {
-                let item = match message {
-                    Ok(message) => {
-                        let sequence = message.info().ok().map(|i| i.stream_sequence);
-                        gate(
-                            &client,
-                            &collective,
-                            &query,
-                            &message.subject,
-                            &message.payload,
-                            sequence,
-                        )
+            .ready_chunks(BATCH)
+            .flat_map(move |messages| {
+                let mut items = Vec::new();
+                let mut arrived = Vec::new();
+                for message in messages {
+                    match message {
+                        Ok(message) => {
+                            let sequence = message.info().ok().map(|i| i.stream_sequence);
+                            arrived.push((
+                                message.subject.to_string(),
+                                message.payload.clone(),
+                                sequence,
+                            ));
+                        }
+                        Err(e) => items.push(EventItem::Trouble(format!(
+                            "reading the event history: {e}"
+                        ))),
                     }
-                    Err(e) => Some(EventItem::Trouble(format!(
-                        "reading the event history: {e}"
-                    ))),
-                };
-                async move { item }
+                }
+                items.extend(gate(&client, &collective, &query, &arrived));
+                futures::stream::iter(items)
             })
             .boxed())
     }
 }
 
-/// The one gate: accepted and selected events, rejected messages; unselected ones vanish.
+/// Parses a verified (or, insecure, unverified) event and checks that the token that signed
+/// it is its node's and that it came on its node's subject in `collective`.
+fn check_event(
+    envelope: &EventEnvelope,
+    token: Option<&mco_spec::security::Token>,
+    collective: &str,
+    subject: &str,
+) -> Result<Event, EventRejected> {
+    let event = envelope.body().map_err(|e| EventRejected::Malformed {
+        subject: subject.to_string(),
+        reason: e.to_string(),
+    })?;
+    let forged = |reason: String| EventRejected::Forged {
+        subject: subject.to_string(),
+        reason,
+    };
+    if let Some(token) = token {
+        if token.claims().name != event.identity {
+            return Err(forged(format!(
+                "it says it is from {} but is signed by {}",
+                event.identity,
+                token.claims().name
+            )));
+        }
+    }
+    if event.collective != collective
+        || subject != mco_spec::subjects::event(collective, &event.kind, &event.identity)
+    {
+        return Err(forged(format!(
+            "event {} of {} in collective {} does not belong on this subject",
+            event.kind, event.identity, event.collective
+        )));
+    }
+    Ok(event)
+}
+
+/// How many messages that arrived together are verified in one batch.
+const BATCH: usize = 256;
+
+/// The one gate, for what arrived together: accepted and selected events, rejected
+/// messages; unselected ones vanish.
 fn gate(
     client: &Client,
     collective: &str,
     query: &EventQuery,
-    subject: &str,
-    payload: &[u8],
-    sequence: Option<u64>,
-) -> Option<EventItem> {
-    match client.accept_event(collective, subject, payload) {
-        Ok(event) if query.selects(&event) => {
-            Some(EventItem::Event(ReceivedEvent { event, sequence }))
-        }
-        Ok(_) => None,
-        Err(rejected) => Some(EventItem::Rejected(rejected)),
-    }
+    arrived: &[(String, bytes::Bytes, Option<u64>)],
+) -> Vec<EventItem> {
+    let messages: Vec<(&str, &[u8])> = arrived
+        .iter()
+        .map(|(subject, payload, _)| (subject.as_str(), payload.as_ref()))
+        .collect();
+    client
+        .accept_events(collective, &messages)
+        .into_iter()
+        .zip(arrived)
+        .filter_map(|(accepted, (_, _, sequence))| match accepted {
+            Ok(event) if query.selects(&event) => Some(EventItem::Event(ReceivedEvent {
+                event,
+                sequence: *sequence,
+            })),
+            Ok(_) => None,
+            Err(rejected) => Some(EventItem::Rejected(rejected)),
+        })
+        .collect()
 }

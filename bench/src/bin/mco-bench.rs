@@ -12,6 +12,7 @@ use anyhow::{bail, Context};
 use bytes::Bytes;
 use clap::Parser;
 use ed25519_dalek::{Signer, SigningKey};
+use futures::StreamExt;
 use mco_bench::discovery::DiscoveryBench;
 use mco_bench::keys::{derived_key, Issuer};
 use mco_bench::measure::{memory_mb, rounds_for, table, Figure, Samples};
@@ -75,6 +76,9 @@ enum Part {
     /// Wall time of `mco ping`, `mco rpc` and `mco find` with broadcast discovery, against
     /// `--discovery-daemons` real `mcod` and the `--sizes` of 1,000 and more simulated.
     Discovery,
+    /// Event throughput: signed events of 1,000 nodes received by `Client::events` and by a
+    /// real `mco events`, beside raw NATS for the same messages.
+    Events,
 }
 
 fn main() -> ExitCode {
@@ -190,6 +194,7 @@ async fn measure(cli: Cli, broker: String) -> anyhow::Result<()> {
     );
     let run_processes = wanted(Part::Processes) && !bench.cli.skip_processes;
     let run_discovery = wanted(Part::Discovery) && !bench.cli.skip_processes;
+    let run_events = wanted(Part::Events);
     if run_broadcast {
         for n in bench.cli.sizes.clone() {
             broadcast(&mut bench, n).await?;
@@ -206,6 +211,9 @@ async fn measure(cli: Cli, broker: String) -> anyhow::Result<()> {
     }
     if run_discovery {
         discovery(&mut bench).await?;
+    }
+    if run_events {
+        events(&mut bench).await?;
     }
 
     println!("{}", table(&bench.figures));
@@ -805,6 +813,175 @@ where
 
 /// How many signed replies a second the client accepts (decode, verify token and signature),
 /// from 10,000 nodes with their own tokens: cold (every token new to the client) and warm.
+/// Nodes and events each for the event figures.
+const EVENT_NODES: usize = 1000;
+const EVENTS_PER_NODE: usize = 20;
+
+/// Signed events of [`EVENT_NODES`] nodes, published as fast as one connection can, received
+/// by a raw subscriber (the floor), by `Client::events` (decoding, verifying each against its
+/// node's token and subject) and by a real `mco events -j` writing JSON lines.
+async fn events(bench: &mut Bench) -> anyhow::Result<()> {
+    use mco_spec::event::{Event, EventEnvelope, Severity};
+    let total = EVENT_NODES * EVENTS_PER_NODE;
+    eprintln!("events: {total} from {EVENT_NODES} nodes");
+    let mut messages = Vec::with_capacity(total);
+    for i in 0..EVENT_NODES {
+        let identity = format!("ev-{i:05}");
+        let node = bench.issuer.server(
+            &identity,
+            &derived_key(&bench.issuer, "node", identity.as_bytes()),
+        );
+        for n in 0..EVENTS_PER_NODE {
+            let event = Event {
+                id: new_request_id(),
+                kind: "bench.tick".into(),
+                identity: identity.clone(),
+                collective: "ev".into(),
+                time: now_millis(),
+                severity: Severity::Info,
+                data: serde_json::json!({"n": n, "service": "httpd", "state": "running"}),
+            };
+            let payload = Bytes::from(EventEnvelope::signed(&event, &node)?.to_bytes()?);
+            messages.push((subjects::event("ev", "bench.tick", &identity), payload));
+        }
+    }
+    let publisher = async_nats::connect(&bench.broker).await?;
+    let publish = |messages: Vec<(String, Bytes)>| {
+        let publisher = publisher.clone();
+        async move {
+            for (subject, payload) in messages {
+                publisher.publish(subject, payload).await?;
+            }
+            publisher.flush().await?;
+            anyhow::Ok(())
+        }
+    };
+
+    // The floor: the same messages to a raw subscriber.
+    let raw = async_nats::connect(&bench.broker).await?;
+    let mut subscriber = raw.subscribe(subjects::all_events("ev")).await?;
+    raw.flush().await?;
+    let started = Instant::now();
+    let counting = tokio::spawn(async move {
+        let mut seen = 0;
+        while seen < total && subscriber.next().await.is_some() {
+            seen += 1;
+        }
+        seen
+    });
+    publish(messages.clone()).await?;
+    let seen = tokio::time::timeout(TIMEOUT, counting).await??;
+    let floor_rate = seen as f64 / started.elapsed().as_secs_f64();
+    if seen != total {
+        bail!("raw: {seen} of {total} events");
+    }
+    let floor = Figure::value(
+        "events received, raw NATS",
+        EVENT_NODES,
+        "events/s",
+        floor_rate,
+    );
+
+    // The library.
+    let client = bench.client("ev", true).await?;
+    let mut stream = client
+        .events(mco_client::EventQuery::new().collective("ev"))
+        .await?;
+    client.nats().flush().await?;
+    let started = Instant::now();
+    let counting = tokio::spawn(async move {
+        let (mut seen, mut rejected) = (0, 0);
+        while seen + rejected < total {
+            match stream.next().await {
+                Some(mco_client::EventItem::Event(_)) => seen += 1,
+                Some(_) => rejected += 1,
+                None => break,
+            }
+        }
+        (seen, rejected)
+    });
+    publish(messages.clone()).await?;
+    let (seen, rejected) = tokio::time::timeout(TIMEOUT, counting).await??;
+    let library_rate = seen as f64 / started.elapsed().as_secs_f64();
+    if seen != total {
+        bail!("Client::events: {seen} of {total} events ({rejected} rejected)");
+    }
+    bench.figures.push(floor.clone());
+    bench.figures.push(
+        Figure::value(
+            "events received by Client::events (signed, verified)",
+            EVENT_NODES,
+            "events/s",
+            library_rate,
+        )
+        .against(&floor, "raw"),
+    );
+
+    // A real `mco events`, subscribed before the burst, writing JSON lines to a pipe.
+    let dir = tempfile::tempdir()?;
+    let (issuer, key, token) = bench
+        .issuer
+        .write_client(&dir.path().join("client"), "bench")?;
+    let config = dir.path().join("client.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "brokers = [{:?}]\ncollectives = [\"ev\"]\nkey_file = {:?}\ntoken_file = {:?}\nissuer_keys = [{:?}]\n",
+            bench.broker,
+            key.display().to_string(),
+            token.display().to_string(),
+            issuer.display().to_string()
+        ),
+    )?;
+    let mut tail = tokio::process::Command::new(mco_testsupport::bin_path("mco"))
+        .args([
+            "events",
+            "-j",
+            "--count",
+            &total.to_string(),
+            "--for",
+            "120",
+        ])
+        .env("MCO_CONFIG", &config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut out = tail.stdout.take().context("no stdout")?;
+    // The tail is subscribed once it has connected; a second is ample on this machine.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let started = Instant::now();
+    let reading = tokio::spawn(async move {
+        let mut lines = 0usize;
+        let mut buffer = vec![0u8; 1 << 16];
+        loop {
+            match tokio::io::AsyncReadExt::read(&mut out, &mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => lines += buffer[..n].iter().filter(|b| **b == b'\n').count(),
+            }
+        }
+        lines
+    });
+    publish(messages).await?;
+    let lines = tokio::time::timeout(Duration::from_secs(120), reading).await??;
+    let cli_rate = lines as f64 / started.elapsed().as_secs_f64();
+    let _ = tail.wait().await;
+    if lines != total {
+        bail!("mco events: {lines} of {total} events");
+    }
+    bench.figures.push(
+        Figure::value(
+            "events printed by mco events -j (signed, verified)",
+            EVENT_NODES,
+            "events/s",
+            cli_rate,
+        )
+        .against(&floor, "raw"),
+    );
+    Ok(())
+}
+
 async fn client_throughput(bench: &mut Bench) -> anyhow::Result<()> {
     const N: usize = 10_000;
     eprintln!("client reply verification, {N} nodes");

@@ -234,6 +234,35 @@ fn events_are_said_live_kept_for_since_and_forgeries_dropped() {
     assert_eq!(local[0]["identity"], fleet.nodes[0].identity());
     assert_eq!(local[0]["severity"], "warning");
     assert_eq!(local[0]["data"], json!({"mount": "/", "used": 97}));
+    // A node's data cannot send escape sequences to the operator's terminal.
+    let hostile = mco_testsupport::mcod(
+        &[
+            "-c",
+            &config,
+            "event",
+            "emit",
+            "check.hostile",
+            "msg=\u{1b}]0;pwned\u{7}\u{1b}[2J",
+        ],
+        Duration::from_secs(10),
+    );
+    assert_eq!(hostile.code, Some(0), "{hostile:?}");
+    let shown = fleet.mco(&[
+        "events",
+        "--since",
+        "1m",
+        "--type",
+        "check.hostile",
+        "--count",
+        "1",
+        "--for",
+        "10",
+    ]);
+    assert!(
+        shown.stdout.contains("msg=\\u{1b}]0;pwned\\u{7}\\u{1b}[2J"),
+        "{shown:?}"
+    );
+    assert!(!shown.stdout.contains('\u{1b}'), "{shown:?}");
 
     // Stopping says so.
     let mut fleet = fleet;
