@@ -119,6 +119,17 @@ pub trait NodeInfo: Send + Sync {
     fn version(&self) -> String {
         env!("CARGO_PKG_VERSION").to_string()
     }
+    /// Where an agent says what happened after its action answered (a background Puppet
+    /// run that ended); `None` where nobody listens.
+    fn events(&self) -> Option<Arc<dyn EventEmitter>> {
+        None
+    }
+}
+
+/// Says a node's events (the server's event sink): never waits, drops what it cannot take.
+pub trait EventEmitter: Send + Sync {
+    /// Says an event of type `kind` (`<category>.<name>`) with `data` (a JSON object).
+    fn emit(&self, kind: &str, severity: mco_spec::event::Severity, data: Value);
 }
 
 /// The result of an action: a status code, a message and outputs.

@@ -32,4 +32,4 @@ pub mod service;
 #[cfg(test)]
 mod testing;
 
-pub use agent::{ActionContext, Agent, AgentSummary, NodeInfo, Outcome};
+pub use agent::{ActionContext, Agent, AgentSummary, EventEmitter, NodeInfo, Outcome};

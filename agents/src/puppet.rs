@@ -307,6 +307,7 @@ impl PuppetAgent {
         &self,
         data: &Map<String, Value>,
         deadline: Deadline,
+        events: Option<Arc<dyn crate::EventEmitter>>,
     ) -> Result<Outcome, String> {
         let paths = self.paths(deadline).await?;
         let observed = self.observe(paths);
@@ -390,7 +391,12 @@ impl PuppetAgent {
         if let Err(busy) = self.claim("a Puppet run") {
             return refuse(busy);
         }
-        if let Err(e) = self.start_run(argv, delay) {
+        let finished = events.map(|events| RunFinished {
+            events,
+            report: paths.lastrunreport.clone(),
+            summary: paths.lastrunfile.clone(),
+        });
+        if let Err(e) = self.start_run(argv, delay, finished) {
             self.run.lock().unwrap_or_else(|p| p.into_inner()).take();
             return refuse(format!("Could not start Puppet: {e}"));
         }
@@ -407,7 +413,12 @@ impl PuppetAgent {
     /// Starts `argv` in the background after `delay` seconds; the claimed run slot is freed
     /// when it ends. Without a delay it is started here, so that failing to start is the
     /// caller's answer.
-    fn start_run(&self, argv: Vec<String>, delay: u64) -> Result<(), String> {
+    fn start_run(
+        &self,
+        argv: Vec<String>,
+        delay: u64,
+        finished: Option<RunFinished>,
+    ) -> Result<(), String> {
         let spawn = |argv: &[String]| {
             let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
             spawn_detached(&argv, &[]).map_err(|e| e.to_string())
@@ -426,12 +437,24 @@ impl PuppetAgent {
                     spawn(&argv)
                 }
             };
-            match child {
+            let exit_code = match child {
                 Ok(mut child) => match child.wait().await {
-                    Ok(status) => tracing::info!("puppet run ended: {status}"),
-                    Err(e) => tracing::warn!("waiting for the puppet run: {e}"),
+                    Ok(status) => {
+                        tracing::info!("puppet run ended: {status}");
+                        status.code()
+                    }
+                    Err(e) => {
+                        tracing::warn!("waiting for the puppet run: {e}");
+                        None
+                    }
                 },
-                Err(e) => tracing::warn!("could not start the puppet run: {e}"),
+                Err(e) => {
+                    tracing::warn!("could not start the puppet run: {e}");
+                    None
+                }
+            };
+            if let Some(finished) = finished {
+                finished.say(exit_code).await;
             }
             run.lock().unwrap_or_else(|p| p.into_inner()).take();
         });
@@ -507,6 +530,38 @@ impl PuppetAgent {
 
 /// Choria's words for a run refused because one is in progress.
 const APPLYING: &str = "Puppet is currently applying a catalog, cannot run now";
+
+/// What a run started by runonce says when it ends: its changed resources and its figures,
+/// read from the report and summary Puppet wrote.
+struct RunFinished {
+    events: Arc<dyn crate::EventEmitter>,
+    report: PathBuf,
+    summary: PathBuf,
+}
+
+impl RunFinished {
+    async fn say(self, exit_code: Option<i32>) {
+        let (report, summary) = (self.report, self.summary);
+        // Reading and parsing a report of thousands of resources stays off the async workers.
+        let read = tokio::task::spawn_blocking(move || {
+            (
+                read_yaml(&report).ok().flatten(),
+                read_yaml(&summary).ok().flatten(),
+            )
+        })
+        .await;
+        let (report, summary) = read.unwrap_or((None, None));
+        for (kind, data) in
+            crate::providers::puppet::run_events(report.as_ref(), summary.as_ref(), exit_code)
+        {
+            let severity = match data.get("status").and_then(Value::as_str) {
+                Some("failed") => mco_spec::event::Severity::Error,
+                _ => mco_spec::event::Severity::Info,
+            };
+            self.events.emit(kind, severity, data);
+        }
+    }
+}
 
 /// Frees the run slot when a synchronous use of it ends.
 struct ReleaseRun<'a>(&'a StdMutex<Option<ActiveRun>>);
@@ -596,7 +651,7 @@ impl Agent for PuppetAgent {
                 let logs = data.get("logs").and_then(Value::as_bool).unwrap_or(false);
                 self.last_run_summary(logs, deadline).await
             }
-            "runonce" => self.runonce(data, deadline).await,
+            "runonce" => self.runonce(data, deadline, ctx.node.events()).await,
             "resource" => self.resource(data, deadline).await,
             other => return Outcome::unknown_action("puppet", other),
         };

@@ -18,6 +18,8 @@
 //! | `service.state_changed` | a service was started, stopped or restarted | `service`, `state`, `action` |
 //! | `package.changed` | a package was installed, updated, uninstalled or purged | `package`, `action`, `ensure` |
 //! | `puppet.run_started` | runonce started a Puppet run | `summary` |
+//! | `puppet.resource_changed` | that run changed a resource (from Puppet's run report; at most 500 a run) | `resource`, `type`, `title`, `changes` (property, previous and desired value, message) |
+//! | `puppet.run_finished` | that run ended | `status`, `exit_code`, changed/failed/out-of-sync/total resources, `config_retrieval_time`, `total_time`, `config_version` |
 //!
 //! Tools on the node add their own types through the local socket ([`crate::emit`]).
 //! `[events] types` chooses which of them all go out.
@@ -223,6 +225,13 @@ impl EventSink {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take()
+    }
+}
+
+/// What agents say after their action answered, in every collective of the node.
+impl mco_agents::EventEmitter for EventSink {
+    fn emit(&self, kind: &str, severity: Severity, data: Value) {
+        EventSink::emit(self, kind, severity, data, None);
     }
 }
 

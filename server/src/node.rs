@@ -102,7 +102,7 @@ pub struct Node {
     pub(crate) plugins: Arc<mco_ddl::Plugins>,
     started: u64,
     /// Where this node's events go out ([`crate::events`]).
-    pub events: crate::events::EventSink,
+    pub events: Arc<crate::events::EventSink>,
 }
 
 impl Node {
@@ -125,7 +125,7 @@ impl Node {
         let security = crate::security::Security::insecure(&settings);
         let data_slots = Arc::new(tokio::sync::Semaphore::new(settings.data.max_concurrent));
         let fstat_policy = Arc::new(settings.data.fstat_policy());
-        let events = crate::events::EventSink::new(&settings.events);
+        let events = Arc::new(crate::events::EventSink::new(&settings.events));
         Node {
             events,
             data_slots,
@@ -268,6 +268,10 @@ fn bounded(
 impl NodeInfo for Node {
     fn identity(&self) -> &str {
         &self.settings.identity
+    }
+
+    fn events(&self) -> Option<Arc<dyn mco_agents::EventEmitter>> {
+        Some(self.events.clone())
     }
 
     fn facts(&self) -> Arc<Value> {

@@ -190,6 +190,95 @@ pub fn capitalise_type(kind: &str) -> String {
         .join("::")
 }
 
+/// Most `puppet.resource_changed` events one run says; a run that changes more says how many
+/// it left out in `puppet.run_finished`.
+pub const MAX_RESOURCE_EVENTS: usize = 500;
+
+/// What a finished run says: a `puppet.resource_changed` for each resource the report shows
+/// changed (up to [`MAX_RESOURCE_EVENTS`]), then `puppet.run_finished` with the run's status
+/// and the summary's metrics. From the parsed `last_run_report.yaml` and
+/// `last_run_summary.yaml` (either may be missing: a run that failed early writes no report).
+pub fn run_events(
+    report: Option<&Value>,
+    summary: Option<&Value>,
+    exit_code: Option<i32>,
+) -> Vec<(&'static str, Value)> {
+    let mut events = Vec::new();
+    let mut changed: Vec<(&String, &Value)> = report
+        .and_then(|r| r.get("resource_statuses"))
+        .and_then(Value::as_object)
+        .map(|statuses| {
+            statuses
+                .iter()
+                .filter(|(_, status)| status.get("changed").and_then(Value::as_bool) == Some(true))
+                .collect()
+        })
+        .unwrap_or_default();
+    changed.sort_by(|a, b| a.0.cmp(b.0));
+    let left_out = changed.len().saturating_sub(MAX_RESOURCE_EVENTS);
+    for (reference, status) in changed.iter().take(MAX_RESOURCE_EVENTS) {
+        let text = |key: &str| status.get(key).and_then(Value::as_str).unwrap_or_default();
+        let changes: Vec<Value> = status
+            .get("events")
+            .and_then(Value::as_array)
+            .map(|list| {
+                list.iter()
+                    .map(|e| {
+                        let field = |key: &str| e.get(key).cloned().unwrap_or(Value::Null);
+                        json!({
+                            "property": field("property"),
+                            "previous_value": field("previous_value"),
+                            "desired_value": field("desired_value"),
+                            "status": field("status"),
+                            "message": field("message"),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        events.push((
+            "puppet.resource_changed",
+            json!({
+                "resource": reference,
+                "type": text("resource_type"),
+                "title": text("title"),
+                "changes": changes,
+            }),
+        ));
+    }
+    let figures = summary.map(|s| last_run_summary(s, Map::new(), 0));
+    let figure = |key: &str| {
+        figures
+            .as_ref()
+            .and_then(|f| f.get(key).cloned())
+            .unwrap_or(json!(0))
+    };
+    let status = report
+        .and_then(|r| r.get("status"))
+        .and_then(Value::as_str)
+        .unwrap_or(if exit_code == Some(0) {
+            "unchanged"
+        } else {
+            "failed"
+        });
+    events.push((
+        "puppet.run_finished",
+        json!({
+            "status": status,
+            "exit_code": exit_code,
+            "changed_resources": figure("changed_resources"),
+            "failed_resources": figure("failed_resources"),
+            "out_of_sync_resources": figure("out_of_sync_resources"),
+            "total_resources": figure("total_resources"),
+            "config_retrieval_time": figure("config_retrieval_time"),
+            "total_time": figure("total_time"),
+            "config_version": figure("config_version"),
+            "resource_events_left_out": left_out,
+        }),
+    ));
+    events
+}
+
 /// The log lines of a parsed `last_run_report.yaml`: `{time_utc, time, level, source, msg}`
 /// each, as Choria's puppet agent gives them.
 pub fn report_logs(report: &Value) -> Vec<Value> {
@@ -563,6 +652,31 @@ pub fn resource_outcome(exit_code: Option<i32>) -> Result<bool, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_says_each_changed_resource_then_its_figures() {
+        let report = parse_puppet_yaml(
+            "--- !ruby/object:Puppet::Transaction::Report\nstatus: changed\nresource_statuses:\n  File[/tmp/a]:\n    resource: File[/tmp/a]\n    resource_type: File\n    title: /tmp/a\n    changed: true\n    events:\n    - !ruby/object:Puppet::Transaction::Event\n      property: ensure\n      previous_value: !ruby/sym absent\n      desired_value: !ruby/sym file\n      status: success\n      message: defined content\n  Notify[hi]:\n    resource_type: Notify\n    title: hi\n    changed: false\n    events: []\n",
+            "report",
+        )
+        .unwrap();
+        let summary = json!({"resources": {"changed": 1, "total": 2, "failed": 0}, "time": {"total": 1.5, "config_retrieval": 0.2}});
+        let events = run_events(Some(&report), Some(&summary), Some(2));
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert_eq!(events[0].0, "puppet.resource_changed");
+        assert_eq!(events[0].1["resource"], "File[/tmp/a]");
+        assert_eq!(events[0].1["type"], "File");
+        assert_eq!(events[0].1["changes"][0]["property"], "ensure");
+        assert_eq!(events[1].0, "puppet.run_finished");
+        assert_eq!(events[1].1["status"], "changed");
+        assert_eq!(events[1].1["changed_resources"], 1);
+        assert_eq!(events[1].1["total_resources"], 2);
+        assert_eq!(events[1].1["total_time"], 1.5);
+        // A run that failed before writing its report still says it finished.
+        let failed = run_events(None, None, Some(1));
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].1["status"], "failed");
+    }
 
     const SUMMARY: &str = "---
 version:

@@ -402,3 +402,69 @@ fn runall_keeps_at_most_n_runs_going() {
     let bad = fleet.mco(&["puppet", "runall", "none", "-W", "role=puppet"]);
     assert_eq!(bad.code, Some(64), "{bad:?}");
 }
+
+/// A run started through mco says what it changed, read from Puppet's own run report: each
+/// changed resource as `puppet.resource_changed`, then `puppet.run_finished` with its figures.
+#[test]
+fn a_puppet_run_says_each_resource_it_changed_and_its_figures() {
+    require_program("puppet", "apt-get install puppet");
+    let dirs = PuppetDirs::new();
+    let fleet = fleet(&dirs);
+    let mut tail = mco_testsupport::mco_command(
+        &fleet.client_config(),
+        &[
+            "events", "--type", "puppet.*", "--count", "4", "--for", "90", "-j",
+        ],
+    )
+    .spawn()
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let run = fleet.mco(&["rpc", "puppet", "runonce", "force=true", "-I", "pup1"]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while tail.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "no puppet events");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = tail.wait_with_output().unwrap();
+    let events: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        [
+            "puppet.run_started",
+            "puppet.resource_changed",
+            "puppet.resource_changed",
+            "puppet.run_finished"
+        ],
+        "{events:?}"
+    );
+    let managed = format!("File[{}]", dirs.path("managed.txt").display());
+    let changed: Vec<&str> = events[1..3]
+        .iter()
+        .map(|e| e["data"]["resource"].as_str().unwrap())
+        .collect();
+    assert!(changed.contains(&managed.as_str()), "{changed:?}");
+    assert!(changed.contains(&"Notify[mco e2e run]"), "{changed:?}");
+    let file = events[1..3]
+        .iter()
+        .find(|e| e["data"]["resource"] == managed.as_str())
+        .unwrap();
+    assert_eq!(file["data"]["type"], "File");
+    assert_eq!(file["data"]["changes"][0]["property"], "ensure", "{file}");
+    let finished = &events[3]["data"];
+    assert_eq!(finished["status"], "changed", "{finished}");
+    assert_eq!(finished["exit_code"], 0, "{finished}");
+    assert!(
+        finished["changed_resources"].as_i64().unwrap() >= 2,
+        "{finished}"
+    );
+    assert!(
+        finished["total_resources"].as_i64().unwrap() >= 2,
+        "{finished}"
+    );
+    assert!(finished["total_time"].as_f64().unwrap() > 0.0, "{finished}");
+}
