@@ -46,6 +46,9 @@ pub struct EventsArgs {
         requires = "run"
     )]
     pub run_timeout: f64,
+    /// Print the events as one table when the tail ends (with --count or --for).
+    #[arg(long, conflicts_with = "json")]
+    pub table: bool,
     /// With filters: discover the matching nodes again every SECONDS.
     #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
     pub rediscover: f64,
@@ -122,16 +125,21 @@ pub fn data_text(value: &Value) -> String {
     }
 }
 
-/// An event as one line of text: time, node, type, severity, then the data as key=value.
-pub fn event_line(received: &ReceivedEvent) -> String {
-    let event = &received.event;
-    let when = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(event.time) * 1_000_000)
+/// An event's time (Unix ms) as RFC 3339, UTC.
+pub fn event_time(ms: u64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
         .and_then(|t| {
             t.format(&time::format_description::well_known::Rfc3339)
                 .ok()
         })
-        .unwrap_or_else(|| event.time.to_string());
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// An event as one line of text: time, node, type, severity, then the data as key=value.
+pub fn event_line(received: &ReceivedEvent) -> String {
+    let event = &received.event;
+    let when = event_time(event.time);
     // Identity and type are checked to be plain; the data is the node's to choose.
     let mut line = format!(
         "{when} {} {} {}",
@@ -226,8 +234,14 @@ pub(super) async fn run(args: &EventsArgs, printed: &mut Printed) -> Result<u8, 
     printed.err.clear();
 
     let deadline = duration.map(|d| tokio::time::Instant::now() + d);
+    if args.table && args.count.is_none() && args.duration.is_none() {
+        return Err(
+            UsageError("--table prints when the tail ends: give --count or --for".into()).into(),
+        );
+    }
     let mut shown = 0u64;
     let mut rejected = 0u64;
+    let mut tabled = Vec::new();
     let mut stdout = std::io::stdout().lock();
     loop {
         let next = tokio::select! {
@@ -258,6 +272,14 @@ pub(super) async fn run(args: &EventsArgs, printed: &mut Printed) -> Result<u8, 
                 if let Some(callbacks) = &mut callbacks {
                     callbacks.start(&received);
                 }
+                if args.table {
+                    shown += 1;
+                    tabled.push(received);
+                    if args.count.is_some_and(|n| shown >= n) {
+                        break;
+                    }
+                    continue;
+                }
                 let line = if args.common.json {
                     event_json(&received)
                 } else {
@@ -283,6 +305,9 @@ pub(super) async fn run(args: &EventsArgs, printed: &mut Printed) -> Result<u8, 
                 let _ = writeln!(std::io::stderr(), "mco: warning: dropped {why}");
             }
         }
+    }
+    if args.table {
+        let _ = stdout.write_all(crate::table::events_table(&tabled).as_bytes());
     }
     let mut code = 0;
     if let Some(callbacks) = &mut callbacks {

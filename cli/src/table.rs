@@ -1,3 +1,5 @@
+//! `mco events --table` ([`events_table`]): the events as one table when the tail ends.
+//!
 //! `mco rpc --table`: the replies as one table, a row per node and a column per output,
 //! headed by the DDL's `display_as` labels (the output names with `-v` or without a DDL).
 //! A failed reply's status column says what failed and why; on a terminal the row's node
@@ -77,6 +79,36 @@ fn output_columns(replies: &[&Reply], action: Option<&Action>) -> Vec<String> {
         .cloned()
         .chain(others.into_iter().cloned())
         .collect()
+}
+
+/// The table of events: time, node, type, severity and the data as `key=value`s.
+pub fn events_table(events: &[mco_client::ReceivedEvent]) -> String {
+    if events.is_empty() {
+        return String::new();
+    }
+    let mut builder = Builder::default();
+    builder.push_record(["Time", "Node", "Type", "Severity", "Data"].map(String::from));
+    for received in events {
+        let event = &received.event;
+        let data = match &event.data {
+            serde_json::Value::Object(map) => map
+                .iter()
+                .map(|(k, v)| format!("{}={}", crate::output::printable(k), show(v)))
+                .collect::<Vec<_>>()
+                .join(" "),
+            other => show(other),
+        };
+        builder.push_record([
+            crate::events::event_time(event.time),
+            event.identity.clone(),
+            event.kind.clone(),
+            event.severity.name().to_string(),
+            data,
+        ]);
+    }
+    let mut table = builder.build();
+    table.with(Style::sharp());
+    format!("{table}\n")
 }
 
 #[cfg(test)]

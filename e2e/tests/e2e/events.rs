@@ -152,6 +152,25 @@ fn events_are_said_live_kept_for_since_and_forgeries_dropped() {
         "{text:?}"
     );
 
+    let table = fleet.mco(&[
+        "events",
+        "--since",
+        "5m",
+        "--type",
+        "service.*",
+        "--for",
+        "2",
+        "--table",
+    ]);
+    assert!(
+        table.stdout.contains("Severity")
+            && table.stdout.contains("│ web1 ")
+            && table.stdout.contains("state=running"),
+        "{table:?}"
+    );
+    let unbounded = fleet.mco(&["events", "--table"]);
+    assert_eq!(unbounded.code, Some(64), "{unbounded:?}");
+
     // Forgeries: unsigned; signed by another node for web1; web1's event on db1's subject.
     let forged = tail(&fleet, &["--type", "service.*", "--for", "4", "-j"]);
     std::thread::sleep(Duration::from_millis(1500));
