@@ -100,6 +100,7 @@ fn api_routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/api/v1/agents/{agent}", get(agent))
         .route("/api/v1/discover", post(discover))
         .route("/api/v1/agents/{agent}/actions/{action}", post(call))
+        .route("/api/v1/events", get(events))
         .route_layer(axum::middleware::from_fn_with_state(
             state,
             guard::authenticate,
@@ -229,6 +230,59 @@ async fn discover(
     })))
 }
 
+/// `GET /api/v1/events?types=puppet.*,node.started&since_ms=...&since_sequence=...&collective=...`:
+/// the fleet's events as Server-Sent Events, verified by the caller's own client, for as long
+/// as the caller reads (one of its calls in flight).
+async fn events(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let mut wanted = mco_client::EventQuery::new();
+    if let Some(types) = query.get("types").filter(|t| !t.is_empty()) {
+        let patterns = types
+            .split(',')
+            .map(|t| t.trim().parse::<mco_spec::event::TypePattern>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| refused(&state, ApiError::bad_field("types", e)))?;
+        wanted = wanted.types(patterns);
+    }
+    let number = |name: &str| -> Result<Option<u64>, ApiError> {
+        query
+            .get(name)
+            .map(|v| {
+                v.parse::<u64>().map_err(|_| {
+                    refused(
+                        &state,
+                        ApiError::bad_field(name, format!("{v:?} is not a whole number")),
+                    )
+                })
+            })
+            .transpose()
+    };
+    match (number("since_ms")?, number("since_sequence")?) {
+        (Some(_), Some(_)) => {
+            return Err(refused(
+                &state,
+                ApiError::bad_field("since_ms", "give since_ms or since_sequence, not both"),
+            ))
+        }
+        (Some(ms), None) => wanted = wanted.since(mco_client::Since::Time(ms)),
+        (None, Some(n)) => wanted = wanted.since(mco_client::Since::Sequence(n.max(1))),
+        (None, None) => {}
+    }
+    if let Some(collective) = query.get("collective") {
+        wanted = wanted.collective(collective);
+    }
+    let permit = state
+        .clients
+        .admit(&caller.0)
+        .ok_or_else(|| too_many(&caller))?;
+    let client = state.clients.client(&caller.0).await?;
+    let events = client.events(wanted).await?;
+    Ok(stream::fleet_events(events, permit))
+}
+
 fn too_many(caller: &Caller) -> ApiError {
     ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
@@ -297,7 +351,8 @@ async fn call(
 
 /// The API's routes, as `(method, path)`: what the OpenAPI document must describe (a test
 /// keeps the two and the router in step).
-pub const ROUTES: [(&str, &str); 7] = [
+pub const ROUTES: [(&str, &str); 8] = [
+    ("get", "/api/v1/events"),
     ("get", "/api/v1/whoami"),
     ("get", "/api/v1/status"),
     ("get", "/api/v1/agents"),

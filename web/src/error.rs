@@ -93,6 +93,9 @@ impl From<CallError> for ApiError {
             CallErrorKind::NotQueued => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_queued", message)
             }
+            CallErrorKind::NoHistory => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_event_history", message)
+            }
             _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
         }
     }
@@ -171,6 +174,7 @@ mod tests {
             (CallErrorKind::UnknownCollective, 400),
             (CallErrorKind::Broker, 503),
             (CallErrorKind::NotQueued, 503),
+            (CallErrorKind::NoHistory, 503),
             (
                 CallErrorKind::Discovery(DiscoveryErrorKind::InvalidFilter),
                 400,

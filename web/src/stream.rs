@@ -143,12 +143,21 @@ pub fn events<G: Send + 'static>(
 /// The events as Server-Sent Events (`event: reply`, `data: {...}`); keep-alives are
 /// comments.
 pub fn sse(events: impl Stream<Item = CallEvent> + Send + 'static) -> Response {
+    sse_named(events.map(|event| match &event {
+        CallEvent::KeepAlive => None,
+        _ => Some((event.name(), event.data())),
+    }))
+}
+
+/// Named JSON events as Server-Sent Events (`None`: a keep-alive comment), with keep-alives
+/// while nothing happens: the one SSE writer of calls and of the fleet's events.
+pub fn sse_named(
+    events: impl Stream<Item = Option<(&'static str, Value)>> + Send + 'static,
+) -> Response {
     let stream = events.map(|event| {
-        let sse = match &event {
-            CallEvent::KeepAlive => SseEvent::default().comment("keepalive"),
-            _ => SseEvent::default()
-                .event(event.name())
-                .data(event.data().to_string()),
+        let sse = match event {
+            None => SseEvent::default().comment("keepalive"),
+            Some((name, data)) => SseEvent::default().event(name).data(data.to_string()),
         };
         Ok::<_, Infallible>(sse)
     });
@@ -157,6 +166,32 @@ pub fn sse(events: impl Stream<Item = CallEvent> + Send + 'static) -> Response {
         .into_response();
     no_buffering(&mut response);
     response
+}
+
+/// The fleet's events (`mco_client::Client::events`) as SSE: `event` with the event and its
+/// history `sequence`, `rejected` with why a message was dropped (forged or malformed), and
+/// `trouble` when reading the history went wrong. `held` (the caller's permit) lives as long
+/// as the stream.
+pub fn fleet_events<H: Send + 'static>(
+    events: futures::stream::BoxStream<'static, mco_client::EventItem>,
+    held: H,
+) -> Response {
+    sse_named(events.map(move |item| {
+        let _held = &held;
+        Some(match item {
+            mco_client::EventItem::Event(received) => {
+                let mut data = serde_json::to_value(&received.event).unwrap_or(Value::Null);
+                if let (Value::Object(map), Some(sequence)) = (&mut data, received.sequence) {
+                    map.insert("sequence".into(), sequence.into());
+                }
+                ("event", data)
+            }
+            mco_client::EventItem::Rejected(why) => {
+                ("rejected", json!({"reason": why.to_string()}))
+            }
+            mco_client::EventItem::Trouble(what) => ("trouble", json!({"reason": what})),
+        })
+    }))
 }
 
 /// The events as NDJSON lines: `{"event": "reply", "data": {...}}`.

@@ -457,6 +457,8 @@ fn the_openapi_document_holds_under_property_based_requests() {
         .args(["--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"])
         .args(["--max-examples", "40", "--seed", "1", "--no-color", "--workers", "2"])
         .args(["--request-timeout", "10"])
+        // The event stream lasts as long as its reader: it has a test of its own below.
+        .args(["--exclude-path", "/api/v1/events"])
         .env("SCHEMATHESIS_HOOKS", "")
         .output()
         .unwrap();
@@ -496,5 +498,59 @@ fn a_dead_broker_is_a_503() {
         )
         .await;
         assert_eq!(status, 200);
+    });
+}
+
+/// The fleet's events over SSE, verified by the caller's own client: the five nodes'
+/// `node.started` from the history; a bad type pattern is a 400 naming its field.
+#[test]
+fn the_gateway_streams_the_fleets_events() {
+    let fleet = five_nodes();
+    let gateway = WebGateway::start_with(&fleet, &["alice"], "");
+    runtime().block_on(async {
+        let (status, body) = get(
+            &gateway,
+            Some(gateway.token("alice")),
+            "/api/v1/events?types=Bad",
+        )
+        .await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["error"]["field"], "types", "{body}");
+
+        let response = http()
+            .get(format!(
+                "{}/api/v1/events?types=node.started&since_ms=0",
+                gateway.url()
+            ))
+            .bearer_auth(gateway.token("alice"))
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let mut body = response.bytes_stream();
+        let mut text = String::new();
+        let mut nodes = std::collections::BTreeSet::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while nodes.len() < 5 {
+            assert!(Instant::now() < deadline, "{text}");
+            let chunk = tokio::time::timeout(Duration::from_secs(10), body.next())
+                .await
+                .expect("events keep coming")
+                .unwrap()
+                .unwrap();
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            for block in text.split("\n\n") {
+                if block.contains("event: event") {
+                    if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ")) {
+                        let event: Value = serde_json::from_str(data).unwrap();
+                        assert_eq!(event["type"], "node.started", "{event}");
+                        assert!(event["sequence"].as_u64().is_some(), "{event}");
+                        nodes.insert(event["identity"].as_str().unwrap().to_string());
+                    }
+                }
+            }
+        }
+        assert_eq!(nodes.len(), 5, "{text}");
     });
 }
