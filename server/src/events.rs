@@ -168,30 +168,40 @@ impl EventSink {
 
     /// The events an action's outcome says: `agent.action` for an action that changes the
     /// node, and what changed for the built-in agents.
-    pub fn after_action(&self, request: &Request, inputs: Value, outcome: &Outcome) {
-        if !changes_the_node(&request.agent, &request.action) {
+    ///
+    /// `inputs` (the redacted inputs) is called only for an `agent.action` that goes out: every
+    /// request passes here, a broadcast ping included, and most say nothing.
+    pub fn after_action(
+        &self,
+        request: &Request,
+        inputs: impl FnOnce() -> Value,
+        outcome: &Outcome,
+    ) {
+        if !self.enabled || !changes_the_node(&request.agent, &request.action) {
             return;
         }
         let collective = Some(request.collective.as_str());
         let ok = outcome.statuscode.is_ok();
-        self.emit(
-            "agent.action",
-            if ok {
-                Severity::Info
-            } else {
-                Severity::Warning
-            },
-            json!({
-                "agent": request.agent,
-                "action": request.action,
-                "caller": request.caller,
-                "request_id": request.id,
-                "statuscode": outcome.statuscode.code(),
-                "statusmsg": outcome.statusmsg,
-                "inputs": inputs,
-            }),
-            collective,
-        );
+        if self.wants("agent.action") {
+            self.emit(
+                "agent.action",
+                if ok {
+                    Severity::Info
+                } else {
+                    Severity::Warning
+                },
+                json!({
+                    "agent": request.agent,
+                    "action": request.action,
+                    "caller": request.caller,
+                    "request_id": request.id,
+                    "statuscode": outcome.statuscode.code(),
+                    "statusmsg": outcome.statusmsg,
+                    "inputs": inputs(),
+                }),
+                collective,
+            );
+        }
         if !ok {
             return;
         }

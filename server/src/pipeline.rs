@@ -491,7 +491,7 @@ impl Node {
         }
         let outcome = self.run_action(agent.as_ref(), &request, &data).await;
         self.events
-            .after_action(&request, self.security.redaction.apply(&data), &outcome);
+            .after_action(&request, || self.security.redaction.apply(&data), &outcome);
         self.reply(&request, outcome)
     }
 
