@@ -292,7 +292,7 @@ pub fn spawn_publisher(
                 .await
                 {
                     tracing::warn!(
-                        "events in collective {collective} are published but not kept for `mco events --since`: {e}"
+                        "events in collective {collective} are published but not kept for `mco events --since` (`mco broker setup` creates the history where nodes may not): {e}"
                     );
                 }
             }

@@ -104,21 +104,7 @@ pub async fn ensure_events_stream(
             tracing::info!("created stream {name}");
             Ok(created)
         }
-        Err(create_error) => js.get_stream(&name).await.map_err(|_| {
-            match create_error.kind() {
-                jetstream::context::CreateStreamErrorKind::JetStreamUnavailable => {
-                    QueueError::Unavailable(create_error.to_string())
-                }
-                // Broker permissions that forbid creating it leave the request unanswered.
-                jetstream::context::CreateStreamErrorKind::TimedOut => QueueError::Missing {
-                    what: format!("event stream {name}"),
-                },
-                _ => QueueError::Stream {
-                    stream: name.clone(),
-                    reason: create_error.to_string(),
-                },
-            }
-        }),
+        Err(create_error) => crate::existing_after_failed_create(js, &name, create_error).await,
     }
 }
 

@@ -408,25 +408,34 @@ pub async fn ensure_stream(
                     );
                     Ok(created)
                 }
-                // Someone else created it in between: use theirs.
-                Err(create_error) => {
-                    js.get_stream(&name)
-                        .await
-                        .map_err(|_| match create_error.kind() {
-                            jetstream::context::CreateStreamErrorKind::JetStreamUnavailable => {
-                                QueueError::Unavailable(create_error.to_string())
-                            }
-                            // Broker permissions that forbid creating it leave the request
-                            // unanswered.
-                            jetstream::context::CreateStreamErrorKind::TimedOut => {
-                                QueueError::TimedOut(format!("creating stream {name}"))
-                            }
-                            _ => failed(create_error.to_string()),
-                        })
-                }
+                Err(create_error) => existing_after_failed_create(js, &name, create_error).await,
             }
         }
     }
+}
+
+/// Stream `name` after creating it failed: someone else may have created it in between
+/// (then theirs is used), otherwise why it could not be created.
+pub(crate) async fn existing_after_failed_create(
+    js: &jetstream::Context,
+    name: &str,
+    create_error: jetstream::context::CreateStreamError,
+) -> Result<stream::Stream, QueueError> {
+    js.get_stream(name)
+        .await
+        .map_err(|_| match create_error.kind() {
+            jetstream::context::CreateStreamErrorKind::JetStreamUnavailable => {
+                QueueError::Unavailable(create_error.to_string())
+            }
+            // Broker permissions that forbid creating it leave the request unanswered.
+            jetstream::context::CreateStreamErrorKind::TimedOut => {
+                QueueError::TimedOut(format!("creating stream {name}"))
+            }
+            _ => QueueError::Stream {
+                stream: name.to_string(),
+                reason: create_error.to_string(),
+            },
+        })
 }
 
 /// Whether the broker refused a stream because it has too few (JetStream) servers for the
