@@ -139,14 +139,22 @@ fn bind(path: &Path) -> std::io::Result<UnixListener> {
         }
         Err(_) => {}
     }
-    // Made owner-only before anyone can connect: the umask is tightened around the bind.
-    // SAFETY: umask only swaps the process's file mode mask.
-    let old = unsafe { libc::umask(0o177) };
-    let bound = UnixListener::bind(path);
-    unsafe { libc::umask(old) };
-    let listener = bound?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(listener)
+    // Made owner-only before anyone can connect: bound in a private directory of its own,
+    // made 0600, then moved into place (a listener keeps its socket through a rename), so
+    // neither a moment of a looser mode nor a change to the process's umask is needed.
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let staging = dir.join(format!(".events.sock.{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+        .create(&staging)?;
+    let staged = staging.join("s");
+    let bound = UnixListener::bind(&staged).and_then(|listener| {
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::rename(&staged, path)?;
+        Ok(listener)
+    });
+    let _ = std::fs::remove_dir_all(&staging);
+    bound
 }
 
 async fn serve(node: &crate::node::Node, stream: UnixStream) {
