@@ -410,7 +410,8 @@ fn a_puppet_run_says_each_resource_it_changed_and_its_figures() {
     require_program("puppet", "apt-get install puppet");
     let dirs = PuppetDirs::new();
     let fleet = fleet(&dirs);
-    let mut tail = mco_testsupport::mco_command(
+    let started = Instant::now();
+    let tail = mco_testsupport::mco_command(
         &fleet.client_config(),
         &[
             "events", "--type", "puppet.*", "--count", "4", "--for", "90", "-j",
@@ -421,13 +422,10 @@ fn a_puppet_run_says_each_resource_it_changed_and_its_figures() {
     std::thread::sleep(Duration::from_millis(1500));
     let run = fleet.mco(&["rpc", "puppet", "runonce", "force=true", "-I", "pup1"]);
     assert_eq!(run.code, Some(0), "{run:?}");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while tail.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "no puppet events");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let out = tail.wait_with_output().unwrap();
-    let events: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+    let out = mco_testsupport::finish(tail, started, Duration::from_secs(120));
+    assert_eq!(out.code, Some(0), "no puppet events: {out:?}");
+    let events: Vec<Value> = out
+        .stdout
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();

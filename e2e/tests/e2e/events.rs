@@ -5,8 +5,7 @@
 //! forged events (unsigned, signed by another node, on another node's subject) are dropped
 //! and counted, never shown.
 
-use std::io::Read;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use mco_spec::event::{Event, EventEnvelope, Severity};
@@ -30,37 +29,15 @@ fn fleet(init: &InitDir) -> Fleet {
 /// `mco events ARGS` running in the background.
 fn tail(fleet: &Fleet, args: &[&str]) -> Child {
     mco_command(&fleet.client_config(), &[&["events"], args].concat())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap()
 }
 
-/// What a background `mco events` printed once it ended (at its --count or --for).
-fn finish(mut child: Child, limit: Duration) -> (Option<i32>, String, String) {
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "mco events did not end");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut out = String::new();
-    let mut err = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    (status.code(), out, err)
+/// What a background `mco events` printed once it ended (at its --count or --for); it is
+/// killed after `limit`, and its code is then `None`.
+fn finish(child: Child, limit: Duration) -> (Option<i32>, String, String) {
+    let run = mco_testsupport::finish(child, Instant::now(), limit);
+    (run.code, run.stdout, run.stderr)
 }
 
 fn lines(out: &str) -> Vec<Value> {
