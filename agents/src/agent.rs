@@ -42,7 +42,7 @@ pub trait Agent: Send + Sync {
 /// What an action may know about the request and the node.
 pub struct ActionContext<'a> {
     /// The request being served (id, caller, sender, collective...).
-    pub request: &'a Request,
+    pub request: &'a Request<'a>,
     /// The node.
     pub node: &'a dyn NodeInfo,
 }

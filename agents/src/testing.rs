@@ -51,7 +51,7 @@ pub async fn call(agent: &dyn Agent, node: &dyn NodeInfo, action: &str, data: Va
     let request = mco_spec::Request {
         id: "test".into(),
         collective: "mco".into(),
-        agent: agent.ddl().metadata.name.clone(),
+        agent: agent.ddl().metadata.name.as_str().into(),
         action: action.into(),
         data: data.clone(),
         filter: Default::default(),

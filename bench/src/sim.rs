@@ -343,12 +343,12 @@ pub const BENCH_CALLER: &str = "bench";
 
 /// An `rpcutil ping` to every node of `collective` as the client builds it (caller
 /// [`BENCH_CALLER`]), with a fresh id and its reply subject under the caller's prefix.
-pub fn ping_request(collective: &str) -> mco_spec::Request {
+pub fn ping_request(collective: &str) -> mco_spec::Request<'static> {
     let id = mco_spec::message::new_request_id();
     mco_spec::Request {
-        reply_to: mco_spec::subjects::reply(collective, BENCH_CALLER, &id),
-        id,
-        collective: collective.to_string(),
+        reply_to: mco_spec::subjects::reply(collective, BENCH_CALLER, &id).into(),
+        id: id.into(),
+        collective: collective.to_string().into(),
         agent: "rpcutil".into(),
         action: "ping".into(),
         data: Default::default(),

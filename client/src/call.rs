@@ -331,11 +331,11 @@ impl Client {
             plan.ttl,
         );
         if let Some(id) = &call.request_id {
-            request.reply_to = subjects::reply(&collective, &request.caller, id);
-            request.id = id.clone();
+            request.reply_to = subjects::reply(&collective, &request.caller, id).into();
+            request.id = id.clone().into();
         }
         if let Some(subject) = &call.reply_to {
-            request.reply_to = subject.clone();
+            request.reply_to = subject.clone().into();
         }
         // A direct request names its nodes in the signed bytes, so a copy read off one node's
         // subject cannot be run on another: every slice's nodes are among one target set.
@@ -359,8 +359,8 @@ impl Client {
             agent: call.agent.clone(),
             mode: plan.mode,
             nodes: plan.nodes,
-            request_id: request.id,
-            reply_to: request.reply_to,
+            request_id: request.id.into_owned(),
+            reply_to: request.reply_to.into_owned(),
             payload,
             direct,
             slices: plan.slices,

@@ -132,19 +132,19 @@ impl Client {
         data: Map<String, Value>,
         filter: Filter,
         ttl: u64,
-    ) -> Request {
+    ) -> Request<'static> {
         let o = &self.inner.options;
         let id = new_request_id();
         Request {
-            reply_to: subjects::reply(collective, &o.caller, &id),
-            id,
-            collective: collective.to_string(),
-            agent: agent.to_string(),
-            action: action.to_string(),
+            reply_to: subjects::reply(collective, &o.caller, &id).into(),
+            id: id.into(),
+            collective: collective.to_string().into(),
+            agent: agent.to_string().into(),
+            action: action.to_string().into(),
             data,
             filter,
-            caller: o.caller.clone(),
-            sender: o.sender.clone(),
+            caller: o.caller.clone().into(),
+            sender: o.sender.clone().into(),
             time: now_millis(),
             ttl,
             targets: None,
@@ -152,7 +152,7 @@ impl Client {
     }
 
     /// Signs (unless insecure) and encodes a request, checking its size.
-    pub(crate) fn encode(&self, request: &Request) -> Result<bytes::Bytes, CallError> {
+    pub(crate) fn encode(&self, request: &Request<'_>) -> Result<bytes::Bytes, CallError> {
         let envelope = match &self.inner.options.credentials {
             Some(credentials) => RequestEnvelope::signed(request, credentials),
             None => RequestEnvelope::unsigned(request),

@@ -173,14 +173,14 @@ impl EventSink {
     /// request passes here, a broadcast ping included, and most say nothing.
     pub fn after_action(
         &self,
-        request: &Request,
+        request: &Request<'_>,
         inputs: impl FnOnce() -> Value,
         outcome: &Outcome,
     ) {
         if !self.enabled || !changes_the_node(&request.agent, &request.action) {
             return;
         }
-        let collective = Some(request.collective.as_str());
+        let collective = Some(request.collective.as_ref());
         let ok = outcome.statuscode.is_ok();
         if self.wants("agent.action") {
             self.emit(
@@ -207,7 +207,7 @@ impl EventSink {
         }
         let input = |name: &str| request.data.get(name).cloned().unwrap_or(Value::Null);
         let output = |name: &str| outcome.data.get(name).cloned().unwrap_or(Value::Null);
-        match (request.agent.as_str(), request.action.as_str()) {
+        match (request.agent.as_ref(), request.action.as_ref()) {
             ("service", action @ ("start" | "stop" | "restart")) => self.emit(
                 "service.state_changed",
                 Severity::Info,

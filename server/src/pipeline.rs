@@ -32,15 +32,20 @@ use mco_agents::{ActionContext, Agent, NodeInfo, Outcome};
 use mco_spec::compound::DataSource;
 use mco_spec::message::{now_millis, ReplyFields};
 use mco_spec::security::check_request_authority;
+use mco_spec::security::Token;
+use mco_spec::targets::TargetProof;
 use mco_spec::{CompiledFilter, NodeView, ReplyEnvelope, Request, RequestEnvelope, StatusCode};
 use serde_json::{Map, Value};
 
 use crate::audit::{Accepted, AuditDecision};
-use crate::node::Node;
+use crate::node::{AgentTable, Node};
 use crate::policy::{Decision, PolicyRequest};
 use crate::rejection::{Rejection, RejectionKind};
 use crate::replay::ReplayError;
 use crate::stats::Stats;
+
+/// The facts of a node as a filter that does not read them sees them.
+static NO_FACTS: Value = Value::Null;
 
 /// The reply a caller gets when a policy denies it (MCollective's wording).
 pub const NOT_AUTHORIZED: &str = "You are not authorized to call this agent or action.";
@@ -65,8 +70,8 @@ pub struct Outgoing {
 }
 
 /// A request that passed admission: it will run.
-struct Admitted {
-    request: Request,
+struct Admitted<'a> {
+    request: Request<'a>,
     /// The agent that runs it.
     agent: Arc<dyn Agent>,
     /// Its inputs, converted and checked against the DDL.
@@ -83,10 +88,10 @@ struct Runnable {
 
 /// What admission decided: run it, refuse it, or answer it without running (unknown agent or
 /// action, invalid inputs: the caller hears why, and nothing enters the replay memory).
-enum Admission {
-    Run(Box<Admitted>),
-    Refuse(Rejection),
-    Answer(Box<Request>, Outcome),
+enum Admission<'a> {
+    Run(Box<Admitted<'a>>),
+    Refuse(Rejection<'a>),
+    Answer(Box<Request<'a>>, Outcome),
 }
 
 /// Where a request stands in time on this node ([`timeliness`]).
@@ -115,7 +120,7 @@ pub(crate) enum Timeliness {
 /// waited in the node's JetStream queue while the node was down.
 pub(crate) fn timeliness(
     route: Route,
-    request: &Request,
+    request: &Request<'_>,
     expires_at: u64,
     now: u64,
     skew_ms: u64,
@@ -134,6 +139,23 @@ pub(crate) fn timeliness(
         Timeliness::Expired
     } else {
         Timeliness::Current
+    }
+}
+
+/// The refusal of a message that does not open as a request, as a node that verifies
+/// signatures words it: the envelope's error, or the request's with what the envelope held.
+/// (Reading the message a second time costs only messages that are refused.)
+fn unreadable(payload: &[u8]) -> Rejection<'_> {
+    match RequestEnvelope::decode(payload) {
+        Err(e) => Rejection::unparsed(RejectionKind::Malformed, None, e.to_string()),
+        Ok(envelope) => {
+            let reason = match envelope.body() {
+                Err(e) => format!("request: {e}"),
+                // Both readings accept the same messages; this one would have said why.
+                Ok(_) => "request: unreadable".to_string(),
+            };
+            Rejection::unparsed(RejectionKind::Malformed, Some(envelope.body), reason)
+        }
     }
 }
 
@@ -161,45 +183,83 @@ impl Node {
         payload: &[u8],
     ) -> Option<Outgoing> {
         Stats::bump(&self.stats.total);
-        match self.admit(collective, route, payload).await {
-            Admission::Refuse(rejection) => self.refuse(rejection, collective, payload.len()),
+        let size = payload.len();
+        // The request (and any rejection) borrows from the payload: nothing of the message is
+        // copied to decide what to do with it.
+        let Some(trust) = &self.security.trust else {
+            // A node that verifies nothing reads the envelope and the request in one pass.
+            return match RequestEnvelope::open_unverified(payload) {
+                Ok(opened) => {
+                    let target = opened.target.as_ref();
+                    let admission = self.admit(collective, route, opened.body, target, None);
+                    self.conclude(admission.await, collective, size).await
+                }
+                Err(_) => self.refuse(unreadable(payload), collective, size),
+            };
+        };
+        let envelope = match RequestEnvelope::decode(payload) {
+            Ok(e) => e,
+            Err(e) => {
+                let rejection = Rejection::unparsed(RejectionKind::Malformed, None, e.to_string());
+                return self.refuse(rejection, collective, size);
+            }
+        };
+        let token = match self
+            .security
+            .tokens
+            .verify(&envelope, trust, now_millis() / 1000)
+        {
+            Ok(token) => token,
+            Err(e) => {
+                let body = Some(Cow::Borrowed(&*envelope.body));
+                let rejection = Rejection::unparsed(
+                    RejectionKind::Unverified,
+                    body,
+                    format!("unverified: {e}"),
+                );
+                return self.refuse(rejection, collective, size);
+            }
+        };
+        let request = match envelope.body() {
+            Ok(r) => r,
+            Err(e) => {
+                let body = Some(Cow::Borrowed(&*envelope.body));
+                let rejection =
+                    Rejection::unparsed(RejectionKind::Malformed, body, format!("request: {e}"));
+                return self.refuse(rejection, collective, size);
+            }
+        };
+        let target = envelope.target.as_ref();
+        let admission = self.admit(collective, route, request, target, Some(token));
+        self.conclude(admission.await, collective, size).await
+    }
+
+    /// Refuses, answers or runs what admission decided.
+    async fn conclude(
+        &self,
+        admission: Admission<'_>,
+        collective: &str,
+        size: usize,
+    ) -> Option<Outgoing> {
+        match admission {
+            Admission::Refuse(rejection) => self.refuse(rejection, collective, size),
             Admission::Answer(request, outcome) => self.reply(&request, outcome),
             Admission::Run(admitted) => self.act(*admitted).await,
         }
     }
 
-    async fn admit(self: &Arc<Self>, collective: &str, route: Route, payload: &[u8]) -> Admission {
+    /// Admission of a parsed request, `verified` by the token that signed it (`None` on an
+    /// insecure node), received with the target proof `target`.
+    async fn admit<'a>(
+        self: &Arc<Self>,
+        collective: &str,
+        route: Route,
+        request: Request<'a>,
+        target: Option<&TargetProof>,
+        verified: Option<Arc<Token>>,
+    ) -> Admission<'a> {
         use RejectionKind::*;
-        let envelope = match RequestEnvelope::decode(payload) {
-            Ok(e) => e,
-            Err(e) => {
-                return Admission::Refuse(Rejection::unparsed(Malformed, None, e.to_string()))
-            }
-        };
         let now = now_millis();
-        let verified = match &self.security.trust {
-            None => None,
-            Some(trust) => match self.security.tokens.verify(&envelope, trust, now / 1000) {
-                Ok(token) => Some(token),
-                Err(e) => {
-                    return Admission::Refuse(Rejection::unparsed(
-                        Unverified,
-                        Some(envelope.body),
-                        format!("unverified: {e}"),
-                    ))
-                }
-            },
-        };
-        let request = match envelope.body() {
-            Ok(r) => r,
-            Err(e) => {
-                return Admission::Refuse(Rejection::unparsed(
-                    Malformed,
-                    Some(envelope.body),
-                    format!("request: {e}"),
-                ))
-            }
-        };
         if let Some(token) = &verified {
             if let Err(e) = check_request_authority(token, &request) {
                 return Admission::Refuse(Rejection::of(
@@ -238,8 +298,8 @@ impl Node {
         // only then does its caller hear why, so a node with a wrong clock neither answers
         // every broadcast of the fleet nor shows up in discoveries that do not select it.
         // Until then its other refusals count as clock trouble, the node's real problem.
-        let refusal =
-            |kind: RejectionKind, request: Request, reason: Cow<'static, str>| match clock_off {
+        let refusal = |kind: RejectionKind, request: Request<'a>, reason: Cow<'static, str>| {
+            match clock_off {
                 Some(offset_secs) => Rejection::of(
                     ClockSkew {
                         offset_secs,
@@ -249,14 +309,12 @@ impl Node {
                     clock_reason(offset_secs, skew_ms),
                 ),
                 None => Rejection::of(kind, request, reason),
-            };
+            }
+        };
         // Bound to its targets, or selected by its filter: never neither.
         let filter = match &request.targets {
             Some(targets) => {
-                let proven = envelope
-                    .target
-                    .as_ref()
-                    .is_some_and(|proof| targets.contains(self.identity(), proof));
+                let proven = target.is_some_and(|proof| targets.contains(self.identity(), proof));
                 if !proven {
                     let reason = format!(
                         "not addressed to this node: the request is for {} named node(s) and its copy{} does not prove {} is one of them",
@@ -371,7 +429,7 @@ impl Node {
     async fn selected_by(
         self: &Arc<Self>,
         filter: CompiledFilter,
-        request: &Request,
+        request: &Request<'_>,
     ) -> Result<(), Cow<'static, str>> {
         let needs_data = filter.uses_data_plugins();
         let decided = self
@@ -380,11 +438,18 @@ impl Node {
                     inner: data,
                     allowed: node.settings.data.filter_plugins.as_deref(),
                 };
-                let agents = node.agents_now();
-                filter.evaluate(
-                    &node.view(&node.facts(), &node.classes(), &agents),
-                    &allowed,
-                )
+                // Only what the filter looks at is taken from behind its lock: a node
+                // evaluates the filter of every broadcast of its fleet.
+                let facts = filter.reads_facts().then(|| node.facts());
+                let classes = filter.reads_classes().then(|| node.classes());
+                let agents = filter.reads_agents().then(|| node.agents_now());
+                let view = NodeView {
+                    identity: node.identity(),
+                    facts: facts.as_deref().unwrap_or(&NO_FACTS),
+                    classes: classes.as_deref().map_or(&[], Vec::as_slice),
+                    agents: agents.as_deref().map_or(&[], AgentTable::names),
+                };
+                filter.evaluate(&view, &allowed)
             })
             .await;
         match decided {
@@ -402,7 +467,10 @@ impl Node {
     }
 
     /// The policy rule that allows `request`, or why it is denied.
-    async fn authorize(self: &Arc<Self>, request: &Request) -> Result<Cow<'static, str>, String> {
+    async fn authorize(
+        self: &Arc<Self>,
+        request: &Request<'_>,
+    ) -> Result<Cow<'static, str>, String> {
         let Some(policies) = self.security.policies() else {
             return Ok(Cow::Borrowed("no policy_dir: every verified caller"));
         };
@@ -414,9 +482,9 @@ impl Node {
         }
         let needs_data = policies.uses_data_plugins(&request.agent);
         let (agent, caller, action) = (
-            request.agent.clone(),
-            request.caller.clone(),
-            request.action.clone(),
+            request.agent.to_string(),
+            request.caller.to_string(),
+            request.action.to_string(),
         );
         let verdict = self
             .with_data(needs_data, move |node, data| {
@@ -446,7 +514,7 @@ impl Node {
     /// The agent to run the request and its inputs checked against the action's DDL, or the
     /// outcome that says why the action cannot run (unknown agent or action, missing or
     /// invalid inputs, by the DDL or a validator plugin).
-    async fn checked_inputs(&self, request: &Request) -> Result<Runnable, Outcome> {
+    async fn checked_inputs(&self, request: &Request<'_>) -> Result<Runnable, Outcome> {
         let Some(agent) = self.agent(&request.agent) else {
             return Err(Outcome::fail(
                 StatusCode::UnknownAction,
@@ -465,7 +533,7 @@ impl Node {
     }
 
     /// Runs an admitted request's action and encodes the reply.
-    async fn act(&self, admitted: Admitted) -> Option<Outgoing> {
+    async fn act(&self, admitted: Admitted<'_>) -> Option<Outgoing> {
         let Admitted {
             request,
             agent,
@@ -498,7 +566,7 @@ impl Node {
     async fn run_action(
         &self,
         agent: &dyn Agent,
-        request: &Request,
+        request: &Request<'_>,
         data: &Map<String, Value>,
     ) -> Outcome {
         // Admission found the action in this agent's DDL.
@@ -510,12 +578,16 @@ impl Node {
             request,
             node: self,
         };
-        let mut outcome = match tokio::time::timeout(
-            timeout,
-            agent.call(&ctx, &request.action, data),
-        )
-        .await
-        {
+        // Most actions a broadcast runs answer at once (a ping, a fact); only one that has to
+        // wait gets a timer.
+        let started = tokio::time::Instant::now();
+        let mut call = agent.call(&ctx, &request.action, data);
+        let first = futures::poll!(call.as_mut());
+        let finished = match first {
+            std::task::Poll::Ready(outcome) => Ok(outcome),
+            std::task::Poll::Pending => tokio::time::timeout_at(started + timeout, call).await,
+        };
+        let mut outcome = match finished {
             Ok(outcome) => outcome,
             Err(_) => {
                 tracing::warn!(id = %request.id, "{}#{} timed out after {} s", request.agent, request.action, timeout.as_secs());
@@ -544,7 +616,7 @@ impl Node {
         }
     }
 
-    pub(crate) fn reply(&self, request: &Request, outcome: Outcome) -> Option<Outgoing> {
+    pub(crate) fn reply(&self, request: &Request<'_>, outcome: Outcome) -> Option<Outgoing> {
         // Encoded straight from the request's and outcome's fields, without copying them
         // into a `Reply` first: a broadcast makes every node do this at once.
         let Outcome {
@@ -590,7 +662,7 @@ impl Node {
             "{}#{} from {}", request.agent, request.action, request.sender
         );
         Some(Outgoing {
-            subject: request.reply_to.clone(),
+            subject: request.reply_to.to_string(),
             payload,
         })
     }
@@ -600,7 +672,7 @@ impl Node {
 mod tests {
     use super::*;
 
-    fn at(time: u64, ttl: u64) -> Request {
+    fn at(time: u64, ttl: u64) -> Request<'static> {
         Request {
             id: "r".into(),
             collective: "mco".into(),

@@ -104,27 +104,27 @@ impl RejectionKind {
     }
 }
 
-/// A message the pipeline will not act on, and why.
+/// A message the pipeline will not act on, and why. It borrows from the message's bytes.
 #[derive(Debug)]
-pub struct Rejection {
+pub struct Rejection<'a> {
     /// Which stage refused it.
     pub kind: RejectionKind,
     /// Why, in words for the log and the audit line (a fixed text where it can be: a node
     /// refuses most broadcasts, as not for it, and that must cost no allocation).
     pub reason: Cow<'static, str>,
     /// The request, when it was parsed; otherwise what the message claims.
-    pub subject: Subject,
+    pub subject: Subject<'a>,
 }
 
 /// What a rejection is about.
 #[derive(Debug)]
-pub enum Subject {
+pub enum Subject<'a> {
     /// A request that parsed (its fields are still the sender's claims unless verified).
-    Request(Box<Request>),
+    Request(Box<Request<'a>>),
     /// A message that did not parse as a request, or did not verify: its inner message, if
     /// it had one, read for what it claims only when the refusal is written down (a flood
     /// of junk is counted without parsing it twice).
-    Unparsed(Option<Box<RawValue>>),
+    Unparsed(Option<Cow<'a, RawValue>>),
 }
 
 /// The identifying fields of a message that did not verify or parse, read leniently for the
@@ -147,13 +147,13 @@ fn text(value: &Value) -> &str {
     value.as_str().unwrap_or("")
 }
 
-impl Rejection {
+impl<'a> Rejection<'a> {
     /// A rejection of a parsed request.
     pub fn of(
         kind: RejectionKind,
-        request: Request,
+        request: Request<'a>,
         reason: impl Into<Cow<'static, str>>,
-    ) -> Rejection {
+    ) -> Rejection<'a> {
         Rejection {
             kind,
             reason: reason.into(),
@@ -165,9 +165,9 @@ impl Rejection {
     /// its inner message `body` if it had one.
     pub fn unparsed(
         kind: RejectionKind,
-        body: Option<Box<RawValue>>,
+        body: Option<Cow<'a, RawValue>>,
         reason: impl Into<Cow<'static, str>>,
-    ) -> Rejection {
+    ) -> Rejection<'a> {
         Rejection {
             kind,
             reason: reason.into(),
@@ -218,7 +218,12 @@ impl Node {
     /// Counts, logs (rate-limited) and audits (rate-limited, bounded) a refusal of a
     /// message of `size` bytes received in `collective`; returns the reply the caller gets,
     /// if this kind of refusal gets one.
-    pub fn refuse(&self, rejection: Rejection, collective: &str, size: usize) -> Option<Outgoing> {
+    pub fn refuse(
+        &self,
+        rejection: Rejection<'_>,
+        collective: &str,
+        size: usize,
+    ) -> Option<Outgoing> {
         Stats::bump(rejection.kind.counter(&self.stats));
         let loudness = rejection.kind.loudness();
         if loudness == Loudness::Debug {

@@ -32,14 +32,14 @@ fn node(extra: &str) -> Arc<Node> {
     ))
 }
 
-fn request(agent: &str, action: &str, data: Value, filter: Filter) -> Request {
+fn request(agent: &str, action: &str, data: Value, filter: Filter) -> Request<'static> {
     let id = new_request_id();
     Request {
-        reply_to: subjects::reply("mco", "alice", &id),
-        id,
+        reply_to: subjects::reply("mco", "alice", &id).into(),
+        id: id.into(),
         collective: "mco".into(),
-        agent: agent.into(),
-        action: action.into(),
+        agent: agent.to_string().into(),
+        action: action.to_string().into(),
         data: data.as_object().cloned().unwrap_or_default(),
         filter,
         caller: "alice".into(),
@@ -50,7 +50,7 @@ fn request(agent: &str, action: &str, data: Value, filter: Filter) -> Request {
     }
 }
 
-fn bytes(request: &Request) -> Vec<u8> {
+fn bytes(request: &Request<'_>) -> Vec<u8> {
     RequestEnvelope::unsigned(request)
         .unwrap()
         .to_bytes()
@@ -58,7 +58,11 @@ fn bytes(request: &Request) -> Vec<u8> {
 }
 
 /// `request` bound to `targets`, and the copy of it that carries the proof for `copy_for`.
-fn targeted(mut request: Request, targets: &[&str], copy_for: &str) -> (Request, Vec<u8>) {
+fn targeted(
+    mut request: Request<'static>,
+    targets: &[&str],
+    copy_for: &str,
+) -> (Request<'static>, Vec<u8>) {
     let set = TargetSet::new(targets.iter().copied()).unwrap();
     request.targets = Some(set.targets());
     let proof = set.proof(copy_for).unwrap();
@@ -69,7 +73,7 @@ fn targeted(mut request: Request, targets: &[&str], copy_for: &str) -> (Request,
 async fn send_bytes(
     node: &Arc<Node>,
     route: Route,
-    request: &Request,
+    request: &Request<'_>,
     bytes: &[u8],
 ) -> Option<mco_spec::Reply> {
     let out = node.handle(&request.collective, route, bytes).await?;
@@ -77,7 +81,7 @@ async fn send_bytes(
     Some(ReplyEnvelope::decode(&out.payload).unwrap().body().unwrap())
 }
 
-async fn send(node: &Arc<Node>, route: Route, request: &Request) -> Option<mco_spec::Reply> {
+async fn send(node: &Arc<Node>, route: Route, request: &Request<'_>) -> Option<mco_spec::Reply> {
     send_bytes(node, route, request, &bytes(request)).await
 }
 
@@ -265,7 +269,7 @@ async fn sub_collectives_and_disabled_agents() {
     let node = self::node("");
     let mut r = request("discovery", "ping", json!({}), Filter::default());
     r.collective = "uk".into();
-    r.reply_to = subjects::reply("uk", "alice", &r.id);
+    r.reply_to = subjects::reply("uk", "alice", &r.id).into();
     let reply = send(&node, Route::Broadcast, &r).await.unwrap();
     assert!(reply.data["pong"].as_u64().is_some());
     let stats = send(
@@ -279,6 +283,16 @@ async fn sub_collectives_and_disabled_agents() {
     assert_eq!(stats.data["agents"], json!(["rpcutil"]));
     assert_eq!(node.stats.replies.load(Ordering::Relaxed), 2);
     let _: Map<String, Value> = stats.data.as_object().unwrap().clone();
+}
+
+/// An insecure node `web1` with no facts, serving the built-in agents and `agent`.
+fn node_serving(agent: std::sync::Arc<dyn mco_agents::Agent>) -> Arc<Node> {
+    let config = parse("insecure = true\nidentity = \"web1\"\n", "t").unwrap();
+    let settings = Settings::resolve(config, Path::new("/"), None, "t").unwrap();
+    let facts = FactStore::new(json!({}), vec![], None);
+    let mut agents = mco_agents::registry::builtin_agents();
+    agents.push(agent);
+    Arc::new(Node::new(settings, facts, agents))
 }
 
 /// An agent that provides a data plugin, as service('x').status will.
@@ -317,12 +331,7 @@ async fn agents_provide_data_plugins_for_filters_and_get_data() {
         "widget.json",
     )
     .unwrap();
-    let config = parse("insecure = true\nidentity = \"web1\"\n", "t").unwrap();
-    let settings = Settings::resolve(config, Path::new("/"), None, "t").unwrap();
-    let facts = FactStore::new(json!({}), vec![], None);
-    let mut agents = mco_agents::registry::builtin_agents();
-    agents.push(std::sync::Arc::new(Widget { ddl }));
-    let node = Arc::new(Node::new(settings, facts, agents));
+    let node = node_serving(std::sync::Arc::new(Widget { ddl }));
 
     let mut hit = Filter::default();
     hit.add_compound("widget('abc').size=3 and fstat('/etc').present=true")
@@ -432,8 +441,8 @@ async fn one_caller_cannot_take_the_replay_memory_from_the_others() {
     let node = node("replay_cache_size = 10\nreplay_caller_share = 3");
     let from = |caller: &str| {
         let mut r = request("rpcutil", "ping", json!({}), Filter::default());
-        r.caller = caller.into();
-        r.reply_to = subjects::reply("mco", caller, &r.id);
+        r.caller = caller.to_string().into();
+        r.reply_to = subjects::reply("mco", caller, &r.id).into();
         r.ttl = 3600;
         r
     };
@@ -559,9 +568,67 @@ async fn replies_go_only_under_the_callers_own_prefix() {
         "mco.broadcast.agent.rpcutil".to_string(),
     ] {
         let mut r = request("rpcutil", "ping", json!({}), Filter::default());
-        r.reply_to = subject.clone();
+        r.reply_to = subject.clone().into();
         let out = node.handle("mco", Route::Broadcast, &bytes(&r)).await;
         assert!(out.is_none(), "{subject}");
     }
     assert_eq!(count(&node, "unvalidated"), 3);
+}
+
+/// An agent whose `sleep` action takes longer than its DDL timeout (2 s) and whose `yield`
+/// action waits once before answering.
+struct Sleepy {
+    ddl: mco_ddl::AgentDdl,
+}
+
+#[async_trait::async_trait]
+impl mco_agents::Agent for Sleepy {
+    fn ddl(&self) -> &mco_ddl::AgentDdl {
+        &self.ddl
+    }
+
+    async fn call(
+        &self,
+        _: &mco_agents::ActionContext<'_>,
+        action: &str,
+        _: &Map<String, Value>,
+    ) -> mco_agents::Outcome {
+        match action {
+            "sleep" => tokio::time::sleep(std::time::Duration::from_secs(5)).await,
+            _ => tokio::task::yield_now().await,
+        }
+        mco_agents::Outcome::ok(Map::new())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_action_that_answers_later_is_awaited_within_its_timeout_and_no_longer() {
+    let ddl = mco_ddl::AgentDdl::from_json(
+        r#"{"metadata":{"name":"sleepy","description":"d","author":"a","license":"l","version":"1.0.0","url":"u","timeout":2},
+            "actions":[{"action":"sleep","description":"d","input":{},"output":{}},
+                       {"action":"yield","description":"d","input":{},"output":{}}]}"#,
+        "sleepy.json",
+    )
+    .unwrap();
+    let node = node_serving(std::sync::Arc::new(Sleepy { ddl }));
+
+    let started = tokio::time::Instant::now();
+    let reply = send(
+        &node,
+        Route::Broadcast,
+        &request("sleepy", "yield", json!({}), Filter::default()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.statuscode, StatusCode::Ok, "{reply:?}");
+    let reply = send(
+        &node,
+        Route::Broadcast,
+        &request("sleepy", "sleep", json!({}), Filter::default()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.statuscode, StatusCode::Aborted, "{reply:?}");
+    assert_eq!(reply.statusmsg, "action timed out after 2 seconds");
+    assert_eq!(started.elapsed(), std::time::Duration::from_secs(2));
 }

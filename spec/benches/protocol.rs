@@ -14,11 +14,11 @@ use mco_spec::{
 };
 use serde_json::json;
 
-fn request(filter: Filter) -> Request {
+fn request(filter: Filter) -> Request<'static> {
     let id = new_request_id();
     Request {
-        reply_to: subjects::reply("mco", "alice", &id),
-        id,
+        reply_to: subjects::reply("mco", "alice", &id).into(),
+        id: id.into(),
         collective: "mco".into(),
         agent: "rpcutil".into(),
         action: "ping".into(),
@@ -90,7 +90,10 @@ fn encoding(c: &mut Criterion) {
         b.iter(|| RequestEnvelope::unsigned(&req).unwrap().to_bytes().unwrap())
     });
     group.bench_function("decode", |b| {
-        b.iter(|| RequestEnvelope::decode(&bytes).unwrap().body().unwrap())
+        b.iter(|| {
+            let envelope = RequestEnvelope::decode(&bytes).unwrap();
+            envelope.body().unwrap().time
+        })
     });
     group.finish();
 }
@@ -213,7 +216,7 @@ fn replies(c: &mut Criterion) {
         let key = SigningKey::from_bytes(&[100; 32]);
         let credentials = Credentials {
             key,
-            token: envelopes[0].token.clone().unwrap(),
+            token: envelopes[0].token.clone().unwrap().into_owned(),
         };
         b.iter(|| {
             ReplyEnvelope::signed(&reply, &credentials)

@@ -25,10 +25,11 @@
 //! keys it does not know. Not for: what is inside a message ([`crate::message`],
 //! [`crate::registration`]) or whom to trust ([`crate::security`]).
 
+use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
-use serde::de::{self, DeserializeOwned, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
@@ -49,10 +50,10 @@ pub trait Kind: Sized + 'static {
     const SIGNER: TokenRole;
     /// Whether the envelope may carry a target proof.
     const TARGETED: bool;
-    /// The message type.
-    type Body: Serialize + DeserializeOwned;
+    /// The message type, borrowing from the bytes it is parsed from where it can.
+    type Body<'a>: Serialize + Deserialize<'a>;
     /// Checks a parsed message's fields.
-    fn check(body: &Self::Body) -> Result<(), DecodeError>;
+    fn check(body: &Self::Body<'_>) -> Result<(), DecodeError>;
 }
 
 /// Requests, signed by a caller (client token).
@@ -73,8 +74,8 @@ impl Kind for RequestKind {
     const FIELD: &'static str = "request";
     const SIGNER: TokenRole = TokenRole::Client;
     const TARGETED: bool = true;
-    type Body = Request;
-    fn check(body: &Request) -> Result<(), DecodeError> {
+    type Body<'a> = Request<'a>;
+    fn check(body: &Request<'_>) -> Result<(), DecodeError> {
         body.validate()
     }
 }
@@ -84,7 +85,7 @@ impl Kind for ReplyKind {
     const FIELD: &'static str = "reply";
     const SIGNER: TokenRole = TokenRole::Server;
     const TARGETED: bool = false;
-    type Body = Reply;
+    type Body<'a> = Reply;
     fn check(body: &Reply) -> Result<(), DecodeError> {
         if !body.data.is_object() {
             return Err(DecodeError::Invalid {
@@ -101,7 +102,7 @@ impl Kind for RegistrationKind {
     const FIELD: &'static str = "registration";
     const SIGNER: TokenRole = TokenRole::Server;
     const TARGETED: bool = false;
-    type Body = Registration;
+    type Body<'a> = Registration;
     fn check(body: &Registration) -> Result<(), DecodeError> {
         body.validate()
     }
@@ -112,40 +113,43 @@ impl Kind for EventKind {
     const FIELD: &'static str = "event";
     const SIGNER: TokenRole = TokenRole::Server;
     const TARGETED: bool = false;
-    type Body = Event;
+    type Body<'a> = Event;
     fn check(body: &Event) -> Result<(), DecodeError> {
         body.validate()
     }
 }
 
 /// A message in its envelope. See the [module docs](self).
-pub struct Envelope<K: Kind> {
-    /// Always `K::PROTOCOL` once decoded.
-    pub protocol: String,
+///
+/// A decoded envelope borrows from the bytes it was decoded from (`'a`): a node reads every
+/// broadcast of its fleet, and copying each message out of the bytes it arrived in was a
+/// measurable part of the work. One that mco builds to send owns its parts (`'static`);
+/// [`Envelope::into_owned`] turns the one into the other. The `protocol` is not kept: once
+/// decoded it is always `K::PROTOCOL`.
+pub struct Envelope<'a, K: Kind> {
     /// The message, exactly as the sender serialised it. Signatures cover these bytes.
-    pub body: Box<RawValue>,
+    pub body: Cow<'a, RawValue>,
     /// Standard base64 ed25519 signature over `body` by the sender's key; `None` unsigned.
-    pub signature: Option<String>,
+    pub signature: Option<Cow<'a, str>>,
     /// The sender's token; `None` unsigned.
-    pub token: Option<String>,
+    pub token: Option<Cow<'a, str>>,
     /// On a direct request: the proof that the receiving node is a target (not signed).
     pub target: Option<TargetProof>,
     kind: PhantomData<K>,
 }
 
 /// A request envelope.
-pub type RequestEnvelope = Envelope<RequestKind>;
+pub type RequestEnvelope<'a> = Envelope<'a, RequestKind>;
 /// A reply envelope.
-pub type ReplyEnvelope = Envelope<ReplyKind>;
+pub type ReplyEnvelope<'a> = Envelope<'a, ReplyKind>;
 /// A registration envelope.
-pub type RegistrationEnvelope = Envelope<RegistrationKind>;
+pub type RegistrationEnvelope<'a> = Envelope<'a, RegistrationKind>;
 /// An event envelope.
-pub type EventEnvelope = Envelope<EventKind>;
+pub type EventEnvelope<'a> = Envelope<'a, EventKind>;
 
-impl<K: Kind> Clone for Envelope<K> {
+impl<K: Kind> Clone for Envelope<'_, K> {
     fn clone(&self) -> Self {
         Envelope {
-            protocol: self.protocol.clone(),
             body: self.body.clone(),
             signature: self.signature.clone(),
             token: self.token.clone(),
@@ -155,10 +159,10 @@ impl<K: Kind> Clone for Envelope<K> {
     }
 }
 
-impl<K: Kind> fmt::Debug for Envelope<K> {
+impl<K: Kind> fmt::Debug for Envelope<'_, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Envelope")
-            .field("protocol", &self.protocol)
+            .field("protocol", &K::PROTOCOL)
             .field(K::FIELD, &self.body.get())
             .field("signature", &self.signature)
             .field("token", &self.token)
@@ -167,20 +171,19 @@ impl<K: Kind> fmt::Debug for Envelope<K> {
     }
 }
 
-impl<K: Kind> Envelope<K> {
+impl<K: Kind> Envelope<'static, K> {
     fn wrap(body: Box<RawValue>, signature: Option<String>, token: Option<String>) -> Self {
         Envelope {
-            protocol: K::PROTOCOL.to_string(),
-            body,
-            signature,
-            token,
+            body: Cow::Owned(body),
+            signature: signature.map(Cow::Owned),
+            token: token.map(Cow::Owned),
             target: None,
             kind: PhantomData,
         }
     }
 
     /// Wraps a message without signature or token (insecure fleets).
-    pub fn unsigned(body: &K::Body) -> Result<Self, serde_json::Error> {
+    pub fn unsigned(body: &K::Body<'_>) -> Result<Self, serde_json::Error> {
         Ok(Self::wrap(
             serde_json::value::to_raw_value(body)?,
             None,
@@ -189,7 +192,10 @@ impl<K: Kind> Envelope<K> {
     }
 
     /// Wraps a message signed with the sender's key, carrying the sender's token.
-    pub fn signed(body: &K::Body, credentials: &Credentials) -> Result<Self, serde_json::Error> {
+    pub fn signed(
+        body: &K::Body<'_>,
+        credentials: &Credentials,
+    ) -> Result<Self, serde_json::Error> {
         let body = serde_json::value::to_raw_value(body)?;
         let signature = sign(&credentials.key, body.get().as_bytes());
         Ok(Self::wrap(
@@ -198,31 +204,36 @@ impl<K: Kind> Envelope<K> {
             Some(credentials.token.clone()),
         ))
     }
+}
 
+impl<'a, K: Kind> Envelope<'a, K> {
     /// Parses an envelope, refusing oversized input, the wrong protocol and a target proof
     /// on a kind that has none. The message itself is not parsed yet: verify
-    /// [`Self::body_bytes`] first, then call [`Self::body`].
-    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        if bytes.len() > MAX_MESSAGE_BYTES {
-            return Err(DecodeError::TooLarge {
-                size: bytes.len(),
-                limit: MAX_MESSAGE_BYTES,
-            });
-        }
-        let envelope: Envelope<K> = serde_json::from_slice(bytes)?;
-        if envelope.protocol != K::PROTOCOL {
-            return Err(DecodeError::Protocol {
-                found: envelope.protocol,
-                expected: K::PROTOCOL,
-            });
-        }
-        if !K::TARGETED && envelope.target.is_some() {
-            return Err(DecodeError::Invalid {
-                field: "target",
-                reason: format!("a {} carries no target proof", K::FIELD),
-            });
-        }
-        Ok(envelope)
+    /// [`Self::body_bytes`] first, then call [`Self::body`]. The envelope borrows from
+    /// `bytes`.
+    pub fn decode(bytes: &'a [u8]) -> Result<Self, DecodeError> {
+        let parts = Parts::<'a, K, &'a RawValue>::decode(bytes)?;
+        Ok(Envelope {
+            body: Cow::Borrowed(parts.body),
+            signature: parts.signature,
+            token: parts.token,
+            target: parts.target,
+            kind: PhantomData,
+        })
+    }
+
+    /// Parses an envelope and its message in one pass, for a receiver that verifies no
+    /// signature (an insecure node): it never needs the message's exact bytes, so they are
+    /// not first set apart and then parsed again. Accepts and refuses exactly what
+    /// [`Self::decode`] followed by [`Self::body`] does; a signature and token, if any, are
+    /// ignored.
+    pub fn open_unverified(bytes: &'a [u8]) -> Result<Opened<'a, K>, DecodeError> {
+        let parts = Parts::<'a, K, K::Body<'a>>::decode(bytes)?;
+        K::check(&parts.body)?;
+        Ok(Opened {
+            body: parts.body,
+            target: parts.target,
+        })
     }
 
     /// The exact bytes of the message: what the signature covers.
@@ -230,9 +241,10 @@ impl<K: Kind> Envelope<K> {
         self.body.get().as_bytes()
     }
 
-    /// Parses and checks the message from [`Self::body_bytes`].
-    pub fn body(&self) -> Result<K::Body, DecodeError> {
-        let body: K::Body = serde_json::from_str(self.body.get())?;
+    /// Parses and checks the message from [`Self::body_bytes`]; the message borrows from
+    /// them where it can.
+    pub fn body(&self) -> Result<K::Body<'_>, DecodeError> {
+        let body: K::Body<'_> = serde_json::from_str(self.body.get())?;
         K::check(&body)?;
         Ok(body)
     }
@@ -247,9 +259,21 @@ impl<K: Kind> Envelope<K> {
         self.target = target;
         self
     }
+
+    /// This envelope, owning all its parts (for keeping it beyond the bytes it was decoded
+    /// from).
+    pub fn into_owned(self) -> Envelope<'static, K> {
+        Envelope {
+            body: Cow::Owned(self.body.into_owned()),
+            signature: self.signature.map(|s| Cow::Owned(s.into_owned())),
+            token: self.token.map(|t| Cow::Owned(t.into_owned())),
+            target: self.target,
+            kind: PhantomData,
+        }
+    }
 }
 
-impl RequestEnvelope {
+impl RequestEnvelope<'_> {
     /// The bytes of one target's copy of an encoded request envelope: `encoded`, as
     /// [`Envelope::to_bytes`] wrote it without a target, with `target` added as its last key.
     /// The signed request inside is not touched, so one signature serves every copy, and a
@@ -299,11 +323,11 @@ impl RequestEnvelope {
     }
 }
 
-impl<K: Kind> Serialize for Envelope<K> {
+impl<K: Kind> Serialize for Envelope<'_, K> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let entries = 4 + usize::from(self.target.is_some());
         let mut map = serializer.serialize_map(Some(entries))?;
-        map.serialize_entry("protocol", &self.protocol)?;
+        map.serialize_entry("protocol", K::PROTOCOL)?;
         map.serialize_entry(K::FIELD, &self.body)?;
         map.serialize_entry("signature", &self.signature)?;
         map.serialize_entry("token", &self.token)?;
@@ -314,22 +338,96 @@ impl<K: Kind> Serialize for Envelope<K> {
     }
 }
 
-impl<'de, K: Kind> Deserialize<'de> for Envelope<K> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct EnvelopeVisitor<K>(PhantomData<K>);
+/// A string that borrows from the input unless it holds escapes (serde's own `Cow<str>`
+/// always copies).
+struct CowStr<'a>(Cow<'a, str>);
 
-        impl<'de, K: Kind> Visitor<'de> for EnvelopeVisitor<K> {
-            type Value = Envelope<K>;
+impl<'de> Deserialize<'de> for CowStr<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct CowStrVisitor;
+        impl<'de> Visitor<'de> for CowStrVisitor {
+            type Value = CowStr<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(CowStrVisitor)
+    }
+}
+
+/// The parts of an envelope as the bytes hold them, before [`Parts::check`]; `B` is what the
+/// message is read as: its raw bytes ([`Envelope::decode`]) or, in one pass, the message
+/// itself ([`Envelope::open_unverified`]). One visitor reads both, so both accept exactly
+/// the same envelopes.
+struct Parts<'a, K: Kind, B> {
+    protocol: Cow<'a, str>,
+    body: B,
+    signature: Option<Cow<'a, str>>,
+    token: Option<Cow<'a, str>>,
+    target: Option<TargetProof>,
+    kind: PhantomData<K>,
+}
+
+impl<'a, K: Kind, B> Parts<'a, K, B> {
+    /// Decodes `bytes`, refusing oversized input, the wrong protocol and a target proof on a
+    /// kind that has none.
+    fn decode(bytes: &'a [u8]) -> Result<Self, DecodeError>
+    where
+        B: Deserialize<'a>,
+    {
+        if bytes.len() > MAX_MESSAGE_BYTES {
+            return Err(DecodeError::TooLarge {
+                size: bytes.len(),
+                limit: MAX_MESSAGE_BYTES,
+            });
+        }
+        // JSON is UTF-8: checking the whole message at once is cheaper than checking each
+        // string the parser borrows from it, one by one.
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            <serde_json::Error as de::Error>::custom(format!("the message is not UTF-8: {e}"))
+        })?;
+        let parts = serde_json::from_str::<Parts<'a, K, B>>(text)?;
+        if parts.protocol != K::PROTOCOL {
+            return Err(DecodeError::Protocol {
+                found: parts.protocol.into_owned(),
+                expected: K::PROTOCOL,
+            });
+        }
+        if !K::TARGETED && parts.target.is_some() {
+            return Err(DecodeError::Invalid {
+                field: "target",
+                reason: format!("a {} carries no target proof", K::FIELD),
+            });
+        }
+        Ok(parts)
+    }
+}
+
+impl<'de, K: Kind, B: Deserialize<'de>> Deserialize<'de> for Parts<'de, K, B> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PartsVisitor<K, B>(PhantomData<(K, B)>);
+
+        impl<'de, K: Kind, B: Deserialize<'de>> Visitor<'de> for PartsVisitor<K, B> {
+            type Value = Parts<'de, K, B>;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 write!(f, "an {} envelope object", K::FIELD)
             }
 
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Envelope<K>, A::Error> {
-                let mut protocol: Option<String> = None;
-                let mut body: Option<Box<RawValue>> = None;
-                let mut signature: Option<Option<String>> = None;
-                let mut token: Option<Option<String>> = None;
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut protocol: Option<CowStr<'de>> = None;
+                let mut body: Option<B> = None;
+                let mut signature: Option<Option<CowStr<'de>>> = None;
+                let mut token: Option<Option<CowStr<'de>>> = None;
                 let mut target: Option<Option<TargetProof>> = None;
                 fn once<T, E: de::Error>(slot: &Option<T>, key: &'static str) -> Result<(), E> {
                     if slot.is_some() {
@@ -337,8 +435,8 @@ impl<'de, K: Kind> Deserialize<'de> for Envelope<K> {
                     }
                     Ok(())
                 }
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    match key.as_ref() {
+                while let Some(key) = map.next_key::<CowStr<'de>>()? {
+                    match key.0.as_ref() {
                         "protocol" => {
                             once(&protocol, "protocol")?;
                             protocol = Some(map.next_value()?);
@@ -364,19 +462,30 @@ impl<'de, K: Kind> Deserialize<'de> for Envelope<K> {
                         }
                     }
                 }
-                Ok(Envelope {
-                    protocol: protocol.ok_or_else(|| de::Error::missing_field("protocol"))?,
+                Ok(Parts {
+                    protocol: protocol
+                        .ok_or_else(|| de::Error::missing_field("protocol"))?
+                        .0,
                     body: body.ok_or_else(|| de::Error::missing_field(K::FIELD))?,
-                    signature: signature.flatten(),
-                    token: token.flatten(),
+                    signature: signature.flatten().map(|s| s.0),
+                    token: token.flatten().map(|t| t.0),
                     target: target.flatten(),
                     kind: PhantomData,
                 })
             }
         }
 
-        deserializer.deserialize_map(EnvelopeVisitor(PhantomData))
+        deserializer.deserialize_map(PartsVisitor(PhantomData))
     }
+}
+
+/// A message read by a receiver that verifies nothing ([`Envelope::open_unverified`]).
+#[derive(Debug)]
+pub struct Opened<'a, K: Kind> {
+    /// The message, parsed and checked.
+    pub body: K::Body<'a>,
+    /// On a direct request: the proof that the receiving node is a target.
+    pub target: Option<TargetProof>,
 }
 
 #[cfg(test)]
@@ -416,8 +525,8 @@ mod tests {
         let set = crate::TargetSet::new(["web1", "web2", "db1"]).unwrap();
         let id = crate::message::new_request_id();
         let request = Request {
-            reply_to: crate::subjects::reply("mco", "alice", &id),
-            id,
+            reply_to: crate::subjects::reply("mco", "alice", &id).into(),
+            id: id.into(),
             collective: "mco".into(),
             agent: "rpcutil".into(),
             action: "ping".into(),
@@ -459,5 +568,83 @@ mod tests {
         assert!(ReplyEnvelope::decode(twice.as_bytes()).is_err());
         let missing = r#"{"protocol":"mco.reply.v1"}"#;
         assert!(ReplyEnvelope::decode(missing.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn opening_in_one_pass_accepts_exactly_what_decoding_then_parsing_accepts() {
+        let request = crate::message::tests::sample_request();
+        let good = String::from_utf8(
+            RequestEnvelope::unsigned(&request)
+                .unwrap()
+                .to_bytes()
+                .unwrap(),
+        )
+        .unwrap();
+        let body = serde_json::to_string(&request).unwrap();
+        let escaped_caller = body.replace("user=alice", "user=\\u0061lice");
+        let cases: Vec<String> = vec![
+            good.clone(),
+            // Keys in another order, unknown keys, a signature an insecure node ignores.
+            format!(
+                r#"{{"token":null,"x":[1,{{"y":2}}],"request":{body},"protocol":"mco.request.v1"}}"#
+            ),
+            format!(
+                r#"{{"protocol":"mco.request.v1","request":{body},"signature":"c2ln","token":"t"}}"#
+            ),
+            format!(r#"{{"protocol":"mco.request.v1","request":{escaped_caller}}}"#),
+            // A target proof, well-formed or not.
+            format!(
+                r#"{},"target":{{"index":0,"path":[]}}}}"#,
+                &good[..good.len() - 1]
+            ),
+            format!(r#"{{"protocol":"mco.request.v1","request":{body},"target":{{"index":"x"}}}}"#),
+            // Refused: the protocol, duplicates, missing parts, bad fields, not JSON.
+            format!(r#"{{"protocol":"mco.reply.v1","request":{body}}}"#),
+            format!(r#"{{"protocol":"mco.request.v1","request":{body},"request":{body}}}"#),
+            format!(
+                r#"{{"protocol":"mco.request.v1","protocol":"mco.request.v1","request":{body}}}"#
+            ),
+            format!(r#"{{"request":{body}}}"#),
+            r#"{"protocol":"mco.request.v1"}"#.to_string(),
+            format!(
+                r#"{{"protocol":"mco.request.v1","request":{}}}"#,
+                body.replace("\"ttl\":60", "\"ttl\":0")
+            ),
+            format!(
+                r#"{{"protocol":"mco.request.v1","request":{}}}"#,
+                body.replace("\"time\":", "\"time\":-")
+            ),
+            format!(
+                r#"{{"protocol":"mco.request.v1","request":{}}}"#,
+                body.replace("\"caller\"", "\"callr\"")
+            ),
+            format!(r#"{{"protocol":"mco.request.v1","request":{body},"signature":7}}"#),
+            r#"{"protocol":"mco.request.v1","request":[]}"#.to_string(),
+            good[..good.len() - 1].to_string(),
+            "[]".to_string(),
+            String::new(),
+        ];
+        for (n, case) in cases.iter().enumerate() {
+            let bytes = case.as_bytes();
+            let two_pass = RequestEnvelope::decode(bytes).and_then(|e| {
+                let body = e.body()?.into_owned();
+                Ok((body, e.target))
+            });
+            let one_pass = RequestEnvelope::open_unverified(bytes).map(|o| (o.body, o.target));
+            // The first five are well-formed, the rest are not.
+            match (two_pass, one_pass) {
+                (Ok(a), Ok(b)) if n < 5 => assert_eq!(a, b, "case {n}: {case}"),
+                (Err(_), Err(_)) if n >= 5 => {}
+                (a, b) => panic!("case {n}: {a:?} and {b:?}: {case}"),
+            }
+        }
+        let oversized = vec![b' '; MAX_MESSAGE_BYTES + 1];
+        assert!(matches!(
+            RequestEnvelope::open_unverified(&oversized),
+            Err(DecodeError::TooLarge { .. })
+        ));
+        let reply = r#"{"protocol":"mco.reply.v1","reply":{"request_id":"r","sender":"w","agent":"a","action":"b","time":1,"statuscode":0,"statusmsg":"OK","data":{}},"target":{"index":0,"path":[]}}"#;
+        assert!(ReplyEnvelope::open_unverified(reply.as_bytes()).is_err());
+        assert!(ReplyEnvelope::decode(reply.as_bytes()).is_err());
     }
 }

@@ -519,6 +519,22 @@ impl CompiledFilter {
     pub fn uses_data_plugins(&self) -> bool {
         !self.data_plugins().is_empty()
     }
+
+    /// Whether evaluating the filter reads the node's facts: a node that holds them behind a
+    /// lock takes a snapshot only for filters that look at them.
+    pub fn reads_facts(&self) -> bool {
+        !self.facts.is_empty() || !self.compound.is_empty()
+    }
+
+    /// Whether evaluating the filter reads the node's classes.
+    pub fn reads_classes(&self) -> bool {
+        !self.classes.is_empty() || !self.compound.is_empty()
+    }
+
+    /// Whether evaluating the filter reads the node's agents.
+    pub fn reads_agents(&self) -> bool {
+        !self.agents.is_empty() || !self.compound.is_empty()
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -40,6 +40,7 @@
 //!
 //! `time` is Unix time in milliseconds, `ttl` is seconds. This module does no I/O.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -204,17 +205,26 @@ pub fn new_request_id() -> String {
 
 /// An RPC request: which action to run, with which inputs, on which nodes.
 ///
+/// A request decoded from a message borrows its names from the message's bytes
+/// ([`crate::envelope::Envelope::body`]): every node parses every broadcast of its fleet, and
+/// copying seven strings out of each was most of what parsing allocated. A request a client
+/// builds owns them (`Request<'static>`); [`Request::into_owned`] turns the one into the other.
+///
 /// See the [module docs](self) for the wire format.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Request {
+pub struct Request<'a> {
     /// Unique id; replies carry it back and nodes use it to recognise repeats.
-    pub id: String,
+    #[serde(borrow)]
+    pub id: Cow<'a, str>,
     /// The collective the request was sent in.
-    pub collective: String,
+    #[serde(borrow)]
+    pub collective: Cow<'a, str>,
     /// The agent to call.
-    pub agent: String,
+    #[serde(borrow)]
+    pub agent: Cow<'a, str>,
     /// The action of that agent.
-    pub action: String,
+    #[serde(borrow)]
+    pub action: Cow<'a, str>,
     /// The action's inputs.
     #[serde(default)]
     pub data: Map<String, Value>,
@@ -223,16 +233,19 @@ pub struct Request {
     pub filter: Filter,
     /// Who asked (e.g. `user=alice`). Unsigned fleets take it on trust; signed ones take it
     /// from the caller's token.
-    pub caller: String,
+    #[serde(borrow)]
+    pub caller: Cow<'a, str>,
     /// The identity of the host that sent the request.
-    pub sender: String,
+    #[serde(borrow)]
+    pub sender: Cow<'a, str>,
     /// When the request was made, Unix milliseconds.
     pub time: u64,
     /// How long after `time` the request may still be acted on, in seconds.
     pub ttl: u64,
     /// The subject replies go to: always under the caller's own reply prefix
     /// ([`crate::subjects::check_reply_to`]).
-    pub reply_to: String,
+    #[serde(borrow)]
+    pub reply_to: Cow<'a, str>,
     /// The nodes a direct request is for ([`crate::targets`]); `None` on a broadcast, which
     /// its filter alone selects. A node acts on a targeted request only when its copy proves
     /// the node is a target, whatever subject it arrived on.
@@ -240,7 +253,26 @@ pub struct Request {
     pub targets: Option<Targets>,
 }
 
-impl Request {
+impl Request<'_> {
+    /// This request, owning all its parts (for keeping it beyond the bytes it was decoded
+    /// from).
+    pub fn into_owned(self) -> Request<'static> {
+        Request {
+            id: Cow::Owned(self.id.into_owned()),
+            collective: Cow::Owned(self.collective.into_owned()),
+            agent: Cow::Owned(self.agent.into_owned()),
+            action: Cow::Owned(self.action.into_owned()),
+            data: self.data,
+            filter: self.filter,
+            caller: Cow::Owned(self.caller.into_owned()),
+            sender: Cow::Owned(self.sender.into_owned()),
+            time: self.time,
+            ttl: self.ttl,
+            reply_to: Cow::Owned(self.reply_to.into_owned()),
+            targets: self.targets,
+        }
+    }
+
     /// Whether the request's TTL has passed at `now_ms` (Unix milliseconds).
     pub fn is_expired(&self, now_ms: u64) -> bool {
         now_ms > self.expires_at()
@@ -386,19 +418,57 @@ impl ReplyFields<'_> {
         out.extend_from_slice(REPLY_PROTOCOL.as_bytes());
         out.extend_from_slice(b"\",\"reply\":");
         let start = out.len();
-        serde_json::to_writer(&mut out, self)?;
+        self.write_json(&mut out)?;
         match sign {
             None => out.extend_from_slice(b",\"signature\":null,\"token\":null}"),
             Some(sign) => {
                 let (signature, token) = sign(&out[start..]);
                 out.extend_from_slice(b",\"signature\":");
-                serde_json::to_writer(&mut out, &signature)?;
+                write_json_str(&mut out, &signature)?;
                 out.extend_from_slice(b",\"token\":");
-                serde_json::to_writer(&mut out, token)?;
+                write_json_str(&mut out, token)?;
                 out.push(b'}');
             }
         }
         Ok(out)
+    }
+
+    /// The reply object, written as serde_json writes a [`Reply`] (keys in declaration
+    /// order, no whitespace) but without the serializer's machinery: every node writes one
+    /// for every request.
+    fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        let mut numbers = itoa::Buffer::new();
+        out.extend_from_slice(b"{\"request_id\":");
+        write_json_str(out, self.request_id)?;
+        out.extend_from_slice(b",\"sender\":");
+        write_json_str(out, self.sender)?;
+        out.extend_from_slice(b",\"agent\":");
+        write_json_str(out, self.agent)?;
+        out.extend_from_slice(b",\"action\":");
+        write_json_str(out, self.action)?;
+        out.extend_from_slice(b",\"time\":");
+        out.extend_from_slice(numbers.format(self.time).as_bytes());
+        out.extend_from_slice(b",\"statuscode\":");
+        out.extend_from_slice(numbers.format(self.statuscode.code()).as_bytes());
+        out.extend_from_slice(b",\"statusmsg\":");
+        write_json_str(out, self.statusmsg)?;
+        out.extend_from_slice(b",\"data\":");
+        serde_json::to_writer(&mut *out, self.data)?;
+        out.push(b'}');
+        Ok(())
+    }
+}
+
+/// Writes `text` as a JSON string: as it is between quotes when nothing in it needs escaping
+/// (the usual case: ids, names, "OK"), else as serde_json escapes it.
+fn write_json_str(out: &mut Vec<u8>, text: &str) -> Result<(), serde_json::Error> {
+    if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+        Ok(())
+    } else {
+        serde_json::to_writer(out, text)
     }
 }
 
@@ -419,17 +489,17 @@ impl Reply {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::envelope::{ReplyEnvelope, RequestEnvelope};
     use serde_json::json;
 
-    pub(crate) fn sample_request() -> Request {
+    pub(crate) fn sample_request() -> Request<'static> {
         let mut filter = Filter::default();
         filter.add_fact("country=uk").unwrap();
         filter.agent.push("rpcutil".into());
         Request {
-            id: new_request_id(),
+            id: new_request_id().into(),
             collective: "mco".into(),
             agent: "rpcutil".into(),
             action: "ping".into(),
@@ -439,7 +509,7 @@ mod tests {
             sender: "admin1.example.net".into(),
             time: 1_763_856_000_123,
             ttl: 60,
-            reply_to: crate::subjects::reply("mco", "user=alice", "x"),
+            reply_to: crate::subjects::reply("mco", "user=alice", "x").into(),
             targets: None,
         }
     }
@@ -486,7 +556,7 @@ mod tests {
             action: "ping".into(),
             time: 1_763_856_000_140,
             statuscode: StatusCode::Aborted,
-            statusmsg: "quote \" and \u{e9}".into(),
+            statusmsg: "quote \" and \u{e9}, a\ttab and \u{1}".into(),
             data: json!({"pong": 1, "nested": {"a": [1, "b"]}}),
         };
         let expected = ReplyEnvelope::unsigned(&reply).unwrap().to_bytes().unwrap();
@@ -522,12 +592,12 @@ mod tests {
 
     #[test]
     fn invalid_request_fields_are_named() {
-        type Mutation = Box<dyn Fn(&mut Request)>;
+        type Mutation = Box<dyn Fn(&mut Request<'static>)>;
         let cases: Vec<(&str, Mutation)> = vec![
-            ("id", Box::new(|r| r.id = String::new())),
+            ("id", Box::new(|r| r.id = "".into())),
             ("collective", Box::new(|r| r.collective = "a.b".into())),
             ("agent", Box::new(|r| r.agent = "x>".into())),
-            ("action", Box::new(|r| r.action = String::new())),
+            ("action", Box::new(|r| r.action = "".into())),
             ("sender", Box::new(|r| r.sender = "a b".into())),
             ("ttl", Box::new(|r| r.ttl = 0)),
             ("reply_to", Box::new(|r| r.reply_to = "a.>".into())),

@@ -133,7 +133,8 @@ mod tests {
             &credentials(&issuer, TokenRole::Server, "web1"),
         )
         .unwrap();
-        let decoded = RegistrationEnvelope::decode(&envelope.to_bytes().unwrap()).unwrap();
+        let encoded = envelope.to_bytes().unwrap();
+        let decoded = RegistrationEnvelope::decode(&encoded).unwrap();
         assert_eq!(decoded.body().unwrap(), registration());
         let cache = TokenCache::default();
         let token = cache.verify(&decoded, &trust, 1_763_856_000).unwrap();
@@ -142,8 +143,8 @@ mod tests {
         // Tampering with the bytes breaks the signature; unsigned and client-signed
         // registrations are refused.
         let text = String::from_utf8(envelope.to_bytes().unwrap()).unwrap();
-        let forged =
-            RegistrationEnvelope::decode(text.replace("\"uk\"}", "\"de\"}").as_bytes()).unwrap();
+        let tampered = text.replace("\"uk\"}", "\"de\"}");
+        let forged = RegistrationEnvelope::decode(tampered.as_bytes()).unwrap();
         assert!(cache.verify(&forged, &trust, 1_763_856_000).is_err());
         let unsigned = RegistrationEnvelope::unsigned(&registration()).unwrap();
         assert!(matches!(

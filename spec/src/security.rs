@@ -294,7 +294,7 @@ pub struct Credentials {
     pub token: String,
 }
 
-impl ReplyEnvelope {
+impl ReplyEnvelope<'_> {
     /// The envelope of `fields` signed with the node's credentials, as bytes to publish
     /// (what [`Envelope::signed`] then [`Envelope::to_bytes`] make, in one buffer).
     pub fn encode_signed(
@@ -605,11 +605,11 @@ mod tests {
         }
     }
 
-    fn request() -> Request {
+    fn request() -> Request<'static> {
         let id = new_request_id();
         Request {
-            reply_to: subjects::reply("mco", "alice", &id),
-            id,
+            reply_to: subjects::reply("mco", "alice", &id).into(),
+            id: id.into(),
             collective: "mco".into(),
             agent: "rpcutil".into(),
             action: "ping".into(),
@@ -832,7 +832,11 @@ mod tests {
         ));
     }
 
-    fn signed_reply(sender: &str, node: &SigningKey, issuer: &SigningKey) -> ReplyEnvelope {
+    fn signed_reply(
+        sender: &str,
+        node: &SigningKey,
+        issuer: &SigningKey,
+    ) -> ReplyEnvelope<'static> {
         let mut c = claims(TokenRole::Server, sender, node);
         c.expires = u64::MAX;
         let credentials = Credentials {

@@ -25,7 +25,7 @@ fn credentials(fleet: &Fleet, name: &str, extra: &[&str]) -> Credentials {
 }
 
 /// A request as a caller builds it (`raw::request`), with a hostile filter as JSON and a TTL.
-fn request(caller: &str, agent: &str, action: &str, filter: Value, ttl: u64) -> Request {
+fn request(caller: &str, agent: &str, action: &str, filter: Value, ttl: u64) -> Request<'static> {
     let mut request = raw::request(caller, agent, action, Filter::default());
     request.filter = serde_json::from_value(filter).unwrap();
     request.ttl = ttl;
@@ -83,7 +83,8 @@ fn a_request_read_off_one_node_does_not_run_on_another() {
             .unwrap()
             .body()
             .unwrap()
-            .id;
+            .id
+            .into_owned();
         assert!(ran(&fleet, 0, &id));
         // Republished, unchanged and validly signed, on db1's subject and as a broadcast.
         for subject in ["mco.node.db1", "mco.broadcast.agent.rpcutil"] {
@@ -110,8 +111,8 @@ fn a_request_read_off_one_node_does_not_run_on_another() {
                 let m = broadcasts.next().await.unwrap();
                 if RequestEnvelope::decode(&m.payload)
                     .ok()
-                    .and_then(|e| e.body().ok())
-                    .is_some_and(|r| r.id == uk_only.id)
+                    .and_then(|e| e.body().ok().map(|r| r.id == uk_only.id))
+                    .unwrap_or(false)
                 {
                     return m;
                 }
@@ -210,7 +211,7 @@ fn one_caller_cannot_lock_everyone_out_of_a_node() {
                 .unwrap();
         }
         let last = request("e2e-flood", "rpcutil", "ping", json!({}), 600);
-        let mut replies = nats.subscribe(last.reply_to.clone()).await.unwrap();
+        let mut replies = nats.subscribe(last.reply_to.to_string()).await.unwrap();
         nats.publish("mco.broadcast.agent.rpcutil", signed(&last, &alice).into())
             .await
             .unwrap();
@@ -242,8 +243,8 @@ fn a_hostile_filter_neither_crashes_nor_exhausts_a_node() {
         ] {
             for _ in 0..10 {
                 let r = request("alice", "rpcutil", "ping", filter.clone(), 60);
-                ids.push(r.id.clone());
-                let mut replies = nats.subscribe(r.reply_to.clone()).await.unwrap();
+                ids.push(r.id.to_string());
+                let mut replies = nats.subscribe(r.reply_to.to_string()).await.unwrap();
                 nats.publish("mco.broadcast.agent.rpcutil", signed(&r, &creds).into())
                     .await
                     .unwrap();
@@ -313,7 +314,7 @@ fn replies_cannot_be_aimed_at_the_broker_api_or_other_callers() {
             subjects::reply("mco", "bob", "injected"),
         ] {
             let mut r = request("alice", "rpcutil", "ping", json!({}), 60);
-            r.reply_to = target;
+            r.reply_to = target.into();
             nats.publish("mco.broadcast.agent.rpcutil", signed(&r, &creds).into())
                 .await
                 .unwrap();

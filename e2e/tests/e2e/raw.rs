@@ -14,17 +14,17 @@ use serde_json::Map;
 
 /// A request in collective `mco` as a caller builds it, with its reply subject under the
 /// caller's own prefix, a TTL of 60 s and no inputs.
-pub fn request(caller: &str, agent: &str, action: &str, filter: Filter) -> Request {
+pub fn request(caller: &str, agent: &str, action: &str, filter: Filter) -> Request<'static> {
     let id = new_request_id();
     Request {
-        reply_to: subjects::reply("mco", caller, &id),
-        id,
+        reply_to: subjects::reply("mco", caller, &id).into(),
+        id: id.into(),
         collective: "mco".into(),
-        agent: agent.into(),
-        action: action.into(),
+        agent: agent.to_string().into(),
+        action: action.to_string().into(),
         data: Map::new(),
         filter,
-        caller: caller.into(),
+        caller: caller.to_string().into(),
         sender: "attacker".into(),
         time: now_millis(),
         ttl: 60,

@@ -267,16 +267,17 @@ fn forged_replies_are_rejected_by_the_client() {
         let impostor = nats.clone();
         tokio::spawn(async move {
             while let Some(message) = requests.next().await {
-                let Ok(request) = RequestEnvelope::decode(&message.payload).and_then(|e| e.body())
+                let Ok(request) = RequestEnvelope::decode(&message.payload)
+                    .and_then(|e| e.body().map(|r| r.into_owned()))
                 else {
                     continue;
                 };
                 for (sender, creds) in [("ghost", &rogue_creds), ("real1", &ghost_creds)] {
                     let reply = Reply {
-                        request_id: request.id.clone(),
+                        request_id: request.id.to_string(),
                         sender: sender.into(),
-                        agent: request.agent.clone(),
-                        action: request.action.clone(),
+                        agent: request.agent.to_string(),
+                        action: request.action.to_string(),
                         time: now_millis(),
                         statuscode: StatusCode::Ok,
                         statusmsg: "OK".into(),
@@ -287,7 +288,7 @@ fn forged_replies_are_rejected_by_the_client() {
                         .to_bytes()
                         .unwrap();
                     impostor
-                        .publish(request.reply_to.clone(), bytes.into())
+                        .publish(request.reply_to.to_string(), bytes.into())
                         .await
                         .unwrap();
                 }
