@@ -164,7 +164,11 @@ impl Node {
 
     /// The agent called `name`, if served.
     pub fn agent(&self, name: &str) -> Option<Arc<dyn Agent>> {
-        self.agents_now().get(name).cloned()
+        self.agents
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
     }
 
     /// Every served agent name including `discovery`: what the daemon subscribes to.

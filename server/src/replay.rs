@@ -114,6 +114,8 @@ pub struct ReplayGuard {
     ids_by_caller: HashMap<CallerDigest, usize>,
     /// Nothing is due to be forgotten before this Unix millisecond.
     next_sweep_ms: u64,
+    /// The last caller seen and its digest.
+    last_caller: Option<(String, CallerDigest)>,
     capacity: usize,
     caller_share: usize,
     journal: Option<Journal>,
@@ -195,6 +197,7 @@ impl ReplayGuard {
             ids_by_second: BTreeMap::new(),
             ids_by_caller: HashMap::new(),
             next_sweep_ms: u64::MAX,
+            last_caller: None,
             capacity,
             caller_share: caller_share.clamp(1, capacity.max(1)),
             journal: None,
@@ -274,17 +277,47 @@ impl ReplayGuard {
         if self.expiry_by_id.contains_key(&key) {
             return Err(ReplayError::Replayed);
         }
-        let caller = caller_digest(caller);
-        if self.ids_by_caller.get(&caller).copied().unwrap_or(0) >= self.caller_share {
+        let caller = self.caller_digest(caller);
+        let held = self.ids_by_caller.entry(caller).or_default();
+        if *held >= self.caller_share {
+            if *held == 0 {
+                self.ids_by_caller.remove(&caller);
+            }
             return Err(ReplayError::CallerShareFull);
         }
         if self.expiry_by_id.len() >= self.capacity {
+            if *held == 0 {
+                self.ids_by_caller.remove(&caller);
+            }
             return Err(ReplayError::Full);
         }
+        *held += 1;
         let entry = Remembered { expires_ms, caller };
-        self.remember(key, entry);
+        self.expiry_by_id.insert(key, entry);
+        self.index_expiry(key, entry.expires_ms);
         self.journal_append(key, entry);
         Ok(())
+    }
+
+    /// `caller`'s digest. A node hears most requests from a few callers, often one after
+    /// the other from the same, so the last caller's digest is kept rather than hashed
+    /// again.
+    fn caller_digest(&mut self, caller: &str) -> CallerDigest {
+        if let Some((name, digest)) = &self.last_caller {
+            if name == caller {
+                return *digest;
+            }
+        }
+        let digest = caller_digest(caller);
+        match &mut self.last_caller {
+            Some((name, last)) => {
+                name.clear();
+                name.push_str(caller);
+                *last = digest;
+            }
+            None => self.last_caller = Some((caller.to_string(), digest)),
+        }
+        digest
     }
 
     /// Whether `id` is remembered (and not expired at `now_ms`).
@@ -318,8 +351,18 @@ impl ReplayGuard {
             self.release(old.caller);
         }
         *self.ids_by_caller.entry(entry.caller).or_default() += 1;
-        let second = expiry_second(entry.expires_ms);
-        self.ids_by_second.entry(second).or_default().push(key);
+        self.index_expiry(key, entry.expires_ms);
+    }
+
+    /// Lists `key` under the second it expires in, for the sweep.
+    fn index_expiry(&mut self, key: IdDigest, expires_ms: u64) {
+        let second = expiry_second(expires_ms);
+        // Requests that arrive together mostly expire in the same second: the latest
+        // second's list is found without a search.
+        match self.ids_by_second.last_entry() {
+            Some(mut last) if *last.key() == second => last.get_mut().push(key),
+            _ => self.ids_by_second.entry(second).or_default().push(key),
+        }
         self.next_sweep_ms = self.next_sweep_ms.min(second.saturating_mul(1000));
     }
 

@@ -130,6 +130,13 @@ impl Agent for Limited {
         let Ok(_place) = self.places.try_acquire() else {
             return self.busy(None);
         };
+        // Free slots are taken at once; only a request that must wait for one starts a timer.
+        if let Ok(own) = self.running.try_acquire() {
+            if let Ok(node) = self.global.try_acquire() {
+                let _slots = (own, node);
+                return self.inner.call(ctx, action, data).await;
+            }
+        }
         let patience = Duration::from_secs(self.inner.ddl().metadata.timeout) / 2;
         let slots = async {
             let own = self.running.acquire().await.ok()?;
