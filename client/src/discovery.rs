@@ -40,6 +40,10 @@ struct Expecting {
     fleet_size: Option<u64>,
 }
 
+/// The longest a discovery waits for its round trip through the broker before it ends (a
+/// broker that does not answer is not waited for longer than this).
+const SETTLE_LIMIT: Duration = Duration::from_millis(250);
+
 /// How many discovery replies that have already arrived are verified in one batch.
 const DISCOVERY_VERIFY_BATCH: usize = 256;
 
@@ -389,7 +393,11 @@ impl Client {
         } else {
             Window::new(timeout, o.discovery_window)
         };
-        let heard = mco_discovery::collect(senders, window, started).await;
+        // Before discovery ends, the replies already on their way are read: a round trip
+        // through the broker comes back behind them.
+        let link = self.link();
+        let settle = || link.settle(&collective, SETTLE_LIMIT);
+        let heard = mco_discovery::collect(senders, window, started, settle).await;
         let clock_refused = std::mem::take(&mut *refused.lock().unwrap_or_else(|p| p.into_inner()));
         if adaptive && heard.ended != Ended::Limit {
             self.remember(&collective, filter, expecting.fleet_size, &heard.found)

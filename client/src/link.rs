@@ -321,6 +321,20 @@ impl Link {
         tokio::time::timeout(limit, asked).await.ok().flatten()
     }
 
+    /// Returns once the broker has sent this connection everything it had for it when
+    /// asked, or after `limit`: the broker itself answers a request for the direct queue's
+    /// stream information (with the information, an error, or "no responders" where no
+    /// JetStream answers), and its answer arrives behind whatever was already on its way
+    /// here. Every client may ask it (`mco broker config`).
+    pub(crate) async fn settle(&self, collective: &str, limit: Duration) {
+        let subject = format!(
+            "$JS.API.STREAM.INFO.{}",
+            mco_transport::stream_name(collective)
+        );
+        let asked = self.nats.request(subject, bytes::Bytes::new());
+        let _ = tokio::time::timeout(limit, asked).await;
+    }
+
     pub(crate) async fn queue_use(&self, collective: &str) -> QueueUse {
         self.queue(collective).await.0
     }

@@ -107,7 +107,10 @@ impl Progress {
         self.stats.forged = self.gate.forged;
         self.stats.dropped = self.gate.dropped;
         let reply = reply?;
-        if self.current.contains(&reply.sender) {
+        // Each lookup compares names along a path through a tree of a fleet's names: a node
+        // of the slice is expected, so one lookup mostly answers both questions.
+        let in_current = self.current.contains(&reply.sender);
+        if in_current {
             self.current_unanswered = self.current_unanswered.saturating_sub(1);
         }
         self.stats.responded += 1;
@@ -119,7 +122,8 @@ impl Progress {
         }
         // A node that refused discovery for clock trouble answers a broadcast the same way:
         // it is named as such, not as unexpected.
-        if !self.expected.contains(&reply.sender)
+        if !in_current
+            && !self.expected.contains(&reply.sender)
             && self
                 .stats
                 .clock_refused

@@ -25,7 +25,8 @@
 //! let replies = futures::stream::iter(["web1", "web2", "web1"].map(String::from));
 //! let expected = Expected { nodes: ["web1", "web2"].map(String::from).into(), fleet_changed: false };
 //! let window = Window::adaptive(Duration::from_secs(2), Adaptive::default(), Some(expected));
-//! let heard = collect(replies, window, tokio::time::Instant::now()).await;
+//! let settle = || async {}; // the client: a round trip through the broker
+//! let heard = collect(replies, window, tokio::time::Instant::now(), settle).await;
 //! assert_eq!(heard.found.iter().map(|f| f.0.as_str()).collect::<Vec<_>>(), ["web1", "web2"]);
 //! assert_eq!(heard.ended, Ended::Closed);
 //! # }
@@ -46,7 +47,8 @@ use std::collections::HashSet;
 use std::fmt;
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
+use std::future::Future;
 use tokio::time::Instant;
 
 /// Why discovery could not produce a node list.
@@ -104,6 +106,9 @@ pub enum Ending {
 /// fleet whose replies keep coming (a large fleet's replies take long to arrive because the
 /// client reads them one after another, so the factor is modest). Until a first reply
 /// arrives only the timeout applies.
+///
+/// Whatever the rule, discovery ends only after the replies already on their way have been
+/// read: [`collect`]'s `settle` (a round trip through the broker) comes back behind them.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Adaptive {
     /// The shortest discovery without a complete expected set.
@@ -217,86 +222,149 @@ pub struct Collected {
 
 /// Collects distinct senders from `replies` within `window`, timing them from `started`
 /// (when the ping was published). Duplicates are ignored.
-pub async fn collect<S>(replies: S, window: Window, started: Instant) -> Collected
+///
+/// Before ending (other than at the timeout or the node limit), it awaits `settle`, which
+/// must return once every reply already sent towards the collector can be read from
+/// `replies` (the client makes a round trip through the broker, whose answer arrives behind
+/// them), and takes in what is ready: a collector that was busy, or a broker that delivered
+/// late, does not end discovery before replies that were already there. When that brings a
+/// new node, collection goes on.
+pub async fn collect<S, F, Fut>(
+    replies: S,
+    window: Window,
+    started: Instant,
+    mut settle: F,
+) -> Collected
 where
     S: Stream<Item = String>,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
 {
     let deadline = started + window.timeout;
-    let expected = window.expected.as_ref();
-    let mut seen = HashSet::new();
-    let mut found = Vec::new();
-    let mut last: Option<Instant> = None;
-    let mut expected_heard = 0usize;
-    let mut all_expected_at: Option<Instant> = None;
-    let mut unexpected = false;
+    let mut heard = Heard {
+        expected: window.expected.as_ref(),
+        seen: HashSet::new(),
+        found: Vec::new(),
+        last: None,
+        expected_heard: 0,
+        all_expected_at: None,
+        unexpected: false,
+        started,
+    };
     futures::pin_mut!(replies);
     let ended = loop {
-        if window.limit.is_some_and(|l| found.len() >= l) {
+        if window.limit.is_some_and(|l| heard.found.len() >= l) {
             break Ended::Limit;
         }
-        let (until, why) = match (last, window.ending) {
-            (None, _) => (deadline, Ended::Cap),
-            (Some(at), Ending::Quiet(quiet)) => (at + quiet, Ended::Window),
-            (Some(at), Ending::Adaptive(rule)) => match all_expected_at {
-                Some(done) if !unexpected => {
-                    let waited = done.saturating_duration_since(started);
-                    let count = expected.map_or(0, |e| e.nodes.len());
-                    (
-                        done + rule.grace.max(waited / 4),
-                        Ended::AllExpected { expected: count },
-                    )
-                }
-                _ => {
-                    let waited = at.saturating_duration_since(started);
-                    (
-                        started + rule.floor.max(waited.mul_f64(rule.factor)),
-                        Ended::Window,
-                    )
-                }
-            },
-        };
-        let (until, why) = if until >= deadline {
-            (deadline, Ended::Cap)
-        } else {
-            (until, why)
-        };
+        let (until, why) = heard.end(&window, deadline);
         match tokio::time::timeout_at(until, replies.next()).await {
-            Ok(Some(sender)) => {
-                let now = Instant::now();
-                if seen.contains(&sender) {
-                    continue;
-                }
-                match expected {
-                    Some(e) if e.nodes.contains(&sender) => {
-                        expected_heard += 1;
-                        if expected_heard == e.nodes.len() && !e.fleet_changed {
-                            all_expected_at = Some(now);
-                        }
-                    }
-                    _ => unexpected = true,
-                }
-                seen.insert(sender.clone());
-                found.push((sender, now.saturating_duration_since(started)));
-                last = Some(now);
-            }
+            Ok(Some(sender)) => heard.note(sender),
             Ok(None) => break Ended::Closed,
-            Err(_) => break why,
+            Err(_) if why == Ended::Cap => break why,
+            Err(_) => {
+                let _ = tokio::time::timeout_at(deadline, settle()).await;
+                let before = heard.found.len();
+                let mut closed = false;
+                loop {
+                    match replies.next().now_or_never() {
+                        Some(Some(sender)) => heard.note(sender),
+                        Some(None) => {
+                            closed = true;
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+                if closed {
+                    break Ended::Closed;
+                }
+                if heard.found.len() == before {
+                    break why;
+                }
+            }
         }
     };
-    let mut missing: Vec<String> = expected
+    let mut missing: Vec<String> = heard
+        .expected
         .map(|e| {
             e.nodes
                 .iter()
-                .filter(|n| !seen.contains(*n))
+                .filter(|n| !heard.seen.contains(*n))
                 .cloned()
                 .collect()
         })
         .unwrap_or_default();
     missing.sort();
     Collected {
-        found,
+        found: heard.found,
         missing,
         ended,
+    }
+}
+
+/// What [`collect`] has heard so far.
+struct Heard<'a> {
+    expected: Option<&'a Expected>,
+    seen: HashSet<String>,
+    found: Vec<(String, Duration)>,
+    /// When the latest new sender was heard.
+    last: Option<Instant>,
+    expected_heard: usize,
+    all_expected_at: Option<Instant>,
+    unexpected: bool,
+    started: Instant,
+}
+
+impl Heard<'_> {
+    /// Takes in a sender heard now.
+    fn note(&mut self, sender: String) {
+        if self.seen.contains(&sender) {
+            return;
+        }
+        let now = Instant::now();
+        match self.expected {
+            Some(e) if e.nodes.contains(&sender) => {
+                self.expected_heard += 1;
+                if self.expected_heard == e.nodes.len() && !e.fleet_changed {
+                    self.all_expected_at = Some(now);
+                }
+            }
+            _ => self.unexpected = true,
+        }
+        self.seen.insert(sender.clone());
+        self.found
+            .push((sender, now.saturating_duration_since(self.started)));
+        self.last = Some(now);
+    }
+
+    /// When collection ends if nothing new is heard, and why.
+    fn end(&self, window: &Window, deadline: Instant) -> (Instant, Ended) {
+        let (until, why) = match (self.last, window.ending) {
+            (None, _) => (deadline, Ended::Cap),
+            (Some(at), Ending::Quiet(quiet)) => (at + quiet, Ended::Window),
+            (Some(at), Ending::Adaptive(rule)) => match self.all_expected_at {
+                Some(done) if !self.unexpected => {
+                    let waited = done.saturating_duration_since(self.started);
+                    let count = self.expected.map_or(0, |e| e.nodes.len());
+                    (
+                        done + rule.grace.max(waited / 4),
+                        Ended::AllExpected { expected: count },
+                    )
+                }
+                _ => {
+                    let waited = at.saturating_duration_since(self.started);
+                    (
+                        self.started + rule.floor.max(waited.mul_f64(rule.factor)),
+                        Ended::Window,
+                    )
+                }
+            },
+        };
+        if until >= deadline {
+            (deadline, Ended::Cap)
+        } else {
+            (until, why)
+        }
     }
 }
 
@@ -332,7 +400,7 @@ mod tests {
 
     async fn run(items: Vec<(u64, &'static str)>, window: Window) -> (Collected, Duration) {
         let start = Instant::now();
-        let heard = collect(delayed(items), window, start).await;
+        let heard = collect(delayed(items), window, start, || async {}).await;
         (heard, start.elapsed())
     }
 
@@ -448,5 +516,58 @@ mod tests {
         let (heard, took) = run(items, adaptive(&[])).await;
         assert_eq!(heard.found.len(), 6);
         assert_eq!(took, Duration::from_millis(825));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn replies_already_on_their_way_are_read_before_discovery_ends() {
+        // "late" reached the collector before the window ended, but is readable only once the
+        // round trip through the broker came back (a busy reader, a broker that delivered
+        // late).
+        let released = std::sync::Arc::new(tokio::sync::Notify::new());
+        let gate = released.clone();
+        let replies = stream::iter(["a".to_string()])
+            .chain(stream::once(async move {
+                gate.notified().await;
+                "late".to_string()
+            }))
+            .chain(stream::pending());
+        let settles = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = settles.clone();
+        let settle = move || {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            released.notify_one();
+            async {}
+        };
+        let start = Instant::now();
+        let heard = collect(replies, adaptive(&[]), start, settle).await;
+        assert_eq!(names(&heard), ["a", "late"]);
+        assert_eq!(heard.ended, Ended::Window);
+        // Once when the window first ended (bringing "late"), once more before it ended.
+        assert_eq!(settles.load(std::sync::atomic::Ordering::SeqCst), 2);
+        // Without the round trip the reply is lost.
+        let replies = stream::iter(["a".to_string()]).chain(stream::pending());
+        let heard = collect(
+            replies,
+            adaptive(&["a", "late"]),
+            Instant::now(),
+            || async {},
+        )
+        .await;
+        assert_eq!(heard.missing, ["late"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_round_trip_that_never_comes_back_ends_at_the_timeout() {
+        let replies = stream::iter(["a".to_string()]).chain(stream::pending());
+        let start = Instant::now();
+        let heard = collect(
+            replies,
+            adaptive(&[]),
+            start,
+            futures::future::pending::<()>,
+        )
+        .await;
+        assert_eq!(names(&heard), ["a"]);
+        assert_eq!(start.elapsed(), Duration::from_secs(2));
     }
 }

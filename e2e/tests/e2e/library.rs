@@ -268,3 +268,75 @@ fn the_example_web_application_runs_against_a_signed_fleet() {
         .is_empty());
     assert_eq!(answers["country=/[/"]["status"], 400, "{answers}");
 }
+
+/// A batch of replies large enough to be checked on several cores is checked as one: every
+/// reply keeps its place, and a forgery or a malformed message among a hundred genuine replies
+/// is caught where it is.
+#[test]
+fn a_large_batch_of_replies_is_checked_on_several_cores_in_place() {
+    use mco_spec::security::{Credentials, Token, TokenClaims, TokenRole};
+    use mco_spec::{Reply, ReplyEnvelope};
+    let fleet = five_nodes();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = crate::signed_client(&fleet, Client::builder()).await;
+        let issuer = mco_keys::read_private_key(&fleet.keys.issuer_key()).unwrap();
+        let now = mco_spec::message::now_millis();
+        let server = |name: &str, seed: u8| {
+            let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+            let claims = TokenClaims {
+                role: TokenRole::Server,
+                name: name.to_string(),
+                public_key: mco_spec::security::encode_public_key(&key.verifying_key()),
+                issuer: String::new(),
+                not_before: now / 1000 - 60,
+                expires: now / 1000 + 3600,
+                agents: Vec::new(),
+                collectives: Vec::new(),
+            };
+            Credentials {
+                token: Token::issue(&claims, &issuer),
+                key,
+            }
+        };
+        let reply = |sender: &str| Reply {
+            request_id: "batch".into(),
+            sender: sender.into(),
+            agent: "rpcutil".into(),
+            action: "ping".into(),
+            time: now,
+            statuscode: StatusCode::Ok,
+            statusmsg: "OK".into(),
+            data: serde_json::json!({"pong": now / 1000}),
+        };
+        const FORGED: usize = 37;
+        const MALFORMED: usize = 81;
+        let mut payloads = Vec::new();
+        for i in 0..100 {
+            let name = format!("node{i:03}");
+            let payload = match i {
+                // Signed by a genuine node, claiming to be another.
+                FORGED => ReplyEnvelope::signed(&reply(&name), &server("node000", 1)),
+                MALFORMED => Ok(ReplyEnvelope::unsigned(&reply(&name)).unwrap()),
+                _ => ReplyEnvelope::signed(&reply(&name), &server(&name, i as u8 + 1)),
+            };
+            let mut bytes = payload.unwrap().to_bytes().unwrap();
+            if i == MALFORMED {
+                bytes.truncate(bytes.len() / 2);
+            }
+            payloads.push(bytes);
+        }
+        let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+        let accepted = client.accept_replies(&refs);
+        assert_eq!(accepted.len(), 100);
+        for (i, result) in accepted.iter().enumerate() {
+            match (i, result) {
+                (FORGED, Err(mco_client::ReplyRejected::Forged(_))) => {}
+                (MALFORMED, Err(mco_client::ReplyRejected::Malformed(_))) => {}
+                (FORGED | MALFORMED, other) => panic!("reply {i} was not refused: {other:?}"),
+                (_, Ok(reply)) => assert_eq!(reply.sender, format!("node{i:03}")),
+                (_, Err(e)) => panic!("reply {i} was refused: {e}"),
+            }
+        }
+    });
+}
