@@ -279,7 +279,7 @@ fn signature_costs() -> Costs {
 fn message_sizes(caller: Option<&Credentials>, issuer: &Issuer) -> (usize, usize) {
     let request = ping_request("bench");
     let reply = Reply {
-        request_id: request.id.clone(),
+        request_id: request.id.to_string(),
         sender: "sim-00000".into(),
         agent: "rpcutil".into(),
         action: "ping".into(),
@@ -352,51 +352,98 @@ impl Bench {
 
 /// Broadcast `rpcutil ping` to `n` simulated nodes, signed and unsigned, against the raw
 /// floor for the same sizes (with and without the signature work).
+///
+/// The floors' raw fleets and the simulated fleets are all up at once and their rounds take
+/// turns (raw, mco unsigned, the nodes' share, raw with signatures, mco signed, and again):
+/// each figure and its floor are measured under the same load of the machine, so a machine
+/// that slows down for a while slows both, and the ratio stays what it is.
 async fn broadcast(bench: &mut Bench, n: usize) -> anyhow::Result<()> {
     let rounds = rounds_for(n, bench.cli.rounds);
-    eprintln!("broadcast to {n} nodes, {rounds} rounds each");
+    eprintln!("broadcast to {n} nodes, {rounds} rounds of each, taking turns");
     let (req_signed, reply_signed) = message_sizes(Some(&bench.caller), &bench.issuer);
     let (req_plain, reply_plain) = message_sizes(None, &bench.issuer);
-
-    // The floor: one publish, n subscribers, n replies.
-    let floor = {
-        let fleet = RawFleet::start(
-            &bench.raw_connections,
-            &format!("raw{n}"),
-            n,
-            reply_plain,
-            Work::None,
-        )
-        .await?;
-        let payload = bench.raw_payload(req_plain, false);
-        raw_rounds(bench, &fleet, payload, None, rounds).await
-    };
-    let floor = floor.named("raw NATS broadcast, all replies in", n);
-    let floor_sig = {
-        let work = Work::Signatures {
+    let raw_fleet = RawFleet::start(
+        &bench.raw_connections,
+        &format!("raw{n}"),
+        n,
+        reply_plain,
+        Work::None,
+    )
+    .await?;
+    let raw_sig_fleet = RawFleet::start(
+        &bench.raw_connections,
+        &format!("rawsig{n}"),
+        n,
+        reply_signed.saturating_sub(64),
+        Work::Signatures {
             caller: bench.caller.key.verifying_key(),
-        };
-        let fleet = RawFleet::start(
-            &bench.raw_connections,
-            &format!("rawsig{n}"),
-            n,
-            reply_signed.saturating_sub(64),
-            work,
-        )
-        .await?;
-        let payload = bench.raw_payload(req_signed, true);
-        let keys = fleet.node_keys.clone();
-        let rounds = raw_rounds(bench, &fleet, payload, Some(&keys), rounds).await;
-        if n == 1000 {
-            fan_out_floor(bench, &fleet, reply_signed).await?;
-        }
-        rounds
-    };
-    let floor_sig = floor_sig.named("raw NATS + signature work, broadcast", n);
+        },
+    )
+    .await?;
+    let plain_payload = bench.raw_payload(req_plain, false);
+    let signed_payload = bench.raw_payload(req_signed, true);
+    let unsigned = SimUnderTest::start(bench, n, false).await?;
+    let signed = SimUnderTest::start(bench, n, true).await?;
 
-    let (signed, _) = mco_broadcast(bench, n, true, rounds).await?;
-    let (unsigned, nodes_only) = mco_broadcast(bench, n, false, rounds).await?;
-    let mut signed = signed.against(&floor_sig, "raw+sig");
+    let [mut floor, mut floor_sig, mut mco_unsigned, mut nodes_only, mut mco_signed] =
+        std::array::from_fn(|_| Rounds::default());
+    // One warm-up round of each first; at most as many rounds again are tried when some
+    // miss replies.
+    for round in 0..=rounds * 2 {
+        let keep = round > 0;
+        let caller = &bench.raw_caller;
+        let named = |fleet: &RawFleet| {
+            let subject = fleet.broadcast.clone();
+            move |e: String| format!("raw broadcast to {n} ({subject}): {e}")
+        };
+        floor.add(
+            keep,
+            raw::broadcast_round(
+                caller,
+                &raw_fleet.broadcast,
+                plain_payload.clone(),
+                n,
+                None,
+                ROUND_TIMEOUT,
+            )
+            .await
+            .map_err(named(&raw_fleet)),
+        );
+        mco_unsigned.add(keep, unsigned.round(n).await);
+        nodes_only.add(keep, nodes_only_round(bench, n, &unsigned.collective).await);
+        let keys = Some(raw_sig_fleet.node_keys.as_slice());
+        floor_sig.add(
+            keep,
+            raw::broadcast_round(
+                caller,
+                &raw_sig_fleet.broadcast,
+                signed_payload.clone(),
+                n,
+                keys,
+                ROUND_TIMEOUT,
+            )
+            .await
+            .map_err(named(&raw_sig_fleet)),
+        );
+        mco_signed.add(keep, signed.round(n).await);
+        let series = [&floor, &floor_sig, &mco_unsigned, &nodes_only, &mco_signed];
+        if series.iter().all(|s| s.samples.len() >= rounds) {
+            break;
+        }
+    }
+    if n == 1000 {
+        fan_out_floor(bench, &raw_sig_fleet, reply_signed).await?;
+        direct_to_many(bench, &signed.client, &signed.fleet).await?;
+    }
+    drop((raw_fleet, raw_sig_fleet));
+    signed.fleet.stop().await;
+    unsigned.fleet.stop().await;
+
+    let floor = floor.named("raw NATS broadcast, all replies in", n);
+    let floor_sig = floor_sig.named("raw NATS + signature work, broadcast", n);
+    let mut signed = mco_signed
+        .named("mco broadcast ping, signed", n)
+        .against(&floor_sig, "raw+sig");
     if n == 1000 {
         let ok = signed.ratio.is_some_and(|r| r <= 1.5);
         signed = signed.target("<= 1.5x raw+sig", ok);
@@ -405,69 +452,46 @@ async fn broadcast(bench: &mut Bench, n: usize) -> anyhow::Result<()> {
         let ok = signed.p50 < 1000.0;
         signed = signed.target("< 1000 ms", ok);
     }
-    let mut unsigned = unsigned.against(&floor, "raw");
-    if n == 1000 {
+    let mut unsigned = mco_unsigned
+        .named("mco broadcast ping, unsigned", n)
+        .against(&floor, "raw");
+    if n >= 1000 {
         let ok = unsigned.ratio.is_some_and(|r| r <= 1.5);
         unsigned = unsigned.target("<= 1.5x raw", ok);
     }
-    let nodes_only = nodes_only.map(|f| f.against(&floor, "raw"));
-    bench.figures.extend(
-        [floor, floor_sig, signed, unsigned]
-            .into_iter()
-            .chain(nodes_only),
-    );
+    let nodes_only = nodes_only
+        .named("nodes' share: raw caller, simulated nodes", n)
+        .against(&floor, "raw");
+    bench
+        .figures
+        .extend([floor, floor_sig, signed, unsigned, nodes_only]);
     Ok(())
 }
 
 /// Timed rounds and how many were incomplete.
+#[derive(Default)]
 struct Rounds {
     samples: Samples,
     incomplete: usize,
 }
 
 impl Rounds {
+    /// Takes in a round's outcome: its time if it is kept, a count (and a line on stderr)
+    /// if it missed replies.
+    fn add(&mut self, keep: bool, outcome: Result<Duration, String>) {
+        match outcome {
+            Ok(t) if keep => self.samples.push(t),
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("  {e}");
+                self.incomplete += 1;
+            }
+        }
+    }
+
     fn named(&self, name: &str, n: usize) -> Figure {
         Figure::timing(name, n, &self.samples).incomplete(self.incomplete)
     }
-}
-
-/// `rounds` raw broadcast rounds after one warm-up; rounds that miss replies are left out
-/// and counted (at most as many again are tried).
-async fn raw_rounds(
-    bench: &Bench,
-    fleet: &RawFleet,
-    payload: Bytes,
-    verify: Option<&[ed25519_dalek::VerifyingKey]>,
-    rounds: usize,
-) -> Rounds {
-    let n = fleet.node_keys.len();
-    let mut out = Rounds {
-        samples: Samples::new(),
-        incomplete: 0,
-    };
-    for round in 0..=rounds * 2 {
-        let outcome = raw::broadcast_round(
-            &bench.raw_caller,
-            &fleet.broadcast,
-            payload.clone(),
-            n,
-            verify,
-            ROUND_TIMEOUT,
-        )
-        .await;
-        match outcome {
-            Ok(t) if round > 0 => out.samples.push(t),
-            Ok(_) => {}
-            Err(e) => {
-                eprintln!("  raw broadcast to {n} ({}): {e}", fleet.broadcast);
-                out.incomplete += 1;
-            }
-        }
-        if out.samples.len() == rounds {
-            break;
-        }
-    }
-    out
 }
 
 /// The floor for one request to each of 1,000 nodes (direct subjects), with signatures.
@@ -499,93 +523,70 @@ async fn fan_out_floor(bench: &mut Bench, fleet: &RawFleet, _reply: usize) -> an
     Ok(())
 }
 
-/// Broadcast rounds through the client library: discovery (not timed), then the call,
-/// timed from its publish to its last reply ([`mco_client::Stats::elapsed`]).
-async fn mco_broadcast(
-    bench: &mut Bench,
-    n: usize,
-    signed: bool,
-    rounds: usize,
-) -> anyhow::Result<(Figure, Option<Figure>)> {
-    let collective = format!("b{n}{}", if signed { "s" } else { "u" });
-    let fleet = bench.fleet(n, &collective, signed).await?;
-    let client = bench.client(&collective, signed).await?;
-    let mut samples = Samples::new();
-    let mut incomplete = 0;
-    for round in 0..=rounds * 2 {
-        let result = client
+/// A simulated fleet and the client library talking to it, in a collective of their own.
+struct SimUnderTest {
+    collective: String,
+    fleet: Fleet,
+    client: Client,
+}
+
+impl SimUnderTest {
+    async fn start(bench: &Bench, n: usize, signed: bool) -> anyhow::Result<SimUnderTest> {
+        let collective = format!("b{n}{}", if signed { "s" } else { "u" });
+        let fleet = bench.fleet(n, &collective, signed).await?;
+        let client = bench.client(&collective, signed).await?;
+        Ok(SimUnderTest {
+            collective,
+            fleet,
+            client,
+        })
+    }
+
+    /// One broadcast round through the client library: discovery (not timed), then the
+    /// call, timed from its publish to its last reply ([`mco_client::Stats::elapsed`]).
+    async fn round(&self, n: usize) -> Result<Duration, String> {
+        let result = self
+            .client
             .call(Call::new("rpcutil", "ping").timeout(ROUND_TIMEOUT))
-            .await?
+            .await
+            .map_err(|e| format!("mco broadcast to {n} nodes: {e}"))?
             .collect()
             .await;
         let s = &result.stats;
         if s.discovered != n || s.responded != n || s.ok != n {
-            eprintln!(
-                "  mco broadcast to {n} nodes: discovered {}, responded {}, ok {} (forged {}, dropped {})",
-                s.discovered, s.responded, s.ok, s.forged, s.dropped
-            );
-            incomplete += 1;
-        } else if round > 0 {
-            samples.push(s.elapsed);
+            return Err(format!(
+                "mco broadcast to {n} nodes ({}): discovered {}, responded {}, ok {} (forged {}, dropped {})",
+                self.collective, s.discovered, s.responded, s.ok, s.forged, s.dropped
+            ));
         }
-        if samples.len() == rounds {
-            break;
-        }
+        Ok(s.elapsed)
     }
-    if signed && n == 1000 {
-        direct_to_many(bench, &client, &fleet).await?;
-    }
-    let nodes_only = if signed {
-        None
-    } else {
-        Some(nodes_only_rounds(bench, n, &collective, rounds).await?)
-    };
-    fleet.stop().await;
-    let name = if signed {
-        "mco broadcast ping, signed"
-    } else {
-        "mco broadcast ping, unsigned"
-    };
-    Ok((
-        Figure::timing(name, n, &samples).incomplete(incomplete),
-        nodes_only,
-    ))
 }
 
-/// The nodes' share of an unsigned broadcast: the raw caller publishes an encoded mco
-/// request to the simulated fleet and counts replies without decoding them (no client
-/// library), so the difference to the raw floor is what the nodes add.
-async fn nodes_only_rounds(
-    bench: &Bench,
-    n: usize,
-    collective: &str,
-    rounds: usize,
-) -> anyhow::Result<Figure> {
+/// One round of the nodes' share of an unsigned broadcast: the raw caller publishes an
+/// encoded mco request to the simulated fleet and counts replies without decoding them (no
+/// client library), so the difference to the raw floor is what the nodes add.
+async fn nodes_only_round(bench: &Bench, n: usize, collective: &str) -> Result<Duration, String> {
     let caller = &bench.raw_caller;
-    let mut samples = Samples::new();
-    let mut incomplete = 0;
-    for round in 0..=rounds * 2 {
-        // Nodes answer only under the caller's own reply prefix, not a raw inbox.
-        let request = ping_request(collective);
-        let mut replies = caller.subscribe(request.reply_to.clone()).await?;
-        let payload = RequestEnvelope::unsigned(&request).and_then(|e| e.to_bytes())?;
-        let started = Instant::now();
-        caller
-            .publish(subjects::broadcast(collective, "rpcutil"), payload.into())
-            .await?;
-        match raw::await_replies(&mut replies, n, None, ROUND_TIMEOUT).await {
-            Err(_) => incomplete += 1,
-            Ok(()) if round > 0 => samples.push(started.elapsed()),
-            Ok(()) => {}
-        }
-        if samples.len() == rounds {
-            break;
-        }
-    }
-    Ok(
-        Figure::timing("nodes' share: raw caller, simulated nodes", n, &samples)
-            .incomplete(incomplete),
-    )
+    let failed = |e: &dyn std::fmt::Display| format!("raw caller to {n} simulated nodes: {e}");
+    // Nodes answer only under the caller's own reply prefix, not a raw inbox.
+    let request = ping_request(collective);
+    let mut replies = caller
+        .subscribe(request.reply_to.to_string())
+        .await
+        .map_err(|e| failed(&e))?;
+    let payload = RequestEnvelope::unsigned(&request)
+        .and_then(|e| e.to_bytes())
+        .map_err(|e| failed(&e))?;
+    let started = Instant::now();
+    caller
+        .publish(subjects::broadcast(collective, "rpcutil"), payload.into())
+        .await
+        .map_err(|e| failed(&e))?;
+    raw::await_replies(&mut replies, n, None, ROUND_TIMEOUT)
+        .await
+        .map_err(|e| failed(&e))?;
+    Ok(started.elapsed())
 }
 
 /// One direct request to each of the fleet's nodes, at once and in batches of 100.
