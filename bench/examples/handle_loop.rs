@@ -7,8 +7,9 @@
 //! ```sh
 //! cargo build --release -p mco-bench --example handle_loop
 //! target/release/examples/handle_loop 1000 200000          # prints ns per request
-//! valgrind --tool=callgrind --toggle-collect='*run_handles*' \
-//!     target/release/examples/handle_loop 1 20000           # instructions / 20000
+//! valgrind --tool=callgrind --callgrind-out-file=cg.out \
+//!     target/release/examples/handle_loop 1 20000
+//! callgrind_annotate --inclusive=yes cg.out | grep run_handles  # instructions / 20000
 //! ```
 
 use std::sync::Arc;
