@@ -64,7 +64,9 @@ fn digest(id: &str) -> IdDigest {
 }
 
 fn caller_digest(caller: &str) -> CallerDigest {
-    let hash = Sha256::digest(caller.as_bytes());
+    // The same digest as the caller's reply prefix: remembered per thread for the last
+    // caller, so most requests do not hash their caller's name again.
+    let hash = mco_spec::subjects::caller_digest(caller);
     let mut first = [0u8; 8];
     first.copy_from_slice(&hash[..8]);
     // Never NO_CALLER, so a real caller never shares the legacy bucket.
@@ -99,23 +101,26 @@ impl Hasher for DigestHasher {
     fn write_u128(&mut self, value: u128) {
         self.0 = value as u64;
     }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
 }
 
-type DigestMap<V> = HashMap<IdDigest, V, BuildHasherDefault<DigestHasher>>;
+/// A map keyed by digests (of ids or of callers), which are not hashed again.
+type DigestMap<K, V> = HashMap<K, V, BuildHasherDefault<DigestHasher>>;
 
 /// Remembers recently accepted request ids until they expire.
 #[derive(Debug)]
 pub struct ReplayGuard {
     /// Each remembered id's expiry (Unix milliseconds) and caller.
-    expiry_by_id: DigestMap<Remembered>,
+    expiry_by_id: DigestMap<IdDigest, Remembered>,
     /// The ids by the second they expire in (rounded up), for the sweep.
     ids_by_second: BTreeMap<u64, Vec<IdDigest>>,
     /// How many ids each caller holds.
-    ids_by_caller: HashMap<CallerDigest, usize>,
+    ids_by_caller: DigestMap<CallerDigest, usize>,
     /// Nothing is due to be forgotten before this Unix millisecond.
     next_sweep_ms: u64,
-    /// The last caller seen and its digest.
-    last_caller: Option<(String, CallerDigest)>,
     capacity: usize,
     caller_share: usize,
     journal: Option<Journal>,
@@ -195,9 +200,8 @@ impl ReplayGuard {
         ReplayGuard {
             expiry_by_id: DigestMap::default(),
             ids_by_second: BTreeMap::new(),
-            ids_by_caller: HashMap::new(),
+            ids_by_caller: DigestMap::default(),
             next_sweep_ms: u64::MAX,
-            last_caller: None,
             capacity,
             caller_share: caller_share.clamp(1, capacity.max(1)),
             journal: None,
@@ -274,10 +278,13 @@ impl ReplayGuard {
     ) -> Result<(), ReplayError> {
         self.forget_expired(now_ms);
         let key = digest(id);
-        if self.expiry_by_id.contains_key(&key) {
+        let remembered = self.expiry_by_id.len();
+        // One look into the (in a large fleet, rarely cached) table: the slot found for the
+        // check is the one the id goes into.
+        let Entry::Vacant(slot) = self.expiry_by_id.entry(key) else {
             return Err(ReplayError::Replayed);
-        }
-        let caller = self.caller_digest(caller);
+        };
+        let caller = caller_digest(caller);
         let held = self.ids_by_caller.entry(caller).or_default();
         if *held >= self.caller_share {
             if *held == 0 {
@@ -285,7 +292,7 @@ impl ReplayGuard {
             }
             return Err(ReplayError::CallerShareFull);
         }
-        if self.expiry_by_id.len() >= self.capacity {
+        if remembered >= self.capacity {
             if *held == 0 {
                 self.ids_by_caller.remove(&caller);
             }
@@ -293,31 +300,10 @@ impl ReplayGuard {
         }
         *held += 1;
         let entry = Remembered { expires_ms, caller };
-        self.expiry_by_id.insert(key, entry);
+        slot.insert(entry);
         self.index_expiry(key, entry.expires_ms);
         self.journal_append(key, entry);
         Ok(())
-    }
-
-    /// `caller`'s digest. A node hears most requests from a few callers, often one after
-    /// the other from the same, so the last caller's digest is kept rather than hashed
-    /// again.
-    fn caller_digest(&mut self, caller: &str) -> CallerDigest {
-        if let Some((name, digest)) = &self.last_caller {
-            if name == caller {
-                return *digest;
-            }
-        }
-        let digest = caller_digest(caller);
-        match &mut self.last_caller {
-            Some((name, last)) => {
-                name.clear();
-                name.push_str(caller);
-                *last = digest;
-            }
-            None => self.last_caller = Some((caller.to_string(), digest)),
-        }
-        digest
     }
 
     /// Whether `id` is remembered (and not expired at `now_ms`).
@@ -453,7 +439,7 @@ fn open_journal(path: &Path) -> std::io::Result<File> {
 
 /// Writes the live ids to a new file (mode 0600) and puts it in place of `path`
 /// atomically; returns it opened for appending.
-fn rewrite(path: &Path, ids: &DigestMap<Remembered>) -> std::io::Result<File> {
+fn rewrite(path: &Path, ids: &DigestMap<IdDigest, Remembered>) -> std::io::Result<File> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let tmp = path.with_extension("tmp");
     let written = (|| {

@@ -32,8 +32,42 @@ pub fn reply(collective: &str, caller: &str, request_id: &str) -> String {
 
 /// `<collective>.reply.<caller-hash>`: the prefix of all reply subjects of one caller.
 pub fn reply_prefix(collective: &str, caller: &str) -> String {
-    let digest = Sha256::digest(caller.as_bytes());
+    let digest = caller_digest(caller);
     format!("{collective}.reply.{}", hex::encode(&digest[..16]))
+}
+
+/// The SHA-256 digest of a caller name: what its reply prefix is made of, and what a node's
+/// replay memory counts the caller's share under.
+///
+/// Every node checks the reply subject of every request it hears and counts its id against
+/// the caller, and the requests of a fleet come from a few callers, mostly one after another
+/// from the same: each thread keeps the last caller's digest rather than hashing the name
+/// again (a name of any length is compared, never trusted to a shorter key).
+pub fn caller_digest(caller: &str) -> [u8; 32] {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(String, [u8; 32])>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if let Some((name, digest)) = last.as_ref() {
+            if name == caller {
+                return *digest;
+            }
+        }
+        let digest: [u8; 32] = Sha256::digest(caller.as_bytes()).into();
+        match last.as_mut() {
+            // The name's buffer is reused: a node that alternates between two callers does
+            // not allocate for each request.
+            Some((name, last_digest)) => {
+                name.clear();
+                name.push_str(caller);
+                *last_digest = digest;
+            }
+            None => *last = Some((caller.to_string(), digest)),
+        }
+        digest
+    })
 }
 
 /// The longest reply subject accepted, in bytes.
@@ -99,7 +133,7 @@ pub fn check_reply_to(
     // Every node checks every request: compare piece by piece rather than building the
     // prefix string.
     let mut hash = [0u8; 32];
-    let digest = Sha256::digest(caller.as_bytes());
+    let digest = caller_digest(caller);
     let _ = hex::encode_to_slice(&digest[..16], &mut hash);
     let rest = subject
         .strip_prefix(collective)
@@ -183,6 +217,21 @@ mod tests {
         assert!(r.ends_with(".abc"));
         assert_eq!(r.split('.').count(), 4);
         assert_ne!(reply("mco", "a", "x"), reply("mco", "b", "x"));
+    }
+
+    #[test]
+    fn the_remembered_caller_digest_is_always_the_callers_own() {
+        let sha = |name: &str| -> [u8; 32] { Sha256::digest(name.as_bytes()).into() };
+        // Same caller twice, a prefix of it, a longer name, and back: each is its own digest.
+        for name in ["alice", "alice", "ali", "alice.extra", "", "alice", "bob"] {
+            assert_eq!(caller_digest(name), sha(name), "{name:?}");
+        }
+        // Another thread has its own memory and the same answers.
+        let other = std::thread::spawn(|| caller_digest("alice"))
+            .join()
+            .unwrap();
+        assert_eq!(other, sha("alice"));
+        assert_eq!(caller_digest("bob"), sha("bob"));
     }
 
     #[test]
