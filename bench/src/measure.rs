@@ -201,6 +201,16 @@ pub fn memory_mb(pid: u32) -> Option<(f64, f64)> {
     Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
+/// The CPU time this process has used so far, user and system, on all its threads.
+///
+/// Wall time on a busy 2-core machine moves with whatever else runs; the CPU a round costs
+/// the process does much less, so it is what tells whether a change made the nodes' work
+/// cheaper.
+pub fn process_cpu() -> Duration {
+    let (user, system) = mco_server::stats::process_cpu_times();
+    Duration::from_secs_f64(user + system)
+}
+
 /// How many rounds to run for `n` nodes: `rounds` up to 1,000 nodes, fewer above (at least
 /// 3), so a 10,000-node run stays within a minute.
 pub fn rounds_for(n: usize, rounds: usize) -> usize {

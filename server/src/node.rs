@@ -311,7 +311,7 @@ impl NodeInfo for Node {
             .into_iter()
             .map(|(k, v)| (k.to_string(), json!(v)))
             .collect();
-        let (user, system) = cpu_times();
+        let (user, system) = crate::stats::process_cpu_times();
         out.insert("threads".into(), json!([]));
         out.insert("agents".into(), json!(self.agent_names()));
         out.insert("pid".into(), json!(std::process::id()));
@@ -351,18 +351,4 @@ impl NodeInfo for Node {
         let missing = missing();
         Box::new(move || agent.data_query(query.as_deref()).unwrap_or(Err(missing)))
     }
-}
-
-/// User and system CPU seconds of this process.
-fn cpu_times() -> (f64, f64) {
-    // SAFETY: getrusage(2) fills the zeroed struct we own.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
-            return (0.0, 0.0);
-        }
-        usage
-    };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    (secs(usage.ru_utime), secs(usage.ru_stime))
 }

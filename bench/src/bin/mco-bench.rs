@@ -15,7 +15,7 @@ use ed25519_dalek::{Signer, SigningKey};
 use futures::StreamExt;
 use mco_bench::discovery::DiscoveryBench;
 use mco_bench::keys::{derived_key, Issuer};
-use mco_bench::measure::{memory_mb, rounds_for, table, Figure, Samples};
+use mco_bench::measure::{memory_mb, process_cpu, rounds_for, table, Figure, Samples};
 use mco_bench::raw::{self, RawFleet, Work};
 use mco_bench::sim::{client_credentials, ping_request, Fleet, FleetSpec};
 use mco_client::{Call, Client, Size};
@@ -396,21 +396,19 @@ async fn broadcast(bench: &mut Bench, n: usize) -> anyhow::Result<()> {
             let subject = fleet.broadcast.clone();
             move |e: String| format!("raw broadcast to {n} ({subject}): {e}")
         };
-        floor.add(
-            keep,
-            raw::broadcast_round(
-                caller,
-                &raw_fleet.broadcast,
-                plain_payload.clone(),
-                n,
-                None,
-                ROUND_TIMEOUT,
-            )
-            .await
-            .map_err(named(&raw_fleet)),
-        );
+        let (outcome, cpu) = with_cpu(raw::broadcast_round(
+            caller,
+            &raw_fleet.broadcast,
+            plain_payload.clone(),
+            n,
+            None,
+            ROUND_TIMEOUT,
+        ))
+        .await;
+        floor.add_costed(keep, outcome.map_err(named(&raw_fleet)), cpu);
         mco_unsigned.add(keep, unsigned.round(n).await);
-        nodes_only.add(keep, nodes_only_round(bench, n, &unsigned.collective).await);
+        let (outcome, cpu) = with_cpu(nodes_only_round(bench, n, &unsigned.collective)).await;
+        nodes_only.add_costed(keep, outcome, cpu);
         let keys = Some(raw_sig_fleet.node_keys.as_slice());
         floor_sig.add(
             keep,
@@ -439,6 +437,10 @@ async fn broadcast(bench: &mut Bench, n: usize) -> anyhow::Result<()> {
     signed.fleet.stop().await;
     unsigned.fleet.stop().await;
 
+    let floor_cpu = floor.cpu_named("CPU per round: raw NATS broadcast", n);
+    let nodes_only_cpu = nodes_only
+        .cpu_named("CPU per round: nodes' share", n)
+        .against(&floor_cpu, "raw");
     let floor = floor.named("raw NATS broadcast, all replies in", n);
     let floor_sig = floor_sig.named("raw NATS + signature work, broadcast", n);
     let mut signed = mco_signed
@@ -462,16 +464,33 @@ async fn broadcast(bench: &mut Bench, n: usize) -> anyhow::Result<()> {
     let nodes_only = nodes_only
         .named("nodes' share: raw caller, simulated nodes", n)
         .against(&floor, "raw");
-    bench
-        .figures
-        .extend([floor, floor_sig, signed, unsigned, nodes_only]);
+    bench.figures.extend([
+        floor,
+        floor_sig,
+        signed,
+        unsigned,
+        nodes_only,
+        floor_cpu,
+        nodes_only_cpu,
+    ]);
     Ok(())
 }
 
-/// Timed rounds and how many were incomplete.
+/// Runs one round and measures the CPU time it cost this process (every thread: the caller,
+/// the fleet under test, the connections), which the machine's other load moves much less
+/// than the round's wall time.
+async fn with_cpu<T>(round: impl std::future::Future<Output = T>) -> (T, Duration) {
+    let before = process_cpu();
+    let outcome = round.await;
+    (outcome, process_cpu().saturating_sub(before))
+}
+
+/// Timed rounds, what the kept ones cost in CPU (when measured) and how many were
+/// incomplete.
 #[derive(Default)]
 struct Rounds {
     samples: Samples,
+    cpu: Samples,
     incomplete: usize,
 }
 
@@ -489,8 +508,21 @@ impl Rounds {
         }
     }
 
+    /// [`Self::add`], keeping the CPU time `cpu` of a kept round too.
+    fn add_costed(&mut self, keep: bool, outcome: Result<Duration, String>, cpu: Duration) {
+        if keep && outcome.is_ok() {
+            self.cpu.push(cpu);
+        }
+        self.add(keep, outcome);
+    }
+
     fn named(&self, name: &str, n: usize) -> Figure {
         Figure::timing(name, n, &self.samples).incomplete(self.incomplete)
+    }
+
+    /// The CPU time of the kept rounds, as a figure.
+    fn cpu_named(&self, name: &str, n: usize) -> Figure {
+        Figure::timing(name, n, &self.cpu).incomplete(self.incomplete)
     }
 }
 
