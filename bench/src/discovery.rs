@@ -159,18 +159,24 @@ impl DiscoveryBench<'_> {
             for _ in 0..self.samples {
                 let _ = std::fs::remove_dir_all(&configs.cache);
                 let (took, complete) = self.timed(&configs.adaptive, args, Some(n))?;
-                cold.push(took);
+                if complete {
+                    cold.push(took);
+                }
                 incomplete[0] += usize::from(!complete);
             }
             // The cache the last cold run wrote is the first warm run's.
             for _ in 0..self.samples {
                 let (took, complete) = self.timed(&configs.adaptive, args, Some(n))?;
-                warm.push(took);
+                if complete {
+                    warm.push(took);
+                }
                 incomplete[1] += usize::from(!complete);
             }
             for _ in 0..self.samples {
                 let (took, complete) = self.timed(&configs.window, args, Some(n))?;
-                window.push(took);
+                if complete {
+                    window.push(took);
+                }
                 incomplete[2] += usize::from(!complete);
             }
             for (how, samples, missed) in [
