@@ -303,7 +303,6 @@ impl Link {
         )
     }
 
-    /// How direct requests travel in `collective` (found out on first use).
     /// How many nodes the broker knows in `collective`: the consumers of its direct queue
     /// (one per node that ever started, kept until `mco broker` removes it), asked afresh,
     /// within `limit`. `None` without the queue, or when the broker does not say in time.
@@ -327,14 +326,12 @@ impl Link {
     /// JetStream answers), and its answer arrives behind whatever was already on its way
     /// here. Every client may ask it (`mco broker config`).
     pub(crate) async fn settle(&self, collective: &str, limit: Duration) {
-        let subject = format!(
-            "$JS.API.STREAM.INFO.{}",
-            mco_transport::stream_name(collective)
-        );
+        let subject = mco_transport::stream_info_subject(&mco_transport::stream_name(collective));
         let asked = self.nats.request(subject, bytes::Bytes::new());
         let _ = tokio::time::timeout(limit, asked).await;
     }
 
+    /// How direct requests travel in `collective` (found out on first use).
     pub(crate) async fn queue_use(&self, collective: &str) -> QueueUse {
         self.queue(collective).await.0
     }

@@ -276,6 +276,13 @@ pub fn stream_name(collective: &str) -> String {
     format!("MCO_DIRECT_{collective}")
 }
 
+/// The JetStream API subject that asks for stream `stream`'s information. Clients are
+/// granted it for their collectives' streams ([`permissions`]), and a client's discovery asks
+/// it to learn that the broker has sent everything it had for it.
+pub fn stream_info_subject(stream: &str) -> String {
+    format!("$JS.API.STREAM.INFO.{stream}")
+}
+
 /// The subjects that stream captures: `<collective>.node.>`.
 pub fn stream_subject(collective: &str) -> String {
     format!("{collective}.node.>")

@@ -32,7 +32,9 @@ use std::collections::HashSet;
 
 use mco_spec::subjects;
 
-use crate::{consumer_name, events_stream_name, inbox_prefix, stream_name, BrokerRole};
+use crate::{
+    consumer_name, events_stream_name, inbox_prefix, stream_info_subject, stream_name, BrokerRole,
+};
 
 /// Subjects allowed and denied for one direction (publish or subscribe). A deny wins over an
 /// allow; with no allow, everything not denied is allowed (as in nats-server).
@@ -71,7 +73,7 @@ pub fn permissions(user: &BrokerUser, users: &[BrokerUser]) -> Permissions {
                     // A node speaks only for itself: what its key signs names it too.
                     subjects::own_events(c, name),
                     // Whether the event history exists (it may not create it).
-                    format!("$JS.API.STREAM.INFO.{}", events_stream_name(c)),
+                    stream_info_subject(&events_stream_name(c)),
                     format!("$JS.API.CONSUMER.INFO.{stream}.{consumer}"),
                     format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"),
                     // Acknowledgements and progress go to the delivery's reply subject:
@@ -98,15 +100,13 @@ pub fn permissions(user: &BrokerUser, users: &[BrokerUser]) -> Permissions {
                     .collect();
                 nodes.sort();
                 p.publish.allow.extend(nodes);
-                p.publish
-                    .allow
-                    .push(format!("$JS.API.STREAM.INFO.{}", stream_name(c)));
+                p.publish.allow.push(stream_info_subject(&stream_name(c)));
                 // The event history: a client reads it through unacknowledged consumers of
                 // its own, without a subject filter (a filter would need `CREATE.<s>.<c>.>`),
                 // which can only read: the stream denies purge and delete.
                 let events = events_stream_name(c);
                 p.publish.allow.extend([
-                    format!("$JS.API.STREAM.INFO.{events}"),
+                    stream_info_subject(&events),
                     format!("$JS.API.CONSUMER.CREATE.{events}"),
                     format!("$JS.API.CONSUMER.CREATE.{events}.*"),
                     format!("$JS.API.CONSUMER.MSG.NEXT.{events}.*"),
