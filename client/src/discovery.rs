@@ -441,7 +441,7 @@ impl Client {
                     return Expecting {
                         expected: Some(Expected {
                             nodes: nodes.into_iter().collect(),
-                            fleet_changed: false,
+                            ..Expected::default()
                         }),
                         from: Some(ExpectedFrom::Registry),
                         fleet_size,
@@ -478,11 +478,13 @@ impl Client {
         };
         let fleet_changed =
             matches!((entry.fleet_size, fleet_size), (Some(then), Some(now)) if then != now);
+        let took = entry.slowest();
         Expecting {
             from: Some(ExpectedFrom::Cache { age: entry.age() }),
             expected: Some(Expected {
                 nodes: entry.nodes.into_iter().map(|n| n.identity).collect(),
                 fleet_changed,
+                took,
             }),
             fleet_size,
         }

@@ -28,6 +28,9 @@ const VERSION: u32 = 1;
 /// The largest entry read: a fleet of a few hundred thousand nodes.
 const MAX_ENTRY_BYTES: u64 = 64 << 20;
 
+/// The longest answer time an entry is believed to record: far beyond any discovery timeout.
+const MAX_TOOK: Duration = Duration::from_secs(3600);
+
 /// The default lifetime of an entry (`discovery_cache_seconds`).
 pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(600);
 
@@ -117,6 +120,16 @@ impl Entry {
                 })
                 .collect(),
         }
+    }
+
+    /// How long the slowest node took to answer, if any did. The file is the user's own, but
+    /// a time that is not one (negative, not a number, beyond any timeout) counts as none.
+    pub fn slowest(&self) -> Option<Duration> {
+        self.nodes
+            .iter()
+            .filter_map(|n| Duration::try_from_secs_f64(n.ms / 1000.0).ok())
+            .filter(|took| *took <= MAX_TOOK)
+            .max()
     }
 
     /// How old it is.
@@ -336,6 +349,23 @@ mod tests {
             "the new entry stays"
         );
         assert_eq!(cache.sweep(), 0);
+    }
+
+    #[test]
+    fn the_slowest_answer_is_read_only_from_times_that_are_times() {
+        let f = Filter::default();
+        let found = [
+            ("a".to_string(), Duration::from_millis(4)),
+            ("b".to_string(), Duration::from_millis(380)),
+        ];
+        let mut entry = Entry::new("mco", &f, None, &found);
+        assert_eq!(entry.slowest(), Some(Duration::from_millis(380)));
+        // A hand-edited file's nonsense neither panics nor stretches discovery.
+        for ms in [f64::NAN, f64::INFINITY, -5.0, 1e300, 4e6] {
+            entry.nodes[1].ms = ms;
+            assert_eq!(entry.slowest(), Some(Duration::from_millis(4)), "{ms}");
+        }
+        assert_eq!(Entry::new("mco", &f, None, &[]).slowest(), None);
     }
 
     #[test]

@@ -23,7 +23,7 @@
 //! use std::time::Duration;
 //! use mco_discovery::{collect, Adaptive, Ended, Expected, Window};
 //! let replies = futures::stream::iter(["web1", "web2", "web1"].map(String::from));
-//! let expected = Expected { nodes: ["web1", "web2"].map(String::from).into(), fleet_changed: false };
+//! let expected = Expected { nodes: ["web1", "web2"].map(String::from).into(), ..Expected::default() };
 //! let window = Window::adaptive(Duration::from_secs(2), Adaptive::default(), Some(expected));
 //! let settle = || async {}; // the client: a round trip through the broker
 //! let heard = collect(replies, window, tokio::time::Instant::now(), settle).await;
@@ -104,8 +104,11 @@ pub enum Ending {
 /// known to have changed) it ends at `max(floor, factor × time to the latest new reply)` from
 /// the ping: long enough for a node a couple of hundred milliseconds away, and growing with a
 /// fleet whose replies keep coming (a large fleet's replies take long to arrive because the
-/// client reads them one after another, so the factor is modest). Until a first reply
-/// arrives only the timeout applies.
+/// client reads them one after another, so the factor is modest). While an expected node is
+/// silent and the set says how long it took to answer last time ([`Expected::took`]), it also
+/// waits `factor ×` that: a fleet whose replies pause (a loaded client, a busy broker) is not
+/// given up on before it has had as long as it needed before, while a node that is down costs
+/// no more than that. Until a first reply arrives only the timeout applies.
 ///
 /// Whatever the rule, discovery ends only after the replies already on their way have been
 /// read: [`collect`]'s `settle` (a round trip through the broker) comes back behind them.
@@ -138,6 +141,9 @@ pub struct Expected {
     /// The fleet is known to have changed since the set was made (a node joined): the set
     /// may be incomplete, so it does not end discovery early.
     pub fleet_changed: bool,
+    /// How long the slowest of them took to answer when the set was made (the discovery
+    /// cache records it; a registry does not know it).
+    pub took: Option<Duration>,
 }
 
 /// When to stop collecting discovery replies.
@@ -337,6 +343,15 @@ impl Heard<'_> {
         self.last = Some(now);
     }
 
+    /// How long the expected set took to answer last time, while one of its nodes is still
+    /// silent.
+    fn silent_expected_took(&self) -> Option<Duration> {
+        let expected = self.expected?;
+        (self.expected_heard < expected.nodes.len())
+            .then_some(expected.took)
+            .flatten()
+    }
+
     /// When collection ends if nothing new is heard, and why.
     fn end(&self, window: &Window, deadline: Instant) -> (Instant, Ended) {
         let (until, why) = match (self.last, window.ending) {
@@ -353,10 +368,11 @@ impl Heard<'_> {
                 }
                 _ => {
                     let waited = at.saturating_duration_since(self.started);
-                    (
-                        self.started + rule.floor.max(waited.mul_f64(rule.factor)),
-                        Ended::Window,
-                    )
+                    let mut wait = rule.floor.max(waited.mul_f64(rule.factor));
+                    if let Some(took) = self.silent_expected_took() {
+                        wait = wait.max(took.mul_f64(rule.factor));
+                    }
+                    (self.started + wait, Ended::Window)
                 }
             },
         };
@@ -393,7 +409,7 @@ mod tests {
     fn adaptive(expected: &[&str]) -> Window {
         let expected = (!expected.is_empty()).then(|| Expected {
             nodes: expected.iter().map(|n| n.to_string()).collect(),
-            fleet_changed: false,
+            ..Expected::default()
         });
         Window::adaptive(Duration::from_secs(2), Adaptive::default(), expected)
     }
@@ -494,6 +510,39 @@ mod tests {
         assert_eq!(heard.missing, ["down"]);
         assert_eq!(heard.ended, Ended::Window);
         assert_eq!(took, Duration::from_millis(200));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fleet_that_pauses_gets_as_long_as_it_took_last_time() {
+        // Last time the set took 400 ms to answer. Now its replies pause after 20 ms (a loaded
+        // client or broker) and the rest come at 500 ms: 1.5 x 20 ms, or the floor, would end
+        // at 200 ms and miss them; 1.5 x 400 ms does not.
+        let with_took = |took_ms: u64| {
+            let mut window = adaptive(&["a", "b", "c", "d"]);
+            if let Some(e) = window.expected.as_mut() {
+                e.took = Some(Duration::from_millis(took_ms));
+            }
+            window
+        };
+        let items = vec![(10, "a"), (10, "b"), (480, "c"), (0, "d")];
+        let (heard, took) = run(items.clone(), with_took(400)).await;
+        assert_eq!(names(&heard), ["a", "b", "c", "d"]);
+        assert_eq!(heard.ended, Ended::AllExpected { expected: 4 });
+        assert!(heard.missing.is_empty());
+        assert_eq!(took, Duration::from_millis(500 + 125));
+        // Without the record of last time, the pause ends discovery.
+        let (heard, _) = run(items, adaptive(&["a", "b", "c", "d"])).await;
+        assert_eq!(names(&heard), ["a", "b"]);
+        // A node that is down costs 1.5 x what the set took, not the timeout.
+        let (heard, took) = run(vec![(2, "a"), (3, "b"), (5, "c")], with_took(300)).await;
+        assert_eq!(heard.missing, ["d"]);
+        assert_eq!(heard.ended, Ended::Window);
+        assert_eq!(took, Duration::from_millis(450));
+        // Once every expected node answered, last time's figure no longer holds anything up.
+        let items = vec![(2, "a"), (3, "b"), (5, "c"), (5, "d")];
+        let (heard, took) = run(items, with_took(1200)).await;
+        assert_eq!(heard.ended, Ended::AllExpected { expected: 4 });
+        assert_eq!(took, Duration::from_millis(15 + 25));
     }
 
     #[tokio::test(start_paused = true)]
