@@ -211,6 +211,15 @@ pub fn process_cpu() -> Duration {
     Duration::from_secs_f64(user + system)
 }
 
+/// Runs one round and measures the CPU time it cost this process (every thread: the caller,
+/// the fleet under test, the connections), which the machine's other load moves much less
+/// than the round's wall time.
+pub async fn with_cpu<T>(round: impl std::future::Future<Output = T>) -> (T, Duration) {
+    let before = process_cpu();
+    let outcome = round.await;
+    (outcome, process_cpu().saturating_sub(before))
+}
+
 /// How many rounds to run for `n` nodes: `rounds` up to 1,000 nodes, fewer above (at least
 /// 3), so a 10,000-node run stays within a minute.
 pub fn rounds_for(n: usize, rounds: usize) -> usize {

@@ -364,6 +364,73 @@ pub fn ping_request(collective: &str) -> mco_spec::Request<'static> {
     }
 }
 
+/// One round of the nodes' share of an unsigned broadcast to the `n` nodes of
+/// `collective`: `caller` (a plain NATS connection) publishes an encoded `rpcutil ping` and
+/// counts the replies without decoding them (no client library), so what this costs beyond
+/// the raw floor is what the nodes add.
+pub async fn raw_caller_round(
+    caller: &async_nats::Client,
+    n: usize,
+    collective: &str,
+    timeout: Duration,
+) -> Result<Duration, String> {
+    let failed = |e: &dyn std::fmt::Display| format!("raw caller to {n} simulated nodes: {e}");
+    // Nodes answer only under the caller's own reply prefix, not a raw inbox.
+    let request = ping_request(collective);
+    let mut replies = caller
+        .subscribe(request.reply_to.to_string())
+        .await
+        .map_err(|e| failed(&e))?;
+    let payload = mco_spec::RequestEnvelope::unsigned(&request)
+        .and_then(|e| e.to_bytes())
+        .map_err(|e| failed(&e))?;
+    let started = std::time::Instant::now();
+    caller
+        .publish(
+            mco_spec::subjects::broadcast(collective, "rpcutil"),
+            payload.into(),
+        )
+        .await
+        .map_err(|e| failed(&e))?;
+    crate::raw::await_replies(&mut replies, n, None, timeout)
+        .await
+        .map_err(|e| failed(&e))?;
+    Ok(started.elapsed())
+}
+
+/// A ping request and reply as mco sends them, for the raw floor's message sizes.
+pub fn message_sizes(caller: Option<&Credentials>, issuer: &Issuer) -> (usize, usize) {
+    let request = ping_request("bench");
+    let now_millis = mco_spec::message::now_millis;
+    let reply = mco_spec::Reply {
+        request_id: request.id.to_string(),
+        sender: "sim-00000".into(),
+        agent: "rpcutil".into(),
+        action: "ping".into(),
+        time: now_millis(),
+        statuscode: mco_spec::StatusCode::Ok,
+        statusmsg: "OK".into(),
+        data: serde_json::json!({"pong": now_millis() / 1000}),
+    };
+    let sizes = match caller {
+        Some(c) => {
+            let node = issuer.server("sim-00000", &derived_key(issuer, "node", b"sim-00000"));
+            (
+                mco_spec::RequestEnvelope::signed(&request, c).and_then(|e| e.to_bytes()),
+                mco_spec::ReplyEnvelope::signed(&reply, &node).and_then(|e| e.to_bytes()),
+            )
+        }
+        None => (
+            mco_spec::RequestEnvelope::unsigned(&request).and_then(|e| e.to_bytes()),
+            mco_spec::ReplyEnvelope::unsigned(&reply).and_then(|e| e.to_bytes()),
+        ),
+    };
+    (
+        sizes.0.map(|b| b.len()).unwrap_or(0),
+        sizes.1.map(|b| b.len()).unwrap_or(0),
+    )
+}
+
 /// Client credentials from the same issuer as a fleet, for the caller `name`.
 pub fn client_credentials(issuer: &Issuer, name: &str) -> Credentials {
     issuer.client(name, &derived_key(issuer, "client", name.as_bytes()))

@@ -15,13 +15,13 @@ use ed25519_dalek::{Signer, SigningKey};
 use futures::StreamExt;
 use mco_bench::discovery::DiscoveryBench;
 use mco_bench::keys::{derived_key, Issuer};
-use mco_bench::measure::{memory_mb, process_cpu, rounds_for, table, Figure, Samples};
+use mco_bench::measure::{memory_mb, rounds_for, table, with_cpu, Figure, Samples};
 use mco_bench::raw::{self, RawFleet, Work};
-use mco_bench::sim::{client_credentials, ping_request, Fleet, FleetSpec};
+use mco_bench::sim::{client_credentials, message_sizes, raw_caller_round, Fleet, FleetSpec};
 use mco_client::{Call, Client, Size};
 use mco_spec::message::{new_request_id, now_millis};
 use mco_spec::security::Credentials;
-use mco_spec::{subjects, Reply, ReplyEnvelope, RequestEnvelope, StatusCode};
+use mco_spec::{subjects, Reply, ReplyEnvelope, StatusCode};
 
 /// Measure mco against raw NATS on this machine.
 #[derive(Debug, Parser)]
@@ -275,38 +275,6 @@ fn signature_costs() -> Costs {
     }
 }
 
-/// A ping request and reply as mco sends them, for the raw floor's message sizes.
-fn message_sizes(caller: Option<&Credentials>, issuer: &Issuer) -> (usize, usize) {
-    let request = ping_request("bench");
-    let reply = Reply {
-        request_id: request.id.to_string(),
-        sender: "sim-00000".into(),
-        agent: "rpcutil".into(),
-        action: "ping".into(),
-        time: now_millis(),
-        statuscode: StatusCode::Ok,
-        statusmsg: "OK".into(),
-        data: serde_json::json!({"pong": now_millis() / 1000}),
-    };
-    let sizes = match caller {
-        Some(c) => {
-            let node = issuer.server("sim-00000", &derived_key(issuer, "node", b"sim-00000"));
-            (
-                RequestEnvelope::signed(&request, c).and_then(|e| e.to_bytes()),
-                ReplyEnvelope::signed(&reply, &node).and_then(|e| e.to_bytes()),
-            )
-        }
-        None => (
-            RequestEnvelope::unsigned(&request).and_then(|e| e.to_bytes()),
-            ReplyEnvelope::unsigned(&reply).and_then(|e| e.to_bytes()),
-        ),
-    };
-    (
-        sizes.0.map(|b| b.len()).unwrap_or(0),
-        sizes.1.map(|b| b.len()).unwrap_or(0),
-    )
-}
-
 impl Bench {
     async fn client(&self, collective: &str, signed: bool) -> anyhow::Result<Client> {
         let mut builder = Client::builder()
@@ -407,7 +375,13 @@ async fn broadcast(bench: &mut Bench, n: usize) -> anyhow::Result<()> {
         .await;
         floor.add_costed(keep, outcome.map_err(named(&raw_fleet)), cpu);
         mco_unsigned.add(keep, unsigned.round(n).await);
-        let (outcome, cpu) = with_cpu(nodes_only_round(bench, n, &unsigned.collective)).await;
+        let (outcome, cpu) = with_cpu(raw_caller_round(
+            &bench.raw_caller,
+            n,
+            &unsigned.collective,
+            ROUND_TIMEOUT,
+        ))
+        .await;
         nodes_only.add_costed(keep, outcome, cpu);
         let keys = Some(raw_sig_fleet.node_keys.as_slice());
         floor_sig.add(
@@ -474,15 +448,6 @@ async fn broadcast(bench: &mut Bench, n: usize) -> anyhow::Result<()> {
         nodes_only_cpu,
     ]);
     Ok(())
-}
-
-/// Runs one round and measures the CPU time it cost this process (every thread: the caller,
-/// the fleet under test, the connections), which the machine's other load moves much less
-/// than the round's wall time.
-async fn with_cpu<T>(round: impl std::future::Future<Output = T>) -> (T, Duration) {
-    let before = process_cpu();
-    let outcome = round.await;
-    (outcome, process_cpu().saturating_sub(before))
 }
 
 /// Timed rounds, what the kept ones cost in CPU (when measured) and how many were
@@ -593,32 +558,6 @@ impl SimUnderTest {
         }
         Ok(s.elapsed)
     }
-}
-
-/// One round of the nodes' share of an unsigned broadcast: the raw caller publishes an
-/// encoded mco request to the simulated fleet and counts replies without decoding them (no
-/// client library), so the difference to the raw floor is what the nodes add.
-async fn nodes_only_round(bench: &Bench, n: usize, collective: &str) -> Result<Duration, String> {
-    let caller = &bench.raw_caller;
-    let failed = |e: &dyn std::fmt::Display| format!("raw caller to {n} simulated nodes: {e}");
-    // Nodes answer only under the caller's own reply prefix, not a raw inbox.
-    let request = ping_request(collective);
-    let mut replies = caller
-        .subscribe(request.reply_to.to_string())
-        .await
-        .map_err(|e| failed(&e))?;
-    let payload = RequestEnvelope::unsigned(&request)
-        .and_then(|e| e.to_bytes())
-        .map_err(|e| failed(&e))?;
-    let started = Instant::now();
-    caller
-        .publish(subjects::broadcast(collective, "rpcutil"), payload.into())
-        .await
-        .map_err(|e| failed(&e))?;
-    raw::await_replies(&mut replies, n, None, ROUND_TIMEOUT)
-        .await
-        .map_err(|e| failed(&e))?;
-    Ok(started.elapsed())
 }
 
 /// One direct request to each of the fleet's nodes, at once and in batches of 100.
