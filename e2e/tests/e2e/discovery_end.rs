@@ -2,11 +2,12 @@
 //! delaying proxy, as on a distant link) is found by a discovery that expects nothing, by one
 //! whose expected set (the discovery cache) holds it, and by one whose cache was written
 //! before it joined; a fast node that joined is found; a cached node that is down ends in the
-//! no-response list after the window, not the discovery timeout.
+//! no-response list after the window, not the discovery timeout; a cached node slower than
+//! the adaptive floor is waited for as long as the cache says it took.
 
 use std::time::Duration;
 
-use mco_testsupport::{DelayProxy, Fleet, Mcod, NatsServer, NodeSpec, Run};
+use mco_testsupport::{mco, DelayProxy, Fleet, Mcod, NatsServer, NodeSpec, Run};
 use serde_json::json;
 
 const DELAY: Duration = Duration::from_millis(150);
@@ -35,6 +36,24 @@ fn ping(fleet: &Fleet, args: &[&str]) -> (Vec<String>, Run) {
     let run = fleet.mco(&all);
     assert_eq!(run.code, Some(0), "{run:?}");
     (senders(&run), run)
+}
+
+/// Asserts that `run` (an `mco rpc ... -v`) named `identity` as not answering, and that
+/// discovery ended with the adaptive window rather than the discovery timeout.
+fn missing_after_the_window(run: &Run, identity: &str) {
+    assert_eq!(run.code, Some(2), "{run:?}");
+    let no_response = run
+        .stdout
+        .split("No response from:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no no-response list: {run:?}"));
+    assert!(no_response.contains(identity), "{run:?}");
+    assert!(
+        run.stderr
+            .contains("Discovery ended: no new replies within the window"),
+        "not the window but: {}",
+        run.stderr
+    );
 }
 
 /// Starts `spec` in `fleet` and waits until broadcast discovery hears it.
@@ -128,19 +147,7 @@ fn nodes_that_joined_since_the_cache_are_found_and_a_cached_node_that_is_down_is
     assert_eq!(fleet.mco(&rpc).code, Some(0));
     fleet.node("web2").kill();
     let run = fleet.mco(&rpc);
-    assert_eq!(run.code, Some(2), "{run:?}");
-    let no_response = run
-        .stdout
-        .split("No response from:")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no no-response list: {run:?}"));
-    assert!(no_response.contains("web2"), "{run:?}");
-    assert!(
-        run.stderr
-            .contains("Discovery ended: no new replies within the window"),
-        "not the window but: {}",
-        run.stderr
-    );
+    missing_after_the_window(&run, "web2");
     // Having been silent, it is not expected again: the next discovery ends early.
     let run = fleet.mco(&rpc);
     assert_eq!(run.code, Some(0), "{run:?}");
@@ -149,6 +156,48 @@ fn nodes_that_joined_since_the_cache_are_found_and_a_cached_node_that_is_down_is
         "{}",
         run.stderr
     );
+}
+
+#[test]
+fn a_cached_node_slower_than_the_floor_is_waited_for_as_long_as_it_took_before() {
+    let nats = NatsServer::start();
+    let far = DelayProxy::start(nats.port(), DELAY);
+    let mut fleet = Fleet::start_on(
+        nats,
+        vec![web("near1"), web("near2"), web("far").through(&far.url())],
+        "",
+    );
+    let all = ["far", "near1", "near2"];
+    // The default floor (200 ms) outlasts the delay: the cache records far and its 150 ms.
+    let (found, _) = ping(&fleet, &["-W", "role=web"]);
+    assert_eq!(found, all);
+
+    // The same client with a floor below far's delay (a setting for a fast network): with
+    // far silent after the near replies, the floor and 1.5 x the latest reply would end
+    // discovery at 50 ms; 1.5 x what the cached set took last time keeps it open for far.
+    let quick = fleet.client_config().with_file_name("quick.toml");
+    let config = std::fs::read_to_string(fleet.client_config())
+        .unwrap_or_else(|e| panic!("client config: {e}"));
+    std::fs::write(&quick, format!("{config}discovery_floor_ms = 50\n"))
+        .unwrap_or_else(|e| panic!("{}: {e}", quick.display()));
+    let limit = Duration::from_secs(30);
+    let run = mco(&quick, &["ping", "-j", "-v", "-W", "role=web"], limit);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(senders(&run), all, "{run:?}");
+    assert!(
+        run.stderr.contains("all 3 expected nodes answered"),
+        "{}",
+        run.stderr
+    );
+
+    // Down, it costs that wait, not the discovery timeout, and is named. (The call's filter
+    // names its agent, another question: the default floor first records far for it.)
+    let rpc = ["rpc", "rpcutil", "ping", "-W", "role=web", "-v"];
+    let run = fleet.mco(&rpc);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    fleet.node("far").kill();
+    let run = mco(&quick, &rpc, limit);
+    missing_after_the_window(&run, "far");
 }
 
 #[test]
