@@ -9,7 +9,9 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh --agents
 mco_nats_path
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step says when it started (seconds since the script did), so a slow CI run shows
+# which step to look at.
+step() { printf '\n==> %s (at %d s)\n' "$*" "$SECONDS"; }
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -38,4 +40,4 @@ step "fuzz targets (bounded)"
 scripts/fuzz.sh
 
 echo
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed, in $SECONDS s"
