@@ -40,4 +40,5 @@ step "fuzz targets (bounded)"
 scripts/fuzz.sh
 
 echo
-echo "$passed passed, $failed failed, in $SECONDS s"
+echo "suite took $SECONDS s"
+echo "$passed passed, $failed failed"
