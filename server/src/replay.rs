@@ -110,19 +110,123 @@ impl Hasher for DigestHasher {
 /// A map keyed by digests (of ids or of callers), which are not hashed again.
 type DigestMap<K, V> = HashMap<K, V, BuildHasherDefault<DigestHasher>>;
 
+/// How many ids each caller holds. The caller of the latest request is counted in the
+/// guard itself, the others in a map: requests mostly come from the caller of the one
+/// before, and then no table is looked into.
+#[derive(Debug, Default)]
+#[repr(C)]
+struct CallerCounts {
+    /// The caller counted inline, and its count (which may be 0).
+    latest: Option<(CallerDigest, usize)>,
+    /// Every other caller holding ids, by digest; never one with 0.
+    others: DigestMap<CallerDigest, usize>,
+}
+
+impl CallerCounts {
+    fn held(&self, caller: CallerDigest) -> usize {
+        match self.latest {
+            Some((latest, held)) if latest == caller => held,
+            _ => self.others.get(&caller).copied().unwrap_or(0),
+        }
+    }
+
+    /// `caller`'s count, made the inline one.
+    fn of(&mut self, caller: CallerDigest) -> &mut usize {
+        if !matches!(self.latest, Some((latest, _)) if latest == caller) {
+            if let Some((previous, held)) = self.latest.take() {
+                if held > 0 {
+                    self.others.insert(previous, held);
+                }
+            }
+            let held = self.others.remove(&caller).unwrap_or(0);
+            self.latest = Some((caller, held));
+        }
+        let Some((_, held)) = &mut self.latest else {
+            unreachable!("set just above")
+        };
+        held
+    }
+
+    /// Takes one id off `caller`'s count.
+    fn release(&mut self, caller: CallerDigest) {
+        match &mut self.latest {
+            Some((latest, held)) if *latest == caller => *held = held.saturating_sub(1),
+            _ => {
+                if let Entry::Occupied(mut held) = self.others.entry(caller) {
+                    *held.get_mut() -= 1;
+                    if *held.get() == 0 {
+                        held.remove();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The ids by the second they expire in (rounded up), for the sweep. The latest second's
+/// list is kept apart from the others: requests that arrive together mostly expire in the
+/// same second, and then the list is found without a search.
+#[derive(Debug, Default)]
+#[repr(C)]
+struct ExpiryIndex {
+    /// The latest second any id was listed under, and its ids.
+    latest: Option<(u64, Vec<IdDigest>)>,
+    /// Every earlier second's ids (a second ever listed, other than `latest`'s, is here:
+    /// the latest second only grows, so these are all earlier).
+    earlier: BTreeMap<u64, Vec<IdDigest>>,
+}
+
+impl ExpiryIndex {
+    fn add(&mut self, second: u64, key: IdDigest) {
+        match &mut self.latest {
+            Some((latest, keys)) if *latest == second => keys.push(key),
+            Some((latest, _)) if *latest > second => {
+                self.earlier.entry(second).or_default().push(key);
+            }
+            latest => {
+                if let Some((previous, keys)) = latest.replace((second, vec![key])) {
+                    self.earlier.insert(previous, keys);
+                }
+            }
+        }
+    }
+
+    /// The earliest second listed.
+    fn first(&self) -> Option<u64> {
+        let earlier = self.earlier.first_key_value().map(|(second, _)| *second);
+        earlier.or(self.latest.as_ref().map(|(second, _)| *second))
+    }
+
+    /// Takes the earliest second's list, if that second is before `now_ms`.
+    fn take_due(&mut self, now_ms: u64) -> Option<(u64, Vec<IdDigest>)> {
+        let second = self.first()?;
+        if second.saturating_mul(1000) >= now_ms {
+            return None;
+        }
+        match self.earlier.pop_first() {
+            Some(due) => Some(due),
+            None => self.latest.take(),
+        }
+    }
+}
+
 /// Remembers recently accepted request ids until they expire.
+///
+/// `repr(C)`, in the order an admission reads the fields: a node admits an id for every
+/// request it runs, and reads the guard from memory its caches have mostly lost.
 #[derive(Debug)]
+#[repr(C)]
 pub struct ReplayGuard {
-    /// Each remembered id's expiry (Unix milliseconds) and caller.
-    expiry_by_id: DigestMap<IdDigest, Remembered>,
-    /// The ids by the second they expire in (rounded up), for the sweep.
-    ids_by_second: BTreeMap<u64, Vec<IdDigest>>,
-    /// How many ids each caller holds.
-    ids_by_caller: DigestMap<CallerDigest, usize>,
     /// Nothing is due to be forgotten before this Unix millisecond.
     next_sweep_ms: u64,
+    /// Each remembered id's expiry (Unix milliseconds) and caller.
+    expiry_by_id: DigestMap<IdDigest, Remembered>,
+    /// How many ids each caller holds.
+    ids_by_caller: CallerCounts,
     capacity: usize,
     caller_share: usize,
+    /// The ids by the second they expire in (rounded up), for the sweep.
+    ids_by_second: ExpiryIndex,
     journal: Option<Journal>,
 }
 
@@ -199,8 +303,8 @@ impl ReplayGuard {
     pub fn new(capacity: usize, caller_share: usize) -> ReplayGuard {
         ReplayGuard {
             expiry_by_id: DigestMap::default(),
-            ids_by_second: BTreeMap::new(),
-            ids_by_caller: DigestMap::default(),
+            ids_by_second: ExpiryIndex::default(),
+            ids_by_caller: CallerCounts::default(),
             next_sweep_ms: u64::MAX,
             capacity,
             caller_share: caller_share.clamp(1, capacity.max(1)),
@@ -285,17 +389,11 @@ impl ReplayGuard {
             return Err(ReplayError::Replayed);
         };
         let caller = caller_digest(caller);
-        let held = self.ids_by_caller.entry(caller).or_default();
+        let held = self.ids_by_caller.of(caller);
         if *held >= self.caller_share {
-            if *held == 0 {
-                self.ids_by_caller.remove(&caller);
-            }
             return Err(ReplayError::CallerShareFull);
         }
         if remembered >= self.capacity {
-            if *held == 0 {
-                self.ids_by_caller.remove(&caller);
-            }
             return Err(ReplayError::Full);
         }
         *held += 1;
@@ -315,10 +413,7 @@ impl ReplayGuard {
 
     /// How many ids `caller` holds.
     pub fn held_by(&self, caller: &str) -> usize {
-        self.ids_by_caller
-            .get(&caller_digest(caller))
-            .copied()
-            .unwrap_or(0)
+        self.ids_by_caller.held(caller_digest(caller))
     }
 
     /// How many ids are remembered.
@@ -336,32 +431,20 @@ impl ReplayGuard {
         if let Some(old) = self.expiry_by_id.insert(key, entry) {
             self.release(old.caller);
         }
-        *self.ids_by_caller.entry(entry.caller).or_default() += 1;
+        *self.ids_by_caller.of(entry.caller) += 1;
         self.index_expiry(key, entry.expires_ms);
     }
 
     /// Lists `key` under the second it expires in, for the sweep.
     fn index_expiry(&mut self, key: IdDigest, expires_ms: u64) {
         let second = expiry_second(expires_ms);
-        // Requests that arrive together mostly expire in the same second: the latest
-        // second's list is found without a search.
-        match self.ids_by_second.last_entry() {
-            Some(mut last) if *last.key() == second => last.get_mut().push(key),
-            _ => self.ids_by_second.entry(second).or_default().push(key),
-        }
+        self.ids_by_second.add(second, key);
         self.next_sweep_ms = self.next_sweep_ms.min(second.saturating_mul(1000));
     }
 
     /// Takes one id off `caller`'s count.
     fn release(&mut self, caller: CallerDigest) {
-        if let std::collections::hash_map::Entry::Occupied(mut held) =
-            self.ids_by_caller.entry(caller)
-        {
-            *held.get_mut() -= 1;
-            if *held.get() == 0 {
-                held.remove();
-            }
-        }
+        self.ids_by_caller.release(caller);
     }
 
     fn journal_append(&mut self, key: IdDigest, entry: Remembered) {
@@ -399,12 +482,8 @@ impl ReplayGuard {
         if now_ms <= self.next_sweep_ms {
             return;
         }
-        while let Some(entry) = self.ids_by_second.first_entry() {
-            let second = *entry.key();
-            if second.saturating_mul(1000) >= now_ms {
-                break;
-            }
-            for key in entry.remove() {
+        while let Some((second, keys)) = self.ids_by_second.take_due(now_ms) {
+            for key in keys {
                 // An id listed twice is forgotten with its latest expiry only.
                 if let Entry::Occupied(id) = self.expiry_by_id.entry(key) {
                     if expiry_second(id.get().expires_ms) <= second {
@@ -416,8 +495,8 @@ impl ReplayGuard {
         }
         self.next_sweep_ms = self
             .ids_by_second
-            .first_key_value()
-            .map_or(u64::MAX, |(second, _)| second.saturating_mul(1000));
+            .first()
+            .map_or(u64::MAX, |second| second.saturating_mul(1000));
     }
 }
 
@@ -552,6 +631,54 @@ mod tests {
         // Expiry gives the share back.
         assert_eq!(guard.admit("m4", "mallory", 200_000, 61_001), Ok(()));
         assert_eq!(guard.held_by("mallory"), 1);
+    }
+
+    #[test]
+    fn callers_taking_turns_keep_their_own_counts_and_every_id_expires_in_its_second() {
+        let mut guard = ReplayGuard::new(100, 4);
+        // Interleaved callers, and expiries out of order: later, earlier, the same, later.
+        let admitted = [
+            ("a1", "alice", 30_000),
+            ("b1", "bob", 10_000),
+            ("a2", "alice", 10_000),
+            ("b2", "bob", 30_000),
+            ("a3", "alice", 50_000),
+            ("c1", "carol", 20_000),
+            ("b3", "bob", 50_000),
+        ];
+        for (id, caller, expires) in admitted {
+            assert_eq!(guard.admit(id, caller, expires, 0), Ok(()), "{id}");
+        }
+        let held =
+            |guard: &ReplayGuard| ["alice", "bob", "carol"].map(|caller| guard.held_by(caller));
+        assert_eq!(held(&guard), [3, 3, 1]);
+        assert_eq!(
+            guard.admit("a1", "alice", 60_000, 0),
+            Err(ReplayError::Replayed)
+        );
+        // Each id is forgotten in the sweep after its own second, whatever the order it came in.
+        assert_eq!(guard.admit("d1", "dave", 90_000, 10_001), Ok(()));
+        assert_eq!(held(&guard), [2, 2, 1]);
+        assert!(!guard.contains("b1", 0) && !guard.contains("a2", 0));
+        assert_eq!(guard.admit("d2", "dave", 90_000, 30_001), Ok(()));
+        assert_eq!(held(&guard), [1, 1, 0]);
+        assert!(guard.contains("a3", 30_001) && guard.contains("b3", 30_001));
+        assert_eq!(guard.admit("d3", "dave", 90_000, 50_001), Ok(()));
+        assert_eq!(held(&guard), [0, 0, 0]);
+        assert_eq!(guard.held_by("dave"), 3);
+        assert_eq!(guard.len(), 3);
+        // A share given back is a share to fill again.
+        for i in 0..4 {
+            assert_eq!(
+                guard.admit(&format!("x{i}"), "alice", 90_000, 50_001),
+                Ok(())
+            );
+        }
+        assert_eq!(
+            guard.admit("x4", "alice", 90_000, 50_001),
+            Err(ReplayError::CallerShareFull)
+        );
+        assert_eq!(guard.held_by("dave"), 3);
     }
 
     #[test]
