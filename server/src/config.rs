@@ -422,7 +422,11 @@ pub enum ConfigError {
 }
 
 /// The configuration resolved for use: defaults applied, paths absolute, values checked.
+///
+/// `repr(C)`: the identity, which every reply carries, stays first, beside the other
+/// fields of [`crate::Node`] every request reads.
 #[derive(Debug, Clone, PartialEq)]
+#[repr(C)]
 pub struct Settings {
     /// The node's identity.
     pub identity: String,

@@ -177,7 +177,9 @@ impl EventSink {
         inputs: impl FnOnce() -> Value,
         outcome: &Outcome,
     ) {
-        if !self.enabled || !changes_the_node(&request.agent, &request.action) {
+        // The request's own names first: a read (every ping and discovery of the fleet) then
+        // never touches the sink, whose memory is cold on a busy node.
+        if !changes_the_node(&request.agent, &request.action) || !self.enabled {
             return;
         }
         let collective = Some(request.collective.as_ref());

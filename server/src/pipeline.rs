@@ -337,8 +337,11 @@ impl Node {
         if clock_off.is_none() {
             Stats::bump(&self.stats.validated);
         }
+        // One snapshot of the agents for the whole admission: the filter, the policy and the
+        // agent that runs see the same table even if a reload replaces it meanwhile.
+        let agents = self.agents_now();
         if let Some(filter) = filter {
-            if let Err(reason) = self.selected_by(filter, &request).await {
+            if let Err(reason) = self.selected_by(filter, &request, &agents).await {
                 return Admission::Refuse(refusal(NotSelected, request, reason));
             }
         }
@@ -351,11 +354,11 @@ impl Node {
             return Admission::Refuse(Rejection::of(kind, request, reason));
         }
         Stats::bump(&self.stats.passed);
-        let rule = match self.authorize(&request).await {
+        let rule = match self.authorize(&request, &agents).await {
             Ok(rule) => rule,
             Err(reason) => return Admission::Refuse(Rejection::of(Denied, request, reason)),
         };
-        let Runnable { agent, data } = match self.checked_inputs(&request).await {
+        let Runnable { agent, data } = match self.checked_inputs(&request, &agents).await {
             Ok(runnable) => runnable,
             Err(outcome) => return Admission::Answer(Box::new(request), outcome),
         };
@@ -425,24 +428,30 @@ impl Node {
         tokio::time::timeout_at(deadline, work).await.ok()?.ok()
     }
 
-    /// Whether the request's filter selects this node: `Err` says why not.
+    /// Whether the request's filter selects this node, serving `agents`: `Err` says why not.
     async fn selected_by(
         self: &Arc<Self>,
         filter: CompiledFilter,
         request: &Request<'_>,
+        agents: &Arc<AgentTable>,
     ) -> Result<(), Cow<'static, str>> {
         let needs_data = filter.uses_data_plugins();
+        let agents = filter.reads_agents().then(|| Arc::clone(agents));
         let decided = self
             .with_data(needs_data, move |node, data| {
+                // A filter that calls no plugin is allowed none: the settings are read only
+                // for one that does.
                 let allowed = AllowedPlugins {
                     inner: data,
-                    allowed: node.settings.data.filter_plugins.as_deref(),
+                    allowed: match needs_data {
+                        true => node.settings.data.filter_plugins.as_deref(),
+                        false => Some(&[]),
+                    },
                 };
                 // Only what the filter looks at is taken from behind its lock: a node
                 // evaluates the filter of every broadcast of its fleet.
                 let facts = filter.reads_facts().then(|| node.facts());
                 let classes = filter.reads_classes().then(|| node.classes());
-                let agents = filter.reads_agents().then(|| node.agents_now());
                 let view = NodeView {
                     identity: node.identity(),
                     facts: facts.as_deref().unwrap_or(&NO_FACTS),
@@ -466,10 +475,12 @@ impl Node {
         }
     }
 
-    /// The policy rule that allows `request`, or why it is denied.
+    /// The policy rule that allows `request` on this node serving `agents`, or why it is
+    /// denied.
     async fn authorize(
         self: &Arc<Self>,
         request: &Request<'_>,
+        agents: &Arc<AgentTable>,
     ) -> Result<Cow<'static, str>, String> {
         let Some(policies) = self.security.policies() else {
             return Ok(Cow::Borrowed("no policy_dir: every verified caller"));
@@ -486,9 +497,10 @@ impl Node {
             request.caller.to_string(),
             request.action.to_string(),
         );
+        let agents = Arc::clone(agents);
         let verdict = self
             .with_data(needs_data, move |node, data| {
-                let (facts, classes, agents) = (node.facts(), node.classes(), node.agents_now());
+                let (facts, classes) = (node.facts(), node.classes());
                 Some(policies.decide(
                     &agent,
                     &PolicyRequest {
@@ -514,8 +526,12 @@ impl Node {
     /// The agent to run the request and its inputs checked against the action's DDL, or the
     /// outcome that says why the action cannot run (unknown agent or action, missing or
     /// invalid inputs, by the DDL or a validator plugin).
-    async fn checked_inputs(&self, request: &Request<'_>) -> Result<Runnable, Outcome> {
-        let Some(agent) = self.agent(&request.agent) else {
+    async fn checked_inputs(
+        &self,
+        request: &Request<'_>,
+        agents: &AgentTable,
+    ) -> Result<Runnable, Outcome> {
+        let Some(agent) = agents.get(&request.agent).cloned() else {
             return Err(Outcome::fail(
                 StatusCode::UnknownAction,
                 format!("Unknown agent '{}'", request.agent),

@@ -45,14 +45,14 @@ pub enum SecurityError {
 }
 
 /// The node's security state.
+///
+/// `repr(C)`: what every request reads (trust, the time limits, policies, the audit log,
+/// the replay memory) comes first, in the order a request reads it.
 #[derive(Debug)]
+#[repr(C)]
 pub struct Security {
     /// Trusted issuers; `None` when running insecure (unsigned requests accepted).
     pub trust: Option<Trust>,
-    /// The node's own key and token, for signing replies; `None` when insecure.
-    pub credentials: Option<Credentials>,
-    /// Request ids of requests that ran, within their validity window.
-    pub replay: Mutex<ReplayGuard>,
     /// Tolerated clock difference, milliseconds.
     pub clock_skew_ms: u64,
     /// The longest TTL honoured, milliseconds: a request expires at most this long after
@@ -62,6 +62,10 @@ pub struct Security {
     policies: RwLock<Option<Arc<PolicySet>>>,
     /// The audit log, when configured.
     pub audit: Option<AuditLog>,
+    /// Request ids of requests that ran, within their validity window.
+    pub replay: Mutex<ReplayGuard>,
+    /// The node's own key and token, for signing replies; `None` when insecure.
+    pub credentials: Option<Credentials>,
     /// Which inputs the audit log never shows.
     pub redaction: Redaction,
     /// The rate limit on audited and logged refusals.
