@@ -37,7 +37,8 @@ passed=$(grep -Eo '^test result: ok\. [0-9]+ passed' "$log" | awk '{s+=$4} END {
 failed=$(grep -Eo '; [0-9]+ failed' "$log" | awk '{s+=$2} END {print s+0}')
 
 step "fuzz targets (bounded)"
-scripts/fuzz.sh
+# Ten seconds a target: a smoke run that every change gets; longer hunts set MCO_FUZZ_SECONDS.
+MCO_FUZZ_SECONDS=${MCO_FUZZ_SECONDS:-10} scripts/fuzz.sh
 
 echo
 echo "suite took $SECONDS s"

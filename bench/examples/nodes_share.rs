@@ -13,7 +13,6 @@
 
 use std::time::Duration;
 
-use mco_bench::keys::Issuer;
 use mco_bench::measure::{with_cpu, Samples};
 use mco_bench::raw::{self, RawFleet, Work};
 use mco_bench::sim::{message_sizes, raw_caller_round, Fleet, FleetSpec};
@@ -40,7 +39,7 @@ async fn run(broker: String, n: usize, rounds: usize) -> Result<(), Box<dyn std:
     }
     let caller = async_nats::connect(&broker).await?;
     // The raw floor's messages are as large as the unsigned ping's.
-    let (request_bytes, reply_bytes) = message_sizes(None, &Issuer::generate()?);
+    let (request_bytes, reply_bytes) = message_sizes(None);
     let raw_fleet = RawFleet::start(&connections, "raw", n, reply_bytes, Work::None).await?;
     let mut spec = FleetSpec::new(n, None);
     spec.collectives = vec!["share".into()];

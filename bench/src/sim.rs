@@ -33,6 +33,7 @@ use mco_server::pipeline::Route;
 use mco_server::policy::PolicySet;
 use mco_server::security::Security;
 use mco_server::Node;
+use mco_spec::message::now_millis;
 use mco_spec::security::{Credentials, Trust};
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
@@ -358,7 +359,7 @@ pub fn ping_request(collective: &str) -> mco_spec::Request<'static> {
         },
         caller: BENCH_CALLER.into(),
         sender: "bench-client".into(),
-        time: mco_spec::message::now_millis(),
+        time: now_millis(),
         ttl: 60,
         targets: None,
     }
@@ -398,10 +399,10 @@ pub async fn raw_caller_round(
     Ok(started.elapsed())
 }
 
-/// A ping request and reply as mco sends them, for the raw floor's message sizes.
-pub fn message_sizes(caller: Option<&Credentials>, issuer: &Issuer) -> (usize, usize) {
+/// A ping request and reply as mco sends them, for the raw floor's message sizes: signed by
+/// the caller `signed` names and a node of its issuer, or unsigned.
+pub fn message_sizes(signed: Option<(&Credentials, &Issuer)>) -> (usize, usize) {
     let request = ping_request("bench");
-    let now_millis = mco_spec::message::now_millis;
     let reply = mco_spec::Reply {
         request_id: request.id.to_string(),
         sender: "sim-00000".into(),
@@ -410,13 +411,13 @@ pub fn message_sizes(caller: Option<&Credentials>, issuer: &Issuer) -> (usize, u
         time: now_millis(),
         statuscode: mco_spec::StatusCode::Ok,
         statusmsg: "OK".into(),
-        data: serde_json::json!({"pong": now_millis() / 1000}),
+        data: json!({"pong": now_millis() / 1000}),
     };
-    let sizes = match caller {
-        Some(c) => {
+    let sizes = match signed {
+        Some((caller, issuer)) => {
             let node = issuer.server("sim-00000", &derived_key(issuer, "node", b"sim-00000"));
             (
-                mco_spec::RequestEnvelope::signed(&request, c).and_then(|e| e.to_bytes()),
+                mco_spec::RequestEnvelope::signed(&request, caller).and_then(|e| e.to_bytes()),
                 mco_spec::ReplyEnvelope::signed(&reply, &node).and_then(|e| e.to_bytes()),
             )
         }

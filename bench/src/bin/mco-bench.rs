@@ -328,8 +328,8 @@ impl Bench {
 async fn broadcast(bench: &mut Bench, n: usize) -> anyhow::Result<()> {
     let rounds = rounds_for(n, bench.cli.rounds);
     eprintln!("broadcast to {n} nodes, {rounds} rounds of each, taking turns");
-    let (req_signed, reply_signed) = message_sizes(Some(&bench.caller), &bench.issuer);
-    let (req_plain, reply_plain) = message_sizes(None, &bench.issuer);
+    let (req_signed, reply_signed) = message_sizes(Some((&bench.caller, &bench.issuer)));
+    let (req_plain, reply_plain) = message_sizes(None);
     let raw_fleet = RawFleet::start(
         &bench.raw_connections,
         &format!("raw{n}"),
@@ -495,7 +495,7 @@ impl Rounds {
 async fn fan_out_floor(bench: &mut Bench, fleet: &RawFleet, _reply: usize) -> anyhow::Result<()> {
     let n = fleet.node_keys.len();
     let targets: Vec<String> = (0..n).map(|i| fleet.direct(i)).collect();
-    let (req_signed, _) = message_sizes(Some(&bench.caller), &bench.issuer);
+    let (req_signed, _) = message_sizes(Some((&bench.caller, &bench.issuer)));
     let payload = bench.raw_payload(req_signed, true);
     let mut samples = Samples::new();
     for round in 0..=bench.cli.rounds {
@@ -618,8 +618,8 @@ async fn direct_to_many(bench: &mut Bench, client: &Client, fleet: &Fleet) -> an
 async fn direct(bench: &mut Bench) -> anyhow::Result<()> {
     eprintln!("direct requests to one node");
     let samples_n = bench.cli.direct_samples;
-    let (req_signed, reply_signed) = message_sizes(Some(&bench.caller), &bench.issuer);
-    let (req_plain, reply_plain) = message_sizes(None, &bench.issuer);
+    let (req_signed, reply_signed) = message_sizes(Some((&bench.caller, &bench.issuer)));
+    let (req_plain, reply_plain) = message_sizes(None);
 
     let mut raw_rtt = Samples::new();
     let mut raw_sig_rtt = Samples::new();
@@ -1038,7 +1038,7 @@ fn binaries() -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
 /// The discovery figures ([`mco_bench::discovery`]).
 async fn discovery(bench: &mut Bench) -> anyhow::Result<()> {
     let (dir, _, _) = binaries()?;
-    let (request_size, reply_size) = message_sizes(Some(&bench.caller), &bench.issuer);
+    let (request_size, reply_size) = message_sizes(Some((&bench.caller, &bench.issuer)));
     let measuring = DiscoveryBench {
         broker: &bench.broker,
         issuer: &bench.issuer,
