@@ -338,10 +338,13 @@ impl Node {
             Stats::bump(&self.stats.validated);
         }
         // One snapshot of the agents for the whole admission: the filter, the policy and the
-        // agent that runs see the same table even if a reload replaces it meanwhile.
-        let agents = self.agents_now();
+        // agent that runs see the same table even if a reload replaces it meanwhile. It is
+        // taken for the filter only when the filter reads agents, so a broadcast that does not
+        // select this node (most discoveries of a filtered fleet) costs no lock for it.
+        let mut agents = None;
         if let Some(filter) = filter {
-            if let Err(reason) = self.selected_by(filter, &request, &agents).await {
+            agents = filter.reads_agents().then(|| self.agents_now());
+            if let Err(reason) = self.selected_by(filter, &request, agents.as_ref()).await {
                 return Admission::Refuse(refusal(NotSelected, request, reason));
             }
         }
@@ -354,6 +357,7 @@ impl Node {
             return Admission::Refuse(Rejection::of(kind, request, reason));
         }
         Stats::bump(&self.stats.passed);
+        let agents = agents.unwrap_or_else(|| self.agents_now());
         let rule = match self.authorize(&request, &agents).await {
             Ok(rule) => rule,
             Err(reason) => return Admission::Refuse(Rejection::of(Denied, request, reason)),
@@ -428,24 +432,26 @@ impl Node {
         tokio::time::timeout_at(deadline, work).await.ok()?.ok()
     }
 
-    /// Whether the request's filter selects this node, serving `agents`: `Err` says why not.
+    /// Whether the request's filter selects this node, serving `agents` (given when the
+    /// filter reads them): `Err` says why not.
     async fn selected_by(
         self: &Arc<Self>,
         filter: CompiledFilter,
         request: &Request<'_>,
-        agents: &Arc<AgentTable>,
+        agents: Option<&Arc<AgentTable>>,
     ) -> Result<(), Cow<'static, str>> {
         let needs_data = filter.uses_data_plugins();
-        let agents = filter.reads_agents().then(|| Arc::clone(agents));
+        let agents = agents.cloned();
         let decided = self
             .with_data(needs_data, move |node, data| {
                 // A filter that calls no plugin is allowed none: the settings are read only
                 // for one that does.
                 let allowed = AllowedPlugins {
                     inner: data,
-                    allowed: match needs_data {
-                        true => node.settings.data.filter_plugins.as_deref(),
-                        false => Some(&[]),
+                    allowed: if needs_data {
+                        node.settings.data.filter_plugins.as_deref()
+                    } else {
+                        Some(&[])
                     },
                 };
                 // Only what the filter looks at is taken from behind its lock: a node

@@ -141,10 +141,8 @@ impl CallerCounts {
             let held = self.others.remove(&caller).unwrap_or(0);
             self.latest = Some((caller, held));
         }
-        let Some((_, held)) = &mut self.latest else {
-            unreachable!("set just above")
-        };
-        held
+        // `latest` is `caller`'s by now: nothing is inserted here.
+        &mut self.latest.get_or_insert((caller, 0)).1
     }
 
     /// Takes one id off `caller`'s count.

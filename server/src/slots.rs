@@ -45,7 +45,7 @@ struct Place<'a>(&'a Count);
 
 impl Drop for Place<'_> {
     fn drop(&mut self) {
-        self.0.used.fetch_sub(1, SeqCst);
+        self.0.give_back();
     }
 }
 
@@ -64,6 +64,11 @@ impl Count {
                 (used < self.limit).then_some(used + 1)
             })
             .is_ok()
+    }
+
+    /// Gives back a place [`Count::take_one`] took.
+    fn give_back(&self) {
+        self.used.fetch_sub(1, SeqCst);
     }
 
     /// A free place, if there is one now.
@@ -96,7 +101,7 @@ struct Slot<'a>(&'a Gate);
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        self.0.slots.used.fetch_sub(1, SeqCst);
+        self.0.slots.give_back();
         if self.0.waiting.load(SeqCst) > 0 {
             self.0.freed.notify_one();
         }
