@@ -1,14 +1,16 @@
 //! One node's share of a broadcast: `Node::handle` (mcod's pipeline, from request bytes to
 //! the encoded reply) for an `rpcutil ping`, signed and unsigned, and for a request whose
-//! filter does not select the node; and the client's share, accepting a batch of replies.
+//! filter does not select the node; and the client's share of an unsigned broadcast,
+//! reading a batch of replies as an insecure client does (envelope and reply in one pass)
+//! beside the two passes a verifying client needs (the envelope, then the signed bytes).
 //! Run with `cargo bench -p mco-bench --bench node`.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use mco_bench::keys::Issuer;
-use mco_bench::sim::{build_nodes, client_credentials, ping_request, FleetSpec};
+use mco_bench::sim::{build_nodes, client_credentials, ping_reply, ping_request, FleetSpec};
 use mco_server::pipeline::Route;
 use mco_spec::security::Credentials;
-use mco_spec::{Filter, RequestEnvelope};
+use mco_spec::{Filter, ReplyEnvelope, RequestEnvelope};
 
 /// A fresh encoded request (new id, so the replay memory admits it) for every iteration.
 fn encoded(filter: &Filter, credentials: Option<&Credentials>) -> Vec<u8> {
@@ -77,5 +79,38 @@ fn handle(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, handle);
+fn read_replies(c: &mut Criterion) {
+    const REPLIES: usize = 1000;
+    let replies: Vec<Vec<u8>> = (0..REPLIES)
+        .map(|i| {
+            ReplyEnvelope::unsigned(&ping_reply(
+                "0123456789abcdef0123456789abcdef",
+                &format!("sim-{i:05}"),
+            ))
+            .and_then(|e| e.to_bytes())
+            .expect("a reply encodes")
+        })
+        .collect();
+    let mut group = c.benchmark_group("client reads unsigned replies");
+    group.throughput(Throughput::Elements(REPLIES as u64));
+    group.bench_function("one pass (insecure client)", |b| {
+        b.iter(|| {
+            replies
+                .iter()
+                .filter(|r| ReplyEnvelope::open_unverified(r).is_ok())
+                .count()
+        })
+    });
+    group.bench_function("two passes (envelope, then reply)", |b| {
+        b.iter(|| {
+            replies
+                .iter()
+                .filter(|r| ReplyEnvelope::decode(r).and_then(|e| e.body()).is_ok())
+                .count()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, handle, read_replies);
 criterion_main!(benches);

@@ -399,20 +399,25 @@ pub async fn raw_caller_round(
     Ok(started.elapsed())
 }
 
-/// A ping request and reply as mco sends them, for the raw floor's message sizes: signed by
-/// the caller `signed` names and a node of its issuer, or unsigned.
-pub fn message_sizes(signed: Option<(&Credentials, &Issuer)>) -> (usize, usize) {
-    let request = ping_request("bench");
-    let reply = mco_spec::Reply {
-        request_id: request.id.to_string(),
-        sender: "sim-00000".into(),
+/// The reply of node `sender` to the `rpcutil ping` with id `request_id`, as a node makes it.
+pub fn ping_reply(request_id: &str, sender: &str) -> mco_spec::Reply {
+    mco_spec::Reply {
+        request_id: request_id.to_string(),
+        sender: sender.to_string(),
         agent: "rpcutil".into(),
         action: "ping".into(),
         time: now_millis(),
         statuscode: mco_spec::StatusCode::Ok,
         statusmsg: "OK".into(),
         data: json!({"pong": now_millis() / 1000}),
-    };
+    }
+}
+
+/// A ping request and reply as mco sends them, for the raw floor's message sizes: signed by
+/// the caller `signed` names and a node of its issuer, or unsigned.
+pub fn message_sizes(signed: Option<(&Credentials, &Issuer)>) -> (usize, usize) {
+    let request = ping_request("bench");
+    let reply = ping_reply(&request.id, "sim-00000");
     let sizes = match signed {
         Some((caller, issuer)) => {
             let node = issuer.server("sim-00000", &derived_key(issuer, "node", b"sim-00000"));

@@ -17,11 +17,13 @@ use mco_bench::discovery::DiscoveryBench;
 use mco_bench::keys::{derived_key, Issuer};
 use mco_bench::measure::{memory_mb, rounds_for, table, with_cpu, Figure, Samples};
 use mco_bench::raw::{self, RawFleet, Work};
-use mco_bench::sim::{client_credentials, message_sizes, raw_caller_round, Fleet, FleetSpec};
+use mco_bench::sim::{
+    client_credentials, message_sizes, ping_reply, raw_caller_round, Fleet, FleetSpec,
+};
 use mco_client::{Call, Client, Size};
 use mco_spec::message::{new_request_id, now_millis};
 use mco_spec::security::Credentials;
-use mco_spec::{subjects, Reply, ReplyEnvelope, StatusCode};
+use mco_spec::{subjects, ReplyEnvelope};
 
 /// Measure mco against raw NATS on this machine.
 #[derive(Debug, Parser)]
@@ -966,17 +968,7 @@ async fn client_throughput(bench: &mut Bench) -> anyhow::Result<()> {
                 &identity,
                 &derived_key(&bench.issuer, "node", identity.as_bytes()),
             );
-            let reply = Reply {
-                request_id: id.clone(),
-                sender: identity,
-                agent: "rpcutil".into(),
-                action: "ping".into(),
-                time: now_millis(),
-                statuscode: StatusCode::Ok,
-                statusmsg: "OK".into(),
-                data: serde_json::json!({"pong": now_millis() / 1000}),
-            };
-            ReplyEnvelope::signed(&reply, &node).and_then(|e| e.to_bytes())
+            ReplyEnvelope::signed(&ping_reply(&id, &identity), &node).and_then(|e| e.to_bytes())
         })
         .collect::<Result<_, _>>()?;
     for pass in ["cold", "warm"] {
