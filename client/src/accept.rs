@@ -45,9 +45,16 @@ pub(crate) struct ReplyGate {
 impl ReplyGate {
     /// A gate for the replies to `request_id`.
     pub(crate) fn new(request_id: impl Into<String>) -> ReplyGate {
+        ReplyGate::expecting(request_id, 0)
+    }
+
+    /// A gate for the replies to `request_id` from about `nodes` senders, with room for them
+    /// from the start: growing the set of senders as a large fleet's replies come in would
+    /// rehash it a dozen times while they are being timed.
+    pub(crate) fn expecting(request_id: impl Into<String>, nodes: usize) -> ReplyGate {
         ReplyGate {
             request_id: request_id.into(),
-            seen: HashSet::new(),
+            seen: HashSet::with_capacity(nodes),
             forged: 0,
             dropped: 0,
         }
@@ -169,17 +176,24 @@ impl Client {
 }
 
 /// Into how many parts a batch of `n` replies is cut to be checked side by side: at most one
-/// per core the process may use, each of at least [`MIN_PART_SIGNED`] replies (or
-/// [`MIN_PART_UNSIGNED`] without signatures, which are quicker to check than a thread is to
-/// wake).
+/// per thread of the pool that checks them (one per core the process may use), each of at
+/// least [`MIN_PART_SIGNED`] replies (or [`MIN_PART_UNSIGNED`] without signatures, which are
+/// quicker to check than a thread is to wake).
+///
+/// The pool's size is read from the pool, which counted the cores once: asking the system
+/// (`available_parallelism`) reads the process's cgroup files, system calls that cost more
+/// than checking a small batch, and a call's replies arrive in many small batches.
 fn parallel_parts(n: usize, signed: bool) -> usize {
     let min_part = if signed {
         MIN_PART_SIGNED
     } else {
         MIN_PART_UNSIGNED
     };
-    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
-    (n / min_part).clamp(1, cores)
+    let parts = n / min_part;
+    if parts <= 1 {
+        return 1;
+    }
+    parts.min(rayon::current_num_threads().max(1))
 }
 
 /// The fewest signed replies worth handing to another core (about 0.5 ms of verification).
@@ -273,6 +287,20 @@ mod tests {
             }
         }
         assert_eq!(open_unverified(good.as_bytes()), Ok(reply("r1", "web1")));
+    }
+
+    #[test]
+    fn a_batch_is_cut_into_parts_worth_a_thread_each_and_no_more_than_the_pool_has() {
+        let threads = rayon::current_num_threads();
+        assert_eq!(parallel_parts(0, true), 1);
+        assert_eq!(parallel_parts(MIN_PART_SIGNED * 2 - 1, true), 1);
+        assert_eq!(parallel_parts(MIN_PART_UNSIGNED * 2 - 1, false), 1);
+        assert_eq!(parallel_parts(MIN_PART_SIGNED * 2, true), 2.min(threads));
+        assert_eq!(parallel_parts(MIN_PART_UNSIGNED * 2, false), 2.min(threads));
+        assert_eq!(
+            parallel_parts(MIN_PART_SIGNED * 1000, true),
+            threads.clamp(1, 1000)
+        );
     }
 
     #[test]

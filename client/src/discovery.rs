@@ -365,7 +365,8 @@ impl Client {
         });
         sent.map_err(broker)?;
         let client = self.clone();
-        let mut gate = ReplyGate::new(request.id.clone());
+        let expected_nodes = expecting.expected.as_ref().map_or(0, |e| e.nodes.len());
+        let mut gate = ReplyGate::expecting(request.id.clone(), expected_nodes);
         // Filled as replies are read: a refusal is not a node found.
         let refused = Arc::new(Mutex::new(Vec::new()));
         let refused_here = Arc::clone(&refused);

@@ -347,9 +347,12 @@ impl Replies {
             action,
             timeout,
         } = prepared;
+        // The nodes are the caller's own list (discovery's, or the ones it named): room for
+        // each of their replies is what the call would take anyway.
+        let gate = ReplyGate::expecting(request_id, nodes.len());
         let shared = Arc::new(Mutex::new(Progress {
             stats,
-            gate: ReplyGate::new(request_id),
+            gate,
             expected: Arc::new(nodes.into_iter().collect()),
             contacted: Arc::default(),
             current: Arc::default(),
