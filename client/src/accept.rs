@@ -193,7 +193,7 @@ fn parallel_parts(n: usize, signed: bool) -> usize {
     if parts <= 1 {
         return 1;
     }
-    parts.min(rayon::current_num_threads().max(1))
+    parts.min(rayon::current_num_threads())
 }
 
 /// The fewest signed replies worth handing to another core (about 0.5 ms of verification).
@@ -210,8 +210,9 @@ fn open_unverified(payload: &[u8]) -> Result<Reply, ReplyRejected> {
         .map_err(|e| ReplyRejected::Malformed(e.to_string()))
 }
 
-/// Parses a verified (or, insecure, unverified) reply and checks that the token that signed
-/// it is the sender's own.
+/// Parses a verified reply and checks that the token that signed it is the sender's own.
+/// Without a token it only parses: [`Client::verified`] hands its checks an optional token,
+/// though an insecure client reads its replies with [`open_unverified`] instead.
 fn check_sender(envelope: &ReplyEnvelope, token: Option<&Token>) -> Result<Reply, ReplyRejected> {
     let reply = envelope
         .body()
@@ -299,7 +300,7 @@ mod tests {
         assert_eq!(parallel_parts(MIN_PART_UNSIGNED * 2, false), 2.min(threads));
         assert_eq!(
             parallel_parts(MIN_PART_SIGNED * 1000, true),
-            threads.clamp(1, 1000)
+            threads.min(1000)
         );
     }
 
