@@ -31,15 +31,16 @@
 //!
 //! Expiry is tracked per second, not per millisecond: an id is forgotten in the sweep after
 //! the second in which it expires (so up to a second late, never early), and the sweep runs
-//! only when that second has passed. A node's memory is then a hash set plus one short list
-//! per second of the TTL window, and admitting an id touches little more than the hash set:
-//! in the fleet simulator, where a thousand nodes' memories compete for the CPU caches, the
-//! per-millisecond tree was a tenth of the CPU.
+//! only when that second has passed. A node's memory is then a hash set plus a queue of ids in
+//! the order they expire, and admitting an id touches little more than the hash set: in the
+//! fleet simulator, where a thousand nodes' memories compete for the CPU caches, the
+//! per-millisecond tree was a tenth of the CPU, and a list and tree entry per second most
+//! of what remained of the guard beside the hash set.
 //!
 //! Not for: deciding whether a request is inside its time window (the pipeline does that).
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{BufRead, BufReader, Write};
@@ -161,50 +162,67 @@ impl CallerCounts {
     }
 }
 
-/// The ids by the second they expire in (rounded up), for the sweep. The latest second's
-/// list is kept apart from the others: requests that arrive together mostly expire in the
-/// same second, and then the list is found without a search.
+/// The ids by the second they expire in (rounded up), for the sweep.
+///
+/// Requests mostly arrive in the order they expire (one TTL for a fleet's calls), so ids are
+/// kept in one queue in arrival order, each beside its second: listing an id is a push onto
+/// the queue's back, and a node that admits an id for every request it runs allocates
+/// nothing for it once the queue has grown to its working size. An id expiring earlier than
+/// the queue's last one (a shorter TTL) goes into a map by second instead.
 #[derive(Debug, Default)]
 #[repr(C)]
 struct ExpiryIndex {
-    /// The latest second any id was listed under, and its ids.
-    latest: Option<(u64, Vec<IdDigest>)>,
-    /// Every earlier second's ids (a second ever listed, other than `latest`'s, is here:
-    /// the latest second only grows, so these are all earlier).
+    /// Seconds and ids in arrival order, the seconds never decreasing.
+    in_order: VecDeque<(u64, IdDigest)>,
+    /// Ids that expire before the last second of `in_order`, by second.
     earlier: BTreeMap<u64, Vec<IdDigest>>,
 }
 
 impl ExpiryIndex {
+    /// Queues this small keep their room when they empty.
+    const KEPT_ROOM: usize = 64;
+
     fn add(&mut self, second: u64, key: IdDigest) {
-        match &mut self.latest {
-            Some((latest, keys)) if *latest == second => keys.push(key),
-            Some((latest, _)) if *latest > second => {
-                self.earlier.entry(second).or_default().push(key);
-            }
-            latest => {
-                if let Some((previous, keys)) = latest.replace((second, vec![key])) {
-                    self.earlier.insert(previous, keys);
-                }
-            }
+        match self.in_order.back() {
+            Some((last, _)) if *last > second => self.earlier.entry(second).or_default().push(key),
+            _ => self.in_order.push_back((second, key)),
         }
     }
 
     /// The earliest second listed.
     fn first(&self) -> Option<u64> {
+        let queued = self.in_order.front().map(|(second, _)| *second);
         let earlier = self.earlier.first_key_value().map(|(second, _)| *second);
-        earlier.or(self.latest.as_ref().map(|(second, _)| *second))
+        match (queued, earlier) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    /// Takes the earliest second's list, if that second is before `now_ms`.
-    fn take_due(&mut self, now_ms: u64) -> Option<(u64, Vec<IdDigest>)> {
-        let second = self.first()?;
-        if second.saturating_mul(1000) >= now_ms {
+    /// Takes one id whose second is before `now_ms`, with that second.
+    fn pop_due(&mut self, now_ms: u64) -> Option<(u64, IdDigest)> {
+        let due = |second: u64| second.saturating_mul(1000) < now_ms;
+        if let Some(mut listed) = self.earlier.first_entry() {
+            let second = *listed.key();
+            if due(second) {
+                let key = listed.get_mut().pop();
+                if listed.get().is_empty() {
+                    listed.remove();
+                }
+                if let Some(key) = key {
+                    return Some((second, key));
+                }
+            }
+        }
+        if !due(self.in_order.front()?.0) {
             return None;
         }
-        match self.earlier.pop_first() {
-            Some(due) => Some(due),
-            None => self.latest.take(),
+        let popped = self.in_order.pop_front();
+        if self.in_order.is_empty() {
+            // A burst's room is given back once it has been forgotten.
+            self.in_order.shrink_to(Self::KEPT_ROOM);
         }
+        popped
     }
 }
 
@@ -480,14 +498,12 @@ impl ReplayGuard {
         if now_ms <= self.next_sweep_ms {
             return;
         }
-        while let Some((second, keys)) = self.ids_by_second.take_due(now_ms) {
-            for key in keys {
-                // An id listed twice is forgotten with its latest expiry only.
-                if let Entry::Occupied(id) = self.expiry_by_id.entry(key) {
-                    if expiry_second(id.get().expires_ms) <= second {
-                        let caller = id.remove().caller;
-                        self.release(caller);
-                    }
+        while let Some((second, key)) = self.ids_by_second.pop_due(now_ms) {
+            // An id listed twice is forgotten with its latest expiry only.
+            if let Entry::Occupied(id) = self.expiry_by_id.entry(key) {
+                if expiry_second(id.get().expires_ms) <= second {
+                    let caller = id.remove().caller;
+                    self.release(caller);
                 }
             }
         }
@@ -580,6 +596,41 @@ mod tests {
         assert_eq!(guard.admit("c", "alice", 20_000, 11_001), Ok(()));
         assert!(!guard.contains("a", 0), "forgotten after its second");
         assert!(guard.contains("b", 11_001));
+    }
+
+    #[test]
+    fn ids_arriving_out_of_expiry_order_are_each_forgotten_in_their_own_second() {
+        let mut guard = ReplayGuard::new(100, 100);
+        // Long and short TTLs interleaved, and a second listed again after a later one.
+        let ids = [
+            ("long1", 30_000),
+            ("short1", 5_000),
+            ("long2", 30_000),
+            ("shorter", 3_000),
+            ("short2", 5_000),
+            ("longest", 40_000),
+            ("long3", 30_000),
+        ];
+        for (id, expires) in ids {
+            assert_eq!(guard.admit(id, "alice", expires, 0), Ok(()));
+        }
+        for now in [1_000, 3_001, 5_001, 30_001, 40_001] {
+            // Touch the guard at `now` so it sweeps.
+            let probe = format!("probe-{now}");
+            assert_eq!(guard.admit(&probe, "bob", now, now), Ok(()));
+            for (id, expires) in ids {
+                assert_eq!(
+                    guard.contains(id, 0),
+                    expires >= now,
+                    "{id} (expires {expires}) at {now}"
+                );
+            }
+        }
+        // Every probe has expired too: only the newest id is left.
+        assert_eq!(guard.admit("last", "bob", 50_000, 41_001), Ok(()));
+        assert_eq!(guard.len(), 1);
+        assert_eq!(guard.ids_by_second.in_order.len(), 1);
+        assert!(guard.ids_by_second.earlier.is_empty());
     }
 
     #[test]
