@@ -6,6 +6,7 @@
 //! - [`subjects`]: the NATS subject names for broadcast, direct, reply and registration traffic.
 //! - [`envelope`]: the one signed envelope requests, replies and registrations travel in.
 //! - [`message`]: the request and reply types and status codes.
+//! - [`request_reader`]: a shortcut past serde for requests in the shape clients write them.
 //! - [`targets`]: the compact, signed set of nodes a direct request is for.
 //! - [`security`]: keys, issuer-signed tokens, and request/reply signatures.
 //! - [`filter`]: the filter model (`-F`, `-C`, `-I`, `-A`, `-W`), its parser and the one
@@ -41,6 +42,7 @@ pub mod filter;
 pub mod message;
 pub mod regex_dialect;
 pub mod registration;
+pub mod request_reader;
 pub mod security;
 pub mod subjects;
 pub mod targets;
