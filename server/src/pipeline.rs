@@ -254,7 +254,7 @@ impl Node {
         self: &Arc<Self>,
         collective: &str,
         route: Route,
-        request: Request<'a>,
+        mut request: Request<'a>,
         target: Option<&TargetProof>,
         verified: Option<Arc<Token>>,
     ) -> Admission<'a> {
@@ -326,7 +326,8 @@ impl Node {
                 }
                 None
             }
-            None => match request.filter.compile() {
+            // The request's own filter becomes the compiled one: nothing reads it after.
+            None => match std::mem::take(&mut request.filter).into_compiled() {
                 Ok(filter) => Some(filter),
                 Err(e) => {
                     let reason = format!("refused a filter this node does not evaluate: {e}");

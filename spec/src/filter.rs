@@ -391,6 +391,12 @@ impl Filter {
     /// filters over the limits ([`MAX_FILTER_ENTRIES`], [`MAX_FILTER_REGEXES`], the compound
     /// limits), which are checked before anything is compiled.
     pub fn compile(&self) -> Result<CompiledFilter, FilterError> {
+        self.clone().into_compiled()
+    }
+
+    /// [`Filter::compile`], keeping the filter's names as the compiled filter's own rather
+    /// than copying them: what a node does with each request's filter.
+    pub fn into_compiled(self) -> Result<CompiledFilter, FilterError> {
         if self.entries() > MAX_FILTER_ENTRIES {
             return Err(FilterError::TooLarge {
                 what: format!("{} entries", self.entries()),
@@ -427,9 +433,9 @@ impl Filter {
                 .iter()
                 .map(FactFilter::compile_fact)
                 .collect::<Result<_, _>>()?,
-            classes: compile_matchers("class", &self.class)?,
-            identities: compile_matchers("identity", &self.identity)?,
-            agents: compile_matchers("agent", &self.agent)?,
+            classes: compile_matchers("class", self.class)?,
+            identities: compile_matchers("identity", self.identity)?,
+            agents: compile_matchers("agent", self.agent)?,
         })
     }
 }
@@ -552,11 +558,11 @@ impl Matcher {
     }
 }
 
-fn compile_matcher(kind: &'static str, input: &str) -> Result<Matcher, FilterError> {
+fn compile_matcher(kind: &'static str, input: String) -> Result<Matcher, FilterError> {
     if input.is_empty() {
         return Err(FilterError::Empty { kind });
     }
-    match slash_regex(input) {
+    match slash_regex(&input) {
         Some((pattern, insensitive)) => {
             let source = if insensitive {
                 format!("(?i){pattern}")
@@ -571,17 +577,20 @@ fn compile_matcher(kind: &'static str, input: &str) -> Result<Matcher, FilterErr
                     reason,
                 })
         }
-        None => Ok(Matcher::Exact(input.to_string())),
+        None => Ok(Matcher::Exact(input)),
     }
 }
 
 fn checked_matcher(kind: &'static str, input: &str) -> Result<String, FilterError> {
-    compile_matcher(kind, input)?;
+    compile_matcher(kind, input.to_string())?;
     Ok(input.to_string())
 }
 
-fn compile_matchers(kind: &'static str, inputs: &[String]) -> Result<Vec<Matcher>, FilterError> {
-    inputs.iter().map(|i| compile_matcher(kind, i)).collect()
+fn compile_matchers(kind: &'static str, inputs: Vec<String>) -> Result<Vec<Matcher>, FilterError> {
+    inputs
+        .into_iter()
+        .map(|i| compile_matcher(kind, i))
+        .collect()
 }
 
 /// `/pattern/` or `/pattern/i` → (pattern, case-insensitive).

@@ -39,6 +39,7 @@ pub mod compound;
 pub mod envelope;
 pub mod event;
 pub mod filter;
+mod json_text;
 pub mod message;
 pub mod regex_dialect;
 pub mod registration;

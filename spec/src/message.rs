@@ -295,8 +295,8 @@ impl Request<'_> {
             || self.id.len() > 64
             || !self
                 .id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         {
             return Err(invalid("id", "must be 1 to 64 letters, digits or dashes"));
         }
@@ -462,7 +462,7 @@ impl ReplyFields<'_> {
 /// Writes `text` as a JSON string: as it is between quotes when nothing in it needs escaping
 /// (the usual case: ids, names, "OK"), else as serde_json escapes it.
 fn write_json_str(out: &mut Vec<u8>, text: &str) -> Result<(), serde_json::Error> {
-    if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    if crate::json_text::special_at(text.as_bytes()).is_none() {
         out.push(b'"');
         out.extend_from_slice(text.as_bytes());
         out.push(b'"');

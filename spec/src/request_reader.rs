@@ -121,7 +121,7 @@ impl<'a> Cursor<'a> {
         self.eat(b'"')?;
         let start = self.at;
         let rest = &self.bytes()[start..];
-        let len = string_end(rest)?;
+        let len = crate::json_text::special_at(rest)?;
         if rest[len] != b'"' {
             return None;
         }
@@ -341,40 +341,6 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// The position of the first byte of `bytes` that ends a plain string: a quote, a
-/// backslash or a control character. Eight bytes at a time, as strings are most of a
-/// request's bytes.
-fn string_end(bytes: &[u8]) -> Option<usize> {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    const QUOTES: u64 = u64::from_ne_bytes([b'"'; 8]);
-    const BACKSLASHES: u64 = u64::from_ne_bytes([b'\\'; 8]);
-    const SPACES: u64 = u64::from_ne_bytes([0x20; 8]);
-    let mut chunks = bytes.chunks_exact(8);
-    let mut at = 0;
-    for chunk in chunks.by_ref() {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let word = u64::from_le_bytes(word);
-        // A byte's high bit is set where it is zero after the xor (quote, backslash) or
-        // below 0x20; bits above the first such byte may be set wrongly by the borrow, the
-        // lowest one is exact, and it is the one taken.
-        let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
-        let found = zero(word ^ QUOTES)
-            | zero(word ^ BACKSLASHES)
-            | (word.wrapping_sub(SPACES) & !word & HIGHS);
-        if found != 0 {
-            return Some(at + (found.trailing_zeros() / 8) as usize);
-        }
-        at += 8;
-    }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
-        .map(|i| at + i)
-}
-
 /// Sets a field seen for the first time; a key given twice gives up (serde refuses it).
 fn once<T>(slot: &mut Option<T>, value: Option<T>) -> Option<()> {
     if slot.is_some() {
@@ -557,28 +523,6 @@ mod tests {
         let request = request.into_owned();
         let target = envelope.target;
         Some((request, target))
-    }
-
-    #[test]
-    fn a_plain_string_ends_at_its_first_quote_backslash_or_control_character() {
-        let slow = |b: &[u8]| b.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20);
-        for len in 0..40 {
-            for at in 0..len {
-                for special in [
-                    b'"', b'\\', 0x00, 0x1f, b' ', 0x7f, 0x80, 0xff, b'!', b'#', b'[',
-                ] {
-                    for filler in [b'a', 0xe9, b'~', b' '] {
-                        let mut bytes = vec![filler; len];
-                        bytes[at] = special;
-                        // A second match later must not hide the first.
-                        if at + 3 < len {
-                            bytes[at + 3] = b'"';
-                        }
-                        assert_eq!(string_end(&bytes), slow(&bytes), "{bytes:?}");
-                    }
-                }
-            }
-        }
     }
 
     #[test]

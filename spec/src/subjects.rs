@@ -180,10 +180,11 @@ pub fn registration(collective: &str) -> String {
 /// NATS tokens may not be empty or contain whitespace, `.`, `*` or `>`; identities are
 /// allowed dots in MCollective, so [`is_valid_identity`] is the check for those.
 pub fn is_valid_token(name: &str) -> bool {
+    // Bytes, not chars: a character outside ASCII fails on its first byte alike.
     !name.is_empty()
         && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// Whether `identity` is a valid node identity: `^[A-Za-z0-9_.-]+$`, as in MCollective.
@@ -196,8 +197,8 @@ pub fn is_valid_identity(identity: &str) -> bool {
         && !identity.ends_with('.')
         && !identity.contains("..")
         && identity
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
 #[cfg(test)]
