@@ -1,6 +1,7 @@
-//! Hot paths of the wire protocol: filter evaluation on a node, request encode/decode, and
-//! the signature work every request and reply costs (including batch verification of
-//! replies on the client). Run with `cargo bench -p mco-spec`.
+//! Hot paths of the wire protocol: filter evaluation on a node, request encode/decode (the
+//! hand-written request reader beside serde's reading of the same bytes), and the signature
+//! work every request and reply costs (including batch verification of replies on the
+//! client). Run with `cargo bench -p mco-spec`.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
@@ -95,6 +96,53 @@ fn encoding(c: &mut Criterion) {
             envelope.body().unwrap().time
         })
     });
+    group.finish();
+    // What every node does with every broadcast: read the request out of its envelope, by
+    // the hand-written reader and by serde, on the same bytes (a ping as `mco ping` sends
+    // it, and a `-W` filtered call).
+    let mut group = c.benchmark_group("request_read");
+    let ping = request(Filter {
+        agent: vec!["rpcutil".into()],
+        ..Filter::default()
+    });
+    for (name, request) in [("ping", &ping), ("filtered", &req)] {
+        let envelope = RequestEnvelope::unsigned(request)
+            .unwrap()
+            .to_bytes()
+            .unwrap();
+        let text = std::str::from_utf8(&envelope).unwrap();
+        let body = RequestEnvelope::decode(&envelope)
+            .unwrap()
+            .body
+            .get()
+            .to_string();
+        assert!(mco_spec::request_reader::read_request(&body).is_some());
+        group.bench_function(format!("{name}: request, reader"), |b| {
+            b.iter(|| mco_spec::request_reader::read_request(&body).unwrap().time)
+        });
+        group.bench_function(format!("{name}: request, serde"), |b| {
+            b.iter(|| serde_json::from_str::<Request>(&body).unwrap().time)
+        });
+        group.bench_function(format!("{name}: envelope and request, reader"), |b| {
+            b.iter(|| {
+                mco_spec::request_reader::open_request_envelope(
+                    text,
+                    mco_spec::message::REQUEST_PROTOCOL,
+                )
+                .unwrap()
+                .0
+                .time
+            })
+        });
+        group.bench_function(format!("{name}: envelope and request, serde"), |b| {
+            b.iter(|| {
+                let envelope = RequestEnvelope::decode(&envelope).unwrap();
+                serde_json::from_str::<Request>(envelope.body.get())
+                    .unwrap()
+                    .time
+            })
+        });
+    }
     group.finish();
 }
 
