@@ -230,7 +230,7 @@ impl<'a, K: Kind> Envelope<'a, K> {
     /// [`Self::body_bytes`] first, then call [`Self::body`]. The envelope borrows from
     /// `bytes`.
     pub fn decode(bytes: &'a [u8]) -> Result<Self, DecodeError> {
-        let parts = Parts::<'a, K, &'a RawValue>::decode(bytes)?;
+        let parts = Parts::<'a, K, &'a RawValue>::decode(checked_text(bytes)?)?;
         Ok(Envelope {
             body: Cow::Borrowed(parts.body),
             signature: parts.signature,
@@ -246,13 +246,12 @@ impl<'a, K: Kind> Envelope<'a, K> {
     /// [`Self::decode`] followed by [`Self::body`] does; a signature and token, if any, are
     /// ignored.
     pub fn open_unverified(bytes: &'a [u8]) -> Result<Opened<'a, K>, DecodeError> {
-        if bytes.len() <= MAX_MESSAGE_BYTES {
-            if let Some((body, target)) = std::str::from_utf8(bytes).ok().and_then(K::open_fast) {
-                K::check(&body)?;
-                return Ok(Opened { body, target });
-            }
+        let text = checked_text(bytes)?;
+        if let Some((body, target)) = K::open_fast(text) {
+            K::check(&body)?;
+            return Ok(Opened { body, target });
         }
-        let parts = Parts::<'a, K, K::Body<'a>>::decode(bytes)?;
+        let parts = Parts::<'a, K, K::Body<'a>>::decode(text)?;
         K::check(&parts.body)?;
         Ok(Opened {
             body: parts.body,
@@ -405,24 +404,29 @@ struct Parts<'a, K: Kind, B> {
     kind: PhantomData<K>,
 }
 
+/// The message as text, refusing oversized input before anything is parsed (so a sender
+/// cannot make a receiver allocate without bound) and bytes that are not UTF-8.
+fn checked_text(bytes: &[u8]) -> Result<&str, DecodeError> {
+    if bytes.len() > MAX_MESSAGE_BYTES {
+        return Err(DecodeError::TooLarge {
+            size: bytes.len(),
+            limit: MAX_MESSAGE_BYTES,
+        });
+    }
+    // JSON is UTF-8: checking the whole message at once is cheaper than checking each
+    // string the parser borrows from it, one by one.
+    std::str::from_utf8(bytes).map_err(|e| {
+        <serde_json::Error as de::Error>::custom(format!("the message is not UTF-8: {e}")).into()
+    })
+}
+
 impl<'a, K: Kind, B> Parts<'a, K, B> {
-    /// Decodes `bytes`, refusing oversized input, the wrong protocol and a target proof on a
-    /// kind that has none.
-    fn decode(bytes: &'a [u8]) -> Result<Self, DecodeError>
+    /// Decodes `text` (from [`checked_text`]), refusing the wrong protocol and a target
+    /// proof on a kind that has none.
+    fn decode(text: &'a str) -> Result<Self, DecodeError>
     where
         B: Deserialize<'a>,
     {
-        if bytes.len() > MAX_MESSAGE_BYTES {
-            return Err(DecodeError::TooLarge {
-                size: bytes.len(),
-                limit: MAX_MESSAGE_BYTES,
-            });
-        }
-        // JSON is UTF-8: checking the whole message at once is cheaper than checking each
-        // string the parser borrows from it, one by one.
-        let text = std::str::from_utf8(bytes).map_err(|e| {
-            <serde_json::Error as de::Error>::custom(format!("the message is not UTF-8: {e}"))
-        })?;
         let parts = serde_json::from_str::<Parts<'a, K, B>>(text)?;
         if parts.protocol != K::PROTOCOL {
             return Err(DecodeError::Protocol {

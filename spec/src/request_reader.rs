@@ -166,24 +166,24 @@ impl<'a> Cursor<'a> {
         Some(value)
     }
 
-    /// An object: calls `value` with each key, the cursor on its value, which `value` must
-    /// read. Keys with escapes give up.
-    fn object(
+    /// The items of an object or array, from `open` to `close`, each read by `item` and
+    /// separated by commas (no trailing comma, as in JSON).
+    fn items(
         &mut self,
-        mut value: impl FnMut(&mut Cursor<'a>, &'a str) -> Option<()>,
+        open: u8,
+        close: u8,
+        mut item: impl FnMut(&mut Cursor<'a>) -> Option<()>,
     ) -> Option<()> {
-        self.eat(b'{')?;
-        if self.peek()? == b'}' {
+        self.eat(open)?;
+        if self.peek()? == close {
             self.at += 1;
             return Some(());
         }
         loop {
-            let key = self.string()?;
-            self.eat(b':')?;
-            value(self, key)?;
+            item(self)?;
             match self.peek()? {
                 b',' => self.at += 1,
-                b'}' => {
+                b if b == close => {
                     self.at += 1;
                     return Some(());
                 }
@@ -192,25 +192,27 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// An object: calls `value` with each key, the cursor on its value, which `value` must
+    /// read. Keys with escapes give up.
+    fn object(
+        &mut self,
+        mut value: impl FnMut(&mut Cursor<'a>, &'a str) -> Option<()>,
+    ) -> Option<()> {
+        self.items(b'{', b'}', |cursor| {
+            let key = cursor.string()?;
+            cursor.eat(b':')?;
+            value(cursor, key)
+        })
+    }
+
     /// An array of strings without escapes.
     fn strings(&mut self) -> Option<Vec<String>> {
-        self.eat(b'[')?;
         let mut out = Vec::new();
-        if self.peek()? == b']' {
-            self.at += 1;
-            return Some(out);
-        }
-        loop {
-            out.push(self.string()?.to_string());
-            match self.peek()? {
-                b',' => self.at += 1,
-                b']' => {
-                    self.at += 1;
-                    return Some(out);
-                }
-                _ => return None,
-            }
-        }
+        self.items(b'[', b']', |cursor| {
+            out.push(cursor.string()?.to_string());
+            Some(())
+        })?;
+        Some(out)
     }
 
     /// Whether the next value is an empty object or array (`open` and its closer), which
@@ -298,13 +300,12 @@ impl<'a> Cursor<'a> {
             .then_some(data)
     }
 
-    /// A request's `targets`: `null`, or an object read by serde.
+    /// A request's `targets`: `null`, or read by serde.
     fn targets(&mut self) -> Option<Option<Targets>> {
         if self.peek()? == b'n' {
             self.null()?;
             return Some(None);
         }
-        self.peek().filter(|&b| b == b'{')?;
         self.with_serde().map(Some)
     }
 
