@@ -16,9 +16,10 @@ pub(crate) fn special_at(bytes: &[u8]) -> Option<usize> {
     let mut chunks = bytes.chunks_exact(8);
     let mut at = 0;
     for chunk in chunks.by_ref() {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let word = u64::from_le_bytes(word);
+        // Read as an array, not copied out of the slice: the copy became a call to `memcpy`
+        // for every eight bytes where the compiler did not see the length. (Every chunk is
+        // eight bytes; the default is never taken.)
+        let word = u64::from_le_bytes(<[u8; 8]>::try_from(chunk).unwrap_or_default());
         // A byte's high bit is set where it is zero after the xor (quote, backslash) or
         // below 0x20; bits above the first such byte may be set wrongly by the borrow, the
         // lowest one is exact, and it is the one taken.

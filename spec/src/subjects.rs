@@ -44,29 +44,46 @@ pub fn reply_prefix(collective: &str, caller: &str) -> String {
 /// from the same: each thread keeps the last caller's digest rather than hashing the name
 /// again (a name of any length is compared, never trusted to a shorter key).
 pub fn caller_digest(caller: &str) -> [u8; 32] {
+    caller_key(caller).digest
+}
+
+/// A caller's digest and the hex of its first half (the token of its reply prefix).
+#[derive(Clone, Copy)]
+struct CallerKey {
+    digest: [u8; 32],
+    hex: [u8; 32],
+}
+
+/// [`caller_digest`] with the prefix token beside it, remembered per thread for the last
+/// caller: [`check_reply_to`] compares the token's bytes without encoding it per request.
+fn caller_key(caller: &str) -> CallerKey {
     thread_local! {
-        static LAST: std::cell::RefCell<Option<(String, [u8; 32])>> =
+        static LAST: std::cell::RefCell<Option<(String, CallerKey)>> =
             const { std::cell::RefCell::new(None) };
     }
     LAST.with(|last| {
         let mut last = last.borrow_mut();
-        if let Some((name, digest)) = last.as_ref() {
+        if let Some((name, key)) = last.as_ref() {
             if name == caller {
-                return *digest;
+                return *key;
             }
         }
         let digest: [u8; 32] = Sha256::digest(caller.as_bytes()).into();
+        let mut hex = [0u8; 32];
+        // 16 bytes always fill 32 hex digits.
+        let _ = hex::encode_to_slice(&digest[..16], &mut hex);
+        let key = CallerKey { digest, hex };
         match last.as_mut() {
             // The name's buffer is reused: a node that alternates between two callers does
             // not allocate for each request.
-            Some((name, last_digest)) => {
+            Some((name, last_key)) => {
                 name.clear();
                 name.push_str(caller);
-                *last_digest = digest;
+                *last_key = key;
             }
-            None => *last = Some((caller.to_string(), digest)),
+            None => *last = Some((caller.to_string(), key)),
         }
-        digest
+        key
     })
 }
 
@@ -132,14 +149,13 @@ pub fn check_reply_to(
     }
     // Every node checks every request: compare piece by piece rather than building the
     // prefix string.
-    let mut hash = [0u8; 32];
-    let digest = caller_digest(caller);
-    let _ = hex::encode_to_slice(&digest[..16], &mut hash);
+    let token = caller_key(caller).hex;
     let rest = subject
-        .strip_prefix(collective)
-        .and_then(|r| r.strip_prefix(".reply."))
-        .and_then(|r| r.strip_prefix(std::str::from_utf8(&hash).unwrap_or("")))
-        .and_then(|r| r.strip_prefix('.'));
+        .as_bytes()
+        .strip_prefix(collective.as_bytes())
+        .and_then(|r| r.strip_prefix(b".reply."))
+        .and_then(|r| r.strip_prefix(&token[..]))
+        .and_then(|r| r.strip_prefix(b"."));
     match rest {
         Some(name) if !name.is_empty() => Ok(()),
         _ => Err(ReplySubjectError::NotOwnPrefix {
@@ -233,6 +249,28 @@ mod tests {
             .unwrap();
         assert_eq!(other, sha("alice"));
         assert_eq!(caller_digest("bob"), sha("bob"));
+    }
+
+    #[test]
+    fn the_remembered_prefix_token_is_the_current_callers() {
+        // Callers alternating in one thread: each is held to its own prefix, never to the
+        // one remembered from the caller before.
+        let callers = ["alice", "bob", "alice", "ali", "alice.extra", "bob"];
+        for pair in callers.windows(2) {
+            let (before, now) = (pair[0], pair[1]);
+            assert_eq!(
+                check_reply_to("mco", before, &reply("mco", before, "x")),
+                Ok(())
+            );
+            assert_eq!(check_reply_to("mco", now, &reply("mco", now, "x")), Ok(()));
+            if before != now {
+                let theirs = reply("mco", before, "x");
+                assert!(
+                    check_reply_to("mco", now, &theirs).is_err(),
+                    "{now} {before}"
+                );
+            }
+        }
     }
 
     #[test]
