@@ -1,12 +1,17 @@
 //! The node's state: settings, the agents it serves, facts, counters. Agents see it through
 //! [`NodeInfo`]; the pipeline and the daemon share it behind an `Arc`.
 //!
-//! The agents are an [`AgentTable`] behind a lock, replaced whole when external agents are
-//! reloaded ([`Node::replace_external`], on SIGHUP): a request holds the agent it was
-//! admitted with, so a reload never changes or drops an action that is running.
+//! The agents are an [`AgentTable`] replaced whole when external agents are reloaded
+//! ([`Node::replace_external`], on SIGHUP): a request holds the agent it was admitted with,
+//! so a reload never changes or drops an action that is running. The table is read through
+//! an `ArcSwap`, not a lock: every request of the fleet reads it, and a lock's and a
+//! reference count's writes made each node's line of them move between the cores that
+//! take turns serving the node; a read leaves them shared.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
 
 use mco_agents::data::{self, DataTask};
 use mco_agents::fstat::FstatPolicy;
@@ -141,7 +146,7 @@ pub struct Node {
     /// Counters (shared with the agents' slots, which count busy refusals).
     pub stats: Arc<Stats>,
     /// The agents served now.
-    agents: RwLock<Arc<AgentTable>>,
+    agents: ArcSwap<AgentTable>,
     /// The validator plugins every request's inputs are checked with (`plugins_dir`).
     pub(crate) plugins: Arc<mco_ddl::Plugins>,
     /// Where this node's events go out ([`crate::events`]).
@@ -196,7 +201,7 @@ impl Node {
             messages_in_hand: slots.messages_in_hand(),
             slots: Mutex::new(slots),
             security,
-            agents: RwLock::new(Arc::new(AgentTable::new(agents, external))),
+            agents: ArcSwap::from_pointee(AgentTable::new(agents, external)),
             plugins: Arc::new(mco_ddl::Plugins::none()),
             started: now_millis() / 1000,
         }
@@ -214,21 +219,15 @@ impl Node {
         self
     }
 
-    /// The agents served now.
-    pub fn agents_now(&self) -> Arc<AgentTable> {
-        self.agents
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+    /// The agents served now, held for a while (a request's admission): the table stays
+    /// whole for the holder even if a reload replaces it meanwhile.
+    pub fn agents_now(&self) -> arc_swap::Guard<Arc<AgentTable>> {
+        self.agents.load()
     }
 
     /// The agent called `name`, if served.
     pub fn agent(&self, name: &str) -> Option<Arc<dyn Agent>> {
-        self.agents
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-            .cloned()
+        self.agents.load().get(name).cloned()
     }
 
     /// Every served agent name including `discovery`: what the daemon subscribes to.
@@ -304,8 +303,8 @@ impl Node {
                 .cloned()
                 .collect(),
         };
-        *self.agents.write().unwrap_or_else(|p| p.into_inner()) =
-            Arc::new(AgentTable::new(agents, kept_external));
+        self.agents
+            .store(Arc::new(AgentTable::new(agents, kept_external)));
         changes
     }
 }

@@ -345,7 +345,7 @@ impl Node {
         let mut agents = None;
         if let Some(filter) = filter {
             agents = filter.reads_agents().then(|| self.agents_now());
-            if let Err(reason) = self.selected_by(filter, &request, agents.as_ref()).await {
+            if let Err(reason) = self.selected_by(filter, &request, agents.as_deref()).await {
                 return Admission::Refuse(refusal(NotSelected, request, reason));
             }
         }
@@ -441,33 +441,18 @@ impl Node {
         request: &Request<'_>,
         agents: Option<&Arc<AgentTable>>,
     ) -> Result<(), Cow<'static, str>> {
-        let needs_data = filter.uses_data_plugins();
-        let agents = agents.cloned();
-        let decided = self
-            .with_data(needs_data, move |node, data| {
-                // A filter that calls no plugin is allowed none: the settings are read only
-                // for one that does.
-                let allowed = AllowedPlugins {
-                    inner: data,
-                    allowed: if needs_data {
-                        node.settings.data.filter_plugins.as_deref()
-                    } else {
-                        Some(&[])
-                    },
-                };
-                // Only what the filter looks at is taken from behind its lock: a node
-                // evaluates the filter of every broadcast of its fleet.
-                let facts = filter.reads_facts().then(|| node.facts());
-                let classes = filter.reads_classes().then(|| node.classes());
-                let view = NodeView {
-                    identity: node.identity(),
-                    facts: facts.as_deref().unwrap_or(&NO_FACTS),
-                    classes: classes.as_deref().map_or(&[], Vec::as_slice),
-                    agents: agents.as_deref().map_or(&[], AgentTable::names),
-                };
-                filter.evaluate(&view, &allowed)
+        // A filter that calls no data plugin is decided here, on the table the admission
+        // holds; only one that does takes a reference of its own to a blocking thread.
+        let decided = if filter.uses_data_plugins() {
+            let agents = agents.cloned();
+            self.with_data(true, move |node, data| {
+                node.filter_selects(&filter, agents.as_deref(), data, true)
             })
-            .await;
+            .await
+        } else {
+            let data = NodeData(self.as_ref());
+            Some(self.filter_selects(&filter, agents.map(|a| &**a), &data, false))
+        };
         match decided {
             Some(Ok(true)) => Ok(()),
             Some(Ok(false)) => Err(Cow::Borrowed("not selected by the filter")),
@@ -480,6 +465,36 @@ impl Node {
                 Err(Cow::Borrowed("the filter's data-plugin calls timed out"))
             }
         }
+    }
+
+    /// `filter` evaluated on this node serving `agents`, with the data plugins the settings
+    /// allow filters when `calls_data` (a filter that calls no plugin is allowed none).
+    fn filter_selects(
+        &self,
+        filter: &CompiledFilter,
+        agents: Option<&AgentTable>,
+        data: &dyn DataSource,
+        calls_data: bool,
+    ) -> Result<bool, mco_spec::compound::DataError> {
+        let allowed = AllowedPlugins {
+            inner: data,
+            allowed: if calls_data {
+                self.settings.data.filter_plugins.as_deref()
+            } else {
+                Some(&[])
+            },
+        };
+        // Only what the filter looks at is taken from behind its lock: a node evaluates the
+        // filter of every broadcast of its fleet.
+        let facts = filter.reads_facts().then(|| self.facts());
+        let classes = filter.reads_classes().then(|| self.classes());
+        let view = NodeView {
+            identity: self.identity(),
+            facts: facts.as_deref().unwrap_or(&NO_FACTS),
+            classes: classes.as_deref().map_or(&[], Vec::as_slice),
+            agents: agents.map_or(&[], AgentTable::names),
+        };
+        filter.evaluate(&view, &allowed)
     }
 
     /// The policy rule that allows `request` on this node serving `agents`, or why it is

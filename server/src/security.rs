@@ -4,7 +4,9 @@
 //! it at each security stage. Only the action policies change afterwards (reloaded on
 //! SIGHUP, [`crate::reload`]): keys, trust and the replay memory stay as they started.
 
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwapOption;
 
 use mco_spec::security::{Credentials, TokenCache, Trust};
 
@@ -59,7 +61,7 @@ pub struct Security {
     /// it was made, whatever it asks for.
     pub max_ttl_ms: u64,
     /// Action policies, when a policy directory is configured ([`Security::policies`]).
-    policies: RwLock<Option<Arc<PolicySet>>>,
+    policies: ArcSwapOption<PolicySet>,
     /// The audit log, when configured.
     pub audit: Option<AuditLog>,
     /// Request ids of requests that ran, within their validity window.
@@ -87,7 +89,7 @@ impl Security {
             )),
             clock_skew_ms: settings.clock_skew_seconds.saturating_mul(1000),
             max_ttl_ms: settings.max_ttl_seconds.saturating_mul(1000),
-            policies: RwLock::new(None),
+            policies: ArcSwapOption::empty(),
             audit: None,
             redaction: Redaction::new(&settings.audit_redact),
             refusals: Mutex::new(RefusalGate::new(settings.audit_refusals_per_second)),
@@ -98,15 +100,13 @@ impl Security {
     /// The action policies in force; a request keeps the set it was checked with even if a
     /// reload replaces it meanwhile.
     pub fn policies(&self) -> Option<Arc<PolicySet>> {
-        self.policies
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        // Read without a lock: every request reads it, most nodes have none.
+        self.policies.load_full()
     }
 
     /// Puts `policies` in force for the requests that come next.
     pub fn set_policies(&self, policies: Option<PolicySet>) {
-        *self.policies.write().unwrap_or_else(|p| p.into_inner()) = policies.map(Arc::new);
+        self.policies.store(policies.map(Arc::new));
     }
 
     /// When `request` stops being acceptable here: its own expiry or the node's TTL cap,
