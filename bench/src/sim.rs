@@ -13,7 +13,9 @@
 //!   broadcast once per identity, because each identity has its own subscription;
 //! - the agent registry (the built-in `discovery` and `rpcutil` agents, which hold no
 //!   per-node state);
-//! - one tokio runtime.
+//! - one tokio runtime;
+//! - one copy of each collective's name, which every request is compared with (a real
+//!   node's own copy is always in its caches; 10,000 copies would be a cache miss each).
 //!
 //! Direct requests arrive on the plain direct subject (`<collective>.node.<identity>`), not
 //! through the JetStream work queue: 10,000 durable consumers are broker state, not node
@@ -230,10 +232,17 @@ impl Fleet {
                 })?;
             connections.push(client);
         }
+        // One copy of each collective's name for every identity's tasks (see the module
+        // documentation).
+        let names: Vec<Arc<str>> = spec
+            .collectives
+            .iter()
+            .map(|c| Arc::from(c.as_str()))
+            .collect();
         let mut tasks = Vec::with_capacity(nodes.len());
         for (index, node) in nodes.iter().enumerate() {
             let client = connections[index % connections.len()].clone();
-            tasks.extend(serve(node.clone(), client).await?);
+            tasks.extend(serve(node.clone(), client, &names).await?);
         }
         for client in &connections {
             crate::broker::round_trip(client, Duration::from_secs(30))
@@ -296,6 +305,7 @@ impl Drop for Fleet {
 async fn serve(
     node: Arc<Node>,
     client: async_nats::Client,
+    names: &[Arc<str>],
 ) -> Result<Vec<JoinHandle<()>>, SimError> {
     let mut tasks = Vec::new();
     for collective in &node.settings.collectives {
@@ -322,7 +332,11 @@ async fn serve(
                         subject: subject.clone(),
                         reason: e.to_string(),
                     })?;
-            let collective = collective.clone();
+            let collective = names
+                .iter()
+                .find(|name| ***name == **collective)
+                .cloned()
+                .unwrap_or_else(|| Arc::from(collective.as_str()));
             let node = node.clone();
             let client = client.clone();
             tasks.push(tokio::spawn(async move {
