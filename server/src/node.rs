@@ -4,9 +4,9 @@
 //! The agents are an [`AgentTable`] replaced whole when external agents are reloaded
 //! ([`Node::replace_external`], on SIGHUP): a request holds the agent it was admitted with,
 //! so a reload never changes or drops an action that is running. The table is read through
-//! an `ArcSwap`, not a lock: every request of the fleet reads it, and a lock's and a
-//! reference count's writes made each node's line of them move between the cores that
-//! take turns serving the node; a read leaves them shared.
+//! an `ArcSwap`, not a lock: every request of the fleet reads it, and a lock and a
+//! reference count were four atomic writes to the node's memory a request, where a load
+//! writes only to the reading thread's own slot.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
