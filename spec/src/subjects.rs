@@ -32,8 +32,12 @@ pub fn reply(collective: &str, caller: &str, request_id: &str) -> String {
 
 /// `<collective>.reply.<caller-hash>`: the prefix of all reply subjects of one caller.
 pub fn reply_prefix(collective: &str, caller: &str) -> String {
-    let digest = caller_digest(caller);
-    format!("{collective}.reply.{}", hex::encode(&digest[..16]))
+    let token = caller_key(caller).hex;
+    // Hex digits are ASCII: the conversion cannot fail.
+    format!(
+        "{collective}.reply.{}",
+        std::str::from_utf8(&token).unwrap_or_default()
+    )
 }
 
 /// The SHA-256 digest of a caller name: what its reply prefix is made of, and what a node's
@@ -55,7 +59,8 @@ struct CallerKey {
 }
 
 /// [`caller_digest`] with the prefix token beside it, remembered per thread for the last
-/// caller: [`check_reply_to`] compares the token's bytes without encoding it per request.
+/// caller: the one place the token is encoded, for [`reply_prefix`] and for
+/// [`check_reply_to`], which compares its bytes without encoding it per request.
 fn caller_key(caller: &str) -> CallerKey {
     thread_local! {
         static LAST: std::cell::RefCell<Option<(String, CallerKey)>> =
