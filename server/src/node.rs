@@ -78,6 +78,13 @@ impl AgentTable {
         &self.names
     }
 
+    /// Whether an exact agent name in a filter (`-A name`) finds agent `name` here: the same
+    /// answer as looking for it in [`Self::names`], from the index a request's agent is
+    /// looked up in anyway, so a busy node reads no name of its own for the filter.
+    pub fn filter_sees(&self, name: &str) -> bool {
+        name != mco_spec::subjects::DISCOVERY_AGENT && self.get(name).is_some()
+    }
+
     /// Every served agent name including `discovery`: what the daemon subscribes to.
     pub fn subscribed(&self) -> impl Iterator<Item = &str> {
         self.agents.keys().map(String::as_str)

@@ -94,6 +94,20 @@ enum Admission<'a> {
     Answer(Box<Request<'a>>, Outcome),
 }
 
+/// How admission decides whether a request is this node's.
+enum FilterCheck {
+    /// Bound to named nodes, and its copy proved this node one of them.
+    Targeted,
+    /// Its filter is only exact agent names ([`mco_spec::Filter::plain_agents`]): this node
+    /// must serve each.
+    PlainAgents,
+    /// Any other filter, compiled.
+    Compiled(CompiledFilter),
+}
+
+/// Why a node a filter does not select stays silent, whichever way the filter was decided.
+const NOT_SELECTED: &str = "not selected by the filter";
+
 /// Where a request stands in time on this node ([`timeliness`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Timeliness {
@@ -313,6 +327,9 @@ impl Node {
         };
         // Bound to its targets, or selected by its filter: never neither.
         let filter = match &request.targets {
+            // The filter a call adds its agent to and nothing else: decided by looking the
+            // names up, without compiling it (a node evaluates every broadcast's filter).
+            None if request.filter.plain_agents().is_some() => FilterCheck::PlainAgents,
             Some(targets) => {
                 let proven = target.is_some_and(|proof| targets.contains(self.identity(), proof));
                 if !proven {
@@ -324,11 +341,11 @@ impl Node {
                     );
                     return Admission::Refuse(refusal(NotTargeted, request, reason.into()));
                 }
-                None
+                FilterCheck::Targeted
             }
             // The request's own filter becomes the compiled one: nothing reads it after.
             None => match std::mem::take(&mut request.filter).into_compiled() {
-                Ok(filter) => Some(filter),
+                Ok(filter) => FilterCheck::Compiled(filter),
                 Err(e) => {
                     let reason = format!("refused a filter this node does not evaluate: {e}");
                     return Admission::Refuse(refusal(BadFilter, request, reason.into()));
@@ -343,10 +360,22 @@ impl Node {
         // taken for the filter only when the filter reads agents, so a broadcast that does not
         // select this node (most discoveries of a filtered fleet) costs no lock for it.
         let mut agents = None;
-        if let Some(filter) = filter {
-            agents = filter.reads_agents().then(|| self.agents_now());
-            if let Err(reason) = self.selected_by(filter, &request, agents.as_deref()).await {
-                return Admission::Refuse(refusal(NotSelected, request, reason));
+        match filter {
+            FilterCheck::Targeted => {}
+            FilterCheck::PlainAgents => {
+                let table = self.agents_now();
+                let names = request.filter.plain_agents().unwrap_or_default();
+                if !names.iter().all(|name| table.filter_sees(name)) {
+                    let reason = Cow::Borrowed(NOT_SELECTED);
+                    return Admission::Refuse(refusal(NotSelected, request, reason));
+                }
+                agents = Some(table);
+            }
+            FilterCheck::Compiled(filter) => {
+                agents = filter.reads_agents().then(|| self.agents_now());
+                if let Err(reason) = self.selected_by(filter, &request, agents.as_deref()).await {
+                    return Admission::Refuse(refusal(NotSelected, request, reason));
+                }
             }
         }
         if let Some(offset_secs) = clock_off {
@@ -455,7 +484,7 @@ impl Node {
         };
         match decided {
             Some(Ok(true)) => Ok(()),
-            Some(Ok(false)) => Err(Cow::Borrowed("not selected by the filter")),
+            Some(Ok(false)) => Err(Cow::Borrowed(NOT_SELECTED)),
             Some(Err(e)) => {
                 tracing::info!(id = %request.id, "not selected: the filter needs {e}");
                 Err(Cow::Owned(format!("the filter could not be decided: {e}")))

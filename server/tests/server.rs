@@ -152,6 +152,45 @@ async fn non_matching_broadcasts_are_ignored_and_counted() {
 }
 
 #[tokio::test]
+async fn an_agent_only_filter_selects_as_the_same_filter_compiled_does() {
+    // Filters see the agents a node serves except `discovery`; a disabled agent is not
+    // served.
+    let serving = node("");
+    let disabled = node("disabled_agents = [\"rpcutil\"]");
+    let cases: &[(&Arc<Node>, &[&str], bool)] = &[
+        (&serving, &["rpcutil"], true),
+        (&serving, &["rpcutil", "rpcutil"], true),
+        (&serving, &["discovery"], false),
+        (&serving, &["rpcutil", "discovery"], false),
+        (&serving, &["rpcutil", "nope"], false),
+        (&serving, &["/^rpc/"], true),
+        (&serving, &["/^disc/"], false),
+        (&disabled, &["rpcutil"], false),
+    ];
+    for (node, agents, selected) in cases {
+        let mut plain = Filter::default();
+        for agent in *agents {
+            plain.add_agent(agent).unwrap();
+        }
+        // The same agents with an identity entry that names the node: compiled, not looked up.
+        let mut compiled = plain.clone();
+        compiled.add_identity("web1").unwrap();
+        for filter in [plain, compiled] {
+            let answered = send(
+                node,
+                Route::Broadcast,
+                &request("rpcutil", "ping", json!({}), filter.clone()),
+            )
+            .await
+            .is_some();
+            assert_eq!(answered, *selected, "{filter:?}");
+        }
+    }
+    assert_eq!(count(&serving, "filtered"), 2 * 4);
+    assert_eq!(count(&disabled, "filtered"), 2);
+}
+
+#[tokio::test]
 async fn unknown_agents_actions_and_bad_inputs_get_status_codes() {
     let node = node("");
     let table = [

@@ -371,6 +371,26 @@ impl Filter {
             .then_some(self.identity.as_slice())
     }
 
+    /// The agents, when the filter is nothing but exact agent names that
+    /// [`Filter::into_compiled`] would accept (none empty, within [`MAX_FILTER_ENTRIES`]):
+    /// the filter every call adds its agent to, which selects a node exactly when it serves
+    /// each of them. A node decides such a filter by looking the names up, without compiling
+    /// it. `None` for anything else, including a filter with no entries at all.
+    pub fn plain_agents(&self) -> Option<&[String]> {
+        let only_agents = self.fact.is_empty()
+            && self.class.is_empty()
+            && self.identity.is_empty()
+            && self.compound.is_empty()
+            && !self.agent.is_empty()
+            && self.agent.len() <= MAX_FILTER_ENTRIES;
+        (only_agents
+            && self
+                .agent
+                .iter()
+                .all(|a| !a.is_empty() && slash_regex(a).is_none()))
+        .then_some(self.agent.as_slice())
+    }
+
     /// Adds a `-S` compound expression, checking its syntax.
     pub fn add_compound(&mut self, input: &str) -> Result<(), FilterError> {
         Expr::parse(input)?;
@@ -929,6 +949,57 @@ mod tests {
             classes: &classes,
             agents: &agents,
         })
+    }
+
+    #[test]
+    fn a_plain_agent_filter_selects_exactly_the_nodes_its_compiled_form_selects() {
+        let served = ["rpcutil", "service", "package"];
+        let lists: &[&[&str]] = &[
+            &["rpcutil"],
+            &["rpcutil", "service"],
+            &["puppet"],
+            &["rpcutil", "puppet"],
+            &["rpcutil", "rpcutil"],
+        ];
+        for list in lists {
+            let filter = Filter {
+                agent: list.iter().map(|a| a.to_string()).collect(),
+                ..Filter::default()
+            };
+            let names = filter.plain_agents().expect("exact names only");
+            let looked_up = names.iter().all(|a| served.contains(&a.as_str()));
+            assert_eq!(
+                looked_up,
+                node_matches(&filter, "web1", &[], &served),
+                "{list:?}"
+            );
+        }
+        // Anything else is compiled: a regex, an empty name (which compiling refuses), other
+        // parts, no entries at all, more entries than a filter may have.
+        let with = |change: &dyn Fn(&mut Filter)| {
+            let mut filter = Filter {
+                agent: vec!["rpcutil".into()],
+                ..Filter::default()
+            };
+            change(&mut filter);
+            filter
+        };
+        let compiled_instead = [
+            with(&|f| f.agent.push("/^rpc/".into())),
+            with(&|f| f.agent.push("/^RPC/i".into())),
+            with(&|f| f.agent.push(String::new())),
+            with(&|f| f.identity.push("web1".into())),
+            with(&|f| f.class.push("web".into())),
+            with(&|f| f.fact.push(FactFilter::parse("country=uk").unwrap())),
+            with(&|f| f.compound.push("country=uk".into())),
+            with(&|f| f.agent.clear()),
+            with(&|f| f.agent = vec!["rpcutil".into(); MAX_FILTER_ENTRIES + 1]),
+        ];
+        for filter in &compiled_instead {
+            assert_eq!(filter.plain_agents(), None, "{filter:?}");
+        }
+        assert!(compiled_instead[2].compile().is_err());
+        assert!(compiled_instead[8].compile().is_err());
     }
 
     #[test]
