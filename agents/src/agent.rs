@@ -189,7 +189,13 @@ impl Outcome {
 
 /// Builds a JSON object from pairs; a small helper for agents' outputs.
 pub fn outputs<const N: usize>(pairs: [(&str, Value); N]) -> Map<String, Value> {
-    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+    // Inserted one by one: collecting would gather the pairs in a vector and sort it first,
+    // an allocation more for each of a broadcast's pings.
+    let mut map = Map::new();
+    for (key, value) in pairs {
+        map.insert(key.to_string(), value);
+    }
+    map
 }
 
 /// The DDL mco-ddl ships for the built-in agent `name` (the upstream plugins' own files).
