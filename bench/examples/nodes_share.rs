@@ -5,9 +5,15 @@
 //! ratios. `mco-bench` measures the same thing among its other figures; this one leaves the
 //! signed fleets and the client library out, so `perf record` sees only the unsigned path.
 //!
+//! With `client` as a third argument, each turn also broadcasts `rpcutil ping` to the
+//! simulated nodes through an insecure `mco_client::Client` (discovery first, not timed, as in
+//! `mco-bench`), and the client's wall time is printed beside the nodes' share: the
+//! difference is what the client library adds.
+//!
 //! ```sh
 //! cargo build --profile profiling -p mco-bench --example nodes_share
 //! target/profiling/examples/nodes_share 1000 100
+//! target/profiling/examples/nodes_share 1000 100 client
 //! perf record -g target/profiling/examples/nodes_share 1000 300
 //! ```
 
@@ -16,23 +22,35 @@ use std::time::Duration;
 use mco_bench::measure::{with_cpu, Samples};
 use mco_bench::raw::{self, RawFleet, Work};
 use mco_bench::sim::{message_sizes, raw_caller_round, Fleet, FleetSpec};
+use mco_client::{Call, Client, DiscoveryEnd};
 
 /// Connections each fleet spreads over (`mco-bench`'s default).
 const CONNECTIONS: usize = 4;
 const ROUND_TIMEOUT: Duration = Duration::from_secs(5);
+const COLLECTIVE: &str = "share";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let count: usize = args.next().map_or(Ok(1000), |a| a.parse())?;
     let rounds: usize = args.next().map_or(Ok(100), |a| a.parse())?;
+    let with_client = match args.next().as_deref() {
+        None => false,
+        Some("client") => true,
+        Some(other) => return Err(format!("unknown argument {other:?} (expected client)").into()),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let nats = mco_testsupport::NatsServer::start();
-    runtime.block_on(run(nats.url(), count, rounds))
+    runtime.block_on(run(nats.url(), count, rounds, with_client))
 }
 
-async fn run(broker: String, n: usize, rounds: usize) -> Result<(), Box<dyn std::error::Error>> {
+async fn run(
+    broker: String,
+    n: usize,
+    rounds: usize,
+    with_client: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
     let mut connections = Vec::new();
     for _ in 0..CONNECTIONS {
         connections.push(async_nats::connect(&broker).await?);
@@ -42,11 +60,15 @@ async fn run(broker: String, n: usize, rounds: usize) -> Result<(), Box<dyn std:
     let (request_bytes, reply_bytes) = message_sizes(None);
     let raw_fleet = RawFleet::start(&connections, "raw", n, reply_bytes, Work::None).await?;
     let mut spec = FleetSpec::new(n, None);
-    spec.collectives = vec!["share".into()];
+    spec.collectives = vec![COLLECTIVE.into()];
     spec.connections = CONNECTIONS;
     let fleet = Fleet::start(spec, &broker).await?;
+    let client = match with_client {
+        true => Some(client(&broker).await?),
+        false => None,
+    };
     let payload = bytes::Bytes::from(vec![b'q'; request_bytes]);
-    let [mut raw_wall, mut raw_cpu, mut sim_wall, mut sim_cpu] =
+    let [mut raw_wall, mut raw_cpu, mut sim_wall, mut sim_cpu, mut client_wall] =
         std::array::from_fn(|_| Samples::new());
     for round in 0..=rounds {
         let (raw, raw_used) = with_cpu(raw::broadcast_round(
@@ -58,16 +80,34 @@ async fn run(broker: String, n: usize, rounds: usize) -> Result<(), Box<dyn std:
             ROUND_TIMEOUT,
         ))
         .await;
-        let (sim, sim_used) = with_cpu(raw_caller_round(&caller, n, "share", ROUND_TIMEOUT)).await;
+        let (sim, sim_used) =
+            with_cpu(raw_caller_round(&caller, n, COLLECTIVE, ROUND_TIMEOUT)).await;
+        let through_client = match &client {
+            Some(client) => Some(client_round(client, n).await),
+            None => None,
+        };
         // The first round of each warms up.
         if round == 0 {
             continue;
         }
-        if let (Ok(raw), Ok(sim)) = (raw, sim) {
-            raw_wall.push(raw);
-            raw_cpu.push(raw_used);
-            sim_wall.push(sim);
-            sim_cpu.push(sim_used);
+        match (raw, sim, through_client.transpose()) {
+            (Ok(raw), Ok(sim), Ok(through_client)) => {
+                raw_wall.push(raw);
+                raw_cpu.push(raw_used);
+                sim_wall.push(sim);
+                sim_cpu.push(sim_used);
+                if let Some(t) = through_client {
+                    client_wall.push(t);
+                }
+            }
+            (raw, sim, through_client) => {
+                for e in [raw.err(), sim.err(), through_client.err()]
+                    .into_iter()
+                    .flatten()
+                {
+                    eprintln!("  round {round}: {e}");
+                }
+            }
         }
     }
     fleet.stop().await;
@@ -82,5 +122,50 @@ async fn run(broker: String, n: usize, rounds: usize) -> Result<(), Box<dyn std:
         sim_cpu.p50(),
         ratio(&sim_cpu, &raw_cpu),
     );
+    if with_client {
+        println!(
+            "through the client: wall {:.2} ms ({:.2}x raw, {:.2}x the nodes' share)",
+            client_wall.p50(),
+            ratio(&client_wall, &raw_wall),
+            ratio(&client_wall, &sim_wall),
+        );
+    }
     Ok(())
+}
+
+/// An insecure client of the simulated collective, set up as `mco-bench`'s.
+async fn client(broker: &str) -> Result<Client, mco_client::ConnectError> {
+    Client::builder()
+        .broker(broker.to_string())
+        .collectives([COLLECTIVE])
+        .sender("bench-client")
+        .timeout(ROUND_TIMEOUT)
+        .discovery_timeout(ROUND_TIMEOUT)
+        .discovery_end(DiscoveryEnd::Window)
+        .discovery_window(Duration::from_millis(100))
+        .discovery_cache_lifetime(Duration::ZERO)
+        .direct_threshold(0)
+        .direct_queue(false)
+        .insecure(true)
+        .connect()
+        .await
+}
+
+/// One broadcast through the client: discovery (not timed), then the call, timed from its
+/// publish to its last reply, as `mco-bench` times it.
+async fn client_round(client: &Client, n: usize) -> Result<Duration, String> {
+    let result = client
+        .call(Call::new("rpcutil", "ping").timeout(ROUND_TIMEOUT))
+        .await
+        .map_err(|e| format!("client broadcast to {n}: {e}"))?
+        .collect()
+        .await;
+    let s = &result.stats;
+    if s.discovered != n || s.ok != n {
+        return Err(format!(
+            "client broadcast to {n}: discovered {}, ok {}",
+            s.discovered, s.ok
+        ));
+    }
+    Ok(s.elapsed)
 }
