@@ -98,9 +98,12 @@ enum Admission<'a> {
 enum FilterCheck {
     /// Bound to named nodes, and its copy proved this node one of them.
     Targeted,
-    /// Its filter is only exact agent names ([`mco_spec::Filter::plain_agents`]): this node
-    /// must serve each.
-    PlainAgents,
+    /// Its filter is only exact agent names ([`mco_spec::Filter::plain_agents`]), looked up
+    /// in `table`: `served` when this node serves each.
+    PlainAgents {
+        table: arc_swap::Guard<Arc<AgentTable>>,
+        served: bool,
+    },
     /// Any other filter, compiled.
     Compiled(CompiledFilter),
 }
@@ -327,9 +330,6 @@ impl Node {
         };
         // Bound to its targets, or selected by its filter: never neither.
         let filter = match &request.targets {
-            // The filter a call adds its agent to and nothing else: decided by looking the
-            // names up, without compiling it (a node evaluates every broadcast's filter).
-            None if request.filter.plain_agents().is_some() => FilterCheck::PlainAgents,
             Some(targets) => {
                 let proven = target.is_some_and(|proof| targets.contains(self.identity(), proof));
                 if !proven {
@@ -343,13 +343,22 @@ impl Node {
                 }
                 FilterCheck::Targeted
             }
-            // The request's own filter becomes the compiled one: nothing reads it after.
-            None => match std::mem::take(&mut request.filter).into_compiled() {
-                Ok(filter) => FilterCheck::Compiled(filter),
-                Err(e) => {
-                    let reason = format!("refused a filter this node does not evaluate: {e}");
-                    return Admission::Refuse(refusal(BadFilter, request, reason.into()));
+            None => match request.filter.plain_agents() {
+                // The filter a call adds its agent to and nothing else: decided by looking the
+                // names up, without compiling it (a node evaluates every broadcast's filter).
+                Some(names) => {
+                    let table = self.agents_now();
+                    let served = names.iter().all(|name| table.filter_sees(name));
+                    FilterCheck::PlainAgents { table, served }
                 }
+                // The request's own filter becomes the compiled one: nothing reads it after.
+                None => match std::mem::take(&mut request.filter).into_compiled() {
+                    Ok(filter) => FilterCheck::Compiled(filter),
+                    Err(e) => {
+                        let reason = format!("refused a filter this node does not evaluate: {e}");
+                        return Admission::Refuse(refusal(BadFilter, request, reason.into()));
+                    }
+                },
             },
         };
         if clock_off.is_none() {
@@ -362,10 +371,8 @@ impl Node {
         let mut agents = None;
         match filter {
             FilterCheck::Targeted => {}
-            FilterCheck::PlainAgents => {
-                let table = self.agents_now();
-                let names = request.filter.plain_agents().unwrap_or_default();
-                if !names.iter().all(|name| table.filter_sees(name)) {
+            FilterCheck::PlainAgents { table, served } => {
+                if !served {
                     let reason = Cow::Borrowed(NOT_SELECTED);
                     return Admission::Refuse(refusal(NotSelected, request, reason));
                 }
