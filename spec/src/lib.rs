@@ -41,6 +41,7 @@ pub mod event;
 pub mod filter;
 mod json_text;
 pub mod message;
+mod name_bytes;
 pub mod regex_dialect;
 pub mod registration;
 pub mod request_reader;

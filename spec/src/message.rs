@@ -293,10 +293,7 @@ impl Request<'_> {
         }
         if self.id.is_empty()
             || self.id.len() > 64
-            || !self
-                .id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            || !crate::name_bytes::all_of(self.id.as_bytes(), crate::name_bytes::ID)
         {
             return Err(invalid("id", "must be 1 to 64 letters, digits or dashes"));
         }

@@ -4,6 +4,7 @@
 //! `-T`) subscribes once per collective and a broker ACL can confine a client to a collective.
 //! This module only builds and checks names; it does not subscribe or publish.
 
+use crate::name_bytes;
 use sha2::{Digest, Sha256};
 
 /// The agent that broadcast discovery pings. Every node answers it; it is not in any DDL.
@@ -127,14 +128,7 @@ pub fn is_concrete_subject(subject: &str) -> bool {
     if bytes.len() > MAX_REPLY_SUBJECT_BYTES || first == b'.' || last == b'.' {
         return false;
     }
-    let mut previous = 0u8;
-    for &b in bytes {
-        if b <= b' ' || b == 0x7f || b == b'*' || b == b'>' || (b == b'.' && previous == b'.') {
-            return false;
-        }
-        previous = b;
-    }
-    true
+    name_bytes::all_of_without_empty_token(bytes, name_bytes::SUBJECT)
 }
 
 /// The one rule for where a node may send replies: a concrete subject under the calling
@@ -202,10 +196,7 @@ pub fn registration(collective: &str) -> String {
 /// allowed dots in MCollective, so [`is_valid_identity`] is the check for those.
 pub fn is_valid_token(name: &str) -> bool {
     // Bytes, not chars: a character outside ASCII fails on its first byte alike.
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !name.is_empty() && name_bytes::all_of(name.as_bytes(), name_bytes::TOKEN)
 }
 
 /// Whether `identity` is a valid node identity: `^[A-Za-z0-9_.-]+$`, as in MCollective.
@@ -216,10 +207,7 @@ pub fn is_valid_identity(identity: &str) -> bool {
     !identity.is_empty()
         && !identity.starts_with('.')
         && !identity.ends_with('.')
-        && !identity.contains("..")
-        && identity
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        && name_bytes::all_of_without_empty_token(identity.as_bytes(), name_bytes::IDENTITY)
 }
 
 #[cfg(test)]
