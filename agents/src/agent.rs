@@ -1,6 +1,7 @@
 //! The agent interface: [`Agent`], what an action sees ([`ActionContext`], [`NodeInfo`]) and
 //! what it returns ([`Outcome`]).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -137,8 +138,9 @@ pub trait EventEmitter: Send + Sync {
 pub struct Outcome {
     /// 0 for success, see [`StatusCode`].
     pub statuscode: StatusCode,
-    /// `OK` or why not.
-    pub statusmsg: String,
+    /// `OK` or why not (borrowed when it is a constant: most actions answer `OK`, and every
+    /// node of a broadcast answers at once).
+    pub statusmsg: Cow<'static, str>,
     /// The outputs.
     pub data: Map<String, Value>,
 }
@@ -148,13 +150,13 @@ impl Outcome {
     pub fn ok(data: Map<String, Value>) -> Outcome {
         Outcome {
             statuscode: StatusCode::Ok,
-            statusmsg: "OK".into(),
+            statusmsg: Cow::Borrowed("OK"),
             data,
         }
     }
 
     /// A failure with `status` and a message, and no outputs.
-    pub fn fail(status: StatusCode, message: impl Into<String>) -> Outcome {
+    pub fn fail(status: StatusCode, message: impl Into<Cow<'static, str>>) -> Outcome {
         Outcome {
             statuscode: status,
             statusmsg: message.into(),
@@ -163,12 +165,12 @@ impl Outcome {
     }
 
     /// The action ran but did not succeed (status 1).
-    pub fn aborted(message: impl Into<String>) -> Outcome {
+    pub fn aborted(message: impl Into<Cow<'static, str>>) -> Outcome {
         Outcome::fail(StatusCode::Aborted, message)
     }
 
     /// An input was unacceptable (status 4).
-    pub fn invalid(message: impl Into<String>) -> Outcome {
+    pub fn invalid(message: impl Into<Cow<'static, str>>) -> Outcome {
         Outcome::fail(StatusCode::InvalidData, message)
     }
 

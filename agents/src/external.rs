@@ -268,7 +268,7 @@ impl crate::Agent for ExternalAgent {
                 statusmsg: if reply.statusmsg.is_empty() && reply.statuscode == 0 {
                     "OK".into()
                 } else {
-                    reply.statusmsg
+                    reply.statusmsg.into()
                 },
                 data: reply.data,
             },

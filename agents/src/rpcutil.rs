@@ -230,7 +230,7 @@ mod tests {
         )
         .await;
         assert_eq!(
-            (pagemap.statuscode, pagemap.statusmsg.as_str()),
+            (pagemap.statuscode, pagemap.statusmsg.as_ref()),
             (
                 StatusCode::Aborted,
                 "fstat is not permitted to look at \"/proc/self/pagemap\" on this node"
