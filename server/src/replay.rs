@@ -174,6 +174,10 @@ impl CallerCounts {
 struct ExpiryIndex {
     /// Seconds and ids in arrival order, the seconds never decreasing.
     in_order: VecDeque<(u64, IdDigest)>,
+    /// The second of `in_order`'s last id, 0 when it is empty: kept beside the queue's own
+    /// fields, so that listing an id does not first read the queue's last entry, a line a
+    /// busy node has lost from its caches.
+    last_second: u64,
     /// Ids that expire before the last second of `in_order`, by second.
     earlier: BTreeMap<u64, Vec<IdDigest>>,
 }
@@ -183,9 +187,11 @@ impl ExpiryIndex {
     const KEPT_ROOM: usize = 64;
 
     fn add(&mut self, second: u64, key: IdDigest) {
-        match self.in_order.back() {
-            Some((last, _)) if *last > second => self.earlier.entry(second).or_default().push(key),
-            _ => self.in_order.push_back((second, key)),
+        if self.last_second > second {
+            self.earlier.entry(second).or_default().push(key);
+        } else {
+            self.in_order.push_back((second, key));
+            self.last_second = second;
         }
     }
 
@@ -219,6 +225,7 @@ impl ExpiryIndex {
         }
         let popped = self.in_order.pop_front();
         if self.in_order.is_empty() {
+            self.last_second = 0;
             // A burst's room is given back once it has been forgotten.
             self.in_order.shrink_to(Self::KEPT_ROOM);
         }
@@ -631,6 +638,26 @@ mod tests {
         assert_eq!(guard.len(), 1);
         assert_eq!(guard.ids_by_second.in_order.len(), 1);
         assert!(guard.ids_by_second.earlier.is_empty());
+    }
+
+    #[test]
+    fn the_expiry_queue_lists_by_its_last_second_and_forgets_it_when_emptied() {
+        let mut index = ExpiryIndex::default();
+        index.add(10, 1);
+        index.add(10, 2);
+        // Earlier than the queue's last second: listed by its second instead.
+        index.add(5, 3);
+        assert_eq!((index.in_order.len(), index.earlier.len()), (2, 1));
+        assert_eq!(index.pop_due(11_000), Some((5, 3)));
+        assert_eq!(index.pop_due(11_000), Some((10, 1)));
+        assert_eq!(index.pop_due(11_000), Some((10, 2)));
+        assert_eq!(index.pop_due(11_000), None);
+        // Emptied, the queue takes any second again.
+        index.add(3, 4);
+        assert_eq!((index.in_order.len(), index.earlier.len()), (1, 0));
+        index.add(7, 5);
+        assert_eq!(index.pop_due(8_000), Some((3, 4)));
+        assert_eq!(index.pop_due(8_000), Some((7, 5)));
     }
 
     #[test]
