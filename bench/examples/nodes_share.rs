@@ -27,8 +27,8 @@ use std::time::Duration;
 
 use mco_bench::measure::{with_cpu, Samples};
 use mco_bench::raw::{self, RawFleet, Work};
-use mco_bench::sim::{message_sizes, raw_caller_round, Fleet, FleetSpec};
-use mco_client::{Call, Client, DiscoveryEnd};
+use mco_bench::sim::{client_round, message_sizes, raw_caller_round, Fleet, FleetSpec};
+use mco_client::{Client, DiscoveryEnd};
 
 /// Connections each fleet spreads over (`mco-bench`'s default).
 const CONNECTIONS: usize = 4;
@@ -127,7 +127,7 @@ async fn run(
             false => None,
         };
         let through_client = match &client {
-            Some(client) => Some(client_round(client, n).await),
+            Some(client) => Some(client_round(client, n, COLLECTIVE, ROUND_TIMEOUT).await),
             None => None,
         };
         // The first round of each warms up.
@@ -214,23 +214,4 @@ async fn client(broker: &str) -> Result<Client, mco_client::ConnectError> {
         .insecure(true)
         .connect()
         .await
-}
-
-/// One broadcast through the client: discovery (not timed), then the call, timed from its
-/// publish to its last reply, as `mco-bench` times it.
-async fn client_round(client: &Client, n: usize) -> Result<Duration, String> {
-    let result = client
-        .call(Call::new("rpcutil", "ping").timeout(ROUND_TIMEOUT))
-        .await
-        .map_err(|e| format!("client broadcast to {n}: {e}"))?
-        .collect()
-        .await;
-    let s = &result.stats;
-    if s.discovered != n || s.ok != n {
-        return Err(format!(
-            "client broadcast to {n}: discovered {}, ok {}",
-            s.discovered, s.ok
-        ));
-    }
-    Ok(s.elapsed)
 }

@@ -413,6 +413,32 @@ pub async fn raw_caller_round(
     Ok(started.elapsed())
 }
 
+/// One broadcast `rpcutil ping` through `client` to the `n` nodes of its collective (named
+/// `collective` in errors): discovery (not timed), then the call, timed from its publish to
+/// its last reply ([`mco_client::Stats::elapsed`]). An error unless every node was discovered
+/// and answered OK.
+pub async fn client_round(
+    client: &mco_client::Client,
+    n: usize,
+    collective: &str,
+    timeout: Duration,
+) -> Result<Duration, String> {
+    let result = client
+        .call(mco_client::Call::new("rpcutil", "ping").timeout(timeout))
+        .await
+        .map_err(|e| format!("mco broadcast to {n} nodes ({collective}): {e}"))?
+        .collect()
+        .await;
+    let s = &result.stats;
+    if s.discovered != n || s.responded != n || s.ok != n {
+        return Err(format!(
+            "mco broadcast to {n} nodes ({collective}): discovered {}, responded {}, ok {} (forged {}, dropped {})",
+            s.discovered, s.responded, s.ok, s.forged, s.dropped
+        ));
+    }
+    Ok(s.elapsed)
+}
+
 /// The reply of node `sender` to the `rpcutil ping` with id `request_id`, as a node makes it.
 pub fn ping_reply(request_id: &str, sender: &str) -> mco_spec::Reply {
     mco_spec::Reply {

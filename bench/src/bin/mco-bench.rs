@@ -18,7 +18,7 @@ use mco_bench::keys::{derived_key, Issuer};
 use mco_bench::measure::{memory_mb, rounds_for, table, with_cpu, Figure, Samples};
 use mco_bench::raw::{self, RawFleet, Work};
 use mco_bench::sim::{
-    client_credentials, message_sizes, ping_reply, raw_caller_round, Fleet, FleetSpec,
+    client_credentials, client_round, message_sizes, ping_reply, raw_caller_round, Fleet, FleetSpec,
 };
 use mco_client::{Call, Client, Size};
 use mco_spec::message::{new_request_id, now_millis};
@@ -541,24 +541,9 @@ impl SimUnderTest {
         })
     }
 
-    /// One broadcast round through the client library: discovery (not timed), then the
-    /// call, timed from its publish to its last reply ([`mco_client::Stats::elapsed`]).
+    /// One broadcast round through the client library ([`client_round`]).
     async fn round(&self, n: usize) -> Result<Duration, String> {
-        let result = self
-            .client
-            .call(Call::new("rpcutil", "ping").timeout(ROUND_TIMEOUT))
-            .await
-            .map_err(|e| format!("mco broadcast to {n} nodes: {e}"))?
-            .collect()
-            .await;
-        let s = &result.stats;
-        if s.discovered != n || s.responded != n || s.ok != n {
-            return Err(format!(
-                "mco broadcast to {n} nodes ({}): discovered {}, responded {}, ok {} (forged {}, dropped {})",
-                self.collective, s.discovered, s.responded, s.ok, s.forged, s.dropped
-            ));
-        }
-        Ok(s.elapsed)
+        client_round(&self.client, n, &self.collective, ROUND_TIMEOUT).await
     }
 }
 
